@@ -1,0 +1,14 @@
+// Command restarter hot restarts Envoy: a drop-in replacement for Envoy's
+// restarter/hot-restarter.py. See the repository README for its signals,
+// flags and exit codes.
+package main
+
+import (
+	"os"
+
+	"github.com/envoy-restarter/restarter/restarter/supervisor"
+)
+
+func main() {
+	os.Exit(supervisor.Main(os.Args[1:], os.Stdout, os.Stderr))
+}

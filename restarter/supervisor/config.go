@@ -1,0 +1,184 @@
+package supervisor
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// Config is the restarter's command line, validated.
+type Config struct {
+	// Command is the start script as given: the child's argv[0].
+	Command string
+	// Path is Command resolved to an absolute path, checked to be an
+	// executable regular file.
+	Path string
+	// Args are passed on to Command after argv[0].
+	Args []string
+	// Dir is the children's working directory: BUILD_WORKING_DIRECTORY under
+	// `bazel run`, else the restarter's own ("" means inherit).
+	Dir string
+	// TermWait is how long children get to exit after SIGTERM before SIGKILL.
+	TermWait time.Duration
+	// LogFormat is "text" (Envoy's log format) or "json".
+	LogFormat string
+	// Subreaper makes the restarter reap orphans as PID 1 does.
+	Subreaper bool
+}
+
+// UsageError is a bad command line: the restarter prints it on one line and
+// exits with ExitUsage.
+type UsageError struct{ msg string }
+
+func (e *UsageError) Error() string { return e.msg }
+
+func usageErrorf(format string, a ...any) error {
+	return &UsageError{msg: fmt.Sprintf(format, a...)}
+}
+
+// errHelp and errVersion ask for --help and --version output.
+var (
+	errHelp    = errors.New("help requested")
+	errVersion = errors.New("version requested")
+)
+
+const usageHead = `Usage: restarter [flags] COMMAND [ARG...]
+
+Runs COMMAND (normally a start script that execs Envoy with
+--restart-epoch "$RESTART_EPOCH") as epoch 0, and hot restarts it on SIGHUP
+by starting COMMAND again with the next RESTART_EPOCH. A drop-in replacement
+for Envoy's restarter/hot-restarter.py.
+
+Flags:
+`
+
+const usageTail = `
+Signals:
+  SIGHUP           start the next epoch (ignored once shutdown began)
+  SIGUSR1          forwarded to every live child (Envoy reopens its access logs)
+  SIGTERM, SIGINT  TERM every child, wait up to --term-wait, KILL the rest, exit
+  SIGCHLD          a child exiting 0 drained (keep running); any other exit
+                   KILLs every child and exits 1; no children left: exit
+
+Exit codes:
+  0  every child exited cleanly
+  1  a child failed, was force killed, or could not be started
+  2  usage error (bad flag, missing or non-executable COMMAND)
+
+COMMAND runs without a shell, with argv[0] as given and RESTART_EPOCH=N
+added to the environment. A COMMAND without a slash is looked up in the
+working directory first (as hot-restarter.py does), then in PATH. Under
+"bazel run", a relative COMMAND and the children's working directory are
+resolved against BUILD_WORKING_DIRECTORY.
+`
+
+// ParseArgs parses the command line (without the program name) and checks
+// COMMAND. It returns a *UsageError for anything wrong with it.
+func ParseArgs(args []string, stdout io.Writer) (Config, error) {
+	cfg := Config{}
+	fs := flag.NewFlagSet("restarter", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.DurationVar(&cfg.TermWait, "term-wait", 30*time.Second, "how long children get to exit after SIGTERM before they are KILLed")
+	fs.StringVar(&cfg.LogFormat, "log-format", "text", "log format: text (Envoy's format) or json")
+	fs.BoolVar(&cfg.Subreaper, "subreaper", false, "reap orphaned descendants (PR_SET_CHILD_SUBREAPER); implied when running as PID 1")
+	help := fs.Bool("help", false, "print this help and exit")
+	fs.BoolVar(help, "h", false, "print this help and exit")
+	version := fs.Bool("version", false, "print the version and exit")
+	if err := fs.Parse(args); err != nil {
+		return cfg, usageErrorf("%v (see restarter --help)", err)
+	}
+	switch {
+	case *help:
+		printUsage(fs, stdout)
+		return cfg, errHelp
+	case *version:
+		return cfg, errVersion
+	case cfg.TermWait <= 0:
+		return cfg, usageErrorf("invalid value %q for flag -term-wait: must be positive", cfg.TermWait)
+	case cfg.LogFormat != "text" && cfg.LogFormat != "json":
+		return cfg, usageErrorf("invalid value %q for flag -log-format: must be text or json", cfg.LogFormat)
+	case fs.NArg() == 0:
+		return cfg, usageErrorf("missing COMMAND: the start script to run (see restarter --help)")
+	}
+	cfg.Command, cfg.Args = fs.Arg(0), fs.Args()[1:]
+	cfg.Dir = os.Getenv("BUILD_WORKING_DIRECTORY")
+	path, err := resolveCommand(cfg.Command, cfg.Dir)
+	if err != nil {
+		return cfg, err
+	}
+	cfg.Path = path
+	return cfg, nil
+}
+
+func printUsage(fs *flag.FlagSet, w io.Writer) {
+	fmt.Fprint(w, usageHead)
+	fs.VisitAll(func(f *flag.Flag) {
+		if f.Name == "h" {
+			return
+		}
+		name, usage := flag.UnquoteUsage(f)
+		if name != "" {
+			name = " " + name
+		}
+		def := ""
+		if f.DefValue != "" && f.DefValue != "false" {
+			def = fmt.Sprintf(" (default %s)", f.DefValue)
+		}
+		fmt.Fprintf(w, "  --%s%s\n        %s%s\n", f.Name, name, usage, def)
+	})
+	fmt.Fprint(w, usageTail)
+}
+
+// resolveCommand turns COMMAND into an absolute path of an executable
+// regular file, relative to dir (or the current directory when dir is "").
+func resolveCommand(command, dir string) (string, error) {
+	base := dir
+	if base == "" {
+		wd, err := os.Getwd()
+		if err != nil {
+			return "", usageErrorf("COMMAND %q: cannot read the working directory: %v", command, err)
+		}
+		base = wd
+	}
+	path := command
+	if !filepath.IsAbs(path) {
+		path = filepath.Join(base, path)
+	}
+	if !strings.Contains(command, "/") {
+		if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+			if found, err := exec.LookPath(command); err == nil {
+				path = found
+			}
+		}
+	}
+	info, err := os.Stat(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return "", usageErrorf("COMMAND %q: no such file", command)
+	case err != nil:
+		return "", usageErrorf("COMMAND %q: %v", command, unwrapPathError(err))
+	case info.IsDir():
+		return "", usageErrorf("COMMAND %q: is a directory", command)
+	case !info.Mode().IsRegular():
+		return "", usageErrorf("COMMAND %q: not a regular file", command)
+	}
+	if err := checkExecutable(path); err != nil {
+		return "", usageErrorf("COMMAND %q: not executable (%v)", command, err)
+	}
+	return filepath.Abs(path)
+}
+
+func unwrapPathError(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
+}

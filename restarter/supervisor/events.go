@@ -1,0 +1,101 @@
+package supervisor
+
+import (
+	"log/slog"
+	"syscall"
+	"time"
+)
+
+// Event is something that happened to the restarter: a signal, a child's
+// birth or death, a timer. The OS layer turns the world into Events; the
+// Machine turns Events into Actions.
+type Event interface{ isEvent() }
+
+// Started is the first event: the restarter is up and should start epoch 0.
+type Started struct{}
+
+// Signaled reports a signal delivered to the restarter (never SIGCHLD: child
+// exits arrive as Exited).
+type Signaled struct{ Signal syscall.Signal }
+
+// Spawned reports that epoch Epoch is running as process PID.
+type Spawned struct{ Epoch, PID int }
+
+// SpawnFailed reports that epoch Epoch could not be started (fork or exec
+// failed); Err says why, naming the path and errno.
+type SpawnFailed struct {
+	Epoch int
+	Err   string
+}
+
+// Exited reports that child PID was reaped. Signal is non-zero when it was
+// killed by a signal, otherwise Code is its exit status.
+type Exited struct {
+	PID    int
+	Code   int
+	Signal syscall.Signal
+}
+
+// TimerFired reports that a timer set by a SetTimer action expired.
+type TimerFired struct{ Timer Timer }
+
+func (Started) isEvent()     {}
+func (Signaled) isEvent()    {}
+func (Spawned) isEvent()     {}
+func (SpawnFailed) isEvent() {}
+func (Exited) isEvent()      {}
+func (TimerFired) isEvent()  {}
+
+// Action is something the Machine asks the OS layer to do, in order.
+type Action interface{ isAction() }
+
+// Spawn asks for epoch Epoch to be started; the OS layer answers with
+// Spawned or SpawnFailed before any other event.
+type Spawn struct{ Epoch int }
+
+// Kill asks for Signal to be sent to PID.
+type Kill struct {
+	PID    int
+	Signal syscall.Signal
+}
+
+// SetTimer asks for TimerFired{Timer} after After. Setting a timer again
+// replaces the earlier one.
+type SetTimer struct {
+	Timer Timer
+	After time.Duration
+}
+
+// Log asks for a log line. Msg is the operator-visible text (hot-restarter.py's
+// wording); Args are slog key/value pairs for structured output.
+type Log struct {
+	Level slog.Level
+	Msg   string
+	Args  []any
+}
+
+// Exit asks the restarter to exit with Code. It is always the last action.
+type Exit struct{ Code int }
+
+func (Spawn) isAction()    {}
+func (Kill) isAction()     {}
+func (SetTimer) isAction() {}
+func (Log) isAction()      {}
+func (Exit) isAction()     {}
+
+// Timer names the machine's timers.
+type Timer int
+
+const (
+	// TermWaitTimer bounds how long children get to exit after SIGTERM.
+	TermWaitTimer Timer = iota + 1
+	// KillWaitTimer bounds how long SIGKILLed children get to be reaped.
+	KillWaitTimer
+)
+
+// Exit codes of the restarter, documented in the README.
+const (
+	ExitClean = 0 // every child exited cleanly
+	ExitError = 1 // a child failed, a forced kill, or a failed spawn
+	ExitUsage = 2 // bad command line
+)

@@ -1,0 +1,59 @@
+package supervisor
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"sync"
+	"time"
+)
+
+// NewLogger returns the restarter's one logger, writing to w: "text" is
+// Envoy's format, "[2026-11-24 19:20:00.123][pid][info][restarter] message",
+// so log searches written for Envoy and hot-restarter.py keep working; "json"
+// is one slog JSON object per line with the message's fields.
+func NewLogger(w io.Writer, format string) *slog.Logger {
+	if format == "json" {
+		return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: slog.LevelInfo})).With("component", "restarter")
+	}
+	return slog.New(&envoyHandler{w: w, pid: os.Getpid(), mu: new(sync.Mutex)})
+}
+
+// envoyHandler formats records as Envoy does. The message already carries its
+// fields (PID=P, code=C), so attributes are left out of the text.
+type envoyHandler struct {
+	w   io.Writer
+	pid int
+	mu  *sync.Mutex
+}
+
+func (h *envoyHandler) Enabled(_ context.Context, l slog.Level) bool { return l >= slog.LevelInfo }
+
+func (h *envoyHandler) Handle(_ context.Context, r slog.Record) error {
+	t := r.Time
+	if t.IsZero() {
+		t = time.Now()
+	}
+	line := fmt.Sprintf("[%s][%d][%s][restarter] %s\n", t.Format("2006-01-02 15:04:05.000"), h.pid, envoyLevel(r.Level), r.Message)
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	_, err := io.WriteString(h.w, line) // one write per line: lines never interleave
+	return err
+}
+
+func (h *envoyHandler) WithAttrs([]slog.Attr) slog.Handler { return h }
+func (h *envoyHandler) WithGroup(string) slog.Handler      { return h }
+
+func envoyLevel(l slog.Level) string {
+	switch {
+	case l < slog.LevelInfo:
+		return "debug"
+	case l < slog.LevelWarn:
+		return "info"
+	case l < slog.LevelError:
+		return "warning"
+	}
+	return "error"
+}
