@@ -1,0 +1,133 @@
+package hotrestart
+
+import (
+	"errors"
+	"fmt"
+	"syscall"
+	"time"
+)
+
+// sendRetries is Envoy's SENDMSG_MAX_RETRIES for a refused send.
+const sendRetries = 10
+
+// Logger is the little logging hot restart needs.
+type Logger interface {
+	Info(component, format string, args ...any)
+	Warn(component, format string, args ...any)
+	Error(component, format string, args ...any)
+}
+
+// Child is this epoch talking to epoch-1. All methods are no-ops once the
+// parent is gone (epoch 0, --skip-hot-restart-on-no-parent fallback, or
+// after TerminateParent). Methods are called from one goroutine.
+type Child struct {
+	ep         *Endpoint
+	parentName string
+	terminated bool
+	retryDelay time.Duration
+	log        Logger
+}
+
+// HasParent says whether there is a parent to talk to.
+func (c *Child) HasParent() bool { return !c.terminated }
+
+// send retries ECONNREFUSED like Envoy (the parent may not be up yet) and
+// turns any other failure into a FatalError, Envoy's RELEASE_ASSERT.
+func (c *Child) send(m Message, retry bool) error {
+	var err error
+	for i := 0; i < sendRetries; i++ {
+		err = c.ep.Send(c.parentName, m, -1)
+		if err == nil {
+			return nil
+		}
+		if !retry || !errors.Is(err, syscall.ECONNREFUSED) {
+			break
+		}
+		c.log.Error("main", "hot restart sendmsg() connection refused, retrying")
+		time.Sleep(c.retryDelay)
+	}
+	var errno syscall.Errno
+	if !errors.As(err, &errno) {
+		return &FatalError{fmt.Sprintf("hot restart sendmsg() failed: %v", err)}
+	}
+	return &FatalError{fmt.Sprintf("hot restart sendmsg() failed: returned -1, errno %d", int(errno))}
+}
+
+func (c *Child) receive(want Type) (Message, int, error) {
+	m, fd, err := c.ep.Receive()
+	if err != nil {
+		return m, -1, &FatalError{fmt.Sprintf("recvmsg() failed: %v", err)}
+	}
+	if m.Type != want {
+		if fd >= 0 {
+			closeFD(fd)
+		}
+		return m, -1, fmt.Errorf("parent answered %s, want %s", m.Type, want)
+	}
+	return m, fd, nil
+}
+
+// TestConnection implements --skip-hot-restart-on-no-parent: one send
+// without retries; when refused the child carries on as if it had no parent.
+func (c *Child) TestConnection() {
+	if c.terminated {
+		return
+	}
+	if err := c.ep.Send(c.parentName, Message{Type: RequestTestConnection}, -1); err != nil {
+		c.log.Warn("main", "hot restart sendmsg() connection refused, falling back to regular restart")
+		c.terminated = true
+	}
+}
+
+// ShutdownParentAdmin asks the parent to close its admin listener (and so
+// to terminate its own parent) and returns the first epoch's start time.
+func (c *Child) ShutdownParentAdmin() (int64, error) {
+	if c.terminated {
+		return 0, nil
+	}
+	if err := c.send(Message{Type: RequestShutdownAdmin}, true); err != nil {
+		return 0, err
+	}
+	m, _, err := c.receive(ReplyShutdownAdmin)
+	if err != nil {
+		return 0, &FatalError{"Hot restart parent did not respond as expected to ShutdownParentAdmin."}
+	}
+	return m.OriginalStartTimeUnixSeconds, nil
+}
+
+// DuplicateParentListenSocket asks for the parent's listen socket bound at
+// address (or named name, when byName). It returns -1 when the parent has none.
+func (c *Child) DuplicateParentListenSocket(address, name string, byName bool) (int, error) {
+	if c.terminated {
+		return -1, nil
+	}
+	if err := c.send(Message{Type: RequestPassListenSocket, Address: address, Name: name, ByName: byName}, true); err != nil {
+		return -1, err
+	}
+	_, fd, err := c.receive(ReplyPassListenSocket)
+	if err != nil {
+		var fatal *FatalError
+		if errors.As(err, &fatal) {
+			return -1, err
+		}
+		return -1, nil
+	}
+	return fd, nil
+}
+
+// DrainParentListeners tells the parent to stop accepting and drain. No reply.
+func (c *Child) DrainParentListeners() error {
+	if c.terminated {
+		return nil
+	}
+	return c.send(Message{Type: RequestDrainListeners}, true)
+}
+
+// TerminateParent tells the parent to exit; afterwards no more messages go out.
+func (c *Child) TerminateParent() error {
+	if c.terminated {
+		return nil
+	}
+	c.terminated = true
+	return c.send(Message{Type: RequestTerminate}, true)
+}

@@ -1,0 +1,235 @@
+package hotrestart
+
+import (
+	"bytes"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// Type names a request or reply, after Envoy's HotRestartMessage oneofs.
+type Type string
+
+// The messages epochs exchange.
+const (
+	RequestShutdownAdmin    Type = "request.shutdown_admin"
+	RequestPassListenSocket Type = "request.pass_listen_socket"
+	RequestDrainListeners   Type = "request.drain_listeners"
+	RequestTerminate        Type = "request.terminate"
+	RequestTestConnection   Type = "request.test_connection"
+	ReplyShutdownAdmin      Type = "reply.shutdown_admin"
+	ReplyPassListenSocket   Type = "reply.pass_listen_socket"
+	ReplyDidntRecognize     Type = "reply.didnt_recognize_your_last_message"
+	headerSize                   = 8
+	maxMessageSize               = 4096
+)
+
+// Message is one datagram between epochs. A listen socket travels beside
+// it as SCM_RIGHTS control data, never inside it.
+type Message struct {
+	Type Type `json:"type"`
+	// Address and Name pick the listener in RequestPassListenSocket; Name
+	// is only consulted with --fake-reuse-port-zero.
+	Address string `json:"address,omitempty"`
+	Name    string `json:"name,omitempty"`
+	ByName  bool   `json:"by_name,omitempty"`
+	// OriginalStartTimeUnixSeconds answers RequestShutdownAdmin.
+	OriginalStartTimeUnixSeconds int64 `json:"original_start_time_unix_seconds,omitempty"`
+	// HasFD says a ReplyPassListenSocket carries a socket.
+	HasFD bool `json:"has_fd,omitempty"`
+}
+
+func (t Type) valid() bool {
+	switch t {
+	case RequestShutdownAdmin, RequestPassListenSocket, RequestDrainListeners, RequestTerminate,
+		RequestTestConnection, ReplyShutdownAdmin, ReplyPassListenSocket, ReplyDidntRecognize:
+		return true
+	}
+	return false
+}
+
+// IsRequest says whether t is sent by a child to its parent.
+func (t Type) IsRequest() bool { return len(t) > 8 && t[:8] == "request." }
+
+// Encode frames m as an 8-byte big-endian length followed by JSON, the
+// same shape as Envoy's length + protobuf.
+func Encode(m Message) ([]byte, error) {
+	if !m.Type.valid() {
+		return nil, fmt.Errorf("encode: unknown message type %q", m.Type)
+	}
+	body, err := json.Marshal(m)
+	if err != nil {
+		return nil, err
+	}
+	if headerSize+len(body) > maxMessageSize {
+		return nil, fmt.Errorf("encode: message of %d bytes exceeds %d", len(body), maxMessageSize)
+	}
+	b := make([]byte, headerSize, headerSize+len(body))
+	binary.BigEndian.PutUint64(b, uint64(len(body)))
+	return append(b, body...), nil
+}
+
+// Decode parses one datagram; any malformed input is an error, never a panic.
+func Decode(b []byte) (Message, error) {
+	var m Message
+	if len(b) < headerSize {
+		return m, errors.New("received a brokenly tiny message fragment")
+	}
+	n := binary.BigEndian.Uint64(b)
+	if n != uint64(len(b)-headerSize) {
+		return m, fmt.Errorf("length header says %d bytes, datagram carries %d", n, len(b)-headerSize)
+	}
+	dec := json.NewDecoder(bytes.NewReader(b[headerSize:]))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&m); err != nil {
+		return Message{}, fmt.Errorf("failed to parse a hot restart message: %w", err)
+	}
+	if dec.More() {
+		return Message{}, errors.New("failed to parse a hot restart message: trailing data")
+	}
+	if !m.Type.valid() {
+		return Message{}, fmt.Errorf("unknown message type %q", m.Type)
+	}
+	return m, nil
+}
+
+// Endpoint is one bound datagram socket: a process has a "child" one to
+// talk to its parent and a "parent" one to answer its child.
+type Endpoint struct {
+	conn *net.UnixConn
+	name string
+}
+
+// BindError is Envoy's domain socket bind failure.
+type BindError struct {
+	ScaledBaseID uint64
+	ID           uint32
+	Errno        syscall.Errno
+}
+
+func (e *BindError) Error() string {
+	return fmt.Sprintf("unable to bind domain socket with base_id=%d, id=%d, errno=%d (see --base-id option)",
+		e.ScaledBaseID, e.ID, int(e.Errno))
+}
+
+// InUse says the name is taken (EADDRINUSE), the one error on which a
+// dynamic base id is retried.
+func (e *BindError) InUse() bool { return e.Errno == syscall.EADDRINUSE }
+
+// Bind binds name. A path name is unlinked first, as Envoy does, and then
+// given mode.
+func Bind(name string, mode uint32, scaledBaseID uint64, id uint32) (*Endpoint, error) {
+	abstract := name[0] == '@'
+	if !abstract {
+		_ = os.Remove(name)
+	}
+	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: name, Net: "unixgram"})
+	if err != nil {
+		var errno syscall.Errno
+		if !errors.As(err, &errno) {
+			errno = syscall.EINVAL
+		}
+		return nil, &BindError{ScaledBaseID: scaledBaseID, ID: id, Errno: errno}
+	}
+	if !abstract {
+		if err := os.Chmod(name, os.FileMode(mode)); err != nil {
+			conn.Close()
+			return nil, fmt.Errorf("chmod %s: %w", name, err)
+		}
+	}
+	return &Endpoint{conn: conn, name: name}, nil
+}
+
+// Name is the bound name.
+func (e *Endpoint) Name() string { return e.name }
+
+// Close closes the socket and removes a path name.
+func (e *Endpoint) Close() error {
+	err := e.conn.Close()
+	if e.name[0] != '@' {
+		_ = os.Remove(e.name)
+	}
+	return err
+}
+
+// Send sends m to the socket named to, with fd as SCM_RIGHTS when fd >= 0.
+// The error wraps the errno, so callers can tell ECONNREFUSED (no one
+// bound there) from the rest.
+func (e *Endpoint) Send(to string, m Message, fd int) error {
+	m.HasFD = fd >= 0
+	b, err := Encode(m)
+	if err != nil {
+		return err
+	}
+	var oob []byte
+	if fd >= 0 {
+		oob = unix.UnixRights(fd)
+	}
+	_, _, err = e.conn.WriteMsgUnix(b, oob, &net.UnixAddr{Name: to, Net: "unixgram"})
+	return err
+}
+
+// Receive blocks for the next datagram. It returns the passed fd, or -1;
+// the caller owns the fd. Control data on a message that should not carry
+// a socket is an error (and the fds are closed).
+func (e *Endpoint) Receive() (Message, int, error) {
+	buf := make([]byte, maxMessageSize)
+	oob := make([]byte, unix.CmsgSpace(4))
+	n, oobn, flags, _, err := e.conn.ReadMsgUnix(buf, oob)
+	if err != nil {
+		return Message{}, -1, err
+	}
+	fds, cerr := parseRights(oob[:oobn])
+	if flags&(unix.MSG_TRUNC|unix.MSG_CTRUNC) != 0 {
+		closeAll(fds)
+		return Message{}, -1, fmt.Errorf("recvmsg() left msg_flags = %d", flags)
+	}
+	if cerr != nil {
+		return Message{}, -1, cerr
+	}
+	m, err := Decode(buf[:n])
+	if err != nil {
+		closeAll(fds)
+		return Message{}, -1, err
+	}
+	switch {
+	case len(fds) == 0 && !m.HasFD:
+		return m, -1, nil
+	case len(fds) == 1 && m.HasFD && m.Type == ReplyPassListenSocket:
+		return m, fds[0], nil
+	}
+	closeAll(fds)
+	return Message{}, -1, errors.New("recvmsg() came with control data when the message's purpose was not to pass a file descriptor")
+}
+
+func parseRights(oob []byte) ([]int, error) {
+	if len(oob) == 0 {
+		return nil, nil
+	}
+	msgs, err := unix.ParseSocketControlMessage(oob)
+	if err != nil {
+		return nil, err
+	}
+	var fds []int
+	for _, cm := range msgs {
+		got, err := unix.ParseUnixRights(&cm)
+		if err != nil {
+			closeAll(fds)
+			return nil, err
+		}
+		fds = append(fds, got...)
+	}
+	return fds, nil
+}
+
+func closeAll(fds []int) {
+	for _, fd := range fds {
+		_ = unix.Close(fd)
+	}
+}

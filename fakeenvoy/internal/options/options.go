@@ -1,0 +1,301 @@
+// Package options parses fakeenvoy's command line: Envoy's flags with
+// Envoy's defaults and error texts, plus fakeenvoy's own --fake-... knobs.
+package options
+
+import (
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Options is the parsed command line.
+type Options struct {
+	ConfigPath               string
+	RestartEpoch             uint32
+	BaseID                   uint32
+	UseDynamicBaseID         bool
+	BaseIDPath               string
+	DrainTime                time.Duration
+	ParentShutdownTime       time.Duration
+	DrainStrategy            string // "gradual" or "immediate"
+	DisableHotRestart        bool
+	SocketPath               string
+	SocketMode               uint32 // 0 for abstract socket paths, as in Envoy
+	Mode                     string // "serve", "validate" or "init_only"
+	ServiceCluster           string
+	ServiceNode              string
+	ServiceZone              string
+	LogPath                  string
+	LogLevel                 string
+	Concurrency              uint32
+	SkipHotRestartOnNoParent bool
+
+	// fakeenvoy's own knobs; Envoy has none of these.
+	FakeReadyDelay           time.Duration
+	FakeStatePath            string
+	FakeIgnoreSIGTERM        bool
+	FakeExecTimestampPath    string
+	FakeHotRestartRetryDelay time.Duration
+	FakeHotRestartVersion    uint64 // 0: the built-in version
+	FakeReusePortZero        bool
+
+	socketModeText         string
+	printHotRestartVersion bool
+}
+
+// ExitError ends the process before serving: Message goes to stderr as is
+// (when not empty) and the process exits with Code, as Envoy's main does for
+// MalformedArgvException (1) and NoServingException (0).
+type ExitError struct {
+	Code    int
+	Message string
+}
+
+func (e *ExitError) Error() string { return e.Message }
+
+func malformed(format string, args ...any) error {
+	return &ExitError{Code: 1, Message: fmt.Sprintf(format, args...)}
+}
+
+func parseError(flag, detail string) error {
+	return &ExitError{Code: 1, Message: fmt.Sprintf(
+		"PARSE ERROR: Argument: %s\n             %s\n\nBrief USAGE: \n   fakeenvoy  [--fake-...] [-c <string>] [--restart-epoch <uint32_t>] ...\n\nFor complete USAGE and HELP type: \n   fakeenvoy --help", flag, detail)}
+}
+
+type kind int
+
+const (
+	kString kind = iota
+	kBool
+	kUint32
+	kSeconds
+	kDuration
+	kUint64
+)
+
+type flagSpec struct {
+	kind kind
+	set  func(o *Options, v any)
+}
+
+func flags() map[string]flagSpec {
+	str := func(f func(o *Options, s string)) flagSpec {
+		return flagSpec{kString, func(o *Options, v any) { f(o, v.(string)) }}
+	}
+	boolean := func(f func(o *Options)) flagSpec {
+		return flagSpec{kBool, func(o *Options, _ any) { f(o) }}
+	}
+	u32 := func(f func(o *Options, n uint32)) flagSpec {
+		return flagSpec{kUint32, func(o *Options, v any) { f(o, v.(uint32)) }}
+	}
+	secs := func(f func(o *Options, d time.Duration)) flagSpec {
+		return flagSpec{kSeconds, func(o *Options, v any) { f(o, v.(time.Duration)) }}
+	}
+	dur := func(f func(o *Options, d time.Duration)) flagSpec {
+		return flagSpec{kDuration, func(o *Options, v any) { f(o, v.(time.Duration)) }}
+	}
+	m := map[string]flagSpec{
+		"--config-path":                   str(func(o *Options, s string) { o.ConfigPath = s }),
+		"--restart-epoch":                 u32(func(o *Options, n uint32) { o.RestartEpoch = n }),
+		"--base-id":                       u32(func(o *Options, n uint32) { o.BaseID = n }),
+		"--use-dynamic-base-id":           boolean(func(o *Options) { o.UseDynamicBaseID = true }),
+		"--base-id-path":                  str(func(o *Options, s string) { o.BaseIDPath = s }),
+		"--drain-time-s":                  secs(func(o *Options, d time.Duration) { o.DrainTime = d }),
+		"--parent-shutdown-time-s":        secs(func(o *Options, d time.Duration) { o.ParentShutdownTime = d }),
+		"--drain-strategy":                str(func(o *Options, s string) { o.DrainStrategy = s }),
+		"--disable-hot-restart":           boolean(func(o *Options) { o.DisableHotRestart = true }),
+		"--socket-path":                   str(func(o *Options, s string) { o.SocketPath = s }),
+		"--socket-mode":                   str(func(o *Options, s string) { o.socketModeText = s }),
+		"--mode":                          str(func(o *Options, s string) { o.Mode = s }),
+		"--service-cluster":               str(func(o *Options, s string) { o.ServiceCluster = s }),
+		"--service-node":                  str(func(o *Options, s string) { o.ServiceNode = s }),
+		"--service-zone":                  str(func(o *Options, s string) { o.ServiceZone = s }),
+		"--log-path":                      str(func(o *Options, s string) { o.LogPath = s }),
+		"--log-level":                     str(func(o *Options, s string) { o.LogLevel = s }),
+		"--log-format":                    str(func(*Options, string) {}),
+		"--component-log-level":           str(func(*Options, string) {}),
+		"--concurrency":                   u32(func(o *Options, n uint32) { o.Concurrency = n }),
+		"--skip-hot-restart-on-no-parent": boolean(func(o *Options) { o.SkipHotRestartOnNoParent = true }),
+		"--hot-restart-version":           boolean(func(o *Options) { o.printHotRestartVersion = true }),
+
+		"--fake-ready-delay":             dur(func(o *Options, d time.Duration) { o.FakeReadyDelay = d }),
+		"--fake-state-path":              str(func(o *Options, s string) { o.FakeStatePath = s }),
+		"--fake-ignore-sigterm":          boolean(func(o *Options) { o.FakeIgnoreSIGTERM = true }),
+		"--fake-exec-timestamp-path":     str(func(o *Options, s string) { o.FakeExecTimestampPath = s }),
+		"--fake-hot-restart-retry-delay": dur(func(o *Options, d time.Duration) { o.FakeHotRestartRetryDelay = d }),
+		"--fake-reuse-port-zero":         boolean(func(o *Options) { o.FakeReusePortZero = true }),
+		"--fake-hot-restart-version":     {kUint64, func(o *Options, v any) { o.FakeHotRestartVersion = v.(uint64) }},
+	}
+	m["-c"] = m["--config-path"]
+	m["-l"] = m["--log-level"]
+	return m
+}
+
+// Defaults returns the options Envoy uses when no flag is given.
+func Defaults() *Options {
+	return &Options{
+		DrainTime:                600 * time.Second,
+		ParentShutdownTime:       900 * time.Second,
+		DrainStrategy:            "gradual",
+		SocketPath:               "@envoy_domain_socket",
+		Mode:                     "serve",
+		LogLevel:                 "info",
+		socketModeText:           "600",
+		FakeHotRestartRetryDelay: time.Second,
+	}
+}
+
+// Parse parses args (without the program name). hotRestartVersion renders
+// the --hot-restart-version answer; its argument is whether hot restart is
+// enabled. Errors are *ExitError.
+func Parse(args []string, hotRestartVersion func(enabled bool) string) (*Options, error) {
+	o := Defaults()
+	specs := flags()
+	for i := 0; i < len(args); i++ {
+		arg := args[i]
+		switch arg {
+		case "-h", "--help":
+			return nil, &ExitError{Code: 0, Message: Usage()}
+		case "--version":
+			return nil, &ExitError{Code: 0, Message: "fakeenvoy  version: fakeenvoy/1.0.0/Clean/RELEASE/BoringSSL"}
+		}
+		name, value, hasValue := arg, "", false
+		if strings.HasPrefix(arg, "--") {
+			if k, v, ok := strings.Cut(arg, "="); ok {
+				name, value, hasValue = k, v, true
+			}
+		}
+		spec, ok := specs[name]
+		if !ok {
+			return nil, parseError(arg, "Couldn't find match for argument")
+		}
+		if spec.kind == kBool {
+			if hasValue {
+				return nil, parseError(name, "Argument does not take a value")
+			}
+			spec.set(o, nil)
+			continue
+		}
+		if !hasValue {
+			if i+1 >= len(args) {
+				return nil, parseError(name, "Missing a value for this argument!")
+			}
+			i++
+			value = args[i]
+		}
+		v, err := convert(spec.kind, value)
+		if err != nil {
+			return nil, parseError(name, fmt.Sprintf("Couldn't read argument value from string '%s'", value))
+		}
+		spec.set(o, v)
+	}
+	if err := o.check(); err != nil {
+		return nil, err
+	}
+	if o.printHotRestartVersion {
+		return nil, &ExitError{Code: 0, Message: hotRestartVersion(!o.DisableHotRestart)}
+	}
+	return o, nil
+}
+
+func convert(k kind, s string) (any, error) {
+	switch k {
+	case kUint32:
+		n, err := strconv.ParseUint(s, 10, 32)
+		return uint32(n), err
+	case kUint64:
+		return strconv.ParseUint(s, 10, 64)
+	case kSeconds:
+		return ParseSeconds(s)
+	case kDuration:
+		d, err := time.ParseDuration(s)
+		if err == nil && d < 0 {
+			err = fmt.Errorf("negative duration %q", s)
+		}
+		return d, err
+	}
+	return s, nil
+}
+
+// ParseSeconds reads a non-negative number of seconds. Envoy takes whole
+// seconds; fakeenvoy also takes fractions ("0.2") so tests run fast.
+func ParseSeconds(s string) (time.Duration, error) {
+	if s == "" || strings.ContainsAny(s, "eEnNiI+-_xX") {
+		return 0, fmt.Errorf("not a plain number of seconds: %q", s)
+	}
+	f, err := strconv.ParseFloat(s, 64)
+	if err != nil || f < 0 || f > math.MaxInt64/float64(time.Second) {
+		return 0, fmt.Errorf("not a number of seconds: %q", s)
+	}
+	return time.Duration(f * float64(time.Second)), nil
+}
+
+func (o *Options) check() error {
+	switch o.Mode {
+	case "serve", "validate", "init_only":
+	default:
+		return malformed("error: unknown mode '%s'", o.Mode)
+	}
+	if o.UseDynamicBaseID && o.RestartEpoch > 0 {
+		return malformed("error: cannot use --restart-epoch=%d with --use-dynamic-base-id", o.RestartEpoch)
+	}
+	if o.SocketPath == "" {
+		return malformed("error: --socket-path must not be empty")
+	}
+	if o.SocketPath[0] == '@' {
+		o.SocketMode = 0
+	} else {
+		m, err := strconv.ParseUint(o.socketModeText, 8, 32)
+		if err != nil {
+			return malformed("error: invalid socket-mode '%s'", o.socketModeText)
+		}
+		o.SocketMode = uint32(m)
+	}
+	if o.DrainStrategy != "gradual" && o.DrainStrategy != "immediate" {
+		// Envoy's own message prints the --mode value here (a bug); we print the strategy.
+		return malformed("error: unknown drain-strategy '%s'", o.DrainStrategy)
+	}
+	switch o.LogLevel {
+	case "trace", "debug", "info", "warning", "warn", "error", "critical", "off":
+	default:
+		return malformed("error: invalid log level specified '%s'", o.LogLevel)
+	}
+	return nil
+}
+
+// Usage is the --help text.
+func Usage() string {
+	return `USAGE: fakeenvoy [flags]
+
+Envoy's flags (same names, defaults and errors as Envoy):
+  -c, --config-path PATH            bootstrap YAML (fakeenvoy's subset)
+  --restart-epoch N                 hot restart epoch (0)
+  --base-id N                       base id for shared memory and domain sockets (0)
+  --use-dynamic-base-id             pick an unused base id (epoch 0 only)
+  --base-id-path PATH               write the base id in use to PATH
+  --drain-time-s SECONDS            drain time (600; fractions allowed)
+  --parent-shutdown-time-s SECONDS  time before the parent is terminated (900; fractions allowed)
+  --drain-strategy gradual|immediate
+  --hot-restart-version             print the hot restart version and exit
+  --disable-hot-restart             no hot restart (version "disabled")
+  --socket-path PATH                domain socket prefix (@envoy_domain_socket)
+  --socket-mode OCTAL               mode of path sockets (600)
+  --mode serve|validate|init_only
+  --service-cluster, --service-node, --service-zone NAME
+  --log-path PATH                   log here instead of stderr; reopened on SIGUSR1
+  -l, --log-level LEVEL             accepted; fakeenvoy logs at info
+  --concurrency N                   accepted and reported
+  --skip-hot-restart-on-no-parent   start like epoch 0 when the parent is gone
+
+fakeenvoy's own test knobs:
+  --fake-ready-delay DURATION       stay INITIALIZING this long before LIVE
+  --fake-state-path PATH            write a JSON state file when LIVE
+  --fake-ignore-sigterm             log and ignore SIGTERM
+  --fake-exec-timestamp-path PATH   write CLOCK_MONOTONIC ns taken first thing in main
+  --fake-hot-restart-retry-delay D  delay between refused sends to the parent (1s)
+  --fake-hot-restart-version N      pretend to be built with hot restart version N
+  --fake-reuse-port-zero            port-0 listeners inherit the parent's socket by name
+`
+}
