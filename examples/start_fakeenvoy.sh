@@ -1,0 +1,46 @@
+#!/bin/sh
+# The demo start script: `restarter examples/start_fakeenvoy.sh` runs it once
+# per epoch with RESTART_EPOCH set. It needs only Go: it builds fakeenvoy
+# from this repository (go build's cache makes later builds instant) unless
+# $FAKEENVOY names a binary. Every setting can be overridden from the
+# environment:
+#   FAKEENVOY                  fakeenvoy binary (default: build one)
+#   FAKEENVOY_CACHE_DIR        where the built binary and base id live
+#                              (default: ${XDG_CACHE_HOME:-$HOME/.cache}/envoy-restarter)
+#   FAKEENVOY_CONFIG           bootstrap (default: examples/fakeenvoy.yaml)
+#   FAKEENVOY_BASE_ID_PATH     base id file (default: $FAKEENVOY_CACHE_DIR/fakeenvoy.base-id)
+#   ENVOY_BASE_ID              base id for epochs > 0 (default: read the file)
+#   DRAIN_TIME_S               --drain-time-s (default 2)
+#   PARENT_SHUTDOWN_TIME_S     --parent-shutdown-time-s (default 3)
+#   FAKEENVOY_EXTRA_ARGS       more flags, split on spaces
+set -eu
+
+: "${RESTART_EPOCH:?RESTART_EPOCH is not set: run this script under the restarter}"
+
+here=$(cd "$(dirname "$0")" && pwd)
+repo=$(cd "$here/.." && pwd)
+cache_dir=${FAKEENVOY_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/envoy-restarter}
+mkdir -p "$cache_dir"
+
+if [ -z "${FAKEENVOY:-}" ]; then
+	FAKEENVOY=$cache_dir/fakeenvoy
+	(cd "$repo" && go build -o "$FAKEENVOY" ./fakeenvoy)
+fi
+
+config=${FAKEENVOY_CONFIG:-$here/fakeenvoy.yaml}
+base_id_path=${FAKEENVOY_BASE_ID_PATH:-$cache_dir/fakeenvoy.base-id}
+
+if [ "$RESTART_EPOCH" -eq 0 ]; then
+	set -- --use-dynamic-base-id --base-id-path "$base_id_path"
+else
+	base_id=${ENVOY_BASE_ID:-$(cat "$base_id_path")}
+	set -- --base-id "$base_id"
+fi
+
+# shellcheck disable=SC2086 # FAKEENVOY_EXTRA_ARGS is split on purpose.
+exec "$FAKEENVOY" \
+	--restart-epoch "$RESTART_EPOCH" \
+	--config-path "$config" \
+	--drain-time-s "${DRAIN_TIME_S:-2}" \
+	--parent-shutdown-time-s "${PARENT_SHUTDOWN_TIME_S:-3}" \
+	"$@" ${FAKEENVOY_EXTRA_ARGS:-}

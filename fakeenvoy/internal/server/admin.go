@@ -1,0 +1,140 @@
+package server
+
+import (
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+)
+
+// admin serves the subset of Envoy's admin endpoints fakeenvoy offers.
+type admin struct {
+	ln   net.Listener
+	http *http.Server
+}
+
+func (s *Server) startAdmin(ln net.Listener) {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/ready", s.handleReady)
+	mux.HandleFunc("/server_info", s.handleServerInfo)
+	mux.HandleFunc("/hot_restart_version", func(w http.ResponseWriter, _ *http.Request) {
+		fmt.Fprint(w, s.hotRestartVersion())
+	})
+	mux.HandleFunc("/listeners", s.handleListeners)
+	mux.HandleFunc("/stats", s.handleStats)
+	mux.HandleFunc("/quitquitquit", s.handleQuit)
+	s.admin = &admin{ln: ln, http: &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}}
+	go func() { _ = s.admin.http.Serve(ln) }()
+}
+
+func (s *Server) handleReady(w http.ResponseWriter, _ *http.Request) {
+	st := s.stateName()
+	w.Header().Set("content-type", "text/plain")
+	if st != "LIVE" {
+		w.WriteHeader(http.StatusServiceUnavailable)
+	}
+	fmt.Fprintln(w, st)
+}
+
+func seconds(d time.Duration) string {
+	return strings.TrimSuffix(fmt.Sprintf("%.3f", d.Seconds()), ".000") + "s"
+}
+
+func (s *Server) handleServerInfo(w http.ResponseWriter, _ *http.Request) {
+	o := s.opts
+	mode := map[string]string{"serve": "Serve", "validate": "Validate", "init_only": "InitOnly"}[o.Mode]
+	info := map[string]any{
+		"version":              "fakeenvoy/1.0.0/Clean/RELEASE/BoringSSL",
+		"state":                s.stateName(),
+		"hot_restart_version":  s.hotRestartVersion(),
+		"uptime_current_epoch": seconds(time.Since(s.startTime).Truncate(time.Second)),
+		"uptime_all_epochs":    fmt.Sprintf("%ds", time.Now().Unix()-s.originalStart),
+		"pid":                  os.Getpid(),
+		"node": map[string]any{
+			"id": o.ServiceNode, "cluster": o.ServiceCluster,
+			"locality": map[string]string{"zone": o.ServiceZone},
+		},
+		"command_line_options": map[string]any{
+			"base_id":                       s.baseID,
+			"use_dynamic_base_id":           o.UseDynamicBaseID,
+			"base_id_path":                  o.BaseIDPath,
+			"skip_hot_restart_on_no_parent": o.SkipHotRestartOnNoParent,
+			"concurrency":                   o.Concurrency,
+			"config_path":                   o.ConfigPath,
+			"log_level":                     o.LogLevel,
+			"log_path":                      o.LogPath,
+			"service_cluster":               o.ServiceCluster,
+			"service_node":                  o.ServiceNode,
+			"service_zone":                  o.ServiceZone,
+			"drain_time":                    seconds(o.DrainTime),
+			"drain_strategy":                map[string]string{"gradual": "Gradual", "immediate": "Immediate"}[o.DrainStrategy],
+			"parent_shutdown_time":          seconds(o.ParentShutdownTime),
+			"mode":                          mode,
+			"disable_hot_restart":           o.DisableHotRestart,
+			"restart_epoch":                 o.RestartEpoch,
+			"socket_path":                   o.SocketPath,
+			"socket_mode":                   o.SocketMode,
+		},
+	}
+	w.Header().Set("content-type", "application/json")
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", " ")
+	_ = enc.Encode(info)
+}
+
+func (s *Server) handleListeners(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Query().Get("format") == "json" {
+		type sockAddr struct {
+			Address   string `json:"address"`
+			PortValue int    `json:"port_value"`
+		}
+		type status struct {
+			Name         string `json:"name"`
+			LocalAddress struct {
+				SocketAddress sockAddr `json:"socket_address"`
+			} `json:"local_address"`
+		}
+		var out struct {
+			ListenerStatuses []status `json:"listener_statuses"`
+		}
+		for _, l := range s.listeners {
+			st := status{Name: l.cfg.Name}
+			if a, ok := l.ln.Addr().(*net.TCPAddr); ok {
+				st.LocalAddress.SocketAddress = sockAddr{Address: a.IP.String(), PortValue: a.Port}
+			}
+			out.ListenerStatuses = append(out.ListenerStatuses, st)
+		}
+		w.Header().Set("content-type", "application/json")
+		_ = json.NewEncoder(w).Encode(out)
+		return
+	}
+	w.Header().Set("content-type", "text/plain")
+	for _, l := range s.listeners {
+		fmt.Fprintf(w, "%s::%s\n", l.cfg.Name, l.address())
+	}
+}
+
+func (s *Server) handleStats(w http.ResponseWriter, _ *http.Request) {
+	state := map[string]int{"LIVE": 0, "DRAINING": 1, "PRE_INITIALIZING": 2, "INITIALIZING": 3}[s.stateName()]
+	live := 0
+	if state == 0 {
+		live = 1
+	}
+	w.Header().Set("content-type", "text/plain")
+	fmt.Fprintf(w, "server.hot_restart_epoch: %d\nserver.hot_restart_generation: %d\nserver.live: %d\nserver.state: %d\n",
+		s.opts.RestartEpoch, s.opts.RestartEpoch+1, live, state)
+}
+
+func (s *Server) handleQuit(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost {
+		w.Header().Set("content-type", "text/plain")
+		w.WriteHeader(http.StatusMethodNotAllowed)
+		fmt.Fprintln(w, "This endpoint requires POST.")
+		return
+	}
+	fmt.Fprintln(w, "OK")
+	s.quitOnce.Do(func() { close(s.quit) })
+}
