@@ -17,7 +17,10 @@ import (
 type Config struct {
 	// Command is the start script as given: the child's argv[0].
 	Command string
-	// Path is Command resolved to an absolute path, checked to be an
+	// Path is what is executed: Command itself when it holds a slash (so a
+	// script's $0 is what the operator typed; the children's working directory
+	// is the one it is relative to), else Command found in the working
+	// directory or PATH, as an absolute path. It was checked to be an
 	// executable regular file.
 	Path string
 	// Args are passed on to Command after argv[0].
@@ -114,6 +117,9 @@ func ParseArgs(args []string, stdout io.Writer) (Config, error) {
 		return cfg, err
 	}
 	cfg.Path = path
+	if strings.Contains(cfg.Command, "/") {
+		cfg.Path = cfg.Command
+	}
 	return cfg, nil
 }
 

@@ -1,0 +1,396 @@
+// Package proctest runs real processes in tests: it builds the project's
+// binaries, starts processes in their own process group, records their output
+// line by line, waits for lines, files and exits with deadlines (never a
+// fixed sleep), and kills and reaps the whole group when the test ends, even
+// when it fails.
+package proctest
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// Timeout bounds every wait in a scenario unless the test gives its own.
+const Timeout = 20 * time.Second
+
+var (
+	buildMu    sync.Mutex
+	buildCache = map[string]string{}
+	buildDir   string
+)
+
+// Binary returns the path of one of the project's commands, "restarter" or
+// "fakeenvoy". Under Bazel the path comes from the environment variable
+// RESTARTER_BIN / FAKEENVOY_BIN (a runfiles path); otherwise the command is
+// built once per test binary with `go build`.
+func Binary(t testing.TB, name string) string {
+	t.Helper()
+	env := strings.ToUpper(name) + "_BIN"
+	if p := os.Getenv(env); p != "" {
+		path, err := runfile(p)
+		if err != nil {
+			t.Fatalf("%s=%s: %v", env, p, err)
+		}
+		return path
+	}
+	buildMu.Lock()
+	defer buildMu.Unlock()
+	if p, ok := buildCache[name]; ok {
+		return p
+	}
+	if buildDir == "" {
+		dir, err := os.MkdirTemp("", "proctest-bin-")
+		if err != nil {
+			t.Fatalf("temp dir for binaries: %v", err)
+		}
+		buildDir = dir
+	}
+	out := filepath.Join(buildDir, name)
+	cmd := exec.Command("go", "build", "-o", out, "github.com/envoy-restarter/restarter/"+name)
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build %s: %v\n%s", name, err, b)
+	}
+	buildCache[name] = out
+	return out
+}
+
+// Cleanup removes the binaries Binary built; call it from TestMain after the
+// tests ran.
+func Cleanup() {
+	if buildDir != "" {
+		os.RemoveAll(buildDir)
+	}
+}
+
+// runfile resolves a Bazel runfiles path (as $(rlocationpath ...) gives) to a
+// file path; an absolute or existing path is returned as it is.
+func runfile(p string) (string, error) {
+	if filepath.IsAbs(p) {
+		return p, nil
+	}
+	if _, err := os.Stat(p); err == nil {
+		return filepath.Abs(p)
+	}
+	for _, root := range []string{os.Getenv("RUNFILES_DIR"), os.Getenv("TEST_SRCDIR")} {
+		if root == "" {
+			continue
+		}
+		if cand := filepath.Join(root, p); fileExists(cand) {
+			return cand, nil
+		}
+	}
+	if mf := os.Getenv("RUNFILES_MANIFEST_FILE"); mf != "" {
+		if b, err := os.ReadFile(mf); err == nil {
+			for _, line := range strings.Split(string(b), "\n") {
+				if k, v, ok := strings.Cut(line, " "); ok && k == p {
+					return v, nil
+				}
+			}
+		}
+	}
+	return "", errors.New("not found in runfiles")
+}
+
+func fileExists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
+}
+
+// Proc is a running process whose stdout and stderr are recorded.
+type Proc struct {
+	t    testing.TB
+	Cmd  *exec.Cmd
+	name string
+
+	mu      sync.Mutex
+	lines   []string
+	changed chan struct{} // closed and replaced whenever a line arrives or the process exits
+	done    bool          // the process exited
+	eof     bool          // every writer of its output (children too) closed it
+	status  syscall.WaitStatus
+}
+
+// Options tune Start.
+type Options struct {
+	Dir string   // working directory; the test's temp dir when empty
+	Env []string // added to the test's environment
+}
+
+// Start starts path with args in its own process group, with Pdeathsig so it
+// dies with the test. When the test ends, the whole group is KILLed and the
+// process reaped; if the test failed, its output is printed.
+func Start(t testing.TB, opts Options, path string, args ...string) *Proc {
+	t.Helper()
+	cmd := exec.Command(path, args...)
+	cmd.Dir = opts.Dir
+	if cmd.Dir == "" {
+		cmd.Dir = t.TempDir()
+	}
+	cmd.Env = append(os.Environ(), opts.Env...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stdout, cmd.Stderr = pw, pw
+	p := &Proc{t: t, Cmd: cmd, name: filepath.Base(path), changed: make(chan struct{})}
+	if err := cmd.Start(); err != nil {
+		pr.Close()
+		pw.Close()
+		t.Fatalf("start %s: %v", path, err)
+	}
+	pw.Close()
+	go p.read(pr)
+	go func() {
+		cmd.Wait()
+		p.mu.Lock()
+		p.done = true
+		if cmd.ProcessState != nil {
+			p.status = cmd.ProcessState.Sys().(syscall.WaitStatus)
+		}
+		p.notifyLocked()
+		p.mu.Unlock()
+	}()
+	t.Cleanup(func() {
+		pgid := cmd.Process.Pid
+		syscall.Kill(-pgid, syscall.SIGKILL)
+		p.waitDone(10 * time.Second)
+		if t.Failed() {
+			t.Logf("output of %s (pid %d):\n%s", p.name, pgid, p.Output())
+		}
+	})
+	return p
+}
+
+func (p *Proc) read(r io.ReadCloser) {
+	defer r.Close()
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64*1024), 1024*1024)
+	for sc.Scan() {
+		p.mu.Lock()
+		p.lines = append(p.lines, sc.Text())
+		p.notifyLocked()
+		p.mu.Unlock()
+	}
+	p.mu.Lock()
+	p.eof = true
+	p.notifyLocked()
+	p.mu.Unlock()
+}
+
+func (p *Proc) notifyLocked() {
+	close(p.changed)
+	p.changed = make(chan struct{})
+}
+
+// PID returns the process id (and process group id) of the process.
+func (p *Proc) PID() int { return p.Cmd.Process.Pid }
+
+// Signal sends sig to the process (not its group).
+func (p *Proc) Signal(sig syscall.Signal) {
+	p.t.Helper()
+	if err := syscall.Kill(p.PID(), sig); err != nil {
+		p.t.Fatalf("signal %v to %s: %v", sig, p.name, err)
+	}
+}
+
+// Output returns everything the process printed so far.
+func (p *Proc) Output() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return strings.Join(p.lines, "\n")
+}
+
+// Lines returns the lines printed so far that match re.
+func (p *Proc) Lines(re string) []string {
+	rx := regexp.MustCompile(re)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var out []string
+	for _, l := range p.lines {
+		if rx.MatchString(l) {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+// WaitLine waits until the process has printed n lines matching re (ever, not
+// only new ones) and returns the submatches of the n-th. It fails the test
+// on timeout or when the process exits first.
+func (p *Proc) WaitLine(re string, n int, timeout time.Duration) []string {
+	p.t.Helper()
+	rx := regexp.MustCompile(re)
+	deadline := time.After(timeout)
+	for {
+		p.mu.Lock()
+		seen := 0
+		for _, l := range p.lines {
+			if m := rx.FindStringSubmatch(l); m != nil {
+				if seen++; seen == n {
+					p.mu.Unlock()
+					return m
+				}
+			}
+		}
+		eof, changed := p.eof, p.changed
+		p.mu.Unlock()
+		if eof {
+			p.t.Fatalf("%s exited before printing %d line(s) matching %q", p.name, n, re)
+		}
+		select {
+		case <-changed:
+		case <-deadline:
+			p.t.Fatalf("timed out after %v waiting for %d line(s) of %s matching %q", timeout, n, p.name, re)
+		}
+	}
+}
+
+// WaitPID waits for a line matching re whose first submatch is a pid, and
+// returns it.
+func (p *Proc) WaitPID(re string, n int, timeout time.Duration) int {
+	p.t.Helper()
+	m := p.WaitLine(re, n, timeout)
+	pid, err := strconv.Atoi(m[1])
+	if err != nil {
+		p.t.Fatalf("line matching %q: %q is not a pid", re, m[1])
+	}
+	return pid
+}
+
+// waitDone waits for the process to exit and then, briefly, for the rest of
+// its output (a grandchild may hold the pipe open longer).
+func (p *Proc) waitDone(timeout time.Duration) bool {
+	if !p.waitState(timeout, func() bool { return p.done }) {
+		return false
+	}
+	p.waitState(2*time.Second, func() bool { return p.eof })
+	return true
+}
+
+func (p *Proc) waitState(timeout time.Duration, cond func() bool) bool {
+	deadline := time.After(timeout)
+	for {
+		p.mu.Lock()
+		ok, changed := cond(), p.changed
+		p.mu.Unlock()
+		if ok {
+			return true
+		}
+		select {
+		case <-changed:
+		case <-deadline:
+			return false
+		}
+	}
+}
+
+// Exit is how a process ended.
+type Exit struct {
+	Code   int            // exit status when it exited
+	Signal syscall.Signal // non-zero when it was killed by a signal
+}
+
+func (e Exit) String() string {
+	if e.Signal != 0 {
+		return fmt.Sprintf("killed by %v", e.Signal)
+	}
+	return fmt.Sprintf("exit %d", e.Code)
+}
+
+// Wait waits for the process to exit and returns how it ended.
+func (p *Proc) Wait(timeout time.Duration) Exit {
+	p.t.Helper()
+	if !p.waitDone(timeout) {
+		p.t.Fatalf("%s did not exit within %v", p.name, timeout)
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.status.Signaled() {
+		return Exit{Signal: p.status.Signal()}
+	}
+	return Exit{Code: p.status.ExitStatus()}
+}
+
+// WaitFor polls cond until it is true or timeout passes, failing the test
+// then with what. It is for conditions no event announces (a process
+// disappearing from /proc); the poll interval is short and bounded by the
+// deadline, not a synchronisation sleep.
+func WaitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// Alive reports whether pid names a process that has not terminated (a
+// zombie counts as terminated).
+func Alive(pid int) bool {
+	state, _, ok := procStat(pid)
+	return ok && state != 'Z' && state != 'X'
+}
+
+// Children returns the pids of pid's children and how many are zombies.
+func Children(pid int) (pids []int, zombies int) {
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		cpid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		state, ppid, ok := procStat(cpid)
+		if ok && ppid == pid {
+			pids = append(pids, cpid)
+			if state == 'Z' {
+				zombies++
+			}
+		}
+	}
+	return pids, zombies
+}
+
+// procStat reads a process's state letter and parent pid from /proc.
+func procStat(pid int) (state byte, ppid int, ok bool) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, 0, false
+	}
+	// The command name is in parentheses and may hold spaces: parse after it.
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 || i+2 >= len(b) {
+		return 0, 0, false
+	}
+	fields := strings.Fields(string(b[i+2:]))
+	if len(fields) < 2 {
+		return 0, 0, false
+	}
+	ppid, _ = strconv.Atoi(fields[1])
+	return fields[0][0], ppid, true
+}
+
+// Script writes an executable shell script into dir and returns its path.
+func Script(t testing.TB, dir, name, body string) string {
+	t.Helper()
+	path := filepath.Join(dir, name)
+	if err := os.WriteFile(path, []byte("#!/bin/sh\n"+body), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
