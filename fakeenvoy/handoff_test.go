@@ -1,0 +1,165 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// load sends requests with unique x-request-id headers on fresh
+// connections until stopped, recording every failure and every epoch seen.
+type load struct {
+	url      string
+	next     atomic.Int64
+	ok       atomic.Int64
+	mu       sync.Mutex
+	failures []string
+	epochs   map[string]int
+	stop     chan struct{}
+	wg       sync.WaitGroup
+}
+
+func startLoad(t *testing.T, addr string, workers int) *load {
+	l := &load{url: "http://" + addr + "/", epochs: map[string]int{}, stop: make(chan struct{})}
+	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 10 * time.Second}
+	for i := 0; i < workers; i++ {
+		l.wg.Add(1)
+		go func() {
+			defer l.wg.Done()
+			for {
+				select {
+				case <-l.stop:
+					return
+				default:
+				}
+				id := fmt.Sprintf("req-%d", l.next.Add(1))
+				req, _ := http.NewRequest(http.MethodGet, l.url, nil)
+				req.Header.Set("x-request-id", id)
+				resp, err := client.Do(req)
+				if err == nil {
+					_, err = io.ReadAll(resp.Body)
+					resp.Body.Close()
+				}
+				l.mu.Lock()
+				if err != nil {
+					l.failures = append(l.failures, id+": "+err.Error())
+				} else {
+					l.epochs[resp.Header.Get("x-fakeenvoy-epoch")]++
+					l.ok.Add(1)
+				}
+				l.mu.Unlock()
+			}
+		}()
+	}
+	t.Cleanup(l.finish)
+	return l
+}
+
+func (l *load) finish() {
+	select {
+	case <-l.stop:
+	default:
+		close(l.stop)
+	}
+	l.wg.Wait()
+}
+
+func (l *load) seen(epoch string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.epochs[epoch] > 0
+}
+
+// Given epoch 0 serving under concurrent load, when epoch 1 hot restarts
+// it, then no request is refused or reset, epoch 0 drains and exits 0,
+// every request is logged exactly once, and after epoch 1 exits nothing
+// of the sandbox is left behind.
+func TestHandOffUnderLoadLosesNothing(t *testing.T) {
+	sb := newSandbox(t)
+	e0 := sb.start(0, "-c", sb.config("e0.yaml", 0), "--fake-state-path", sb.path("state.json"))
+	st0 := readState(t, sb.path("state.json"), 0)
+	_, port, err := net.SplitHostPort(st0.Listeners["web"])
+	require.NoError(t, err)
+	p, _ := strconv.Atoi(port)
+
+	l := startLoad(t, st0.Listeners["web"], 8)
+	waitFor(t, "load on epoch 0", func() bool { return l.ok.Load() > 50 })
+
+	e1 := sb.start(1, "-c", sb.config("e1.yaml", p), "--fake-state-path", sb.path("state.json"),
+		"--drain-time-s", "0.2", "--parent-shutdown-time-s", "0.5")
+	e1.waitLog("listener 'web' on " + st0.Listeners["web"] + " (from parent)")
+	e0.waitLog("shutting down admin due to child startup")
+	e0.waitLog("closing and draining listeners")
+	assert.Equal(t, 0, e0.exit(), "the drained parent exits 0")
+	assert.Contains(t, e0.stderr.String(), "shutting down due to child request")
+	waitFor(t, "load served by epoch 1", func() bool { return l.seen("1") })
+	before := l.ok.Load()
+	waitFor(t, "more load on epoch 1", func() bool { return l.ok.Load() > before+50 })
+	l.finish()
+
+	assert.Empty(t, l.failures, "refused or reset requests during the hand-off")
+	assert.True(t, l.seen("0"))
+	st1 := readState(t, sb.path("state.json"), 1)
+	assert.Equal(t, st0.Listeners["web"], st1.Listeners["web"], "the same socket, the same address")
+
+	e1.signal(syscall.SIGTERM)
+	assert.Equal(t, 0, e1.exit())
+	assertAccessLogOnce(t, []string{sb.path("access.log")}, l.ok.Load())
+	assert.Empty(t, sb.leftovers(), "sockets or shared memory left after the last epoch")
+}
+
+// assertAccessLogOnce checks that the files together hold exactly one line
+// per successful request.
+func assertAccessLogOnce(t *testing.T, paths []string, want int64) {
+	t.Helper()
+	seen := map[string]int{}
+	for _, p := range paths {
+		b, err := os.ReadFile(p)
+		require.NoError(t, err)
+		for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+			f := strings.Split(line, `"`)
+			require.GreaterOrEqual(t, len(f), 8, "access log line %q", line)
+			seen[f[7]]++
+		}
+	}
+	for id, n := range seen {
+		if n != 1 {
+			t.Errorf("request %s logged %d times", id, n)
+		}
+	}
+	assert.Equal(t, int(want), len(seen), "access log lines")
+}
+
+// Given epochs 0 and 1 alive (1 LIVE, 0 still draining), when epoch 2
+// starts, then epoch 1 terminates epoch 0 at once: never more than three.
+func TestThirdEpochTerminatesTheOldest(t *testing.T) {
+	sb := newSandbox(t)
+	cfg := sb.config("c.yaml", 0)
+	e0 := sb.start(0, "-c", cfg)
+	e0.waitLog("starting main dispatch loop")
+	e1 := sb.start(1, "-c", cfg, "--parent-shutdown-time-s", "600")
+	e0.waitLog("closing and draining listeners")
+	require.True(t, e0.alive())
+	e2 := sb.start(2, "-c", cfg, "--parent-shutdown-time-s", "600")
+	e1.waitLog("terminating parent process")
+	assert.Equal(t, 0, e0.exit())
+	assert.Contains(t, e0.stderr.String(), "shutting down due to child request")
+	e2.waitLog("all dependencies initialized. starting workers")
+	assert.True(t, e1.alive(), "epoch 1 drains until its parent shutdown time")
+	e2.signal(syscall.SIGTERM)
+	assert.Equal(t, 0, e2.exit())
+	assert.Equal(t, 0, e1.exit(), "a shutting-down epoch terminates its parent, as Envoy does")
+	assert.Empty(t, sb.leftovers())
+}
