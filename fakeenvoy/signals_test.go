@@ -1,0 +1,179 @@
+package main
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func get(t *testing.T, url string) (int, string) {
+	t.Helper()
+	return do(t, http.MethodGet, url, "")
+}
+
+func do(t *testing.T, method, url, requestID string) (int, string) {
+	t.Helper()
+	req, err := http.NewRequest(method, url, nil)
+	require.NoError(t, err)
+	if requestID != "" {
+		req.Header.Set("x-request-id", requestID)
+	}
+	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	resp, err := client.Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	return resp.StatusCode, string(b)
+}
+
+// SIGHUP is eaten, SIGTERM exits 0 and cleans up.
+func TestSIGHUPIsEatenAndSIGTERMExitsCleanly(t *testing.T) {
+	sb := newSandbox(t)
+	e0 := sb.start(0, "-c", sb.config("c.yaml", 0))
+	e0.waitLog("starting main dispatch loop")
+	e0.signal(syscall.SIGHUP)
+	e0.waitLog("caught and eating SIGHUP. See documentation for how to hot restart.")
+	assert.True(t, e0.alive())
+	e0.signal(syscall.SIGTERM)
+	assert.Equal(t, 0, e0.exit())
+	assert.Contains(t, e0.stderr.String(), "caught SIGTERM")
+	assert.True(t, strings.HasSuffix(e0.stderr.String(), "exiting\n"))
+	assert.Empty(t, sb.leftovers())
+}
+
+// --fake-ignore-sigterm makes a process that outlives SIGTERM; SIGINT still works.
+func TestFakeIgnoreSIGTERM(t *testing.T) {
+	sb := newSandbox(t)
+	e0 := sb.start(0, "-c", sb.config("c.yaml", 0), "--fake-ignore-sigterm")
+	e0.waitLog("starting main dispatch loop")
+	e0.signal(syscall.SIGTERM)
+	e0.waitLog("ignoring SIGTERM (--fake-ignore-sigterm)")
+	assert.True(t, e0.alive())
+	e0.signal(syscall.SIGINT)
+	assert.Equal(t, 0, e0.exit())
+	assert.Contains(t, e0.stderr.String(), "caught SIGINT")
+}
+
+// Given a running epoch logging to files, when the access log and the log
+// are moved and SIGUSR1 arrives, then both are reopened and no access log
+// line is lost or duplicated across the two files.
+func TestSIGUSR1ReopensLogsWithoutLosingLines(t *testing.T) {
+	sb := newSandbox(t)
+	logPath := sb.path("envoy.log")
+	e0 := sb.start(0, "-c", sb.config("c.yaml", 0), "--log-path", logPath, "--fake-state-path", sb.path("s.json"))
+	st := readState(t, sb.path("s.json"), 0)
+	url := "http://" + st.Listeners["web"] + "/"
+
+	l := startLoad(t, st.Listeners["web"], 4)
+	waitFor(t, "load", func() bool { return l.ok.Load() > 30 })
+	require.NoError(t, os.Rename(sb.path("access.log"), sb.path("access.log.1")))
+	require.NoError(t, os.Rename(logPath, logPath+".1"))
+	e0.signal(syscall.SIGUSR1)
+	// The message goes to the old file, then the files are reopened.
+	waitFor(t, "the reopened logs", func() bool {
+		_, errLog := os.Stat(logPath)
+		_, errAccess := os.Stat(sb.path("access.log"))
+		return errLog == nil && errAccess == nil
+	})
+	before := l.ok.Load()
+	waitFor(t, "load after reopen", func() bool { return l.ok.Load() > before+30 })
+	l.finish()
+	assert.Empty(t, l.failures)
+	code, _ := do(t, http.MethodGet, url, "last")
+	assert.Equal(t, 200, code)
+
+	e0.signal(syscall.SIGTERM)
+	assert.Equal(t, 0, e0.exit())
+	assertAccessLogOnce(t, []string{sb.path("access.log.1"), sb.path("access.log")}, l.ok.Load()+1)
+	old, err := os.ReadFile(logPath + ".1")
+	require.NoError(t, err)
+	assert.Contains(t, string(old), "caught SIGUSR1. Reopening access logs.")
+	current, err := os.ReadFile(logPath)
+	require.NoError(t, err)
+	assert.Contains(t, string(current), "exiting")
+}
+
+// The admin endpoints answer as Envoy's do, and /quitquitquit exits 0.
+func TestAdminEndpoints(t *testing.T) {
+	sb := newSandbox(t)
+	e0 := sb.start(0, "-c", sb.config("c.yaml", 0), "--fake-state-path", sb.path("s.json"),
+		"--fake-exec-timestamp-path", sb.path("exec-ts"), "--service-cluster", "demo")
+	st := readState(t, sb.path("s.json"), 0)
+	admin := "http://" + st.AdminAddress
+
+	code, body := get(t, admin+"/ready")
+	assert.Equal(t, 200, code)
+	assert.Equal(t, "LIVE\n", body)
+	_, body = get(t, admin+"/hot_restart_version")
+	assert.Equal(t, "11.32", body)
+	_, body = get(t, admin+"/listeners")
+	assert.Equal(t, "web::"+st.Listeners["web"]+"\n", body)
+
+	_, body = get(t, admin+"/server_info")
+	var info struct {
+		State              string `json:"state"`
+		HotRestartVersion  string `json:"hot_restart_version"`
+		PID                int    `json:"pid"`
+		CommandLineOptions struct {
+			RestartEpoch   uint32 `json:"restart_epoch"`
+			BaseID         uint32 `json:"base_id"`
+			ServiceCluster string `json:"service_cluster"`
+		} `json:"command_line_options"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(body), &info))
+	assert.Equal(t, "LIVE", info.State)
+	assert.Equal(t, st.PID, info.PID)
+	assert.Equal(t, sb.baseID, info.CommandLineOptions.BaseID)
+	assert.Equal(t, "demo", info.CommandLineOptions.ServiceCluster)
+
+	code, body = do(t, http.MethodGet, "http://"+st.Listeners["web"]+"/x", "id-1")
+	assert.Equal(t, 200, code)
+	assert.Equal(t, "hello\nfakeenvoy epoch=0 pid="+strconv.Itoa(st.PID)+"\n", body)
+
+	ts, err := os.ReadFile(sb.path("exec-ts"))
+	require.NoError(t, err)
+	_, err = strconv.ParseInt(string(ts), 10, 64)
+	assert.NoError(t, err)
+
+	code, _ = get(t, admin+"/quitquitquit")
+	assert.Equal(t, http.StatusMethodNotAllowed, code)
+	code, _ = do(t, http.MethodPost, admin+"/quitquitquit", "")
+	assert.Equal(t, 200, code)
+	assert.Equal(t, 0, e0.exit())
+	assert.Empty(t, sb.leftovers())
+}
+
+// With --socket-path the domain sockets are files under that path (mode
+// from --socket-mode) and are removed on a clean exit.
+func TestPathSocketsAreRemovedOnExit(t *testing.T) {
+	sb := newSandbox(t)
+	prefix := filepath.Join(sb.dir, "hr")
+	cfg := sb.config("c.yaml", 0)
+	e0 := sb.start(0, "-c", cfg, "--socket-path", prefix, "--socket-mode", "640")
+	e0.waitLog("starting main dispatch loop")
+	child := prefix + "_child_" + strconv.FormatUint(uint64(sb.baseID)*10, 10)
+	fi, err := os.Stat(child)
+	require.NoError(t, err)
+	assert.Equal(t, os.FileMode(0o640), fi.Mode().Perm())
+
+	e1 := sb.start(1, "-c", cfg, "--socket-path", prefix, "--parent-shutdown-time-s", "0.1")
+	assert.Equal(t, 0, e0.exit())
+	e1.waitLog("all dependencies initialized. starting workers")
+	e1.signal(syscall.SIGTERM)
+	assert.Equal(t, 0, e1.exit())
+	matches, err := filepath.Glob(prefix + "_*")
+	require.NoError(t, err)
+	assert.Empty(t, matches)
+	assert.Empty(t, sb.leftovers())
+}
