@@ -1,0 +1,228 @@
+package hotrestart
+
+import (
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"syscall"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
+)
+
+func TestNamesFollowEnvoy(t *testing.T) {
+	assert.Equal(t, "@envoy_domain_socket_parent_0", SocketName("@envoy_domain_socket", "parent", 0, 0))
+	assert.Equal(t, "@envoy_domain_socket_child_52", SocketName("@envoy_domain_socket", "child", 5, 2))
+	assert.Equal(t, "@envoy_domain_socket_child_50", SocketName("@envoy_domain_socket", "child", 5, 3), "ids wrap at three epochs")
+	assert.Equal(t, "/tmp/hr_parent_71", SocketName("/tmp/hr", "parent", 7, 4))
+	assert.Equal(t, "/envoy_shared_memory_0", SharedMemoryName(0))
+	assert.Equal(t, "/envoy_shared_memory_42949672950", SharedMemoryName(1<<32-1), "no overflow")
+	assert.Equal(t, "11.32", VersionString(11))
+}
+
+func TestEncodeDecodeRoundTrip(t *testing.T) {
+	for _, m := range []Message{
+		{Type: RequestShutdownAdmin},
+		{Type: RequestPassListenSocket, Address: "127.0.0.1:10000", Name: "web", ByName: true},
+		{Type: ReplyShutdownAdmin, OriginalStartTimeUnixSeconds: 1700000000},
+		{Type: ReplyPassListenSocket, HasFD: true},
+	} {
+		b, err := Encode(m)
+		require.NoError(t, err)
+		got, err := Decode(b)
+		require.NoError(t, err)
+		assert.Equal(t, m, got)
+	}
+}
+
+func TestDecodeRejects(t *testing.T) {
+	good, err := Encode(Message{Type: RequestTerminate})
+	require.NoError(t, err)
+	for name, b := range map[string][]byte{
+		"tiny":          good[:5],
+		"short body":    good[:len(good)-1],
+		"long body":     append(append([]byte{}, good...), ' '),
+		"unknown type":  frame(`{"type":"request.explode"}`),
+		"unknown field": frame(`{"type":"request.terminate","x":1}`),
+		"trailing":      frame(`{"type":"request.terminate"}{}`),
+		"not json":      frame(`nope`),
+	} {
+		_, err := Decode(b)
+		assert.Error(t, err, name)
+	}
+	_, err = Encode(Message{Type: "bogus"})
+	assert.Error(t, err)
+}
+
+func frame(body string) []byte {
+	b := make([]byte, 8, 8+len(body))
+	b[7] = byte(len(body))
+	return append(b, body...)
+}
+
+// FuzzDecode: the decoder never panics and whatever it accepts re-encodes
+// to something it accepts again.
+func FuzzDecode(f *testing.F) {
+	for _, m := range []Message{{Type: RequestShutdownAdmin}, {Type: RequestPassListenSocket, Address: "127.0.0.1:1"}, {Type: ReplyPassListenSocket, HasFD: true}} {
+		b, _ := Encode(m)
+		f.Add(b)
+	}
+	f.Add(frame(`{"type":"reply.shutdown_admin","original_start_time_unix_seconds":-1}`))
+	f.Add([]byte{0, 0, 0, 0, 0, 0, 0, 0})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		m, err := Decode(b)
+		if err != nil {
+			return
+		}
+		again, err := Encode(m)
+		if err != nil {
+			t.Fatalf("accepted %q but cannot re-encode: %v", b, err)
+		}
+		if _, err := Decode(again); err != nil {
+			t.Fatalf("re-encoded %q does not decode: %v", again, err)
+		}
+	})
+}
+
+func testSocketPath(t *testing.T) string {
+	return fmt.Sprintf("@fakeenvoy_test_%d_%d", os.Getpid(), rand.Uint64())
+}
+
+// A listen socket passed over the wire is the same socket: a connection
+// made to it is accepted from the received descriptor.
+func TestSendPassesTheSameSocket(t *testing.T) {
+	path := testSocketPath(t)
+	a, err := Bind(path+"_a", 0, 0, 0)
+	require.NoError(t, err)
+	defer a.Close()
+	b, err := Bind(path+"_b", 0, 0, 0)
+	require.NoError(t, err)
+	defer b.Close()
+
+	lfd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	require.NoError(t, err)
+	defer unix.Close(lfd)
+	require.NoError(t, unix.Bind(lfd, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}))
+	require.NoError(t, unix.Listen(lfd, 8))
+	sa, err := unix.Getsockname(lfd)
+	require.NoError(t, err)
+
+	require.NoError(t, a.Send(b.Name(), Message{Type: ReplyPassListenSocket}, lfd))
+	m, fd, err := b.Receive()
+	require.NoError(t, err)
+	defer unix.Close(fd)
+	assert.True(t, m.HasFD)
+	got, err := unix.Getsockname(fd)
+	require.NoError(t, err)
+	assert.Equal(t, sa, got)
+}
+
+func TestUnexpectedFDIsRejected(t *testing.T) {
+	path := testSocketPath(t)
+	a, err := Bind(path+"_a", 0, 0, 0)
+	require.NoError(t, err)
+	defer a.Close()
+	b, err := Bind(path+"_b", 0, 0, 0)
+	require.NoError(t, err)
+	defer b.Close()
+	r, w, err := os.Pipe()
+	require.NoError(t, err)
+	defer r.Close()
+	defer w.Close()
+	require.NoError(t, a.Send(b.Name(), Message{Type: RequestTerminate}, int(r.Fd())))
+	_, fd, err := b.Receive()
+	assert.Error(t, err)
+	assert.Equal(t, -1, fd)
+}
+
+func TestSendToNobodyIsRefused(t *testing.T) {
+	a, err := Bind(testSocketPath(t), 0, 0, 0)
+	require.NoError(t, err)
+	defer a.Close()
+	err = a.Send(testSocketPath(t), Message{Type: RequestTerminate}, -1)
+	assert.True(t, errors.Is(err, syscall.ECONNREFUSED), "%v", err)
+}
+
+func TestBindInUse(t *testing.T) {
+	name := testSocketPath(t)
+	a, err := Bind(name, 0, 50, 2)
+	require.NoError(t, err)
+	defer a.Close()
+	_, err = Bind(name, 0, 50, 2)
+	var bindErr *BindError
+	require.ErrorAs(t, err, &bindErr)
+	assert.True(t, bindErr.InUse())
+	assert.Equal(t, "unable to bind domain socket with base_id=50, id=2, errno=98 (see --base-id option)", err.Error())
+}
+
+func TestPathSocketModeAndRemoval(t *testing.T) {
+	name := filepath.Join(t.TempDir(), "s")
+	a, err := Bind(name, 0o600, 0, 0)
+	require.NoError(t, err)
+	fi, err := os.Stat(name)
+	require.NoError(t, err)
+	assert.Equal(t, os.FileMode(0o600), fi.Mode().Perm())
+	require.NoError(t, a.Close())
+	_, err = os.Stat(name)
+	assert.True(t, os.IsNotExist(err))
+}
+
+func TestSharedMemoryLifecycle(t *testing.T) {
+	base := 270_000_000 + rand.Uint32N(1_000_000)
+	t.Cleanup(func() { _ = unix.Unlink(shmPath(SharedMemoryName(base))) })
+
+	_, err := AttachSharedMemory(base, 1, Version)
+	var fatal *FatalError
+	require.ErrorAs(t, err, &fatal, "epoch 1 without a region")
+	assert.Contains(t, err.Error(), "cannot open shared memory region /envoy_shared_memory_")
+
+	s0, err := AttachSharedMemory(base, 0, Version)
+	require.NoError(t, err)
+	assert.True(t, s0.Initializing())
+	_, err = AttachSharedMemory(base, 1, Version)
+	assert.ErrorIs(t, err, ErrStillInitializing)
+	s0.ClearInitializing()
+
+	_, err = AttachSharedMemory(base, 1, Version+1)
+	require.ErrorAs(t, err, &fatal)
+	assert.Contains(t, err.Error(), "Hot restart version mismatch!")
+
+	s1, err := AttachSharedMemory(base, 1, Version)
+	require.NoError(t, err)
+	s1.ClearInitializing()
+	s0.Detach()
+	assert.True(t, RegionExists(base), "epoch 1 still attached")
+	s1.Detach()
+	assert.False(t, RegionExists(base), "the last one out removes the region")
+}
+
+func TestOpenDynamicSkipsTakenIDs(t *testing.T) {
+	path := testSocketPath(t)
+	taken := 260_000_000 + rand.Uint32N(1_000_000)
+	first, err := Open(Settings{BaseID: taken, SocketPath: path, Version: Version}, nopLogger{})
+	require.NoError(t, err)
+	defer first.Close()
+
+	ids := []uint32{taken, taken, taken + 1}
+	h, err := OpenDynamic(Settings{SocketPath: path, Version: Version}, nopLogger{}, func() uint32 {
+		id := ids[0]
+		ids = ids[1:]
+		return id
+	})
+	require.NoError(t, err)
+	defer h.Close()
+	assert.Equal(t, taken+1, h.BaseID)
+
+	_, err = OpenDynamic(Settings{SocketPath: path, Version: Version}, nopLogger{}, func() uint32 { return taken })
+	assert.ErrorIs(t, err, ErrNoDynamicBaseID)
+}
+
+type nopLogger struct{}
+
+func (nopLogger) Info(string, string, ...any)  {}
+func (nopLogger) Warn(string, string, ...any)  {}
+func (nopLogger) Error(string, string, ...any) {}

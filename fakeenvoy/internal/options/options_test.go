@@ -1,0 +1,95 @@
+package options
+
+import (
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func version(enabled bool) string {
+	if enabled {
+		return "11.32"
+	}
+	return "disabled"
+}
+
+func TestDefaultsAreEnvoys(t *testing.T) {
+	o, err := Parse(nil, version)
+	require.NoError(t, err)
+	want := &Options{
+		DrainTime: 600 * time.Second, ParentShutdownTime: 900 * time.Second, DrainStrategy: "gradual",
+		SocketPath: "@envoy_domain_socket", SocketMode: 0, Mode: "serve", LogLevel: "info",
+		FakeHotRestartRetryDelay: time.Second,
+	}
+	assert.Empty(t, cmp.Diff(want, o, cmpopts.IgnoreUnexported(Options{})))
+}
+
+func TestParseAcceptsEnvoysSpellings(t *testing.T) {
+	o, err := Parse([]string{
+		"-c", "/etc/envoy.yaml", "--restart-epoch", "3", "--base-id=7", "--drain-time-s", "0.2",
+		"--parent-shutdown-time-s=1.5", "--socket-path", "/tmp/hr", "--socket-mode", "644",
+		"--drain-strategy", "immediate", "--mode", "init_only", "--skip-hot-restart-on-no-parent",
+		"--fake-ready-delay", "250ms", "--fake-ignore-sigterm", "--service-node", "n1",
+	}, version)
+	require.NoError(t, err)
+	assert.Equal(t, "/etc/envoy.yaml", o.ConfigPath)
+	assert.Equal(t, uint32(3), o.RestartEpoch)
+	assert.Equal(t, uint32(7), o.BaseID)
+	assert.Equal(t, 200*time.Millisecond, o.DrainTime)
+	assert.Equal(t, 1500*time.Millisecond, o.ParentShutdownTime)
+	assert.Equal(t, uint32(0o644), o.SocketMode)
+	assert.Equal(t, "immediate", o.DrainStrategy)
+	assert.Equal(t, "init_only", o.Mode)
+	assert.True(t, o.SkipHotRestartOnNoParent)
+	assert.Equal(t, 250*time.Millisecond, o.FakeReadyDelay)
+	assert.True(t, o.FakeIgnoreSIGTERM)
+	assert.Equal(t, "n1", o.ServiceNode)
+}
+
+func TestParseErrors(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		code int
+		msg  string
+	}{
+		{[]string{"--use-dynamic-base-id", "--restart-epoch", "1"}, 1, "error: cannot use --restart-epoch=1 with --use-dynamic-base-id"},
+		{[]string{"--mode", "bogus"}, 1, "error: unknown mode 'bogus'"},
+		{[]string{"--drain-strategy", "slow"}, 1, "error: unknown drain-strategy 'slow'"},
+		{[]string{"--socket-path", "/tmp/x", "--socket-mode", "9"}, 1, "error: invalid socket-mode '9'"},
+		{[]string{"--restart-epoch", "x"}, 1, "PARSE ERROR: Argument: --restart-epoch\n             Couldn't read argument value from string 'x'"},
+		{[]string{"--drain-time-s", "-1"}, 1, "PARSE ERROR: Argument: --drain-time-s"},
+		{[]string{"--base-id"}, 1, "PARSE ERROR: Argument: --base-id\n             Missing a value"},
+		{[]string{"--bogus"}, 1, "PARSE ERROR: Argument: --bogus\n             Couldn't find match for argument"},
+		{[]string{"--hot-restart-version"}, 0, "11.32"},
+		{[]string{"--hot-restart-version", "--disable-hot-restart"}, 0, "disabled"},
+	} {
+		_, err := Parse(tc.args, version)
+		var exit *ExitError
+		require.True(t, errors.As(err, &exit), "%v: %v", tc.args, err)
+		assert.Equal(t, tc.code, exit.Code, "%v", tc.args)
+		assert.Contains(t, exit.Message, tc.msg, "%v", tc.args)
+	}
+}
+
+func TestDynamicBaseIDAtEpochZeroIsFine(t *testing.T) {
+	o, err := Parse([]string{"--use-dynamic-base-id", "--restart-epoch", "0", "--base-id-path", "/tmp/b"}, version)
+	require.NoError(t, err)
+	assert.True(t, o.UseDynamicBaseID)
+}
+
+func TestParseSeconds(t *testing.T) {
+	for in, want := range map[string]time.Duration{"0": 0, "600": 600 * time.Second, "0.2": 200 * time.Millisecond, "1.": time.Second} {
+		got, err := ParseSeconds(in)
+		require.NoError(t, err, in)
+		assert.Equal(t, want, got, in)
+	}
+	for _, in := range []string{"", "-1", "1e3", "NaN", "Inf", "0x10", "1s", "+1"} {
+		_, err := ParseSeconds(in)
+		assert.Error(t, err, in)
+	}
+}
