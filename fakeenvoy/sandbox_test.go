@@ -231,7 +231,7 @@ func (sb *sandbox) leftovers() []string {
 	if err != nil {
 		sb.t.Fatal(err)
 	}
-	prefix := fmt.Sprintf("@envoy_domain_socket_")
+	prefix := "@envoy_domain_socket_"
 	for _, line := range strings.Split(string(b), "\n") {
 		f := strings.Fields(line)
 		if len(f) < 8 || !strings.HasPrefix(f[7], prefix) {
