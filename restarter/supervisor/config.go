@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -34,7 +35,35 @@ type Config struct {
 	LogFormat string
 	// Subreaper makes the restarter reap orphans as PID 1 does.
 	Subreaper bool
+
+	// Check is the pre-restart check's argv (--check, --check-arg), empty for none.
+	Check []string
+	// CheckTimeout bounds one run of the check.
+	CheckTimeout time.Duration
+	// ReadyURL is polled until it answers 200 (--ready-url).
+	ReadyURL string
+	// ReadyCmd is run until it exits 0 (--ready-cmd, --ready-cmd-arg).
+	ReadyCmd []string
+	// ReadyTimeout bounds how long a new epoch gets to become ready.
+	ReadyTimeout time.Duration
+	// BaseIDPath is where epoch 0 writes its base id; later epochs get it as
+	// ENVOY_BASE_ID.
+	BaseIDPath string
+	// ControlSocket is the unix socket `restarter status` and `restarter
+	// reload` talk to, "" for none.
+	ControlSocket string
+	// PIDFile is written with the restarter's pid, "" for none.
+	PIDFile string
 }
+
+// readiness reports whether new epochs are probed for readiness.
+func (c Config) readiness() bool { return c.ReadyURL != "" || len(c.ReadyCmd) > 0 }
+
+// stringList is a repeatable string flag.
+type stringList []string
+
+func (l *stringList) String() string     { return strings.Join(*l, " ") }
+func (l *stringList) Set(v string) error { *l = append(*l, v); return nil }
 
 // UsageError is a bad command line: the restarter prints it on one line and
 // exits with ExitUsage.
@@ -91,6 +120,17 @@ func ParseArgs(args []string, stdout io.Writer) (Config, error) {
 	fs.DurationVar(&cfg.TermWait, "term-wait", 30*time.Second, "how long children get to exit after SIGTERM before they are KILLed")
 	fs.StringVar(&cfg.LogFormat, "log-format", "text", "log format: text (Envoy's format) or json")
 	fs.BoolVar(&cfg.Subreaper, "subreaper", false, "reap orphaned descendants (PR_SET_CHILD_SUBREAPER); implied when running as PID 1")
+	var check, checkArgs, readyCmd, readyCmdArgs stringList
+	fs.Var(&check, "check", "pre-restart `command`, run before every hot restart with the new RESTART_EPOCH; non-zero refuses the restart (the running epochs keep serving)")
+	fs.Var(&checkArgs, "check-arg", "an `argument` for --check (repeatable, in order)")
+	fs.DurationVar(&cfg.CheckTimeout, "check-timeout", 60*time.Second, "how long one run of --check may take")
+	fs.StringVar(&cfg.ReadyURL, "ready-url", "", "readiness probe: a new epoch is ready when this `URL` answers 200 (Envoy's admin /ready; with /server_info, also its state and epoch must match)")
+	fs.Var(&readyCmd, "ready-cmd", "readiness probe: a new epoch is ready when this `command` exits 0 (run every 100ms with RESTART_EPOCH and ENVOY_PID)")
+	fs.Var(&readyCmdArgs, "ready-cmd-arg", "an `argument` for --ready-cmd (repeatable, in order)")
+	fs.DurationVar(&cfg.ReadyTimeout, "ready-timeout", 60*time.Second, "how long a new epoch gets to become ready before it counts as failed")
+	fs.StringVar(&cfg.BaseIDPath, "base-id-path", "", "the `file` epoch 0 writes its base id to (Envoy's --base-id-path); later epochs get it as ENVOY_BASE_ID")
+	fs.StringVar(&cfg.ControlSocket, "control-socket", "", "serve `restarter status` and `restarter reload` on this unix socket `path` (mode 0600)")
+	fs.StringVar(&cfg.PIDFile, "pid-file", "", "write the restarter's pid to this `file` (atomically; removed at exit)")
 	help := fs.Bool("help", false, "print this help and exit")
 	fs.BoolVar(help, "h", false, "print this help and exit")
 	version := fs.Bool("version", false, "print the version and exit")
@@ -107,8 +147,27 @@ func ParseArgs(args []string, stdout io.Writer) (Config, error) {
 		return cfg, usageErrorf("invalid value %q for flag -term-wait: must be positive", cfg.TermWait)
 	case cfg.LogFormat != "text" && cfg.LogFormat != "json":
 		return cfg, usageErrorf("invalid value %q for flag -log-format: must be text or json", cfg.LogFormat)
+	case len(check) > 1:
+		return cfg, usageErrorf("flag -check given %d times: give the command once and its arguments with -check-arg", len(check))
+	case len(checkArgs) > 0 && len(check) == 0:
+		return cfg, usageErrorf("flag -check-arg needs -check")
+	case len(readyCmd) > 1:
+		return cfg, usageErrorf("flag -ready-cmd given %d times: give the command once and its arguments with -ready-cmd-arg", len(readyCmd))
+	case len(readyCmdArgs) > 0 && len(readyCmd) == 0:
+		return cfg, usageErrorf("flag -ready-cmd-arg needs -ready-cmd")
+	case cfg.ReadyURL != "" && len(readyCmd) > 0:
+		return cfg, usageErrorf("flags -ready-url and -ready-cmd exclude each other")
+	case cfg.CheckTimeout <= 0:
+		return cfg, usageErrorf("invalid value %q for flag -check-timeout: must be positive", cfg.CheckTimeout)
+	case cfg.ReadyTimeout <= 0:
+		return cfg, usageErrorf("invalid value %q for flag -ready-timeout: must be positive", cfg.ReadyTimeout)
 	case fs.NArg() == 0:
 		return cfg, usageErrorf("missing COMMAND: the start script to run (see restarter --help)")
+	}
+	if cfg.ReadyURL != "" {
+		if u, err := url.Parse(cfg.ReadyURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return cfg, usageErrorf("invalid value %q for flag -ready-url: must be an http:// or https:// URL", cfg.ReadyURL)
+		}
 	}
 	cfg.Command, cfg.Args = fs.Arg(0), fs.Args()[1:]
 	cfg.Dir = os.Getenv("BUILD_WORKING_DIRECTORY")
@@ -120,7 +179,36 @@ func ParseArgs(args []string, stdout io.Writer) (Config, error) {
 	if strings.Contains(cfg.Command, "/") {
 		cfg.Path = cfg.Command
 	}
+	if len(check) > 0 {
+		if cfg.Check, err = resolveHelper("check", check[0], checkArgs, cfg.Dir); err != nil {
+			return cfg, err
+		}
+	}
+	if len(readyCmd) > 0 {
+		if cfg.ReadyCmd, err = resolveHelper("ready-cmd", readyCmd[0], readyCmdArgs, cfg.Dir); err != nil {
+			return cfg, err
+		}
+	}
+	for _, p := range []*string{&cfg.BaseIDPath, &cfg.ControlSocket, &cfg.PIDFile} {
+		if *p != "" && !filepath.IsAbs(*p) && cfg.Dir != "" {
+			*p = filepath.Join(cfg.Dir, *p)
+		}
+	}
 	return cfg, nil
+}
+
+// resolveHelper checks the command of --check or --ready-cmd as COMMAND is
+// checked, and returns its argv with the command as an absolute path.
+func resolveHelper(flagName, command string, args []string, dir string) ([]string, error) {
+	path, err := resolveCommand(command, dir)
+	if err != nil {
+		var usage *UsageError
+		if errors.As(err, &usage) {
+			return nil, usageErrorf("flag -%s: %s", flagName, strings.TrimPrefix(usage.msg, "COMMAND "))
+		}
+		return nil, err
+	}
+	return append([]string{path}, args...), nil
 }
 
 func printUsage(fs *flag.FlagSet, w io.Writer) {

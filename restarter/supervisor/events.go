@@ -39,12 +39,31 @@ type Exited struct {
 // TimerFired reports that a timer set by a SetTimer action expired.
 type TimerFired struct{ Timer Timer }
 
-func (Started) isEvent()     {}
-func (Signaled) isEvent()    {}
-func (Spawned) isEvent()     {}
-func (SpawnFailed) isEvent() {}
-func (Exited) isEvent()      {}
-func (TimerFired) isEvent()  {}
+// CheckFinished reports the outcome of a RunCheck: Err is empty when the hot
+// restart to Epoch may go ahead, else it says why not; Output is what the
+// check printed.
+type CheckFinished struct {
+	Epoch  int
+	Err    string
+	Output string
+}
+
+// Ready reports that epoch Epoch passed its readiness probe.
+type Ready struct{ Epoch int }
+
+// ReloadRequested is a hot restart asked for through the control socket;
+// ID is answered by one ReloadResult action.
+type ReloadRequested struct{ ID int }
+
+func (Started) isEvent()         {}
+func (Signaled) isEvent()        {}
+func (Spawned) isEvent()         {}
+func (SpawnFailed) isEvent()     {}
+func (Exited) isEvent()          {}
+func (TimerFired) isEvent()      {}
+func (CheckFinished) isEvent()   {}
+func (Ready) isEvent()           {}
+func (ReloadRequested) isEvent() {}
 
 // Action is something the Machine asks the OS layer to do, in order.
 type Action interface{ isAction() }
@@ -77,11 +96,39 @@ type Log struct {
 // Exit asks the restarter to exit with Code. It is always the last action.
 type Exit struct{ Code int }
 
-func (Spawn) isAction()    {}
-func (Kill) isAction()     {}
-func (SetTimer) isAction() {}
-func (Log) isAction()      {}
-func (Exit) isAction()     {}
+// RunCheck asks for the pre-restart check of epoch Epoch (reading the base
+// id, running --check); the OS layer answers with CheckFinished.
+type RunCheck struct{ Epoch int }
+
+// WatchReady asks for epoch Epoch (process PID) to be probed until it is
+// ready; the OS layer answers with Ready, at most once.
+type WatchReady struct{ Epoch, PID int }
+
+// Notify asks for a message to the service manager (sd_notify): READY=1,
+// RELOADING=1 (with MONOTONIC_USEC) or STOPPING=1, and STATUS=Status.
+type Notify struct {
+	Ready, Reloading, Stopping bool
+	Status                     string
+}
+
+// ReloadResult answers ReloadRequested ID with the outcome of the hot
+// restart it started or joined.
+type ReloadResult struct {
+	ID     int
+	OK     bool
+	Epoch  int
+	Reason string
+}
+
+func (Spawn) isAction()        {}
+func (Kill) isAction()         {}
+func (SetTimer) isAction()     {}
+func (Log) isAction()          {}
+func (Exit) isAction()         {}
+func (RunCheck) isAction()     {}
+func (WatchReady) isAction()   {}
+func (Notify) isAction()       {}
+func (ReloadResult) isAction() {}
 
 // Timer names the machine's timers.
 type Timer int
@@ -91,6 +138,8 @@ const (
 	TermWaitTimer Timer = iota + 1
 	// KillWaitTimer bounds how long SIGKILLed children get to be reaped.
 	KillWaitTimer
+	// ReadyTimeoutTimer bounds how long a new epoch gets to become ready.
+	ReadyTimeoutTimer
 )
 
 // Exit codes of the restarter, documented in the README.

@@ -3,6 +3,7 @@ package supervisor
 import (
 	"fmt"
 	"log/slog"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -11,6 +12,24 @@ import (
 // reaped before it gives up on them and exits anyway (a process stuck in
 // uninterruptible sleep must not hang the process manager).
 const KillWait = 5 * time.Second
+
+// Policy is what the Machine is configured to do beyond hot-restarter.py's
+// behaviour. Its zero value (plus TermWait) is that behaviour exactly.
+type Policy struct {
+	// TermWait is how long children get to exit after SIGTERM.
+	TermWait time.Duration
+	// Check runs a pre-restart check (RunCheck) before every hot restart.
+	Check bool
+	// Readiness probes each new epoch (WatchReady); a restart lasts until the
+	// epoch is ready, and SIGHUPs meanwhile are coalesced into one restart.
+	Readiness bool
+	// ReadyTimeout bounds how long a new epoch gets to become ready.
+	ReadyTimeout time.Duration
+	// Notify emits Notify actions for the service manager.
+	Notify bool
+	// Clock stamps the status; nil means time.Now.
+	Clock func() time.Time
+}
 
 type phase int
 
@@ -21,27 +40,50 @@ const (
 	exited                   // Exit emitted; every later event is ignored
 )
 
+var phaseNames = [...]string{"running", "terminating", "killing", "exited"}
+
 // child is one live epoch.
 type child struct {
 	pid, epoch int
+	started    time.Time
+	ready      bool
 }
 
-// Machine is the restarter's state machine: it holds every child and the
-// shutdown phase, and turns each Event into the Actions to perform. It does
-// no I/O, so it is driven by the OS layer in production and by table tests.
-// It is not safe for concurrent use: one goroutine owns it.
+// restart is a hot restart in progress: from the pre-restart check (or the
+// spawn) until the new epoch is ready.
+type restart struct {
+	epoch    int
+	checking bool   // waiting for CheckFinished; else for Spawned or Ready
+	pid      int    // the new epoch's pid once spawned
+	failure  string // why it is being failed, once decided (readiness timeout)
+	waiters  []int  // reload requests answered with its outcome
+}
+
+// Machine is the restarter's state machine: it holds every child, the hot
+// restart in progress and the shutdown phase, and turns each Event into the
+// Actions to perform. It does no I/O, so it is driven by the OS layer in
+// production and by table tests. It is not safe for concurrent use: one
+// goroutine owns it.
 type Machine struct {
-	termWait  time.Duration
+	policy    Policy
 	phase     phase
 	children  []child // live children, oldest epoch first
 	nextEpoch int
 	code      int // exit code once the phase is killing
+
+	restart        *restart // nil when no hot restart is in progress
+	pending        bool     // a SIGHUP or reload came during the restart: one more follows it
+	pendingWaiters []int
+	last           *RestartStatus
+	counters       Counters
 }
 
-// NewMachine returns a Machine that gives children termWait to exit after
-// SIGTERM before it kills them.
-func NewMachine(termWait time.Duration) *Machine {
-	return &Machine{termWait: termWait}
+// NewMachine returns a Machine following p.
+func NewMachine(p Policy) *Machine {
+	if p.Clock == nil {
+		p.Clock = time.Now
+	}
+	return &Machine{policy: p}
 }
 
 // PIDs returns the pids of the live children, oldest epoch first: the ones
@@ -61,39 +103,179 @@ func (m *Machine) Handle(ev Event) []Action {
 	}
 	switch ev := ev.(type) {
 	case Started:
-		return m.spawnNext()
+		return m.beginRestart(nil)
 	case Spawned:
-		m.children = append(m.children, child{pid: ev.PID, epoch: ev.Epoch})
-		return []Action{info(fmt.Sprintf("forked new child process with PID=%d", ev.PID), "pid", ev.PID, "epoch", ev.Epoch)}
+		return m.spawned(ev)
 	case SpawnFailed:
-		return append([]Action{logf(slog.LevelError, "epoch %d: %s", ev.Epoch, ev.Err)}, m.abort()...)
+		acts := []Action{logf(slog.LevelError, "epoch %d: %s", ev.Epoch, ev.Err)}
+		acts = append(acts, m.finishRestart(false, "epoch could not be started: "+ev.Err)...)
+		return append(acts, m.abort()...)
 	case Exited:
 		return m.exited(ev)
 	case Signaled:
 		return m.signaled(ev.Signal)
 	case TimerFired:
 		return m.timerFired(ev.Timer)
+	case CheckFinished:
+		return m.checkFinished(ev)
+	case Ready:
+		return m.ready(ev.Epoch)
+	case ReloadRequested:
+		m.counters.Reloads++
+		if m.phase != running {
+			return []Action{ReloadResult{ID: ev.ID, Reason: "shutdown in progress"}}
+		}
+		return m.requestRestart("reload request", ev.ID)
 	}
 	panic(fmt.Sprintf("supervisor: unknown event %T", ev))
 }
 
-func (m *Machine) spawnNext() []Action {
-	epoch := m.nextEpoch
+// requestRestart starts a hot restart, or folds the request into the one
+// that follows the restart in progress. waiter < 0 means nobody waits.
+func (m *Machine) requestRestart(what string, waiter int) []Action {
+	var waiters []int
+	if waiter >= 0 {
+		waiters = []int{waiter}
+	}
+	if r := m.restart; r != nil {
+		m.pending = true
+		m.pendingWaiters = append(m.pendingWaiters, waiters...)
+		return []Action{info(fmt.Sprintf("hot restart to epoch %d in progress; %s queued for after it", r.epoch, what))}
+	}
+	return m.beginRestart(waiters)
+}
+
+// beginRestart starts epoch nextEpoch: through the pre-restart check when
+// one is configured (never for epoch 0), else at once.
+func (m *Machine) beginRestart(waiters []int) []Action {
+	r := &restart{epoch: m.nextEpoch, waiters: waiters}
+	m.restart = r
+	var acts []Action
+	if r.epoch > 0 {
+		m.counters.Restarts++
+		acts = append(acts, m.notify(Notify{Reloading: true, Status: fmt.Sprintf("hot restart to epoch %d", r.epoch)})...)
+		if m.policy.Check {
+			r.checking = true
+			return append(acts, info(fmt.Sprintf("checking before hot restart to epoch %d", r.epoch), "epoch", r.epoch), RunCheck{Epoch: r.epoch})
+		}
+	}
+	return append(acts, m.spawn(r)...)
+}
+
+func (m *Machine) spawn(r *restart) []Action {
+	r.checking = false
 	m.nextEpoch++
 	return []Action{
-		info(fmt.Sprintf("forking and execing new child process at epoch %d", epoch), "epoch", epoch),
-		Spawn{Epoch: epoch},
+		info(fmt.Sprintf("forking and execing new child process at epoch %d", r.epoch), "epoch", r.epoch),
+		Spawn{Epoch: r.epoch},
 	}
+}
+
+func (m *Machine) spawned(ev Spawned) []Action {
+	m.children = append(m.children, child{pid: ev.PID, epoch: ev.Epoch, started: m.policy.Clock(), ready: !m.policy.Readiness})
+	acts := []Action{info(fmt.Sprintf("forked new child process with PID=%d", ev.PID), "pid", ev.PID, "epoch", ev.Epoch)}
+	r := m.restart
+	if r == nil || r.epoch != ev.Epoch {
+		return acts
+	}
+	r.pid = ev.PID
+	if !m.policy.Readiness {
+		return append(acts, m.finishRestart(true, "")...)
+	}
+	return append(acts, WatchReady{Epoch: ev.Epoch, PID: ev.PID}, SetTimer{Timer: ReadyTimeoutTimer, After: m.policy.ReadyTimeout})
+}
+
+func (m *Machine) checkFinished(ev CheckFinished) []Action {
+	r := m.restart
+	if r == nil || !r.checking || r.epoch != ev.Epoch || m.phase != running {
+		return nil // the restart it was for was abandoned by a shutdown
+	}
+	if ev.Err == "" {
+		return append([]Action{info(fmt.Sprintf("check passed for epoch %d", ev.Epoch), "epoch", ev.Epoch)}, m.spawn(r)...)
+	}
+	m.counters.ChecksFailed++
+	acts := []Action{Log{Level: slog.LevelError, Msg: fmt.Sprintf("check refused hot restart to epoch %d: %s", ev.Epoch, ev.Err), Args: []any{"epoch", ev.Epoch}}}
+	for _, line := range strings.Split(strings.TrimRight(ev.Output, "\n"), "\n") {
+		if line != "" {
+			acts = append(acts, Log{Level: slog.LevelError, Msg: "check output: " + line, Args: []any{"epoch", ev.Epoch}})
+		}
+	}
+	return append(acts, m.finishRestart(false, "check failed: "+ev.Err)...)
+}
+
+func (m *Machine) ready(epoch int) []Action {
+	i := m.indexOfEpoch(epoch)
+	if i < 0 || m.children[i].ready {
+		return nil
+	}
+	m.children[i].ready = true
+	acts := []Action{info(fmt.Sprintf("epoch %d is ready", epoch), "epoch", epoch, "pid", m.children[i].pid)}
+	if r := m.restart; r != nil && r.epoch == epoch && r.failure == "" {
+		acts = append(acts, m.finishRestart(true, "")...)
+	}
+	return acts
+}
+
+// finishRestart ends the restart in progress (if any) with its outcome,
+// answers its waiters, tells the service manager, and starts the restart
+// that was queued behind it.
+func (m *Machine) finishRestart(ok bool, reason string) []Action {
+	r := m.restart
+	if r == nil {
+		return nil
+	}
+	m.restart = nil
+	result := "ok"
+	if !ok {
+		result = "failed"
+		if r.epoch > 0 {
+			m.counters.RestartsFailed++
+		}
+	}
+	m.last = &RestartStatus{Epoch: r.epoch, Result: result, Reason: reason, At: m.policy.Clock()}
+	var acts []Action
+	for _, id := range r.waiters {
+		acts = append(acts, ReloadResult{ID: id, OK: ok, Epoch: r.epoch, Reason: reason})
+	}
+	if m.phase == running {
+		if ok {
+			acts = append(acts, m.notify(Notify{Ready: true, Status: fmt.Sprintf("epoch %d live (PID=%d)", r.epoch, r.pid)})...)
+		} else if r.epoch > 0 {
+			acts = append(acts, m.notify(Notify{Ready: true, Status: fmt.Sprintf("hot restart to epoch %d failed: %s", r.epoch, reason)})...)
+		}
+	}
+	if m.pending && m.phase == running && (ok || r.checking) {
+		waiters := m.pendingWaiters
+		m.pending, m.pendingWaiters = false, nil
+		acts = append(acts, info("starting the queued hot restart"))
+		acts = append(acts, m.beginRestart(waiters)...)
+	}
+	return acts
+}
+
+// failWaiters answers every reload still waiting, because the restarter is
+// shutting down.
+func (m *Machine) failWaiters(reason string) []Action {
+	var acts []Action
+	if m.restart != nil {
+		acts = append(acts, m.finishRestart(false, reason)...)
+	}
+	for _, id := range m.pendingWaiters {
+		acts = append(acts, ReloadResult{ID: id, Reason: reason})
+	}
+	m.pending, m.pendingWaiters = false, nil
+	return acts
 }
 
 func (m *Machine) signaled(sig syscall.Signal) []Action {
 	acts := []Action{info("got " + signalName(sig))}
 	switch sig {
 	case syscall.SIGHUP:
+		m.counters.SIGHUPs++
 		if m.phase != running {
 			return append(acts, info("ignoring SIGHUP: shutdown in progress"))
 		}
-		return append(acts, m.spawnNext()...)
+		return append(acts, m.requestRestart("SIGHUP", -1)...)
 	case syscall.SIGUSR1:
 		return append(acts, m.signalAll(syscall.SIGUSR1, "sending SIGUSR1 to PID=%d")...)
 	case syscall.SIGTERM, syscall.SIGINT:
@@ -101,11 +283,13 @@ func (m *Machine) signaled(sig syscall.Signal) []Action {
 			return append(acts, info("ignoring "+signalName(sig)+": shutdown in progress"))
 		}
 		m.phase = terminating
+		acts = append(acts, m.notify(Notify{Stopping: true, Status: "shutting down"})...)
+		acts = append(acts, m.failWaiters("shutdown in progress")...)
 		acts = append(acts, m.signalAll(syscall.SIGTERM, "sending TERM to PID=%d")...)
 		if len(m.children) == 0 {
 			return append(acts, m.exit(ExitClean, "all children exited cleanly")...)
 		}
-		return append(acts, SetTimer{Timer: TermWaitTimer, After: m.termWait})
+		return append(acts, SetTimer{Timer: TermWaitTimer, After: m.policy.TermWait})
 	}
 	return acts
 }
@@ -119,16 +303,26 @@ func (m *Machine) exited(ev Exited) []Action {
 	epoch := m.children[i].epoch
 	m.children = append(m.children[:i], m.children[i+1:]...)
 	var acts []Action
+	var how string
 	if ev.Signal != 0 {
-		acts = append(acts, Log{Level: slog.LevelWarn, Msg: fmt.Sprintf("PID=%d was killed with signal=%d", ev.PID, int(ev.Signal)),
+		how = fmt.Sprintf("was killed with signal=%d", int(ev.Signal))
+		acts = append(acts, Log{Level: slog.LevelWarn, Msg: fmt.Sprintf("PID=%d %s", ev.PID, how),
 			Args: []any{"pid", ev.PID, "epoch", epoch, "signal", int(ev.Signal), "signal_name", signalName(ev.Signal)}})
 	} else {
 		level := slog.LevelInfo
 		if ev.Code != 0 {
 			level = slog.LevelWarn
 		}
-		acts = append(acts, Log{Level: level, Msg: fmt.Sprintf("PID=%d exited with code=%d", ev.PID, ev.Code),
+		how = fmt.Sprintf("exited with code=%d", ev.Code)
+		acts = append(acts, Log{Level: level, Msg: fmt.Sprintf("PID=%d %s", ev.PID, how),
 			Args: []any{"pid", ev.PID, "epoch", epoch, "code", ev.Code}})
+	}
+	if r := m.restart; r != nil && r.pid == ev.PID {
+		reason := r.failure
+		if reason == "" {
+			reason = fmt.Sprintf("epoch %d %s before it was ready", epoch, how)
+		}
+		acts = append(acts, m.finishRestart(false, reason)...)
 	}
 	clean := ev.Signal == 0 && ev.Code == 0
 	switch {
@@ -150,15 +344,24 @@ func (m *Machine) timerFired(t Timer) []Action {
 	case t == TermWaitTimer && m.phase == terminating:
 		// The OS layer reaps before delivering a timer, so a child that exited
 		// in the wait's last instant is already gone and not reported as killed.
-		return m.kill(slog.LevelWarn, fmt.Sprintf("children still running after --term-wait=%s", m.termWait))
+		return m.kill(slog.LevelWarn, fmt.Sprintf("children still running after --term-wait=%s", m.policy.TermWait))
 	case t == KillWaitTimer && m.phase == killing:
 		var acts []Action
 		for _, c := range m.children {
 			acts = append(acts, logf(slog.LevelError, "PID=%d did not exit after SIGKILL; giving up on it", c.pid))
 		}
 		return append(acts, m.exit(m.code, "")...)
+	case t == ReadyTimeoutTimer && m.phase == running && m.restart != nil && m.restart.pid != 0 && m.restart.failure == "":
+		// A new epoch that never gets ready counts as failed: it is killed, and
+		// its death takes the usual abnormal-exit path.
+		r := m.restart
+		r.failure = fmt.Sprintf("epoch %d not ready within --ready-timeout=%s", r.epoch, m.policy.ReadyTimeout)
+		return []Action{
+			Log{Level: slog.LevelError, Msg: r.failure + "; killing it", Args: []any{"epoch", r.epoch, "pid", r.pid}},
+			Kill{PID: r.pid, Signal: syscall.SIGKILL},
+		}
 	}
-	return nil // a timer of a phase already left
+	return nil // a timer of a phase or restart already left
 }
 
 // abort handles an abnormal child exit or a failed spawn: kill everything,
@@ -173,6 +376,8 @@ func (m *Machine) kill(level slog.Level, why string) []Action {
 	m.phase = killing
 	m.code = ExitError
 	acts := []Action{Log{Level: level, Msg: why}}
+	acts = append(acts, m.notify(Notify{Stopping: true, Status: "shutting down: " + why})...)
+	acts = append(acts, m.failWaiters("shutdown in progress: "+why)...)
 	acts = append(acts, m.signalAll(syscall.SIGKILL, "force killing PID=%d")...)
 	if len(m.children) == 0 {
 		return append(acts, m.exit(m.code, "")...)
@@ -188,6 +393,13 @@ func (m *Machine) signalAll(sig syscall.Signal, format string) []Action {
 	return acts
 }
 
+func (m *Machine) notify(n Notify) []Action {
+	if !m.policy.Notify {
+		return nil
+	}
+	return []Action{n}
+}
+
 func (m *Machine) exit(code int, why string) []Action {
 	m.phase = exited
 	var acts []Action
@@ -200,6 +412,15 @@ func (m *Machine) exit(code int, why string) []Action {
 func (m *Machine) indexOf(pid int) int {
 	for i, c := range m.children {
 		if c.pid == pid {
+			return i
+		}
+	}
+	return -1
+}
+
+func (m *Machine) indexOfEpoch(epoch int) int {
+	for i, c := range m.children {
+		if c.epoch == epoch {
 			return i
 		}
 	}

@@ -279,7 +279,7 @@ func TestMachine(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			m := NewMachine(testTermWait)
+			m := NewMachine(Policy{TermWait: testTermWait})
 			for i, s := range tt.steps {
 				got := m.Handle(s.ev)
 				if diff := cmp.Diff(s.want, got); diff != "" {
@@ -299,7 +299,7 @@ var cmpEmpty = cmp.Comparer(func(a, b []int) bool { return cmp.Equal(a, b) || le
 // and checks the invariants: every action list ends the run at most once,
 // Exit is last, and no Spawn happens after shutdown began.
 func TestMachineSignalStorm(t *testing.T) {
-	m := NewMachine(testTermWait)
+	m := NewMachine(Policy{TermWait: testTermWait})
 	pid := 1000
 	handle := func(ev Event) []Action {
 		acts := m.Handle(ev)
@@ -347,7 +347,7 @@ func TestMachineSignalStorm(t *testing.T) {
 }
 
 func BenchmarkMachineHotRestart(b *testing.B) {
-	m := NewMachine(testTermWait)
+	m := NewMachine(Policy{TermWait: testTermWait})
 	m.Handle(Started{})
 	m.Handle(Spawned{Epoch: 0, PID: 1})
 	for i := 0; i < b.N; i++ {

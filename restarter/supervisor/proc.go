@@ -1,11 +1,17 @@
 package supervisor
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
+	"os/exec"
 	"runtime"
+	"sync"
 	"syscall"
+	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -16,35 +22,99 @@ import (
 // restarter. Envoy sets PR_SET_PDEATHSIG, which the kernel ties to the
 // *thread* that forked it: forking from a thread the Go runtime may later
 // retire would tell Envoy its parent died (golang/go#27505).
+//
+// Helper processes (the check, the readiness command) are forked there too,
+// and their pids are kept in helpers so that a subreaper's orphan reaping
+// leaves them to os/exec.
 type forker struct {
-	requests chan forkRequest
-}
+	requests chan func()
 
-type forkRequest struct {
-	path string
-	argv []string
-	attr *syscall.ProcAttr
-	done chan forkResult
-}
-
-type forkResult struct {
-	pid int
-	err error
+	mu      sync.Mutex
+	helpers map[int]bool
 }
 
 func newForker() *forker {
-	f := &forker{requests: make(chan forkRequest)}
+	f := &forker{requests: make(chan func()), helpers: map[int]bool{}}
 	go func() {
 		// Locked and never unlocked: this goroutine and its thread live until
 		// the process exits.
 		runtime.LockOSThread()
-		for req := range f.requests {
-			pid, err := syscall.ForkExec(req.path, req.argv, req.attr)
-			req.done <- forkResult{pid, err}
+		for fn := range f.requests {
+			fn()
 		}
 		select {} // never return, so the thread is never retired
 	}()
 	return f
+}
+
+// do runs fn on the forking thread and returns when it has run.
+func (f *forker) do(fn func()) {
+	done := make(chan struct{})
+	f.requests <- func() { fn(); close(done) }
+	<-done
+}
+
+// runHelper runs cmd (forked from the forking thread, with Pdeathsig) to
+// completion or until ctx is done, and returns its combined output, at most
+// the last maxOutput bytes.
+func (f *forker) runHelper(ctx context.Context, cmd *exec.Cmd) (string, error) {
+	var out tailBuffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	cmd.WaitDelay = time.Second // a grandchild holding the output pipe must not hang us
+	var err error
+	f.do(func() {
+		if err = cmd.Start(); err == nil {
+			f.mu.Lock()
+			f.helpers[cmd.Process.Pid] = true
+			f.mu.Unlock()
+		}
+	})
+	if err != nil {
+		return "", err
+	}
+	stop := context.AfterFunc(ctx, func() { cmd.Process.Kill() })
+	err = cmd.Wait()
+	stop()
+	f.mu.Lock()
+	delete(f.helpers, cmd.Process.Pid)
+	f.mu.Unlock()
+	if ctx.Err() != nil {
+		return out.String(), ctx.Err()
+	}
+	return out.String(), err
+}
+
+func (f *forker) isHelper(pid int) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.helpers[pid]
+}
+
+// maxOutput is how much of a helper's output is kept: enough for an error
+// message, bounded whatever the helper prints.
+const maxOutput = 8 << 10
+
+// tailBuffer keeps the last maxOutput bytes written to it.
+type tailBuffer struct {
+	mu  sync.Mutex
+	buf []byte
+}
+
+func (b *tailBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.buf = append(b.buf, p...)
+	if len(b.buf) > maxOutput {
+		b.buf = b.buf[len(b.buf)-maxOutput:]
+	}
+	return len(p), nil
+}
+
+func (b *tailBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return string(b.buf)
 }
 
 // start forks and execs path with argv, env and dir. The child shares the
@@ -52,27 +122,23 @@ func newForker() *forker {
 // outlives it. An exec failure is returned as an error naming path and errno,
 // and that child has already been reaped by ForkExec.
 func (f *forker) start(path string, argv, env []string, dir string) (int, error) {
-	req := forkRequest{
-		path: path,
-		argv: argv,
-		attr: &syscall.ProcAttr{
-			Dir:   dir,
-			Env:   env,
-			Files: []uintptr{os.Stdin.Fd(), os.Stdout.Fd(), os.Stderr.Fd()},
-			Sys:   &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL},
-		},
-		done: make(chan forkResult, 1),
+	attr := &syscall.ProcAttr{
+		Dir:   dir,
+		Env:   env,
+		Files: []uintptr{os.Stdin.Fd(), os.Stdout.Fd(), os.Stderr.Fd()},
+		Sys:   &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL},
 	}
-	f.requests <- req
-	res := <-req.done
-	if res.err != nil {
+	var pid int
+	var err error
+	f.do(func() { pid, err = syscall.ForkExec(path, argv, attr) })
+	if err != nil {
 		var errno syscall.Errno
-		if errors.As(res.err, &errno) {
+		if errors.As(err, &errno) {
 			return 0, fmt.Errorf("cannot execute %s: %v (errno=%d %s)", path, errno, int(errno), unix.ErrnoName(errno))
 		}
-		return 0, fmt.Errorf("cannot execute %s: %w", path, res.err)
+		return 0, fmt.Errorf("cannot execute %s: %w", path, err)
 	}
-	return res.pid, nil
+	return pid, nil
 }
 
 // reap collects every child in pids that has terminated, without blocking,
@@ -97,22 +163,40 @@ func reap(pids []int) []Event {
 	return events
 }
 
-// reapOrphans collects any terminated child at all. Only a subreaper calls
-// it, after reap has taken the epochs', so every pid it returns is an orphan
-// re-parented to the restarter.
-func reapOrphans() []Event {
+// reapOrphans collects terminated children that are neither epochs nor
+// helpers. Only a subreaper calls it, after reap has taken the epochs', so
+// every pid it returns is an orphan re-parented to the restarter. It peeks
+// (WNOWAIT) first: a helper's status belongs to os/exec, and the pass stops
+// there until the helper has been waited for (its end triggers a new pass).
+func (f *forker) reapOrphans() []Event {
 	var events []Event
 	for {
-		var status unix.WaitStatus
-		pid, err := unix.Wait4(-1, &status, unix.WNOHANG, nil)
+		var info unix.Siginfo
+		err := unix.Waitid(unix.P_ALL, 0, &info, unix.WEXITED|unix.WNOHANG|unix.WNOWAIT, nil)
 		if err == unix.EINTR {
 			continue
 		}
-		if err != nil || pid <= 0 {
+		pid := int(siginfoPID(&info))
+		if err != nil || pid <= 0 || f.isHelper(pid) {
+			return events
+		}
+		var status unix.WaitStatus
+		if got, err := unix.Wait4(pid, &status, unix.WNOHANG, nil); err != nil || got != pid {
 			return events
 		}
 		events = append(events, exitedEvent(pid, status))
 	}
+}
+
+// siginfoPID returns si_pid of a SIGCHLD siginfo. x/sys leaves the union
+// unnamed; in Linux's ABI si_pid is the int32 after si_signo, si_errno,
+// si_code and 4 bytes of padding on 64-bit (no padding on 32-bit).
+func siginfoPID(info *unix.Siginfo) int32 {
+	offset := uintptr(12)
+	if unsafe.Sizeof(uintptr(0)) == 8 {
+		offset = 16
+	}
+	return *(*int32)(unsafe.Add(unsafe.Pointer(info), offset))
 }
 
 func exitedEvent(pid int, status unix.WaitStatus) Exited {
@@ -142,3 +226,31 @@ func becomeSubreaper() error {
 
 // checkExecutable reports whether this process may execute path.
 func checkExecutable(path string) error { return unix.Access(path, unix.X_OK) }
+
+// peerUID returns the uid of the process at the other end of conn
+// (SO_PEERCRED).
+func peerUID(conn *net.UnixConn) (int, error) {
+	raw, err := conn.SyscallConn()
+	if err != nil {
+		return -1, err
+	}
+	var cred *unix.Ucred
+	var credErr error
+	if err := raw.Control(func(fd uintptr) {
+		cred, credErr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
+	}); err != nil {
+		return -1, err
+	}
+	if credErr != nil {
+		return -1, credErr
+	}
+	return int(cred.Uid), nil
+}
+
+// monotonicUsec returns CLOCK_MONOTONIC in microseconds, as sd_notify's
+// MONOTONIC_USEC wants it.
+func monotonicUsec() int64 {
+	var ts unix.Timespec
+	unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
+	return ts.Nano() / 1000
+}

@@ -5,14 +5,18 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime/debug"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/coreos/go-systemd/v22/daemon"
 )
 
 // Version is the restarter's version; release builds set it with
@@ -22,6 +26,9 @@ var Version = ""
 // Main runs the restarter with the command line args (without the program
 // name) and returns its exit code: ExitClean, ExitError or ExitUsage.
 func Main(args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && (args[0] == "status" || args[0] == "reload") {
+		return clientMain(args[0], args[1:], stdout, stderr)
+	}
 	cfg, err := ParseArgs(args, stdout)
 	var usage *UsageError
 	switch {
@@ -58,7 +65,8 @@ func version() string {
 }
 
 // runner is the event loop: the one goroutine that owns the Machine, turns
-// signals, reaped children and timers into events, and performs the actions.
+// signals, reaped children, timers, helper outcomes and control requests
+// into events, and performs the actions.
 type runner struct {
 	cfg     Config
 	log     *slog.Logger
@@ -67,6 +75,12 @@ type runner struct {
 	timers  map[Timer]*time.Timer
 	gen     map[Timer]int // the generation of each timer; older firings are dropped
 	fired   chan timerFiring
+	async   chan Event // outcomes of checks and readiness probes
+	ctx     context.Context
+	control *controlServer
+	reloads map[int]chan controlReply // reload requests waiting for their outcome
+	nextID  int
+	baseID  string // epoch 0's base id, read from --base-id-path
 }
 
 type timerFiring struct {
@@ -77,7 +91,8 @@ type timerFiring struct {
 // Run supervises cfg.Command until the restarter should exit, and returns
 // the exit code. It installs the signal handlers it needs and removes them
 // before returning; every child it started has been reaped by then (unless
-// one survived SIGKILL for KillWait, which is logged).
+// one survived SIGKILL for KillWait, which is logged), and its control
+// socket and pid file are removed.
 func Run(cfg Config, log *slog.Logger) int {
 	// Signals get a channel each, with room for one: a burst of one signal
 	// coalesces (as the kernel does) without crowding out the others.
@@ -91,26 +106,38 @@ func Run(cfg Config, log *slog.Logger) int {
 	term, intr := notify(syscall.SIGTERM), notify(syscall.SIGINT)
 	defer signal.Reset(syscall.SIGCHLD, syscall.SIGHUP, syscall.SIGUSR1, syscall.SIGTERM, syscall.SIGINT)
 
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel() // stops checks and probes still running
 	r := &runner{
-		cfg:     cfg,
-		log:     log,
-		machine: NewMachine(cfg.TermWait),
+		cfg: cfg,
+		log: log,
+		machine: NewMachine(Policy{
+			TermWait:     cfg.TermWait,
+			Check:        len(cfg.Check) > 0 || cfg.BaseIDPath != "",
+			Readiness:    cfg.readiness(),
+			ReadyTimeout: cfg.ReadyTimeout,
+			Notify:       os.Getenv("NOTIFY_SOCKET") != "",
+		}),
 		forker:  newForker(),
 		timers:  map[Timer]*time.Timer{},
 		gen:     map[Timer]int{},
 		fired:   make(chan timerFiring, 4),
+		async:   make(chan Event, 16),
+		ctx:     ctx,
+		reloads: map[int]chan controlReply{},
 	}
 	defer r.stopTimers()
 
 	log.Info("starting hot-restarter with target: "+cfg.Command, "target", cfg.Command, "path", cfg.Path, "version", version())
-	if cfg.Subreaper || os.Getpid() == 1 {
-		if err := becomeSubreaper(); err != nil {
-			log.Error(err.Error())
-			return ExitError
-		}
-		r.cfg.Subreaper = true
+	if code, ok := r.setUp(); !ok {
+		return code
 	}
+	defer r.tearDown()
 
+	var calls chan controlCall // nil (never ready) without a control socket
+	if r.control != nil {
+		calls = r.control.calls
+	}
 	events := []Event{Started{}}
 	for {
 		if code, done := r.handle(events); done {
@@ -129,6 +156,10 @@ func Run(cfg Config, log *slog.Logger) int {
 			events = append(r.reap(), Signaled{Signal: syscall.SIGTERM})
 		case <-intr:
 			events = append(r.reap(), Signaled{Signal: syscall.SIGINT})
+		case ev := <-r.async:
+			events = append(r.reap(), ev)
+		case c := <-calls:
+			events = append(r.reap(), r.controlCall(c)...)
 		case f := <-r.fired:
 			if f.gen != r.gen[f.timer] {
 				events = nil
@@ -136,6 +167,43 @@ func Run(cfg Config, log *slog.Logger) int {
 			}
 			events = append(r.reap(), TimerFired{Timer: f.timer})
 		}
+	}
+}
+
+// setUp does what must happen before epoch 0: subreaper, pid file, control
+// socket. On failure it has undone what it did and returns the exit code.
+func (r *runner) setUp() (int, bool) {
+	if r.cfg.Subreaper || os.Getpid() == 1 {
+		if err := becomeSubreaper(); err != nil {
+			r.log.Error(err.Error())
+			return ExitError, false
+		}
+		r.cfg.Subreaper = true
+	}
+	if r.cfg.PIDFile != "" {
+		if err := writeFileAtomic(r.cfg.PIDFile, strconv.Itoa(os.Getpid())+"\n"); err != nil {
+			r.log.Error(fmt.Sprintf("pid file: %v", err))
+			return ExitError, false
+		}
+	}
+	if r.cfg.ControlSocket != "" {
+		s, err := listenControl(r.cfg.ControlSocket, func(msg string) { r.log.Warn(msg) })
+		if err != nil {
+			r.log.Error(err.Error())
+			r.tearDown()
+			return ExitError, false
+		}
+		r.control = s
+	}
+	return 0, true
+}
+
+func (r *runner) tearDown() {
+	if r.control != nil {
+		r.control.close()
+	}
+	if r.cfg.PIDFile != "" {
+		os.Remove(r.cfg.PIDFile)
 	}
 }
 
@@ -158,6 +226,22 @@ func (r *runner) handle(events []Event) (code int, done bool) {
 				}
 			case SetTimer:
 				r.setTimer(a.Timer, a.After)
+			case RunCheck:
+				if ev, ok := r.startCheck(a.Epoch); !ok {
+					events = append([]Event{ev}, events...)
+				}
+			case WatchReady:
+				ctx, cancel := context.WithTimeout(r.ctx, r.cfg.ReadyTimeout+time.Second)
+				go func() {
+					defer cancel()
+					if ev, ok := r.watchReady(ctx, a.Epoch, a.PID); ok {
+						r.async <- ev
+					}
+				}()
+			case Notify:
+				r.notify(a)
+			case ReloadResult:
+				r.answerReload(a)
 			case Exit:
 				return a.Code, true
 			}
@@ -167,17 +251,116 @@ func (r *runner) handle(events []Event) (code int, done bool) {
 }
 
 func (r *runner) spawn(epoch int) Event {
-	pid, err := r.forker.start(r.cfg.Path, append([]string{r.cfg.Command}, r.cfg.Args...), childEnv(os.Environ(), epoch), r.cfg.Dir)
+	if epoch == 0 && r.cfg.BaseIDPath != "" {
+		// A file left by an earlier run must not pass for this epoch 0's id.
+		if err := os.Remove(r.cfg.BaseIDPath); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			r.log.Warn(fmt.Sprintf("base id: %v", err))
+		}
+	}
+	pid, err := r.forker.start(r.cfg.Path, append([]string{r.cfg.Command}, r.cfg.Args...), r.env(epoch), r.cfg.Dir)
 	if err != nil {
 		return SpawnFailed{Epoch: epoch, Err: err.Error()}
 	}
 	return Spawned{Epoch: epoch, PID: pid}
 }
 
+// startCheck begins the pre-restart check of epoch: it reads the base id
+// (with --base-id-path), then runs --check in the background. When the
+// outcome is already known it returns it with ok=false.
+func (r *runner) startCheck(epoch int) (CheckFinished, bool) {
+	if r.cfg.BaseIDPath != "" {
+		id, err := readBaseID(r.cfg.BaseIDPath)
+		if err != nil {
+			return CheckFinished{Epoch: epoch, Err: "base id: " + err.Error()}, false
+		}
+		r.baseID = id
+	}
+	if len(r.cfg.Check) == 0 {
+		return CheckFinished{Epoch: epoch}, false
+	}
+	env := r.env(epoch)
+	go func() { r.async <- r.runCheck(r.ctx, epoch, env) }()
+	return CheckFinished{}, true
+}
+
+// env returns the environment of epoch's start script and helpers: the
+// restarter's own, with RESTART_EPOCH and, with --base-id-path,
+// ENVOY_BASE_ID_PATH and (for epochs after 0) ENVOY_BASE_ID.
+func (r *runner) env(epoch int) []string {
+	set := []string{"RESTART_EPOCH=" + strconv.Itoa(epoch)}
+	if r.cfg.BaseIDPath != "" {
+		set = append(set, "ENVOY_BASE_ID_PATH="+r.cfg.BaseIDPath)
+		if epoch > 0 && r.baseID != "" {
+			set = append(set, "ENVOY_BASE_ID="+r.baseID)
+		}
+	}
+	env := os.Environ()
+	out := make([]string, 0, len(env)+len(set))
+	for _, kv := range env {
+		name, _, _ := strings.Cut(kv, "=")
+		if name == "RESTART_EPOCH" || (r.cfg.BaseIDPath != "" && (name == "ENVOY_BASE_ID" || name == "ENVOY_BASE_ID_PATH")) {
+			continue
+		}
+		out = append(out, kv)
+	}
+	return append(out, set...)
+}
+
+// readBaseID reads the decimal base id Envoy wrote to path.
+func readBaseID(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", err
+	}
+	id := strings.TrimSpace(string(b))
+	if _, err := strconv.ParseUint(id, 10, 32); err != nil {
+		return "", fmt.Errorf("%s: %q is not a base id", path, id)
+	}
+	return id, nil
+}
+
+func (r *runner) controlCall(c controlCall) []Event {
+	if c.command == "status" {
+		s := r.machine.Status()
+		c.reply <- controlReply{OK: true, Status: &s}
+		return nil
+	}
+	r.nextID++
+	r.reloads[r.nextID] = c.reply
+	return []Event{ReloadRequested{ID: r.nextID}}
+}
+
+func (r *runner) answerReload(a ReloadResult) {
+	reply, ok := r.reloads[a.ID]
+	if !ok {
+		return
+	}
+	delete(r.reloads, a.ID)
+	epoch := a.Epoch
+	reply <- controlReply{OK: a.OK, Error: a.Reason, Epoch: &epoch}
+}
+
+func (r *runner) notify(n Notify) {
+	var lines []string
+	if n.Ready {
+		lines = append(lines, "READY=1")
+	}
+	if n.Reloading {
+		lines = append(lines, "RELOADING=1", "MONOTONIC_USEC="+strconv.FormatInt(monotonicUsec(), 10))
+	}
+	if n.Stopping {
+		lines = append(lines, "STOPPING=1")
+	}
+	lines = append(lines, "STATUS="+n.Status, "MAINPID="+strconv.Itoa(os.Getpid()))
+	if _, err := daemon.SdNotify(false, strings.Join(lines, "\n")); err != nil {
+		r.log.Warn(fmt.Sprintf("sd_notify: %v", err))
+	}
+}
+
 func (r *runner) reap() []Event {
 	events := reap(r.machine.PIDs())
 	if r.cfg.Subreaper {
-		events = append(events, reapOrphans()...)
+		events = append(events, r.forker.reapOrphans()...)
 	}
 	return events
 }
@@ -197,14 +380,26 @@ func (r *runner) stopTimers() {
 	}
 }
 
-// childEnv returns env with RESTART_EPOCH set to epoch (replacing any
-// inherited value).
-func childEnv(env []string, epoch int) []string {
-	out := make([]string, 0, len(env)+1)
-	for _, kv := range env {
-		if !strings.HasPrefix(kv, "RESTART_EPOCH=") {
-			out = append(out, kv)
-		}
+// writeFileAtomic writes content to path through a temporary file in the
+// same directory and a rename, so readers never see a partial file.
+func writeFileAtomic(path, content string) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
+	if err != nil {
+		return err
 	}
-	return append(out, "RESTART_EPOCH="+strconv.Itoa(epoch))
+	_, werr := tmp.WriteString(content)
+	cerr := tmp.Close()
+	if err := errors.Join(werr, cerr); err != nil {
+		os.Remove(tmp.Name())
+		return err
+	}
+	if err := os.Chmod(tmp.Name(), 0o644); err != nil {
+		os.Remove(tmp.Name())
+		return err
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		os.Remove(tmp.Name())
+		return err
+	}
+	return nil
 }

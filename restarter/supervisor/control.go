@@ -1,0 +1,211 @@
+package supervisor
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"time"
+)
+
+// The control socket: `restarter status` and `restarter reload` send one
+// JSON request line, {"command":"status"} or {"command":"reload"}, and get
+// one JSON reply line. Only the restarter's own user and root may connect.
+
+// maxRequest bounds a request line; longer requests are refused.
+const maxRequest = 4096
+
+// controlTimeout bounds reading a request and writing a reply.
+const controlTimeout = 5 * time.Second
+
+// Exit codes of `restarter status` and `restarter reload`.
+const (
+	ExitReloadFailed = 1 // the hot restart failed (check, epoch, readiness) or was abandoned
+	ExitUnreachable  = 3 // the control socket could not be reached or answered nonsense
+)
+
+type controlRequest struct {
+	Command string `json:"command"`
+}
+
+// controlReply is the one reply line.
+type controlReply struct {
+	OK     bool    `json:"ok"`
+	Error  string  `json:"error,omitempty"`
+	Epoch  *int    `json:"epoch,omitempty"`
+	Status *Status `json:"status,omitempty"`
+}
+
+// controlCall is a request handed to the event loop, which answers on reply.
+type controlCall struct {
+	command string
+	reply   chan controlReply
+}
+
+// controlServer accepts connections on the control socket and hands each
+// request to the event loop.
+type controlServer struct {
+	ln    *net.UnixListener
+	calls chan controlCall
+	done  chan struct{} // closed when the event loop stops answering
+	log   func(msg string)
+}
+
+// listenControl creates the control socket at path, mode 0600. A stale
+// socket left by a dead restarter is replaced; a live one is an error.
+func listenControl(path string, logError func(string)) (*controlServer, error) {
+	if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
+		c.Close()
+		return nil, fmt.Errorf("control socket %s: in use by another process", path)
+	}
+	if fi, err := os.Lstat(path); err == nil {
+		if fi.Mode()&os.ModeSocket == 0 {
+			return nil, fmt.Errorf("control socket %s: exists and is not a socket", path)
+		}
+		os.Remove(path)
+	}
+	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
+	if err != nil {
+		return nil, fmt.Errorf("control socket: %w", err)
+	}
+	ln.SetUnlinkOnClose(true)
+	if err := os.Chmod(path, 0o600); err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("control socket: %w", err)
+	}
+	s := &controlServer{ln: ln, calls: make(chan controlCall), done: make(chan struct{}), log: logError}
+	go s.serve()
+	return s, nil
+}
+
+// close stops accepting, removes the socket and fails calls still waiting.
+func (s *controlServer) close() {
+	close(s.done)
+	s.ln.Close()
+}
+
+func (s *controlServer) serve() {
+	for {
+		conn, err := s.ln.AcceptUnix()
+		if err != nil {
+			return // closed
+		}
+		go s.handle(conn)
+	}
+}
+
+func (s *controlServer) handle(conn *net.UnixConn) {
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(controlTimeout))
+	reply := func(r controlReply) {
+		conn.SetWriteDeadline(time.Now().Add(controlTimeout))
+		b, _ := json.Marshal(r)
+		conn.Write(append(b, '\n'))
+	}
+	if uid, err := peerUID(conn); err != nil || (uid != 0 && uid != os.Getuid()) {
+		s.log(fmt.Sprintf("control socket: refused a connection from uid %d", uid))
+		reply(controlReply{Error: "permission denied: only the restarter's user and root may use the control socket"})
+		return
+	}
+	line, err := bufio.NewReader(io.LimitReader(conn, maxRequest+1)).ReadBytes('\n')
+	switch {
+	case len(line) > maxRequest:
+		reply(controlReply{Error: fmt.Sprintf("request too large: the limit is %d bytes", maxRequest)})
+		return
+	case err != nil && !(errors.Is(err, io.EOF) && len(line) > 0):
+		reply(controlReply{Error: "malformed request: want one JSON line such as {\"command\":\"status\"}"})
+		return
+	}
+	var req controlRequest
+	dec := json.NewDecoder(bytes.NewReader(line))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		reply(controlReply{Error: "malformed request: " + err.Error()})
+		return
+	}
+	if req.Command != "status" && req.Command != "reload" {
+		reply(controlReply{Error: fmt.Sprintf("unknown command %q: want status or reload", req.Command)})
+		return
+	}
+	conn.SetReadDeadline(time.Time{}) // a reload lasts as long as the restart
+	call := controlCall{command: req.Command, reply: make(chan controlReply, 1)}
+	select {
+	case s.calls <- call:
+	case <-s.done:
+		reply(controlReply{Error: "the restarter is exiting"})
+		return
+	}
+	select {
+	case r := <-call.reply:
+		reply(r)
+	case <-s.done:
+		reply(controlReply{Error: "the restarter is exiting"})
+	}
+}
+
+// clientMain runs `restarter status|reload [flags]` and returns its exit code.
+func clientMain(command string, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("restarter "+command, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	path := fs.String("control-socket", os.Getenv("RESTARTER_CONTROL_SOCKET"), "the restarter's control socket (default $RESTARTER_CONTROL_SOCKET)")
+	timeout := fs.Duration("timeout", 10*time.Minute, "give up waiting for the answer after this long")
+	if err := fs.Parse(args); err != nil {
+		fmt.Fprintf(stderr, "restarter %s: %v\n", command, err)
+		return ExitUsage
+	}
+	switch {
+	case fs.NArg() > 0:
+		fmt.Fprintf(stderr, "restarter %s: unexpected argument %q\n", command, fs.Arg(0))
+		return ExitUsage
+	case *path == "":
+		fmt.Fprintf(stderr, "restarter %s: no control socket: give --control-socket or set RESTARTER_CONTROL_SOCKET\n", command)
+		return ExitUsage
+	}
+	reply, err := call(*path, command, *timeout)
+	if err != nil {
+		fmt.Fprintf(stderr, "restarter %s: %v\n", command, err)
+		return ExitUnreachable
+	}
+	switch {
+	case reply.Status != nil:
+		b, _ := json.MarshalIndent(reply.Status, "", "  ")
+		fmt.Fprintf(stdout, "%s\n", b)
+		return ExitClean
+	case reply.OK && reply.Epoch != nil:
+		fmt.Fprintf(stdout, "hot restart to epoch %d: ready\n", *reply.Epoch)
+		return ExitClean
+	case reply.Epoch != nil:
+		fmt.Fprintf(stderr, "restarter %s: hot restart to epoch %d failed: %s\n", command, *reply.Epoch, reply.Error)
+		return ExitReloadFailed
+	}
+	fmt.Fprintf(stderr, "restarter %s: %s\n", command, reply.Error)
+	return ExitReloadFailed
+}
+
+// call sends one request to the control socket at path and reads the reply.
+func call(path, command string, timeout time.Duration) (controlReply, error) {
+	var reply controlReply
+	conn, err := net.DialTimeout("unix", path, controlTimeout)
+	if err != nil {
+		return reply, fmt.Errorf("control socket %s: %w", path, err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(timeout))
+	b, _ := json.Marshal(controlRequest{Command: command})
+	if _, err := conn.Write(append(b, '\n')); err != nil {
+		return reply, fmt.Errorf("control socket %s: %w", path, err)
+	}
+	line, err := bufio.NewReader(conn).ReadBytes('\n')
+	if err != nil {
+		return reply, fmt.Errorf("control socket %s: no reply: %w", path, err)
+	}
+	if err := json.Unmarshal(line, &reply); err != nil {
+		return reply, fmt.Errorf("control socket %s: malformed reply: %w", path, err)
+	}
+	return reply, nil
+}

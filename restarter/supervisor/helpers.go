@@ -1,0 +1,104 @@
+package supervisor
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os/exec"
+	"strconv"
+	"time"
+)
+
+// This file runs the helpers of a safe hot restart: the pre-restart check
+// and the readiness probes. Each runs in its own goroutine and reports one
+// event; the event loop owns everything else.
+
+// readyPollInterval is how often a readiness probe runs.
+const readyPollInterval = 100 * time.Millisecond
+
+// runCheck runs --check for epoch with env and reports the outcome.
+func (r *runner) runCheck(ctx context.Context, epoch int, env []string) CheckFinished {
+	ctx, cancel := context.WithTimeout(ctx, r.cfg.CheckTimeout)
+	defer cancel()
+	cmd := exec.Command(r.cfg.Check[0], r.cfg.Check[1:]...)
+	cmd.Env, cmd.Dir = env, r.cfg.Dir
+	out, err := r.forker.runHelper(ctx, cmd)
+	switch {
+	case err == nil:
+		return CheckFinished{Epoch: epoch, Output: out}
+	case ctx.Err() == context.DeadlineExceeded:
+		return CheckFinished{Epoch: epoch, Err: fmt.Sprintf("%s did not finish within --check-timeout=%s", r.cfg.Check[0], r.cfg.CheckTimeout), Output: out}
+	default:
+		return CheckFinished{Epoch: epoch, Err: fmt.Sprintf("%s: %v", r.cfg.Check[0], err), Output: out}
+	}
+}
+
+// watchReady probes epoch (process pid) every readyPollInterval until it is
+// ready, and reports Ready then; it gives up silently when ctx is done (the
+// machine's ready timeout decides what that means).
+func (r *runner) watchReady(ctx context.Context, epoch, pid int) (Ready, bool) {
+	probe := func(ctx context.Context) bool { return r.probeURL(ctx, epoch) }
+	if len(r.cfg.ReadyCmd) > 0 {
+		probe = func(ctx context.Context) bool { return r.probeCmd(ctx, epoch, pid) }
+	}
+	tick := time.NewTicker(readyPollInterval)
+	defer tick.Stop()
+	for {
+		if probe(ctx) {
+			return Ready{Epoch: epoch}, true
+		}
+		select {
+		case <-ctx.Done():
+			return Ready{}, false
+		case <-tick.C:
+		}
+	}
+}
+
+// probeURL reports whether --ready-url answers 200. When the answer is
+// Envoy's /server_info, it must also come from epoch itself, LIVE: Envoy's
+// admin port passes from epoch to epoch, so the old epoch may answer first.
+func (r *runner) probeURL(ctx context.Context, epoch int) bool {
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, r.cfg.ReadyURL, nil)
+	if err != nil {
+		return false
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return false
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil || resp.StatusCode != http.StatusOK {
+		return false
+	}
+	var info struct {
+		State   string `json:"state"`
+		Options *struct {
+			RestartEpoch json.RawMessage `json:"restart_epoch"`
+		} `json:"command_line_options"`
+	}
+	if json.Unmarshal(body, &info) != nil || info.Options == nil {
+		return true // not /server_info: 200 means ready
+	}
+	got, _ := strconv.Unquote(string(info.Options.RestartEpoch))
+	if got == "" {
+		got = string(info.Options.RestartEpoch)
+	}
+	return info.State == "LIVE" && got == strconv.Itoa(epoch)
+}
+
+// probeCmd reports whether --ready-cmd exits 0 for epoch.
+func (r *runner) probeCmd(ctx context.Context, epoch, pid int) bool {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	cmd := exec.Command(r.cfg.ReadyCmd[0], r.cfg.ReadyCmd[1:]...)
+	cmd.Env = append(r.env(epoch), "ENVOY_PID="+strconv.Itoa(pid))
+	cmd.Dir = r.cfg.Dir
+	_, err := r.forker.runHelper(ctx, cmd)
+	return err == nil
+}
