@@ -56,6 +56,10 @@ func Binary(t testing.TB, name string) string {
 		if err != nil {
 			t.Fatalf("temp dir for binaries: %v", err)
 		}
+		// Readable by all, so a test may run a binary as another user.
+		if err := os.Chmod(dir, 0o755); err != nil {
+			t.Fatalf("temp dir for binaries: %v", err)
+		}
 		buildDir = dir
 	}
 	out := filepath.Join(buildDir, name)

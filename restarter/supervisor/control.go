@@ -107,12 +107,14 @@ func (s *controlServer) handle(conn *net.UnixConn) {
 		b, _ := json.Marshal(r)
 		conn.Write(append(b, '\n'))
 	}
-	if uid, err := peerUID(conn); err != nil || (uid != 0 && uid != os.Getuid()) {
+	// The request is read before anything is answered: closing a unix socket
+	// with unread data would reset the connection under the client.
+	line, err := bufio.NewReader(io.LimitReader(conn, maxRequest+1)).ReadBytes('\n')
+	if uid, uerr := peerUID(conn); uerr != nil || (uid != 0 && uid != os.Getuid()) {
 		s.log(fmt.Sprintf("control socket: refused a connection from uid %d", uid))
 		reply(controlReply{Error: "permission denied: only the restarter's user and root may use the control socket"})
 		return
 	}
-	line, err := bufio.NewReader(io.LimitReader(conn, maxRequest+1)).ReadBytes('\n')
 	switch {
 	case len(line) > maxRequest:
 		reply(controlReply{Error: fmt.Sprintf("request too large: the limit is %d bytes", maxRequest)})
