@@ -124,10 +124,17 @@ func (c *Child) DrainParentListeners() error {
 }
 
 // TerminateParent tells the parent to exit; afterwards no more messages go out.
-func (c *Child) TerminateParent() error {
+func (c *Child) TerminateParent() error { return c.terminateParent(true) }
+
+// TerminateParentAtExit is TerminateParent for an epoch that is exiting
+// itself: it tries once, since the parent may well be gone already (both
+// got SIGTERM from the restarter), and retrying would delay the exit.
+func (c *Child) TerminateParentAtExit() error { return c.terminateParent(false) }
+
+func (c *Child) terminateParent(retry bool) error {
 	if c.terminated {
 		return nil
 	}
 	c.terminated = true
-	return c.send(Message{Type: RequestTerminate}, true)
+	return c.send(Message{Type: RequestTerminate}, retry)
 }

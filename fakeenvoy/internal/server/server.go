@@ -307,7 +307,7 @@ loop:
 	}
 	close(s.done)
 	if s.hr != nil {
-		_ = s.hr.Child.TerminateParent()
+		_ = s.hr.Child.TerminateParentAtExit()
 	}
 	s.log.Info("main", "main dispatch loop exited")
 	s.stop()
