@@ -8,11 +8,15 @@
 #   FAKEENVOY_CACHE_DIR        where the built binary and base id live
 #                              (default: ${XDG_CACHE_HOME:-$HOME/.cache}/envoy-restarter)
 #   FAKEENVOY_CONFIG           bootstrap (default: examples/fakeenvoy.yaml)
-#   FAKEENVOY_BASE_ID_PATH     base id file (default: $FAKEENVOY_CACHE_DIR/fakeenvoy.base-id)
+#   ENVOY_BASE_ID_PATH         base id file (set by `restarter --base-id-path`;
+#                              default: $FAKEENVOY_CACHE_DIR/fakeenvoy.base-id)
 #   ENVOY_BASE_ID              base id for epochs > 0 (default: read the file)
 #   DRAIN_TIME_S               --drain-time-s (default 2)
 #   PARENT_SHUTDOWN_TIME_S     --parent-shutdown-time-s (default 3)
 #   FAKEENVOY_EXTRA_ARGS       more flags, split on spaces
+# Arguments given to this script are passed on to fakeenvoy, so that
+# `restarter --check examples/start_fakeenvoy.sh --check-arg --mode
+# --check-arg validate` validates the config the next epoch would load.
 set -eu
 
 : "${RESTART_EPOCH:?RESTART_EPOCH is not set: run this script under the restarter}"
@@ -28,13 +32,13 @@ if [ -z "${FAKEENVOY:-}" ]; then
 fi
 
 config=${FAKEENVOY_CONFIG:-$here/fakeenvoy.yaml}
-base_id_path=${FAKEENVOY_BASE_ID_PATH:-$cache_dir/fakeenvoy.base-id}
+base_id_path=${ENVOY_BASE_ID_PATH:-${FAKEENVOY_BASE_ID_PATH:-$cache_dir/fakeenvoy.base-id}}
 
 if [ "$RESTART_EPOCH" -eq 0 ]; then
-	set -- --use-dynamic-base-id --base-id-path "$base_id_path"
+	set -- --use-dynamic-base-id --base-id-path "$base_id_path" "$@"
 else
 	base_id=${ENVOY_BASE_ID:-$(cat "$base_id_path")}
-	set -- --base-id "$base_id"
+	set -- --base-id "$base_id" "$@"
 fi
 
 # shellcheck disable=SC2086 # FAKEENVOY_EXTRA_ARGS is split on purpose.

@@ -82,6 +82,8 @@ var (
 )
 
 const usageHead = `Usage: restarter [flags] COMMAND [ARG...]
+       restarter status [--control-socket PATH]
+       restarter reload [--control-socket PATH] [--timeout D]
 
 Runs COMMAND (normally a start script that execs Envoy with
 --restart-epoch "$RESTART_EPOCH") as epoch 0, and hot restarts it on SIGHUP
@@ -103,6 +105,15 @@ Exit codes:
   0  every child exited cleanly
   1  a child failed, was force killed, or could not be started
   2  usage error (bad flag, missing or non-executable COMMAND)
+
+Safe hot restarts (all off by default, which is hot-restarter.py's behaviour):
+  --check runs before every hot restart and can refuse it; --ready-url or
+  --ready-cmd make a restart last until the new epoch is ready, and SIGHUPs
+  meanwhile are coalesced into one restart after it; --control-socket serves
+  "restarter status" (JSON) and "restarter reload" (waits for the outcome:
+  exit 0 ready, 1 failed, 2 usage, 3 restarter unreachable). With
+  NOTIFY_SOCKET set (systemd Type=notify), READY=1, RELOADING=1 and
+  STOPPING=1 are sent.
 
 COMMAND runs without a shell, with argv[0] as given and RESTART_EPOCH=N
 added to the environment. A COMMAND without a slash is looked up in the
@@ -129,7 +140,7 @@ func ParseArgs(args []string, stdout io.Writer) (Config, error) {
 	fs.Var(&readyCmdArgs, "ready-cmd-arg", "an `argument` for --ready-cmd (repeatable, in order)")
 	fs.DurationVar(&cfg.ReadyTimeout, "ready-timeout", 60*time.Second, "how long a new epoch gets to become ready before it counts as failed")
 	fs.StringVar(&cfg.BaseIDPath, "base-id-path", "", "the `file` epoch 0 writes its base id to (Envoy's --base-id-path); later epochs get it as ENVOY_BASE_ID")
-	fs.StringVar(&cfg.ControlSocket, "control-socket", "", "serve `restarter status` and `restarter reload` on this unix socket `path` (mode 0600)")
+	fs.StringVar(&cfg.ControlSocket, "control-socket", "", "serve the status and reload subcommands on this unix socket `path` (mode 0600, the restarter's user and root only)")
 	fs.StringVar(&cfg.PIDFile, "pid-file", "", "write the restarter's pid to this `file` (atomically; removed at exit)")
 	help := fs.Bool("help", false, "print this help and exit")
 	fs.BoolVar(help, "h", false, "print this help and exit")
