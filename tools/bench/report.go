@@ -1,0 +1,258 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"math"
+	"strings"
+)
+
+// Report is everything one bench run measured; it is also the JSON output.
+type Report struct {
+	Machine  Machine  `json:"machine"`
+	Settings Settings `json:"settings"`
+	Results  []Result `json:"results"`
+}
+
+// Machine describes where the figures were taken.
+type Machine struct {
+	CPUs      int    `json:"nproc"`
+	CPUModel  string `json:"cpu_model"`
+	Kernel    string `json:"kernel"`
+	GoVersion string `json:"go_version"`
+	LoadAvg   string `json:"loadavg_at_start"`
+}
+
+// Settings are the run counts and timings the figures depend on.
+type Settings struct {
+	Restarts          int     `json:"restarts"`
+	IdleSeconds       float64 `json:"idle_seconds"`
+	FootprintRestarts int     `json:"footprint_restarts"`
+	TermRuns          int     `json:"term_runs"`
+	ChurnRestarts     int     `json:"churn_restarts"`
+	Clients           int     `json:"clients"`
+	StormSignals      int     `json:"storm_signals"`
+	StormRuns         int     `json:"storm_runs"`
+	DrainTimeS        float64 `json:"drain_time_s"`
+	ParentShutdownS   float64 `json:"parent_shutdown_time_s"`
+	SettleMs          float64 `json:"settle_ms"`
+	TermWaitS         float64 `json:"term_wait_s"`
+	StormSettleMs     float64 `json:"storm_settle_ms"`
+}
+
+// Result is every measurement of one restarter command line.
+type Result struct {
+	Label    string          `json:"label"`
+	Command  []string        `json:"command"`
+	Floor    bool            `json:"floor"`
+	Latency  *LatencyResult  `json:"latency,omitempty"`
+	Shutdown *ShutdownResult `json:"shutdown,omitempty"`
+	Churn    *ChurnResult    `json:"churn,omitempty"`
+	Storm    *StormResult    `json:"storm,omitempty"`
+}
+
+// Target is one of the issue's targets, judged for one restarter.
+type Target struct {
+	Restarter string
+	Name      string
+	Met       bool
+	Measured  string
+}
+
+const dash = "—"
+
+func num(v float64, prec int) string {
+	if math.IsNaN(v) {
+		return dash
+	}
+	return fmt.Sprintf("%.*f", prec, v)
+}
+
+func pair(s Summary) string {
+	if s.N == 0 {
+		return dash
+	}
+	return num(s.P50, 2) + " / " + num(s.P99, 2)
+}
+
+func mib(kib int64) string {
+	if kib == 0 {
+		return dash
+	}
+	return fmt.Sprintf("%.2f", float64(kib)/1024)
+}
+
+// WriteMarkdown writes the figures as one markdown table, a column per
+// restarter, then the targets.
+func (r *Report) WriteMarkdown(w io.Writer) {
+	s := r.Settings
+	header := []string{"measurement"}
+	for _, res := range r.Results {
+		header = append(header, res.Label)
+	}
+	var rows [][]string
+	row := func(name string, cell func(Result) string) {
+		cells := []string{name}
+		any := false
+		for _, res := range r.Results {
+			c := cell(res)
+			if c != dash {
+				any = true
+			}
+			cells = append(cells, c)
+		}
+		if any {
+			rows = append(rows, cells)
+		}
+	}
+	lat := func(f func(*LatencyResult) string) func(Result) string {
+		return func(res Result) string {
+			if res.Latency == nil {
+				return dash
+			}
+			if res.Latency.Error != "" && len(res.Latency.ToExecMs) == 0 {
+				return "error"
+			}
+			return f(res.Latency)
+		}
+	}
+	row(fmt.Sprintf("SIGHUP → child executing, p50 / p99 ms (%d restarts)", s.Restarts), lat(func(l *LatencyResult) string { return pair(l.ToExec) }))
+	row("SIGHUP → new epoch LIVE, p50 / p99 ms", lat(func(l *LatencyResult) string { return pair(l.ToLive) }))
+	row(fmt.Sprintf("idle %gs: peak RSS MiB / CPU ms", s.IdleSeconds), lat(func(l *LatencyResult) string {
+		return mib(l.IdleHWMKiB) + " / " + num(l.IdleCPUMs, 0)
+	}))
+	row(fmt.Sprintf("%d restarts: peak RSS MiB / CPU ms", s.FootprintRestarts), lat(func(l *LatencyResult) string {
+		if l.Restarts == 0 {
+			return dash
+		}
+		return mib(l.RestartHWMKiB) + " / " + num(l.RestartCPUMs, 0)
+	}))
+	row(fmt.Sprintf("SIGTERM → exit, p50 / p99 ms (%d runs)", s.TermRuns), func(res Result) string {
+		if res.Shutdown == nil {
+			return dash
+		}
+		if res.Shutdown.Error != "" && res.Shutdown.ToExit.N == 0 {
+			return "error"
+		}
+		return pair(res.Shutdown.ToExit)
+	})
+	row(fmt.Sprintf("churn %d restarts × %d clients: sent / failed (refused, reset, other)", s.ChurnRestarts, s.Clients), func(res Result) string {
+		c := res.Churn
+		if c == nil {
+			return dash
+		}
+		if c.Error != "" && c.Sent == 0 {
+			return "error"
+		}
+		out := fmt.Sprintf("%d / %d (%d, %d, %d)", c.Sent, c.Failed, c.Refused, c.Reset, c.Other+c.Non200)
+		if c.Error != "" {
+			out += " aborted"
+		}
+		return out
+	})
+	row(fmt.Sprintf("storm %d SIGHUPs × %d: survived / zombies / peak processes", s.StormSignals, s.StormRuns), func(res Result) string {
+		st := res.Storm
+		if st == nil {
+			return dash
+		}
+		if len(st.Runs) == 0 {
+			return "error"
+		}
+		return fmt.Sprintf("%d of %d / %d / %d", st.Survived, len(st.Runs), st.Zombies, st.PeakProcesses)
+	})
+	row("storm: service up at SIGTERM / storm end → exit p50 ms", func(res Result) string {
+		st := res.Storm
+		if st == nil || len(st.Runs) == 0 {
+			return dash
+		}
+		return fmt.Sprintf("%d of %d / %s", st.ServiceSurvived, len(st.Runs), num(st.ExitMs.P50, 0))
+	})
+	writeTable(w, header, rows)
+}
+
+// writeTable writes a markdown table with padded columns.
+func writeTable(w io.Writer, header []string, rows [][]string) {
+	widths := make([]int, len(header))
+	for i, h := range header {
+		widths[i] = len([]rune(h))
+	}
+	for _, r := range rows {
+		for i, c := range r {
+			widths[i] = max(widths[i], len([]rune(c)))
+		}
+	}
+	line := func(cells []string) {
+		var b strings.Builder
+		b.WriteString("|")
+		for i, c := range cells {
+			b.WriteString(" " + c + strings.Repeat(" ", widths[i]-len([]rune(c))) + " |")
+		}
+		fmt.Fprintln(w, b.String())
+	}
+	line(header)
+	sep := make([]string, len(header))
+	for i := range sep {
+		sep[i] = strings.Repeat("-", widths[i])
+	}
+	line(sep)
+	for _, r := range rows {
+		line(r)
+	}
+}
+
+// Targets judges every restarter that is not the floor against the issue's
+// targets.
+func (r *Report) Targets() []Target {
+	var floor *LatencyResult
+	for _, res := range r.Results {
+		if res.Floor {
+			floor = res.Latency
+		}
+	}
+	var out []Target
+	for _, res := range r.Results {
+		if res.Floor {
+			continue
+		}
+		add := func(name string, met bool, measured string) {
+			out = append(out, Target{Restarter: res.Label, Name: name, Met: met, Measured: measured})
+		}
+		if l := res.Latency; l != nil {
+			if floor != nil && l.ToExec.N > 0 && floor.ToExec.N > 0 {
+				d := l.ToExec.P50 - floor.ToExec.P50
+				add("SIGHUP → child executing p50 within 1 ms of the floor", d <= 1,
+					fmt.Sprintf("%s ms vs floor %s ms: %+.2f ms", num(l.ToExec.P50, 2), num(floor.ToExec.P50, 2), d))
+			}
+			if l.IdleHWMKiB > 0 {
+				add("idle RSS < 7 MiB", l.IdleHWMKiB < 7*1024, fmt.Sprintf("peak %s MiB (VmHWM)", mib(l.IdleHWMKiB)))
+			}
+		}
+		if sd := res.Shutdown; sd != nil && sd.ToExit.N > 0 {
+			add("SIGTERM → exit < 50 ms", sd.ToExit.P99 < 50 && sd.Error == "",
+				fmt.Sprintf("p50 %s ms, p99 %s ms", num(sd.ToExit.P50, 2), num(sd.ToExit.P99, 2)))
+		}
+		if c := res.Churn; c != nil {
+			add(fmt.Sprintf("zero failed requests over %d restarts with %d clients", c.Restarts, c.Clients),
+				c.Failed == 0 && c.Error == "" && c.Sent > 0,
+				fmt.Sprintf("%d failed of %d", c.Failed, c.Sent))
+		}
+		if st := res.Storm; st != nil && len(st.Runs) > 0 {
+			add("storm survived with zero zombies", st.Survived == len(st.Runs) && st.Zombies == 0,
+				fmt.Sprintf("%d of %d runs, %d zombies", st.Survived, len(st.Runs), st.Zombies))
+		}
+	}
+	return out
+}
+
+// WriteTargets writes the targets as a markdown table.
+func WriteTargets(w io.Writer, targets []Target) {
+	var rows [][]string
+	for _, t := range targets {
+		verdict := "missed"
+		if t.Met {
+			verdict = "met"
+		}
+		rows = append(rows, []string{t.Restarter, t.Name, verdict, t.Measured})
+	}
+	writeTable(w, []string{"restarter", "target", "verdict", "measured"}, rows)
+}
