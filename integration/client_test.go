@@ -1,0 +1,110 @@
+package integration
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"sort"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+)
+
+// load is clients hammering a listener: each request on a fresh connection
+// (so every hot restart's accept path is exercised) with a unique
+// x-request-id, recording every failure, every id answered, and the epochs
+// that answered.
+type load struct {
+	url  string
+	stop chan struct{}
+	wg   sync.WaitGroup
+
+	mu       sync.Mutex
+	next     int
+	ok       []string // request ids answered 200
+	failures []string
+	epochs   map[int]int // responses per epoch
+}
+
+// startLoad starts workers clients on addr; they run until finish, which
+// the test's cleanup also calls.
+func startLoad(t *testing.T, addr string, workers int) *load {
+	l := &load{url: "http://" + addr + "/", stop: make(chan struct{}), epochs: map[int]int{}}
+	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 10 * time.Second}
+	for range workers {
+		l.wg.Add(1)
+		go func() {
+			defer l.wg.Done()
+			for {
+				select {
+				case <-l.stop:
+					return
+				default:
+				}
+				l.mu.Lock()
+				l.next++
+				id := fmt.Sprintf("req-%d", l.next)
+				l.mu.Unlock()
+				l.get(client, id)
+			}
+		}()
+	}
+	t.Cleanup(l.finish)
+	return l
+}
+
+func (l *load) get(client *http.Client, id string) {
+	req, _ := http.NewRequest(http.MethodGet, l.url, nil)
+	req.Header.Set("x-request-id", id)
+	resp, err := client.Do(req)
+	if err == nil {
+		_, err = io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err == nil && resp.StatusCode != http.StatusOK {
+			err = fmt.Errorf("status %d", resp.StatusCode)
+		}
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if err != nil {
+		l.failures = append(l.failures, id+": "+err.Error())
+		return
+	}
+	l.ok = append(l.ok, id)
+	epoch, _ := strconv.Atoi(resp.Header.Get("x-fakeenvoy-epoch"))
+	l.epochs[epoch]++
+}
+
+// finish stops the clients and waits for their requests in flight.
+func (l *load) finish() {
+	select {
+	case <-l.stop:
+	default:
+		close(l.stop)
+	}
+	l.wg.Wait()
+}
+
+// served reports how many responses epoch n gave so far.
+func (l *load) served(n int) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.epochs[n]
+}
+
+// answered returns the ids of the requests answered 200, sorted.
+func (l *load) answered() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	ids := append([]string(nil), l.ok...)
+	sort.Strings(ids)
+	return ids
+}
+
+// failed returns every failed request with its error.
+func (l *load) failed() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]string(nil), l.failures...)
+}

@@ -1,0 +1,343 @@
+// Package integration runs the restarter and fakeenvoy end to end: real
+// binaries, real signals, real sockets, each scenario in a sandbox of its
+// own. See README.md for the scenarios and what each proves.
+package integration
+
+import (
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/envoy-restarter/restarter/internal/proctest"
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	proctest.Cleanup()
+	os.Exit(code)
+}
+
+const (
+	wait = proctest.Timeout
+
+	// drainTime and parentShutdownTime are fakeenvoy's --drain-time-s and
+	// --parent-shutdown-time-s in every sandbox: fractions, so a hot restart
+	// completes in well under a second.
+	drainTime          = 100 * time.Millisecond
+	parentShutdownTime = 400 * time.Millisecond
+
+	// Restarter log lines, as the README documents them.
+	forkedRE   = `forked new child process with PID=(\d+)`
+	abnormalRE = `Due to abnormal exit, force killing all child processes and exiting`
+)
+
+// defaultBody is the start script's body when a scenario does not need its
+// own: every epoch runs fakeenvoy with the sandbox's static base id.
+const defaultBody = `fakeenvoy --base-id "$BASE_ID" "$@"` + "\n"
+
+// sandbox is one scenario's private world: a temp dir, a base id nobody
+// else uses (so domain sockets and the shared memory region are its own),
+// domain sockets under its dir, a config with an admin on a kernel-chosen
+// port and one listener on a free loopback port, and a start script.
+type sandbox struct {
+	t          *testing.T
+	dir        string
+	baseID     uint32
+	socketPath string
+	port       int    // the listener's port, the same for every epoch
+	config     string // the bootstrap every epoch loads unless its script says otherwise
+	accessLog  string
+	script     string
+	restarter  *proctest.Proc
+	fakeenvoy  string
+}
+
+// newSandbox makes a sandbox whose start script has body after the preamble
+// (see scriptPreamble); body "" means defaultBody. It marks the test parallel.
+func newSandbox(t *testing.T, body string) *sandbox {
+	t.Helper()
+	t.Parallel()
+	sb := &sandbox{
+		t:         t,
+		dir:       t.TempDir(),
+		baseID:    staticBaseID(),
+		fakeenvoy: proctest.Binary(t, "fakeenvoy"),
+	}
+	sb.socketPath = socketPrefix(t, sb.dir, sb.baseID)
+	sb.port = freePort(t)
+	sb.accessLog = sb.path("access.log")
+	sb.config = sb.writeConfig("envoy.yaml", sb.port)
+	// A crashed or killed epoch leaves the shared memory region behind, as
+	// Envoy does; the sandbox's region is removed whatever happened.
+	t.Cleanup(func() { removeRegion(sb.baseID) })
+	if body == "" {
+		body = defaultBody
+	}
+	sb.script = sb.writeScript("start.sh", body)
+	return sb
+}
+
+// staticBaseID picks a base id above 0x0FFFFFFF, the largest id
+// --use-dynamic-base-id can choose, so a sandbox's static id never collides
+// with a dynamic one, and at random so sandboxes running in parallel (in
+// this process or another) do not collide with each other.
+func staticBaseID() uint32 { return 300_000_000 + rand.Uint32N(700_000_000) }
+
+// socketPrefix is the --socket-path for a sandbox: a path socket under dir,
+// or, when dir is too long for a unix socket name (Bazel's temp dirs can
+// be), an abstract name unique to the base id.
+func socketPrefix(t *testing.T, dir string, baseID uint32) string {
+	p := filepath.Join(dir, "hr")
+	if len(p)+len("_parent_")+11 < 100 {
+		return p
+	}
+	return fmt.Sprintf("@restarter-integration-%d", baseID)
+}
+
+// removeRegion removes the shared memory region of baseID, if any.
+func removeRegion(baseID uint32) {
+	os.Remove(fmt.Sprintf("/dev/shm/envoy_shared_memory_%d", uint64(baseID)*10))
+}
+
+var (
+	portsMu sync.Mutex
+	ports   = map[int]bool{}
+)
+
+// freePort returns a loopback TCP port nobody listens on, for a listener
+// that must keep its port across hot restarts (Envoy hands a listen socket
+// over by address, so a port-0 listener would get a new port each epoch).
+// It is chosen below the kernel's ephemeral range, so that no client
+// connection of this or another test takes it between the check and
+// fakeenvoy's bind, and verified free by binding it.
+func freePort(t *testing.T) int {
+	t.Helper()
+	low := 32768
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		if f := strings.Fields(string(b)); len(f) == 2 {
+			if n, err := strconv.Atoi(f[0]); err == nil && n > 12000 {
+				low = n
+			}
+		}
+	}
+	portsMu.Lock()
+	defer portsMu.Unlock()
+	for range 1000 {
+		port := 10000 + rand.IntN(low-10000)
+		if ports[port] {
+			continue
+		}
+		ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err != nil {
+			continue
+		}
+		ln.Close()
+		ports[port] = true
+		return port
+	}
+	t.Fatal("no free loopback port below the ephemeral range")
+	return 0
+}
+
+func (sb *sandbox) path(name string) string { return filepath.Join(sb.dir, name) }
+
+// addr is the listener's address.
+func (sb *sandbox) addr() string { return fmt.Sprintf("127.0.0.1:%d", sb.port) }
+
+// writeConfig writes a bootstrap: admin on 127.0.0.1 port 0, listener "web"
+// on port logging to the sandbox's access log.
+func (sb *sandbox) writeConfig(name string, port int) string {
+	sb.t.Helper()
+	doc := fmt.Sprintf(`admin:
+  address: {socket_address: {address: 127.0.0.1, port_value: 0}}
+static_resources:
+  listeners:
+  - name: web
+    address: {socket_address: {address: 127.0.0.1, port_value: %d}}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: web
+          access_log:
+          - name: envoy.access_loggers.file
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog
+              path: %s
+          route_config:
+            virtual_hosts:
+            - name: web
+              domains: ["*"]
+              routes:
+              - match: {prefix: "/"}
+                direct_response: {status: 200, body: {inline_string: "hello\n"}}
+`, port, sb.accessLog)
+	p := sb.path(name)
+	require.NoError(sb.t, os.WriteFile(p, []byte(doc), 0o644))
+	return p
+}
+
+// scriptPreamble starts every sandbox's start script. It defines what a
+// body uses: FAKEENVOY, CONFIG, BASE_ID, DIR, and a function fakeenvoy that
+// execs fakeenvoy with the sandbox's common flags, the epoch's state file
+// and its own arguments. A body may change CONFIG before calling it.
+const scriptPreamble = `set -eu
+FAKEENVOY=%q
+CONFIG=%q
+BASE_ID=%d
+DIR=%q
+fakeenvoy() {
+	exec "$FAKEENVOY" --config-path "$CONFIG" --restart-epoch "$RESTART_EPOCH" \
+		--socket-path %q --drain-time-s %s --parent-shutdown-time-s %s \
+		--fake-hot-restart-retry-delay 20ms \
+		--fake-state-path "$DIR/state.$RESTART_EPOCH.json" "$@"
+}
+`
+
+// writeScript writes an executable start script: the preamble, then body.
+func (sb *sandbox) writeScript(name, body string) string {
+	sb.t.Helper()
+	pre := fmt.Sprintf(scriptPreamble, sb.fakeenvoy, sb.config, sb.baseID, sb.dir, sb.socketPath,
+		seconds(drainTime), seconds(parentShutdownTime))
+	return proctest.Script(sb.t, sb.dir, name, pre+body)
+}
+
+func seconds(d time.Duration) string { return strconv.FormatFloat(d.Seconds(), 'f', -1, 64) }
+
+// start runs the restarter with flags on the sandbox's start script. Its
+// output holds the epochs' logs too (they inherit its stdout and stderr),
+// and is printed if the test fails.
+func (sb *sandbox) start(flags ...string) *proctest.Proc {
+	sb.t.Helper()
+	sb.restarter = proctest.Start(sb.t, proctest.Options{Dir: sb.dir}, proctest.Binary(sb.t, "restarter"), append(flags, sb.script)...)
+	return sb.restarter
+}
+
+// state is fakeenvoy's --fake-state-path file.
+type state struct {
+	PID          int               `json:"pid"`
+	Epoch        int               `json:"epoch"`
+	BaseID       uint32            `json:"base_id"`
+	State        string            `json:"state"`
+	AdminAddress string            `json:"admin_address"`
+	Listeners    map[string]string `json:"listeners"`
+}
+
+// epoch is one started epoch, as the restarter reported it.
+type epoch struct {
+	N   int
+	PID int
+}
+
+// waitForked waits for the restarter to report forking epoch n (the
+// (n+1)-th "forked" line, as epochs are never reused) and returns it.
+func (sb *sandbox) waitForked(n int) epoch {
+	sb.t.Helper()
+	sb.restarter.WaitLine(`forking and execing new child process at epoch `+strconv.Itoa(n)+`$`, 1, wait)
+	return epoch{N: n, PID: sb.restarter.WaitPID(forkedRE, n+1, wait)}
+}
+
+// epochLine is a regexp for a log line of the fakeenvoy with pid: Envoy's
+// format, [time][pid][level][component] [file:line] message.
+func epochLine(pid int, message string) string {
+	return `^\[[^]]+\]\[` + strconv.Itoa(pid) + `\]\[[a-z]+\]\[[a-z]+\] \[[^]]+\] ` + message
+}
+
+// waitLive waits for epoch n to be forked and LIVE (its main dispatch loop
+// running, its state file saying LIVE) and returns its state.
+func (sb *sandbox) waitLive(n int) (epoch, state) {
+	sb.t.Helper()
+	e := sb.waitForked(n)
+	sb.restarter.WaitLine(epochLine(e.PID, `starting main dispatch loop$`), 1, wait)
+	st := sb.readState(n)
+	require.Equal(sb.t, "LIVE", st.State, "epoch %d state", n)
+	require.Equal(sb.t, e.PID, st.PID, "epoch %d pid", n)
+	require.Equal(sb.t, sb.addr(), st.Listeners["web"], "epoch %d listener", n)
+	return e, st
+}
+
+// readState reads epoch n's state file; fakeenvoy writes it (atomically)
+// before it logs its dispatch loop starting.
+func (sb *sandbox) readState(n int) state {
+	sb.t.Helper()
+	var st state
+	b, err := os.ReadFile(sb.path(fmt.Sprintf("state.%d.json", n)))
+	require.NoError(sb.t, err)
+	require.NoError(sb.t, json.Unmarshal(b, &st))
+	return st
+}
+
+// waitReaped waits for the restarter to log how e ended and returns that
+// line's outcome: "exited with code=C" or "was killed with signal=S".
+func (sb *sandbox) waitReaped(e epoch) string {
+	sb.t.Helper()
+	m := sb.restarter.WaitLine(`PID=`+strconv.Itoa(e.PID)+` (exited with code=\d+|was killed with signal=\d+)$`, 1, wait)
+	return m[1]
+}
+
+// forked returns every epoch the restarter started so far, in order.
+func (sb *sandbox) forked() []epoch {
+	var out []epoch
+	for i, l := range sb.restarter.Lines(forkedRE) {
+		pid, _ := strconv.Atoi(regexp.MustCompile(forkedRE).FindStringSubmatch(l)[1])
+		out = append(out, epoch{N: i, PID: pid})
+	}
+	return out
+}
+
+// requireAllGone checks that no epoch the restarter started is alive, and
+// that the restarter reaped each exactly once.
+func (sb *sandbox) requireAllGone() {
+	sb.t.Helper()
+	for _, e := range sb.forked() {
+		require.False(sb.t, proctest.Alive(e.PID), "epoch %d (PID %d) still alive", e.N, e.PID)
+		require.Len(sb.t, sb.restarter.Lines(`PID=`+strconv.Itoa(e.PID)+` (exited with code=\d+|was killed with signal=\d+)$`), 1,
+			"epoch %d (PID %d) reaped once", e.N, e.PID)
+	}
+}
+
+// aliveChildren counts the restarter's children that are not zombies.
+func aliveChildren(pid int) int {
+	pids, zombies := proctest.Children(pid)
+	return len(pids) - zombies
+}
+
+// maxChildren samples how many children of pid are alive until stop is
+// closed, and returns the largest count seen through the channel it returns.
+func maxChildren(pid int, stop <-chan struct{}) <-chan int {
+	out := make(chan int, 1)
+	go func() {
+		most := 0
+		tick := time.NewTicker(2 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			most = max(most, aliveChildren(pid))
+			select {
+			case <-stop:
+				out <- most
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	return out
+}
+
+// signal sends sig to a process the test did not start through proctest.
+func signal(t *testing.T, pid int, sig syscall.Signal) {
+	t.Helper()
+	require.NoError(t, syscall.Kill(pid, sig), "signal %v to PID %d", sig, pid)
+}
