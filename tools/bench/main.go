@@ -72,18 +72,26 @@ func run() int {
 	phases := flag.String("phases", "latency,shutdown,churn,storm", "measurements to run (latency includes the footprint)")
 	jsonPath := flag.String("json", "bench-results.json", "where to write the figures as JSON (empty: nowhere)")
 	plotPath := flag.String("plot", "bench-latency.png", "where to write the latency plot (empty: nowhere)")
+	replot := flag.String("replot", "", "only redraw the plot (--plot) from a JSON file an earlier run wrote")
 	flag.BoolVar(&b.keep, "keep", false, "keep every sandbox directory (logs, state files) instead of removing it")
 	flag.Parse()
 	keepSandboxes = b.keep
+	if *replot != "" {
+		if err := replotFrom(*replot, outputPath(*plotPath)); err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			return 1
+		}
+		return 0
+	}
 	if *quick {
 		set := map[string]bool{}
 		flag.Visit(func(f *flag.Flag) { set[f.Name] = true })
 		defaults := map[string]func(){
-			"restarts":           func() { b.restarts = 30 },
-			"idle":               func() { b.idle = 2 * time.Second },
-			"footprint-restarts": func() { b.footprintRestarts = 30 },
-			"term-runs":          func() { b.termRuns = 5 },
-			"churn-restarts":     func() { b.churnRestarts = 10 },
+			"restarts":           func() { b.restarts = 20 },
+			"idle":               func() { b.idle = time.Second },
+			"footprint-restarts": func() { b.footprintRestarts = 20 },
+			"term-runs":          func() { b.termRuns = 3 },
+			"churn-restarts":     func() { b.churnRestarts = 8 },
 			"storm-signals":      func() { b.stormSignals = 300 },
 			"storm-runs":         func() { b.stormRuns = 1 },
 			"storm-settle":       func() { b.stormSettle = 300 * time.Millisecond },
@@ -154,13 +162,17 @@ func run() int {
 	progress := func(format string, args ...any) {
 		fmt.Fprintf(os.Stderr, "bench: "+format+"\n", args...)
 	}
-	for _, r := range append([]Restarter{floor}, measured...) {
+	all := append([]Restarter{floor}, measured...)
+	var latencies []LatencyResult
+	if want["latency"] {
+		progress("all %d side by side: idle %v, then %d hot restarts each, taking turns", len(all), b.idle, b.restarts)
+		latencies = b.runLatency(all)
+	}
+	for i, r := range all {
 		res := Result{Label: r.Label, Command: r.Argv, Floor: r.Label == floor.Label}
-		if want["latency"] {
-			progress("%s: idle %v, then %d hot restarts", r.Label, b.idle, b.restarts)
-			l := b.runLatency(r)
-			res.Latency = &l
-			reportError(r.Label, "latency", l.Error)
+		if latencies != nil {
+			res.Latency = &latencies[i]
+			reportError(r.Label, "latency", latencies[i].Error)
 		}
 		if want["shutdown"] {
 			progress("%s: %d SIGTERM runs", r.Label, b.termRuns)
@@ -199,21 +211,39 @@ func run() int {
 		progress("figures written to %s", path)
 	}
 	if *plotPath != "" && want["latency"] {
-		var series []Series
-		for _, res := range report.Results {
-			if res.Latency != nil && len(res.Latency.ToExecMs) > 0 {
-				series = append(series, Series{Label: res.Label, Samples: res.Latency.ToExecMs})
-			}
-		}
 		path := outputPath(*plotPath)
-		title := fmt.Sprintf("SIGHUP -> new epoch executing, %d hot restarts, %d CPUs", b.restarts, m.CPUs)
-		if err := WriteCDFPlot(path, title, "milliseconds", series); err != nil {
+		if err := report.plot(path); err != nil {
 			fmt.Fprintln(os.Stderr, "bench:", err)
 			return 1
 		}
 		progress("plot written to %s", path)
 	}
 	return 0
+}
+
+// plot draws the SIGHUP → child executing distribution of every restarter.
+func (r *Report) plot(path string) error {
+	var series []Series
+	for _, res := range r.Results {
+		if res.Latency != nil && len(res.Latency.ToExecMs) > 0 {
+			series = append(series, Series{Label: res.Label, Samples: res.Latency.ToExecMs})
+		}
+	}
+	title := fmt.Sprintf("SIGHUP -> new epoch executing, %d hot restarts, %d CPUs", r.Settings.Restarts, r.Machine.CPUs)
+	return WriteCDFPlot(path, title, "milliseconds", series)
+}
+
+// replotFrom redraws the plot from a JSON report.
+func replotFrom(jsonPath, plotPath string) error {
+	b, err := os.ReadFile(jsonPath)
+	if err != nil {
+		return err
+	}
+	var r Report
+	if err := json.Unmarshal(b, &r); err != nil {
+		return fmt.Errorf("%s: %w", jsonPath, err)
+	}
+	return r.plot(plotPath)
 }
 
 func reportError(label, phase, msg string) {

@@ -28,57 +28,86 @@ type LatencyResult struct {
 	Error         string    `json:"error,omitempty"`
 }
 
-// runLatency starts r, lets it idle, then hot restarts it b.restarts times,
-// timing SIGHUP → the new epoch executing and → the new epoch LIVE.
-func (b *bench) runLatency(r Restarter) (res LatencyResult) {
-	in, err := b.launch(r)
-	if err != nil {
-		res.Error = err.Error()
-		return res
+// runLatency starts every restarter, lets them idle side by side, then hot
+// restarts them b.restarts times each, taking turns so that whatever else
+// the host does weighs on all of them alike, and times SIGHUP → the new
+// epoch executing and → the new epoch LIVE.
+func (b *bench) runLatency(rs []Restarter) []LatencyResult {
+	results := make([]LatencyResult, len(rs))
+	instances := make([]*instance, len(rs))
+	for i, r := range rs {
+		in, err := b.launch(r)
+		if err != nil {
+			results[i].Error = err.Error()
+			continue
+		}
+		instances[i] = in
+		defer in.close()
 	}
-	defer in.close()
-	defer func() {
-		res.ToExec = Summarize(res.ToExecMs)
-		res.ToLive = Summarize(res.ToLiveMs)
-	}()
-
-	before, _ := readStat(in.pid)
+	before := make([]procStat, len(rs))
+	for i, in := range instances {
+		if in != nil {
+			before[i], _ = readStat(in.pid)
+		}
+	}
 	time.Sleep(b.idle)
-	after, _ := readStat(in.pid)
-	res.IdleSeconds = b.idle.Seconds()
-	res.IdleCPUMs = ms(after.CPU - before.CPU)
-	res.IdleRSSKiB, res.IdleHWMKiB, _ = readMemKiB(in.pid)
-
-	start := after
-	for epoch := 1; epoch <= b.restarts; epoch++ {
-		sent := monotonicNow()
-		if err := in.signal(syscall.SIGHUP); err != nil {
-			res.Error = fmt.Sprintf("SIGHUP for epoch %d: %v", epoch, err)
-			return res
+	for i, in := range instances {
+		if in == nil {
+			continue
 		}
-		executing, err := in.execNanos(epoch)
-		if err != nil {
-			res.Error = fmt.Sprintf("epoch %d: %v", epoch, err)
-			return res
-		}
-		live, err := in.waitLive(epoch)
-		if err != nil {
-			res.Error = fmt.Sprintf("epoch %d: %v", epoch, err)
-			return res
-		}
-		res.ToExecMs = append(res.ToExecMs, float64(executing-sent)/1e6)
-		res.ToLiveMs = append(res.ToLiveMs, float64(live-sent)/1e6)
-		if epoch == b.footprintRestarts {
-			st, _ := readStat(in.pid)
-			res.Restarts = epoch
-			res.RestartCPUMs = ms(st.CPU - start.CPU)
-			_, res.RestartHWMKiB, _ = readMemKiB(in.pid)
-		}
-		// Let the parent drain and exit, so every restart starts from the
-		// same state: one LIVE epoch.
-		time.Sleep(b.settle)
+		after, _ := readStat(in.pid)
+		res := &results[i]
+		res.IdleSeconds = b.idle.Seconds()
+		res.IdleCPUMs = ms(after.CPU - before[i].CPU)
+		res.IdleRSSKiB, res.IdleHWMKiB, _ = readMemKiB(in.pid)
+		before[i] = after
 	}
-	return res
+	for epoch := 1; epoch <= b.restarts; epoch++ {
+		for i, in := range instances {
+			if in == nil {
+				continue
+			}
+			if err := b.restartOnce(in, epoch, &results[i], before[i]); err != nil {
+				results[i].Error = err.Error()
+				in.close()
+				instances[i] = nil
+			}
+		}
+	}
+	for i := range results {
+		results[i].ToExec = Summarize(results[i].ToExecMs)
+		results[i].ToLive = Summarize(results[i].ToLiveMs)
+	}
+	return results
+}
+
+// restartOnce hot restarts in into epoch and records the latencies, and the
+// footprint when epoch is b.footprintRestarts.
+func (b *bench) restartOnce(in *instance, epoch int, res *LatencyResult, start procStat) error {
+	sent := monotonicNow()
+	if err := in.signal(syscall.SIGHUP); err != nil {
+		return fmt.Errorf("SIGHUP for epoch %d: %w", epoch, err)
+	}
+	executing, err := in.execNanos(epoch)
+	if err != nil {
+		return fmt.Errorf("epoch %d: %w", epoch, err)
+	}
+	live, err := in.waitLive(epoch)
+	if err != nil {
+		return fmt.Errorf("epoch %d: %w", epoch, err)
+	}
+	res.ToExecMs = append(res.ToExecMs, float64(executing-sent)/1e6)
+	res.ToLiveMs = append(res.ToLiveMs, float64(live-sent)/1e6)
+	if epoch == b.footprintRestarts {
+		st, _ := readStat(in.pid)
+		res.Restarts = epoch
+		res.RestartCPUMs = ms(st.CPU - start.CPU)
+		_, res.RestartHWMKiB, _ = readMemKiB(in.pid)
+	}
+	// Let the parent drain and exit, so every restart starts from the same
+	// state: one LIVE epoch, a quiet host.
+	time.Sleep(b.settle)
+	return nil
 }
 
 // ShutdownResult is measurement 2: SIGTERM → the restarter's exit.

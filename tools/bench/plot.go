@@ -187,10 +187,22 @@ func WriteCDFPlot(path, title, xLabel string, series []Series) error {
 			line(img, x, prevY, x, y, c)
 			prevX, prevY = x, y
 		}
+	}
+
+	legendX := left + pw - 370
+	for y := top + 12; y < top+12+18*len(series)+8; y++ {
+		for x := legendX - 8; x < left+pw-2; x++ {
+			img.Set(x, y, white)
+		}
+	}
+	for i, s := range series {
+		if len(s.Samples) == 0 {
+			continue
+		}
+		c := palette[i%len(palette)]
 		ly := top + 20 + i*18
-		lx := left + pw - 360
-		line(img, lx, ly+4, lx+24, ly+4, c)
-		drawText(img, lx+32, ly, fmt.Sprintf("%s  p50 %.2f  p99 %.2f", s.Label, Percentile(s.Samples, 50), Percentile(s.Samples, 99)), c)
+		line(img, legendX, ly+4, legendX+24, ly+4, c)
+		drawText(img, legendX+32, ly, fmt.Sprintf("%s  p50 %.2f  p99 %.2f", s.Label, Percentile(s.Samples, 50), Percentile(s.Samples, 99)), c)
 	}
 
 	f, err := os.Create(path)
