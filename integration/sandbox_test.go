@@ -65,10 +65,9 @@ type sandbox struct {
 }
 
 // newSandbox makes a sandbox whose start script has body after the preamble
-// (see scriptPreamble); body "" means defaultBody. It marks the test parallel.
+// (see scriptPreamble); body "" means defaultBody.
 func newSandbox(t *testing.T, body string) *sandbox {
 	t.Helper()
-	t.Parallel()
 	sb := &sandbox{
 		t:         t,
 		dir:       t.TempDir(),
@@ -104,6 +103,18 @@ func socketPrefix(t *testing.T, dir string, baseID uint32) string {
 		return p
 	}
 	return fmt.Sprintf("@restarter-integration-%d", baseID)
+}
+
+// removeRegionOf removes, when the test ends, the shared memory region of
+// the base id that an epoch wrote to path (--base-id-path), if any.
+func (sb *sandbox) removeRegionOf(path string) {
+	sb.t.Cleanup(func() {
+		if b, err := os.ReadFile(path); err == nil {
+			if id, err := strconv.ParseUint(string(b), 10, 32); err == nil {
+				removeRegion(uint32(id))
+			}
+		}
+	})
 }
 
 // removeRegion removes the shared memory region of baseID, if any.

@@ -27,6 +27,7 @@ func TestStartServesAndSIGINTStopsEverything(t *testing.T) {
 }
 
 func testStartAndStop(t *testing.T, sig syscall.Signal, name string) {
+	t.Parallel()
 	// Given a restarter running the start script,
 	sb := newSandbox(t, "")
 	r := sb.start()
@@ -57,6 +58,7 @@ func testStartAndStop(t *testing.T, sig syscall.Signal, name string) {
 
 // Scenario 10: the restarter SIGKILLed leaves no fakeenvoy behind.
 func TestRestarterSIGKILLedLeavesNoEpoch(t *testing.T) {
+	t.Parallel()
 	// Given two live epochs (the parent kept alive by a long shutdown time),
 	sb := newSandbox(t, `fakeenvoy --base-id "$BASE_ID" --parent-shutdown-time-s 60`+"\n")
 	r := sb.start()
