@@ -1,7 +1,9 @@
 package integration
 
 import (
+	"regexp"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -66,4 +68,117 @@ func TestHotRestartUnderLoad(t *testing.T) {
 	require.Equal(t, proctest.Exit{Code: 0}, r.Wait(wait))
 	require.Equal(t, "exited with code=0", sb.waitReaped(newest))
 	sb.requireAllGone()
+}
+
+// Scenario 8: SIGHUP while the previous epoch is still initializing takes
+// Envoy's "previous envoy process is still initializing" path: the new
+// epoch exits 1, and the restarter (hot-restarter.py's policy) kills the
+// initializing epoch and exits 1.
+func TestSIGHUPWhilePreviousEpochInitializing(t *testing.T) {
+	t.Parallel()
+	// Given epoch 0 still initializing (not LIVE for a long while),
+	sb := newSandbox(t, `fakeenvoy --base-id "$BASE_ID" --fake-ready-delay 60s`+"\n")
+	r := sb.start()
+	e0 := sb.waitForked(0)
+	admin := r.WaitLine(epochLine(e0.PID, `admin address: (\S+)$`), 1, wait)[1]
+	r.WaitLine(epochLine(e0.PID, `starting main dispatch loop$`), 1, wait)
+	status, body := httpStatus(t, "http://"+admin+"/ready")
+	require.Equal(t, 503, status)
+	require.Equal(t, "INITIALIZING", body)
+
+	// when the operator hot restarts,
+	r.Signal(syscall.SIGHUP)
+
+	// then epoch 1 refuses, as Envoy does, and exits 1,
+	e1 := sb.waitForked(1)
+	r.WaitLine(`^previous envoy process is still initializing$`, 1, wait)
+	require.Equal(t, "exited with code=1", sb.waitReaped(e1))
+	// and the restarter kills epoch 0 and exits 1.
+	require.Equal(t, proctest.Exit{Code: 1}, r.Wait(wait))
+	r.WaitLine(abnormalRE, 1, wait)
+	require.Equal(t, "was killed with signal=9", sb.waitReaped(e0))
+	sb.requireAllGone()
+}
+
+// Scenario 9: SIGHUP during shutdown starts no new epoch.
+func TestSIGHUPDuringShutdownStartsNoEpoch(t *testing.T) {
+	t.Parallel()
+	// Given an epoch slow to stop (it ignores SIGTERM; SIGINT stops it),
+	sb := newSandbox(t, `fakeenvoy --base-id "$BASE_ID" --fake-ignore-sigterm`+"\n")
+	r := sb.start()
+	e0, _ := sb.waitLive(0)
+	r.Signal(syscall.SIGTERM)
+	r.WaitLine(epochLine(e0.PID, `ignoring SIGTERM \(--fake-ignore-sigterm\)$`), 1, wait)
+
+	// when SIGHUP arrives during the shutdown,
+	r.Signal(syscall.SIGHUP)
+	r.WaitLine(`ignoring SIGHUP: shutdown in progress$`, 1, wait)
+
+	// then no epoch is started, and once epoch 0 stops the restarter exits 0.
+	signal(t, e0.PID, syscall.SIGINT)
+	require.Equal(t, proctest.Exit{Code: 0}, r.Wait(wait))
+	require.Equal(t, "exited with code=0", sb.waitReaped(e0))
+	r.WaitLine(`all children exited cleanly$`, 1, wait)
+	require.Empty(t, r.Lines(`new child process at epoch 1`))
+	require.Len(t, sb.forked(), 1)
+	sb.requireAllGone()
+}
+
+// Scenario 13: a storm of 200 SIGHUPs in a second. Under hot-restarter.py's
+// policy an epoch started while its parent initializes fails, and the
+// restarter then shuts everything down, exit 1 (DESIGN.md, 5): what the
+// storm must not break is the restarter itself: no crash, no zombie, no
+// orphan, a bounded number of processes, a clean exit in bounded time.
+func TestSIGHUPStorm(t *testing.T) {
+	t.Parallel()
+	// Given epoch 0 live,
+	sb := newSandbox(t, "")
+	r := sb.start()
+	sb.waitLive(0)
+	stopSampling := make(chan struct{})
+	mostAlive := maxChildren(r.PID(), stopSampling)
+
+	// when 200 SIGHUPs arrive within a second (every 5ms),
+	tick := time.NewTicker(5 * time.Millisecond)
+	sent := 0
+	for ; sent < 200; sent++ {
+		if syscall.Kill(r.PID(), syscall.SIGHUP) != nil {
+			break // the restarter exited (after a failed epoch) and was reaped
+		}
+		<-tick.C
+	}
+	tick.Stop()
+	// and then SIGTERM,
+	began := time.Now()
+	syscall.Kill(r.PID(), syscall.SIGTERM)
+
+	// then the restarter ends by itself or on the TERM, in bounded time,
+	exit := r.Wait(wait)
+	close(stopSampling)
+	require.Less(t, time.Since(began), 10*time.Second)
+	require.Zero(t, exit.Signal, "the restarter crashed: %v", exit)
+	require.Contains(t, []int{0, 1}, exit.Code)
+	if exit.Code == 1 {
+		r.WaitLine(abnormalRE, 1, wait)
+	} else {
+		r.WaitLine(`all children exited cleanly$`, 1, wait)
+	}
+	r.WaitLine(`exiting with code=`+strconv.Itoa(exit.Code)+`$`, 1, wait)
+	// it reaped every epoch it started (each once) and none is left,
+	sb.requireAllGone()
+	// each SIGHUP it handled started at most one epoch, and none started
+	// once shutdown began (the number of processes is bounded by that:
+	// under this policy nothing holds a SIGHUP back while an epoch starts).
+	hups := len(r.Lines(`got SIGHUP$`))
+	require.Positive(t, hups)
+	require.LessOrEqual(t, len(sb.forked()), 1+hups)
+	shutdown := false
+	for _, line := range strings.Split(r.Output(), "\n") {
+		if regexp.MustCompile(abnormalRE + `|got SIGTERM$`).MatchString(line) {
+			shutdown = true
+		}
+		require.False(t, shutdown && strings.Contains(line, "forking and execing new child process"), "epoch started during shutdown: %s", line)
+	}
+	t.Logf("%d SIGHUPs sent, %d handled, %d epochs started, at most %d alive at once, exit %d",
+		sent, hups, len(sb.forked()), <-mostAlive, exit.Code)
 }

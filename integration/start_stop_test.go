@@ -120,3 +120,15 @@ func httpGet(t *testing.T, url string) string {
 	require.Equal(t, http.StatusOK, resp.StatusCode, "GET %s: %s", url, b)
 	return strings.TrimSpace(string(b))
 }
+
+// httpStatus returns the status and trimmed body of a GET.
+func httpStatus(t *testing.T, url string) (int, string) {
+	t.Helper()
+	client := &http.Client{Timeout: 10 * time.Second}
+	resp, err := client.Get(url)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	return resp.StatusCode, strings.TrimSpace(string(b))
+}
