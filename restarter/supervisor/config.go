@@ -176,8 +176,8 @@ func ParseArgs(args []string, stdout io.Writer) (Config, error) {
 		return cfg, usageErrorf("missing COMMAND: the start script to run (see restarter --help)")
 	}
 	if cfg.ReadyURL != "" {
-		if u, err := url.Parse(cfg.ReadyURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return cfg, usageErrorf("invalid value %q for flag -ready-url: must be an http:// or https:// URL", cfg.ReadyURL)
+		if u, err := url.Parse(cfg.ReadyURL); err != nil || u.Scheme != "http" || u.Host == "" {
+			return cfg, usageErrorf("invalid value %q for flag -ready-url: must be an http:// URL (for anything else use --ready-cmd)", cfg.ReadyURL)
 		}
 	}
 	cfg.Command, cfg.Args = fs.Arg(0), fs.Args()[1:]

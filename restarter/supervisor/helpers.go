@@ -4,8 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
-	"net/http"
 	"os/exec"
 	"strconv"
 	"time"
@@ -63,17 +61,8 @@ func (r *runner) watchReady(ctx context.Context, epoch, pid int) (Ready, bool) {
 func (r *runner) probeURL(ctx context.Context, epoch int) bool {
 	ctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, r.cfg.ReadyURL, nil)
-	if err != nil {
-		return false
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return false
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if err != nil || resp.StatusCode != http.StatusOK {
+	code, body, err := httpGet(ctx, r.cfg.ReadyURL, 1<<20)
+	if err != nil || code != 200 {
 		return false
 	}
 	var info struct {

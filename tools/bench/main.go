@@ -282,7 +282,9 @@ func (b *bench) buildBinaries(dir string) error {
 		out := filepath.Join(dir, filepath.Base(target.pkg))
 		cmd := exec.Command("go", "build", "-o", out, target.pkg)
 		cmd.Dir, cmd.Stdout, cmd.Stderr = root, os.Stderr, os.Stderr
-		fmt.Fprintf(os.Stderr, "bench: go build -o %s %s\n", out, target.pkg)
+		// The release build: static, as `bazel build` (pure = "on") makes it.
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		fmt.Fprintf(os.Stderr, "bench: CGO_ENABLED=0 go build -o %s %s\n", out, target.pkg)
 		if err := cmd.Run(); err != nil {
 			return fmt.Errorf("go build %s: %w", target.pkg, err)
 		}
