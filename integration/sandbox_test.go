@@ -291,6 +291,15 @@ func (sb *sandbox) readState(n int) state {
 	return st
 }
 
+// lineTime returns the time of a log line in Envoy's format (the
+// restarter's and fakeenvoy's): [YYYY-MM-DD HH:MM:SS.mmm]...
+func lineTime(t *testing.T, line string) time.Time {
+	t.Helper()
+	ts, err := time.Parse("[2006-01-02 15:04:05.000]", line[:min(len(line), 25)])
+	require.NoError(t, err, "time of log line %q", line)
+	return ts
+}
+
 // waitReaped waits for the restarter to log how e ended and returns that
 // line's outcome: "exited with code=C" or "was killed with signal=S".
 func (sb *sandbox) waitReaped(e epoch) string {
