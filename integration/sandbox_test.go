@@ -74,7 +74,7 @@ func newSandbox(t *testing.T, body string) *sandbox {
 		baseID:    staticBaseID(),
 		fakeenvoy: proctest.Binary(t, "fakeenvoy"),
 	}
-	sb.socketPath = socketPrefix(t, sb.dir, sb.baseID)
+	sb.socketPath = socketPrefix(sb.dir, sb.baseID)
 	sb.port = freePort(t)
 	sb.accessLog = sb.path("access.log")
 	sb.config = sb.writeConfig("envoy.yaml", sb.port)
@@ -97,7 +97,7 @@ func staticBaseID() uint32 { return 300_000_000 + rand.Uint32N(700_000_000) }
 // socketPrefix is the --socket-path for a sandbox: a path socket under dir,
 // or, when dir is too long for a unix socket name (Bazel's temp dirs can
 // be), an abstract name unique to the base id.
-func socketPrefix(t *testing.T, dir string, baseID uint32) string {
+func socketPrefix(dir string, baseID uint32) string {
 	p := filepath.Join(dir, "hr")
 	if len(p)+len("_parent_")+11 < 100 {
 		return p
