@@ -89,10 +89,11 @@ type timerFiring struct {
 }
 
 // Run supervises cfg.Command until the restarter should exit, and returns
-// the exit code. It installs the signal handlers it needs and removes them
-// before returning; every child it started has been reaped by then (unless
-// one survived SIGKILL for KillWait, which is logged), and its control
-// socket and pid file are removed.
+// the exit code. It catches SIGHUP, SIGUSR1, SIGTERM, SIGINT and SIGCHLD
+// for the rest of the process's life (the caller is expected to exit with
+// the code). Every child it started has been reaped by then (unless one
+// survived SIGKILL for KillWait, which is logged), and its control socket
+// and pid file are removed.
 func Run(cfg Config, log *slog.Logger) int {
 	// Signals get a channel each, with room for one: a burst of one signal
 	// coalesces (as the kernel does) without crowding out the others.
@@ -104,7 +105,9 @@ func Run(cfg Config, log *slog.Logger) int {
 	chld := notify(syscall.SIGCHLD)
 	hup, usr1 := notify(syscall.SIGHUP), notify(syscall.SIGUSR1)
 	term, intr := notify(syscall.SIGTERM), notify(syscall.SIGINT)
-	defer signal.Reset(syscall.SIGCHLD, syscall.SIGHUP, syscall.SIGUSR1, syscall.SIGTERM, syscall.SIGINT)
+	// The handlers are never removed: between Run's return and the process's
+	// exit, a late SIGHUP or SIGTERM must not kill the restarter by its
+	// default action and replace the exit code with "killed by signal".
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel() // stops checks and probes still running

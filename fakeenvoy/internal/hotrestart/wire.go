@@ -102,8 +102,9 @@ func Decode(b []byte) (Message, error) {
 // Endpoint is one bound datagram socket: a process has a "child" one to
 // talk to its parent and a "parent" one to answer its child.
 type Endpoint struct {
-	conn *net.UnixConn
-	name string
+	conn  *net.UnixConn
+	name  string
+	bound os.FileInfo // the path socket as bound; nil for an abstract name
 }
 
 // BindError is Envoy's domain socket bind failure.
@@ -137,23 +138,32 @@ func Bind(name string, mode uint32, scaledBaseID uint64, id uint32) (*Endpoint, 
 		}
 		return nil, &BindError{ScaledBaseID: scaledBaseID, ID: id, Errno: errno}
 	}
+	e := &Endpoint{conn: conn, name: name}
 	if !abstract {
 		if err := os.Chmod(name, os.FileMode(mode)); err != nil {
 			conn.Close()
 			return nil, fmt.Errorf("chmod %s: %w", name, err)
 		}
+		if e.bound, err = os.Stat(name); err != nil {
+			conn.Close()
+			return nil, fmt.Errorf("stat %s: %w", name, err)
+		}
 	}
-	return &Endpoint{conn: conn, name: name}, nil
+	return e, nil
 }
 
 // Name is the bound name.
 func (e *Endpoint) Name() string { return e.name }
 
-// Close closes the socket and removes a path name.
+// Close closes the socket and removes a path name, unless the path is no
+// longer this socket's: a later epoch with the same id (epoch%3) unlinks and
+// re-binds it while this one may still be draining.
 func (e *Endpoint) Close() error {
 	err := e.conn.Close()
-	if e.name[0] != '@' {
-		_ = os.Remove(e.name)
+	if e.bound != nil {
+		if now, serr := os.Stat(e.name); serr == nil && os.SameFile(now, e.bound) {
+			_ = os.Remove(e.name)
+		}
 	}
 	return err
 }

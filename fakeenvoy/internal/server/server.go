@@ -170,6 +170,7 @@ func (s *Server) openHotRestart() error {
 
 func (s *Server) run() int {
 	o := s.opts
+	handleFatalSignals(s.log)
 	if !o.DisableHotRestart {
 		if err := s.openHotRestart(); err != nil {
 			return s.fatal(err)
