@@ -57,6 +57,7 @@ type sandbox struct {
 	baseID     uint32
 	socketPath string
 	port       int    // the listener's port, the same for every epoch
+	adminPort  int    // the admin's port; 0 (the kernel's choice) unless a scenario fixes it
 	config     string // the bootstrap every epoch loads unless its script says otherwise
 	accessLog  string
 	script     string
@@ -167,12 +168,12 @@ func (sb *sandbox) path(name string) string { return filepath.Join(sb.dir, name)
 // addr is the listener's address.
 func (sb *sandbox) addr() string { return fmt.Sprintf("127.0.0.1:%d", sb.port) }
 
-// writeConfig writes a bootstrap: admin on 127.0.0.1 port 0, listener "web"
-// on port logging to the sandbox's access log.
+// writeConfig writes a bootstrap: admin on 127.0.0.1 port sb.adminPort,
+// listener "web" on port logging to the sandbox's access log.
 func (sb *sandbox) writeConfig(name string, port int) string {
 	sb.t.Helper()
 	doc := fmt.Sprintf(`admin:
-  address: {socket_address: {address: 127.0.0.1, port_value: 0}}
+  address: {socket_address: {address: 127.0.0.1, port_value: %d}}
 static_resources:
   listeners:
   - name: web
@@ -195,7 +196,7 @@ static_resources:
               routes:
               - match: {prefix: "/"}
                 direct_response: {status: 200, body: {inline_string: "hello\n"}}
-`, port, sb.accessLog)
+`, sb.adminPort, port, sb.accessLog)
 	p := sb.path(name)
 	require.NoError(sb.t, os.WriteFile(p, []byte(doc), 0o644))
 	return p

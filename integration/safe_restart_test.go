@@ -1,0 +1,328 @@
+package integration
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
+	"github.com/stretchr/testify/require"
+
+	"github.com/envoy-restarter/restarter/internal/proctest"
+	"github.com/envoy-restarter/restarter/restarter/supervisor"
+)
+
+// The safe-restart scenarios: the restarter's --check, readiness gating,
+// base-id hand-off and control socket against fakeenvoy.
+
+// safeSandbox is a sandbox whose admin has a fixed port, so that
+// --ready-url can name it, and a control socket path.
+type safeSandbox struct {
+	*sandbox
+	sock string
+}
+
+func newSafeSandbox(t *testing.T, body string) *safeSandbox {
+	t.Helper()
+	sb := newSandbox(t, body)
+	sb.adminPort = freePort(t)
+	sb.config = sb.writeConfig("envoy.yaml", sb.port)
+	return &safeSandbox{sandbox: sb, sock: sb.path("control.sock")}
+}
+
+// waitReady waits until the restarter found epoch n ready (LIVE on its
+// /server_info) and returns it with its state file.
+func (sb *safeSandbox) waitReady(n int) (epoch, state) {
+	sb.t.Helper()
+	e := sb.waitForked(n)
+	sb.restarter.WaitLine(`epoch `+strconv.Itoa(n)+` is ready$`, 1, wait)
+	st := sb.readState(n)
+	require.Equal(sb.t, "LIVE", st.State, "epoch %d state", n)
+	require.Equal(sb.t, e.PID, st.PID, "epoch %d pid", n)
+	return e, st
+}
+
+// readyURL is Envoy's /server_info on the sandbox's admin.
+func (sb *safeSandbox) readyURL() string {
+	return fmt.Sprintf("http://127.0.0.1:%d/server_info", sb.adminPort)
+}
+
+// startSafe runs the restarter with a validating check (the start script
+// itself in --mode validate), readiness on /server_info and a control
+// socket, plus flags.
+func (sb *safeSandbox) startSafe(flags ...string) *proctest.Proc {
+	sb.t.Helper()
+	return sb.start(append([]string{
+		"--check", sb.script, "--check-arg", "--mode", "--check-arg", "validate",
+		"--ready-url", sb.readyURL(), "--control-socket", sb.sock,
+	}, flags...)...)
+}
+
+// reload runs `restarter reload` and returns its exit code and output.
+func (sb *safeSandbox) reload() (int, string) {
+	sb.t.Helper()
+	cmd := exec.Command(proctest.Binary(sb.t, "restarter"), "reload", "--control-socket", sb.sock, "--timeout", wait.String())
+	out, err := cmd.CombinedOutput()
+	if _, ok := err.(*exec.ExitError); !ok {
+		require.NoError(sb.t, err)
+	}
+	return cmd.ProcessState.ExitCode(), string(out)
+}
+
+// status runs `restarter status` and decodes it.
+func (sb *safeSandbox) status() supervisor.Status {
+	sb.t.Helper()
+	out, err := exec.Command(proctest.Binary(sb.t, "restarter"), "status", "--control-socket", sb.sock).Output()
+	require.NoError(sb.t, err)
+	var s supervisor.Status
+	require.NoError(sb.t, json.Unmarshal(out, &s))
+	return s
+}
+
+// waitIdle waits until no hot restart is in progress or queued, and
+// returns that status.
+func (sb *safeSandbox) waitIdle() supervisor.Status {
+	sb.t.Helper()
+	var s supervisor.Status
+	proctest.WaitFor(sb.t, wait, "no hot restart in progress or queued", func() bool {
+		s = sb.status()
+		return s.Restart == nil && !s.Queued
+	})
+	return s
+}
+
+// breakConfig makes the config invalid (an unknown field, which Envoy
+// refuses); fixConfig restores it.
+func (sb *safeSandbox) breakConfig() {
+	sb.t.Helper()
+	f, err := os.OpenFile(sb.config, os.O_APPEND|os.O_WRONLY, 0)
+	require.NoError(sb.t, err)
+	_, err = f.WriteString("no_such_field: 1\n")
+	require.NoError(sb.t, err)
+	require.NoError(sb.t, f.Close())
+}
+
+func (sb *safeSandbox) fixConfig() { sb.config = sb.writeConfig("envoy.yaml", sb.port) }
+
+var ignoreClock = cmp.Options{
+	cmpopts.IgnoreFields(supervisor.EpochStatus{}, "Started"),
+	cmpopts.IgnoreFields(supervisor.RestartStatus{}, "At"),
+}
+
+func TestCheckRefusesBadConfigWhileTrafficFlows(t *testing.T) {
+	t.Parallel()
+	// Given epoch 0 serving under load, behind a validating check,
+	sb := newSafeSandbox(t, "")
+	r := sb.startSafe()
+	e0, _ := sb.waitReady(0)
+	l := startLoad(t, sb.addr(), 4)
+
+	// when the config is broken and a hot restart is asked for, by reload and by SIGHUP,
+	sb.breakConfig()
+	code, out := sb.reload()
+	r.Signal(syscall.SIGHUP)
+
+	// then both are refused with the reason, no epoch 1 is started,
+	require.Equal(t, supervisor.ExitReloadFailed, code)
+	require.Contains(t, out, "restarter reload: hot restart to epoch 1 failed: check failed: "+sb.script+": exit status 1")
+	r.WaitLine(`check refused hot restart to epoch 1: `, 2, wait)
+	r.WaitLine(`check output: .*no_such_field`, 1, wait)
+	require.Empty(t, r.Lines(`forking and execing new child process at epoch 1`))
+
+	// and once it is fixed, a reload succeeds and epoch 1 takes over without a failed request.
+	sb.fixConfig()
+	code, out = sb.reload()
+	require.Equal(t, 0, code, out)
+	require.Equal(t, "hot restart to epoch 1: ready\n", out)
+	e1, _ := sb.waitReady(1)
+	require.Equal(t, "exited with code=0", sb.waitReaped(e0))
+	waitServed(t, l, 1)
+	l.finish()
+	require.Empty(t, l.failed())
+	require.Positive(t, l.served(0))
+	require.Positive(t, l.served(1))
+
+	want := supervisor.Status{
+		Phase:       "running",
+		Epochs:      []supervisor.EpochStatus{{Epoch: 1, PID: e1.PID, State: "live"}},
+		LastRestart: &supervisor.RestartStatus{Epoch: 1, Result: "ok"},
+		Counters:    supervisor.Counters{SIGHUPs: 1, Reloads: 2, Restarts: 3, RestartsFailed: 2, ChecksFailed: 2},
+	}
+	require.Empty(t, cmp.Diff(want, sb.status(), ignoreClock))
+	r.Signal(syscall.SIGTERM)
+	require.Equal(t, proctest.Exit{Code: 0}, r.Wait(wait))
+	sb.requireAllGone()
+}
+
+func TestSIGHUPBurstIsCoalesced(t *testing.T) {
+	t.Parallel()
+	// Given epochs that take 300ms to initialize, under load,
+	sb := newSafeSandbox(t, `fakeenvoy --base-id "$BASE_ID" --fake-ready-delay 300ms "$@"`+"\n")
+	r := sb.startSafe()
+	sb.waitReady(0)
+	l := startLoad(t, sb.addr(), 4)
+
+	// when 10 SIGHUPs arrive within 100ms,
+	tick := time.NewTicker(10 * time.Millisecond)
+	for range 10 {
+		r.Signal(syscall.SIGHUP)
+		<-tick.C
+	}
+	tick.Stop()
+
+	// then they become a few restarts, one after the other, and none fails.
+	s := sb.waitIdle()
+	require.Equal(t, "running", s.Phase)
+	require.GreaterOrEqual(t, s.Counters.Restarts, 2)
+	require.LessOrEqual(t, s.Counters.Restarts, 3, "10 SIGHUPs within one 300ms initialization coalesce")
+	require.Zero(t, s.Counters.RestartsFailed)
+	require.Empty(t, r.Lines(`previous envoy process is still initializing`))
+	requireOneInitializingAtATime(t, r)
+	last := s.LastRestart.Epoch
+	sb.waitReady(last)
+	waitServed(t, l, last)
+	l.finish()
+	require.Empty(t, l.failed())
+	r.Signal(syscall.SIGTERM)
+	require.Equal(t, proctest.Exit{Code: 0}, r.Wait(wait))
+	sb.requireAllGone()
+}
+
+// requireOneInitializingAtATime checks, from the restarter's log, that every
+// epoch after 0 was forked only after the previous one was ready.
+func requireOneInitializingAtATime(t *testing.T, r *proctest.Proc) {
+	t.Helper()
+	ready := map[int]bool{}
+	for _, line := range strings.Split(r.Output(), "\n") {
+		var n int
+		if _, err := fmt.Sscanf(restarterMessage(line), "epoch %d is ready", &n); err == nil {
+			ready[n] = true
+		}
+		if _, err := fmt.Sscanf(restarterMessage(line), "forking and execing new child process at epoch %d", &n); err == nil && n > 0 {
+			require.True(t, ready[n-1], "epoch %d forked before epoch %d was ready", n, n-1)
+		}
+	}
+}
+
+// restarterMessage returns the message of a restarter log line, "" for others.
+func restarterMessage(line string) string {
+	_, msg, ok := strings.Cut(line, "[restarter] ")
+	if !ok {
+		return ""
+	}
+	return msg
+}
+
+func TestSIGHUPStormWithReadinessGate(t *testing.T) {
+	t.Parallel()
+	// Given the readiness gate and epochs that take a while to initialize,
+	sb := newSafeSandbox(t, `fakeenvoy --base-id "$BASE_ID" --fake-ready-delay 50ms "$@"`+"\n")
+	r := sb.startSafe()
+	sb.waitReady(0)
+	l := startLoad(t, sb.addr(), 4)
+
+	// when 200 SIGHUPs arrive as fast as they can be sent,
+	for range 200 {
+		r.Signal(syscall.SIGHUP)
+	}
+
+	// then the storm is coalesced and the service survives it: no failed
+	// restart, no failed request, no zombie, a clean exit on SIGTERM.
+	s := sb.waitIdle()
+	require.Equal(t, "running", s.Phase)
+	require.Zero(t, s.Counters.RestartsFailed)
+	require.Empty(t, r.Lines(`previous envoy process is still initializing|Due to abnormal exit`))
+	requireOneInitializingAtATime(t, r)
+	_, zombies := proctest.Children(r.PID())
+	require.Zero(t, zombies)
+	sb.waitReady(s.LastRestart.Epoch)
+	l.finish()
+	require.Empty(t, l.failed())
+	r.Signal(syscall.SIGTERM)
+	require.Equal(t, proctest.Exit{Code: 0}, r.Wait(wait))
+	sb.requireAllGone()
+}
+
+func TestReloadExitCodes(t *testing.T) {
+	t.Parallel()
+	// Given epoch 2 (only) too slow to get ready within --ready-timeout,
+	sb := newSafeSandbox(t, `if [ "$RESTART_EPOCH" = 2 ]; then set -- --fake-ready-delay 60s "$@"; fi
+fakeenvoy --base-id "$BASE_ID" "$@"
+`)
+	r := sb.startSafe("--ready-timeout", "1s")
+	sb.waitReady(0)
+
+	// a reload to a good config exits 0,
+	code, out := sb.reload()
+	require.Equal(t, 0, code, out)
+	sb.waitReady(1)
+
+	// one the check refuses exits 1 with the reason, and Envoy keeps serving,
+	sb.breakConfig()
+	code, out = sb.reload()
+	require.Equal(t, 1, code)
+	require.Contains(t, out, "hot restart to epoch 2 failed: check failed: ")
+	require.Equal(t, "running", sb.status().Phase)
+
+	// and one whose epoch is not ready in time exits 1, and everything is shut down.
+	sb.fixConfig()
+	code, out = sb.reload()
+	require.Equal(t, 1, code)
+	require.Equal(t, "restarter reload: hot restart to epoch 2 failed: epoch 2 not ready within --ready-timeout=1s\n", out)
+	require.Equal(t, proctest.Exit{Code: 1}, r.Wait(wait))
+	r.WaitLine(abnormalRE, 1, wait)
+	sb.requireAllGone()
+}
+
+func TestBaseIDHandOffAcrossFiveRestarts(t *testing.T) {
+	t.Parallel()
+	// Given examples/start_envoy.sh as shipped, envoy on PATH (fakeenvoy),
+	// and the restarter handing the base id over,
+	sb := newSafeSandbox(t, "")
+	script := proctest.Runfile(t, "START_ENVOY_SH", "../examples/start_envoy.sh")
+	bin := sb.path("bin")
+	require.NoError(t, os.Mkdir(bin, 0o755))
+	require.NoError(t, os.Symlink(sb.fakeenvoy, filepath.Join(bin, "envoy")))
+	baseIDPath := sb.path("base-id")
+	sb.removeRegionOf(baseIDPath)
+	env := []string{
+		"PATH=" + bin + ":" + os.Getenv("PATH"),
+		"ENVOY_CONFIG=" + sb.config,
+		"ENVOY_INOTIFY_MAX_USER_WATCHES=", // this scenario is not about the sysctl
+	}
+	r := proctest.Start(t, proctest.Options{Dir: sb.dir, Env: env}, proctest.Binary(t, "restarter"),
+		"--base-id-path", baseIDPath, "--ready-url", sb.readyURL(), script,
+		"--drain-time-s", seconds(drainTime), "--parent-shutdown-time-s", seconds(parentShutdownTime))
+	sb.restarter = r
+
+	// when it is hot restarted five times (each SIGHUP once the last epoch is ready),
+	_, info := waitServing(t, sb.sandbox, 0)
+	id := readBaseID(t, baseIDPath)
+	require.Equal(t, id, info.Options.BaseID)
+	for n := 1; n <= 5; n++ {
+		r.WaitLine(`epoch `+strconv.Itoa(n-1)+` is ready`, 1, wait)
+		r.Signal(syscall.SIGHUP)
+		_, info := waitServing(t, sb.sandbox, n)
+
+		// then every epoch runs with epoch 0's dynamic id.
+		require.Equal(t, id, info.Options.BaseID, "epoch %d", n)
+	}
+	require.Empty(t, r.Lines(`cannot use --restart-epoch`))
+	r.Signal(syscall.SIGTERM)
+	require.Equal(t, proctest.Exit{Code: 0}, r.Wait(wait))
+	sb.requireAllGone()
+}
+
+// waitServed waits until epoch n answered one of l's requests.
+func waitServed(t *testing.T, l *load, n int) {
+	t.Helper()
+	proctest.WaitFor(t, wait, "epoch "+strconv.Itoa(n)+" to answer the load", func() bool { return l.served(n) > 0 })
+}
