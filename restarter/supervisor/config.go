@@ -103,7 +103,8 @@ Signals:
 
 Exit codes:
   0  every child exited cleanly
-  1  a child failed, was force killed, or could not be started
+  1  a child failed, was force killed, or could not be started; or the
+     pid file or control socket could not be set up
   2  usage error (bad flag, missing or non-executable COMMAND)
 
 Safe hot restarts (all off by default, which is hot-restarter.py's behaviour):
