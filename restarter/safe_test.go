@@ -338,3 +338,16 @@ func contains(pids []int, pid int) bool {
 	}
 	return false
 }
+
+func TestPIDFileNotWritable(t *testing.T) {
+	dir := t.TempDir()
+	pidFile := filepath.Join(dir, "no-such-dir", "restarter.pid")
+	r := proctest.Start(t, proctest.Options{Dir: dir}, proctest.Binary(t, "restarter"), "--pid-file", pidFile,
+		"--control-socket", filepath.Join(dir, "control.sock"), proctest.Script(t, dir, "start.sh", childScript))
+	require.Equal(t, proctest.Exit{Code: 1}, r.Wait(wait))
+	r.WaitLine(`\[error\]\[restarter\] pid file: open `+dir+`/no-such-dir/\.restarter\.pid\.\d+: no such file or directory$`, 1, wait)
+	require.Empty(t, r.Lines(`forking`), "no epoch started")
+	entries, err := os.ReadDir(dir)
+	require.NoError(t, err)
+	require.Len(t, entries, 1, "only start.sh: no socket or temp file left") // start.sh
+}
