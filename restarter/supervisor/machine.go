@@ -47,6 +47,7 @@ type child struct {
 	pid, epoch int
 	started    time.Time
 	ready      bool
+	usr1       bool // a SIGUSR1 waits for the epoch to be ready
 }
 
 // restart is a hot restart in progress: from the pre-restart check (or the
@@ -208,8 +209,13 @@ func (m *Machine) ready(epoch int) []Action {
 	if i < 0 || m.children[i].ready {
 		return nil
 	}
-	m.children[i].ready = true
-	acts := []Action{info(fmt.Sprintf("epoch %d is ready", epoch), "epoch", epoch, "pid", m.children[i].pid)}
+	c := &m.children[i]
+	c.ready = true
+	acts := []Action{info(fmt.Sprintf("epoch %d is ready", epoch), "epoch", epoch, "pid", c.pid)}
+	if c.usr1 {
+		c.usr1 = false
+		acts = append(acts, info(fmt.Sprintf("sending SIGUSR1 to PID=%d", c.pid), "pid", c.pid, "epoch", c.epoch), Kill{PID: c.pid, Signal: syscall.SIGUSR1})
+	}
 	if r := m.restart; r != nil && r.epoch == epoch && r.failure == "" {
 		acts = append(acts, m.finishRestart(true, "")...)
 	}
@@ -277,7 +283,7 @@ func (m *Machine) signaled(sig syscall.Signal) []Action {
 		}
 		return append(acts, m.requestRestart("SIGHUP", -1)...)
 	case syscall.SIGUSR1:
-		return append(acts, m.signalAll(syscall.SIGUSR1, "sending SIGUSR1 to PID=%d")...)
+		return append(acts, m.forwardUSR1()...)
 	case syscall.SIGTERM, syscall.SIGINT:
 		if m.phase != running {
 			return append(acts, info("ignoring "+signalName(sig)+": shutdown in progress"))
@@ -383,6 +389,23 @@ func (m *Machine) kill(level slog.Level, why string) []Action {
 		return append(acts, m.exit(m.code, "")...)
 	}
 	return append(acts, SetTimer{Timer: KillWaitTimer, After: KillWait})
+}
+
+// forwardUSR1 sends SIGUSR1 to every ready epoch. An epoch still starting
+// (only with a readiness probe) may not have installed its handler yet, and
+// SIGUSR1's default action would kill it: it gets the signal once ready.
+func (m *Machine) forwardUSR1() []Action {
+	var acts []Action
+	for i := range m.children {
+		c := &m.children[i]
+		if !c.ready {
+			c.usr1 = true
+			acts = append(acts, info(fmt.Sprintf("deferring SIGUSR1 to PID=%d until epoch %d is ready", c.pid, c.epoch), "pid", c.pid, "epoch", c.epoch))
+			continue
+		}
+		acts = append(acts, info(fmt.Sprintf("sending SIGUSR1 to PID=%d", c.pid), "pid", c.pid, "epoch", c.epoch), Kill{PID: c.pid, Signal: syscall.SIGUSR1})
+	}
+	return acts
 }
 
 func (m *Machine) signalAll(sig syscall.Signal, format string) []Action {
