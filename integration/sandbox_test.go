@@ -20,6 +20,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/envoy-restarter/restarter/internal/fakeenvoytest"
 	"github.com/envoy-restarter/restarter/internal/proctest"
 )
 
@@ -172,31 +173,7 @@ func (sb *sandbox) addr() string { return fmt.Sprintf("127.0.0.1:%d", sb.port) }
 // listener "web" on port logging to the sandbox's access log.
 func (sb *sandbox) writeConfig(name string, port int) string {
 	sb.t.Helper()
-	doc := fmt.Sprintf(`admin:
-  address: {socket_address: {address: 127.0.0.1, port_value: %d}}
-static_resources:
-  listeners:
-  - name: web
-    address: {socket_address: {address: 127.0.0.1, port_value: %d}}
-    filter_chains:
-    - filters:
-      - name: envoy.filters.network.http_connection_manager
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-          stat_prefix: web
-          access_log:
-          - name: envoy.access_loggers.file
-            typed_config:
-              "@type": type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog
-              path: %s
-          route_config:
-            virtual_hosts:
-            - name: web
-              domains: ["*"]
-              routes:
-              - match: {prefix: "/"}
-                direct_response: {status: 200, body: {inline_string: "hello\n"}}
-`, sb.adminPort, port, sb.accessLog)
+	doc := fakeenvoytest.Bootstrap{AdminPort: sb.adminPort, Port: port, Listener: "web", Body: "hello\n", AccessLog: sb.accessLog}.YAML()
 	p := sb.path(name)
 	require.NoError(sb.t, os.WriteFile(p, []byte(doc), 0o644))
 	return p

@@ -16,41 +16,15 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/envoy-restarter/restarter/internal/fakeenvoytest"
 )
 
 // envoyYAML is the bootstrap every epoch runs: an admin and one listener,
 // both on a kernel-chosen loopback port so runs never collide with anything
 // else on the host. --fake-reuse-port-zero hands the port-0 listener to the
 // next epoch by name, as Envoy does for a fixed address.
-const envoyYAML = `admin:
-  address:
-    socket_address: { address: 127.0.0.1, port_value: 0 }
-static_resources:
-  listeners:
-  - name: bench
-    address:
-      socket_address: { address: 127.0.0.1, port_value: 0 }
-    filter_chains:
-    - filters:
-      - name: envoy.filters.network.http_connection_manager
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-          stat_prefix: bench
-          route_config:
-            name: bench
-            virtual_hosts:
-            - name: bench
-              domains: ["*"]
-              routes:
-              - match: { prefix: "/" }
-                direct_response:
-                  status: 200
-                  body: { inline_string: "ok\n" }
-          http_filters:
-          - name: envoy.filters.http.router
-            typed_config:
-              "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
-`
+var envoyYAML = fakeenvoytest.Bootstrap{Listener: "bench", Body: "ok\n"}.YAML()
 
 // startScript is the operator's start script reduced to what the bench
 // needs, the same for every restarter: epoch 0 picks a dynamic base id,
