@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -11,15 +12,13 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/envoy-restarter/restarter/internal/proctest"
 )
 
 // adminAddress reads the admin address from the log, available before LIVE.
-func (p *proc) adminAddress() string {
-	p.t.Helper()
-	p.waitLog("admin address: ")
-	s := p.stderr.String()
-	s = s[strings.Index(s, "admin address: ")+len("admin address: "):]
-	return strings.TrimSpace(s[:strings.Index(s, "\n")])
+func adminAddress(p *proctest.Proc) string {
+	return p.WaitLine(`admin address: (\S+)`, 1, wait)[1]
 }
 
 // Given epoch 0 still INITIALIZING, when epoch 1 starts, then epoch 1
@@ -28,15 +27,15 @@ func TestEpochRefusedWhileParentInitializing(t *testing.T) {
 	sb := newSandbox(t)
 	cfg := sb.config("c.yaml", 0)
 	e0 := sb.start(0, "-c", cfg, "--fake-ready-delay", "1m")
-	admin := e0.adminAddress()
+	admin := adminAddress(e0)
 	code, body := get(t, "http://"+admin+"/ready")
 	assert.Equal(t, 503, code)
 	assert.Equal(t, "INITIALIZING\n", body)
 
 	e1 := sb.start(1, "-c", cfg)
-	assert.Equal(t, 1, e1.exit())
-	assert.Equal(t, "previous envoy process is still initializing\n", e1.stderr.String())
-	assert.True(t, e0.alive())
+	assert.Equal(t, proctest.Exit{Code: 1}, e1.Wait(wait))
+	assert.Equal(t, "previous envoy process is still initializing", e1.Output())
+	assert.True(t, e0.Alive())
 }
 
 // Given a child that died while initialising, when the next epoch starts,
@@ -45,15 +44,15 @@ func TestChildDyingWhileInitializingLeavesTheFlagSet(t *testing.T) {
 	sb := newSandbox(t)
 	cfg := sb.config("c.yaml", 0)
 	e0 := sb.start(0, "-c", cfg)
-	e0.waitLog("starting main dispatch loop")
+	e0.WaitLine("starting main dispatch loop", 1, wait)
 	e1 := sb.start(1, "-c", cfg, "--fake-ready-delay", "1m")
-	e1.waitLog("starting main dispatch loop")
-	e1.signal(syscall.SIGKILL)
-	assert.Equal(t, -int(syscall.SIGKILL), e1.exit())
+	e1.WaitLine("starting main dispatch loop", 1, wait)
+	e1.Signal(syscall.SIGKILL)
+	assert.Equal(t, proctest.Exit{Signal: syscall.SIGKILL}, e1.Wait(wait))
 
 	e2 := sb.start(2, "-c", cfg)
-	assert.Equal(t, 1, e2.exit())
-	assert.Contains(t, e2.stderr.String(), "previous envoy process is still initializing")
+	assert.Equal(t, proctest.Exit{Code: 1}, e2.Wait(wait))
+	assert.Contains(t, e2.Output(), "previous envoy process is still initializing")
 }
 
 // Given epoch 0 killed, when epoch 1 starts, then it retries the refused
@@ -62,13 +61,13 @@ func TestMissingParentRetriesThenAborts(t *testing.T) {
 	sb := newSandbox(t)
 	cfg := sb.config("c.yaml", 0)
 	e0 := sb.start(0, "-c", cfg)
-	e0.waitLog("starting main dispatch loop")
-	e0.signal(syscall.SIGKILL)
-	e0.exit()
+	e0.WaitLine("starting main dispatch loop", 1, wait)
+	e0.Signal(syscall.SIGKILL)
+	e0.Wait(wait)
 
 	e1 := sb.start(1, "-c", cfg, "--fake-hot-restart-retry-delay", "5ms")
-	assert.Equal(t, -int(syscall.SIGABRT), e1.exit())
-	out := e1.stderr.String()
+	assert.Equal(t, proctest.Exit{Signal: syscall.SIGABRT}, e1.Wait(wait))
+	out := e1.Output()
 	assert.Equal(t, 10, strings.Count(out, "hot restart sendmsg() connection refused, retrying"))
 	assert.Contains(t, out, "hot restart sendmsg() failed: returned -1, errno 111")
 }
@@ -79,15 +78,15 @@ func TestMissingParentSkippedStartsAfresh(t *testing.T) {
 	sb := newSandbox(t)
 	cfg := sb.config("c.yaml", 0)
 	e0 := sb.start(0, "-c", cfg)
-	e0.waitLog("starting main dispatch loop")
-	e0.signal(syscall.SIGKILL)
-	e0.exit()
+	e0.WaitLine("starting main dispatch loop", 1, wait)
+	e0.Signal(syscall.SIGKILL)
+	e0.Wait(wait)
 
 	e1 := sb.start(1, "-c", cfg, "--skip-hot-restart-on-no-parent", "--fake-state-path", sb.path("s.json"))
-	e1.waitLog("hot restart sendmsg() connection refused, falling back to regular restart")
+	e1.WaitLine(regexp.QuoteMeta("hot restart sendmsg() connection refused, falling back to regular restart"), 1, wait)
 	readState(t, sb.path("s.json"), 1)
-	e1.signal(syscall.SIGINT)
-	assert.Equal(t, 0, e1.exit())
+	e1.Signal(syscall.SIGINT)
+	assert.Equal(t, proctest.Exit{}, e1.Wait(wait))
 }
 
 // Given an epoch 0 running, when another epoch 0 uses the same base id,
@@ -96,12 +95,12 @@ func TestDomainSocketInUse(t *testing.T) {
 	sb := newSandbox(t)
 	cfg := sb.config("c.yaml", 0)
 	e0 := sb.start(0, "-c", cfg)
-	e0.waitLog("starting main dispatch loop")
+	e0.WaitLine("starting main dispatch loop", 1, wait)
 	again := sb.start(0, "-c", cfg)
-	assert.Equal(t, 1, again.exit())
-	assert.Equal(t, fmt.Sprintf("unable to bind domain socket with base_id=%d, id=0, errno=98 (see --base-id option)\n", uint64(sb.baseID)*10),
-		again.stderr.String())
-	assert.True(t, e0.alive())
+	assert.Equal(t, proctest.Exit{Code: 1}, again.Wait(wait))
+	assert.Equal(t, fmt.Sprintf("unable to bind domain socket with base_id=%d, id=0, errno=98 (see --base-id option)", uint64(sb.baseID)*10),
+		again.Output())
+	assert.True(t, e0.Alive())
 }
 
 // Given epoch 0 of one hot restart version, when epoch 1 of another
@@ -110,11 +109,11 @@ func TestHotRestartVersionMismatchAborts(t *testing.T) {
 	sb := newSandbox(t)
 	cfg := sb.config("c.yaml", 0)
 	e0 := sb.start(0, "-c", cfg)
-	e0.waitLog("starting main dispatch loop")
+	e0.WaitLine("starting main dispatch loop", 1, wait)
 	e1 := sb.start(1, "-c", cfg, "--fake-hot-restart-version", "99")
-	assert.Equal(t, -int(syscall.SIGABRT), e1.exit())
-	assert.Contains(t, e1.stderr.String(), "Hot restart version mismatch! You must have hot restarted into a not-hot-restart-compatible new version of Envoy.")
-	assert.True(t, e0.alive())
+	assert.Equal(t, proctest.Exit{Signal: syscall.SIGABRT}, e1.Wait(wait))
+	assert.Contains(t, e1.Output(), "Hot restart version mismatch! You must have hot restarted into a not-hot-restart-compatible new version of Envoy.")
+	assert.True(t, e0.Alive())
 }
 
 // Dynamic base ids: written to --base-id-path as bare decimal; refused
@@ -131,11 +130,11 @@ func TestDynamicBaseID(t *testing.T) {
 	dynamic := &sandbox{t: t, dir: sb.dir, baseID: st.BaseID}
 
 	e1 := sb.startRaw("--restart-epoch", "1", "--use-dynamic-base-id", "-c", cfg)
-	assert.Equal(t, 1, e1.exit())
-	assert.Equal(t, "error: cannot use --restart-epoch=1 with --use-dynamic-base-id\n", e1.stderr.String())
+	assert.Equal(t, proctest.Exit{Code: 1}, e1.Wait(wait))
+	assert.Equal(t, "error: cannot use --restart-epoch=1 with --use-dynamic-base-id", e1.Output())
 
-	e0.signal(syscall.SIGTERM)
-	assert.Equal(t, 0, e0.exit())
+	e0.Signal(syscall.SIGTERM)
+	assert.Equal(t, proctest.Exit{}, e0.Wait(wait))
 	assert.Empty(t, dynamic.leftovers())
 }
 
@@ -147,27 +146,30 @@ func TestValidateMode(t *testing.T) {
 	require.NoError(t, os.WriteFile(bad, []byte("admin: {bogus: 1}\n"), 0o644))
 	base := strconv.FormatUint(uint64(sb.baseID), 10)
 
-	out, err := exec.Command(binary, "--mode", "validate", "-c", good, "--base-id", base).CombinedOutput()
-	assert.NoError(t, err)
-	assert.Contains(t, string(out), "configuration '"+good+"' OK")
-	out, err = exec.Command(binary, "--mode", "validate", "-c", bad, "--base-id", base).CombinedOutput()
-	assert.Equal(t, 1, exitCodeOf(err))
-	assert.Contains(t, string(out), "error initializing configuration '"+bad+"'")
+	ok := sb.startRaw("--mode", "validate", "-c", good, "--base-id", base)
+	assert.Equal(t, proctest.Exit{}, ok.Wait(wait))
+	assert.Contains(t, ok.Output(), "configuration '"+good+"' OK")
+	failed := sb.startRaw("--mode", "validate", "-c", bad, "--base-id", base)
+	assert.Equal(t, proctest.Exit{Code: 1}, failed.Wait(wait))
+	assert.Contains(t, failed.Output(), "error initializing configuration '"+bad+"'")
 	assert.Empty(t, sb.leftovers())
 }
 
 func TestHotRestartVersionFlag(t *testing.T) {
 	t.Parallel()
+	binary := proctest.Binary(t, "fakeenvoy")
+	// Run directly, not through proctest (which merges the streams): the
+	// version must go to stderr alone, as Envoy's does.
 	cmd := exec.Command(binary, "--hot-restart-version")
 	var stdout, stderr strings.Builder
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	require.NoError(t, cmd.Run())
 	assert.Equal(t, "", stdout.String())
 	assert.Equal(t, "11.32\n", stderr.String())
-	out, err := exec.Command(binary, "--hot-restart-version", "--disable-hot-restart").CombinedOutput()
-	require.NoError(t, err)
-	assert.Equal(t, "disabled\n", string(out))
-	out, err = exec.Command(binary, "--no-such-flag").CombinedOutput()
-	assert.Equal(t, 1, exitCodeOf(err))
-	assert.Contains(t, string(out), "PARSE ERROR: Argument: --no-such-flag")
+	disabled := proctest.Start(t, proctest.Options{}, binary, "--hot-restart-version", "--disable-hot-restart")
+	require.Equal(t, proctest.Exit{}, disabled.Wait(wait))
+	assert.Equal(t, "disabled", disabled.Output())
+	unknown := proctest.Start(t, proctest.Options{}, binary, "--no-such-flag")
+	assert.Equal(t, proctest.Exit{Code: 1}, unknown.Wait(wait))
+	assert.Contains(t, unknown.Output(), "PARSE ERROR: Argument: --no-such-flag")
 }

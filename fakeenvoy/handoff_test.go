@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -16,6 +17,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/envoy-restarter/restarter/internal/proctest"
 )
 
 // load sends requests with unique x-request-id headers on fresh
@@ -95,18 +98,18 @@ func TestHandOffUnderLoadLosesNothing(t *testing.T) {
 	p, _ := strconv.Atoi(port)
 
 	l := startLoad(t, st0.Listeners["web"], 8)
-	waitFor(t, "load on epoch 0", func() bool { return l.ok.Load() > 50 })
+	proctest.WaitFor(t, wait, "load on epoch 0", func() bool { return l.ok.Load() > 50 })
 
 	e1 := sb.start(1, "-c", sb.config("e1.yaml", p), "--fake-state-path", sb.path("state.json"),
 		"--drain-time-s", "0.2", "--parent-shutdown-time-s", "0.5")
-	e1.waitLog("listener 'web' on " + st0.Listeners["web"] + " (from parent)")
-	e0.waitLog("shutting down admin due to child startup")
-	e0.waitLog("closing and draining listeners")
-	assert.Equal(t, 0, e0.exit(), "the drained parent exits 0")
-	assert.Contains(t, e0.stderr.String(), "shutting down due to child request")
-	waitFor(t, "load served by epoch 1", func() bool { return l.seen("1") })
+	e1.WaitLine(regexp.QuoteMeta("listener 'web' on "+st0.Listeners["web"]+" (from parent)"), 1, wait)
+	e0.WaitLine("shutting down admin due to child startup", 1, wait)
+	e0.WaitLine("closing and draining listeners", 1, wait)
+	assert.Equal(t, proctest.Exit{}, e0.Wait(wait), "the drained parent exits 0")
+	assert.Contains(t, e0.Output(), "shutting down due to child request")
+	proctest.WaitFor(t, wait, "load served by epoch 1", func() bool { return l.seen("1") })
 	before := l.ok.Load()
-	waitFor(t, "more load on epoch 1", func() bool { return l.ok.Load() > before+50 })
+	proctest.WaitFor(t, wait, "more load on epoch 1", func() bool { return l.ok.Load() > before+50 })
 	l.finish()
 
 	assert.Empty(t, l.failures, "refused or reset requests during the hand-off")
@@ -114,8 +117,8 @@ func TestHandOffUnderLoadLosesNothing(t *testing.T) {
 	st1 := readState(t, sb.path("state.json"), 1)
 	assert.Equal(t, st0.Listeners["web"], st1.Listeners["web"], "the same socket, the same address")
 
-	e1.signal(syscall.SIGTERM)
-	assert.Equal(t, 0, e1.exit())
+	e1.Signal(syscall.SIGTERM)
+	assert.Equal(t, proctest.Exit{}, e1.Wait(wait))
 	assertAccessLogOnce(t, []string{sb.path("access.log")}, l.ok.Load())
 	assert.Empty(t, sb.leftovers(), "sockets or shared memory left after the last epoch")
 }
@@ -148,18 +151,18 @@ func TestThirdEpochTerminatesTheOldest(t *testing.T) {
 	sb := newSandbox(t)
 	cfg := sb.config("c.yaml", 0)
 	e0 := sb.start(0, "-c", cfg)
-	e0.waitLog("starting main dispatch loop")
+	e0.WaitLine("starting main dispatch loop", 1, wait)
 	e1 := sb.start(1, "-c", cfg, "--parent-shutdown-time-s", "600")
-	e0.waitLog("closing and draining listeners")
-	require.True(t, e0.alive())
+	e0.WaitLine("closing and draining listeners", 1, wait)
+	require.True(t, e0.Alive())
 	e2 := sb.start(2, "-c", cfg, "--parent-shutdown-time-s", "600")
-	e1.waitLog("terminating parent process")
-	assert.Equal(t, 0, e0.exit())
-	assert.Contains(t, e0.stderr.String(), "shutting down due to child request")
-	e2.waitLog("all dependencies initialized. starting workers")
-	assert.True(t, e1.alive(), "epoch 1 drains until its parent shutdown time")
-	e2.signal(syscall.SIGTERM)
-	assert.Equal(t, 0, e2.exit())
-	assert.Equal(t, 0, e1.exit(), "a shutting-down epoch terminates its parent, as Envoy does")
+	e1.WaitLine("terminating parent process", 1, wait)
+	assert.Equal(t, proctest.Exit{}, e0.Wait(wait))
+	assert.Contains(t, e0.Output(), "shutting down due to child request")
+	e2.WaitLine(regexp.QuoteMeta("all dependencies initialized. starting workers"), 1, wait)
+	assert.True(t, e1.Alive(), "epoch 1 drains until its parent shutdown time")
+	e2.Signal(syscall.SIGTERM)
+	assert.Equal(t, proctest.Exit{}, e2.Wait(wait))
+	assert.Equal(t, proctest.Exit{}, e1.Wait(wait), "a shutting-down epoch terminates its parent, as Envoy does")
 	assert.Empty(t, sb.leftovers())
 }

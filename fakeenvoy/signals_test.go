@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -14,6 +15,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/envoy-restarter/restarter/internal/proctest"
 )
 
 func get(t *testing.T, url string) (int, string) {
@@ -41,14 +44,14 @@ func do(t *testing.T, method, url, requestID string) (int, string) {
 func TestSIGHUPIsEatenAndSIGTERMExitsCleanly(t *testing.T) {
 	sb := newSandbox(t)
 	e0 := sb.start(0, "-c", sb.config("c.yaml", 0))
-	e0.waitLog("starting main dispatch loop")
-	e0.signal(syscall.SIGHUP)
-	e0.waitLog("caught and eating SIGHUP. See documentation for how to hot restart.")
-	assert.True(t, e0.alive())
-	e0.signal(syscall.SIGTERM)
-	assert.Equal(t, 0, e0.exit())
-	assert.Contains(t, e0.stderr.String(), "caught SIGTERM")
-	assert.True(t, strings.HasSuffix(e0.stderr.String(), "exiting\n"))
+	e0.WaitLine("starting main dispatch loop", 1, wait)
+	e0.Signal(syscall.SIGHUP)
+	e0.WaitLine(regexp.QuoteMeta("caught and eating SIGHUP. See documentation for how to hot restart."), 1, wait)
+	assert.True(t, e0.Alive())
+	e0.Signal(syscall.SIGTERM)
+	assert.Equal(t, proctest.Exit{}, e0.Wait(wait))
+	assert.Contains(t, e0.Output(), "caught SIGTERM")
+	assert.True(t, strings.HasSuffix(e0.Output(), "exiting"))
 	assert.Empty(t, sb.leftovers())
 }
 
@@ -56,13 +59,13 @@ func TestSIGHUPIsEatenAndSIGTERMExitsCleanly(t *testing.T) {
 func TestFakeIgnoreSIGTERM(t *testing.T) {
 	sb := newSandbox(t)
 	e0 := sb.start(0, "-c", sb.config("c.yaml", 0), "--fake-ignore-sigterm")
-	e0.waitLog("starting main dispatch loop")
-	e0.signal(syscall.SIGTERM)
-	e0.waitLog("ignoring SIGTERM (--fake-ignore-sigterm)")
-	assert.True(t, e0.alive())
-	e0.signal(syscall.SIGINT)
-	assert.Equal(t, 0, e0.exit())
-	assert.Contains(t, e0.stderr.String(), "caught SIGINT")
+	e0.WaitLine("starting main dispatch loop", 1, wait)
+	e0.Signal(syscall.SIGTERM)
+	e0.WaitLine(regexp.QuoteMeta("ignoring SIGTERM (--fake-ignore-sigterm)"), 1, wait)
+	assert.True(t, e0.Alive())
+	e0.Signal(syscall.SIGINT)
+	assert.Equal(t, proctest.Exit{}, e0.Wait(wait))
+	assert.Contains(t, e0.Output(), "caught SIGINT")
 }
 
 // Given a running epoch logging to files, when the access log and the log
@@ -76,25 +79,25 @@ func TestSIGUSR1ReopensLogsWithoutLosingLines(t *testing.T) {
 	url := "http://" + st.Listeners["web"] + "/"
 
 	l := startLoad(t, st.Listeners["web"], 4)
-	waitFor(t, "load", func() bool { return l.ok.Load() > 30 })
+	proctest.WaitFor(t, wait, "load", func() bool { return l.ok.Load() > 30 })
 	require.NoError(t, os.Rename(sb.path("access.log"), sb.path("access.log.1")))
 	require.NoError(t, os.Rename(logPath, logPath+".1"))
-	e0.signal(syscall.SIGUSR1)
+	e0.Signal(syscall.SIGUSR1)
 	// The message goes to the old file, then the files are reopened.
-	waitFor(t, "the reopened logs", func() bool {
+	proctest.WaitFor(t, wait, "the reopened logs", func() bool {
 		_, errLog := os.Stat(logPath)
 		_, errAccess := os.Stat(sb.path("access.log"))
 		return errLog == nil && errAccess == nil
 	})
 	before := l.ok.Load()
-	waitFor(t, "load after reopen", func() bool { return l.ok.Load() > before+30 })
+	proctest.WaitFor(t, wait, "load after reopen", func() bool { return l.ok.Load() > before+30 })
 	l.finish()
 	assert.Empty(t, l.failures)
 	code, _ := do(t, http.MethodGet, url, "last")
 	assert.Equal(t, 200, code)
 
-	e0.signal(syscall.SIGTERM)
-	assert.Equal(t, 0, e0.exit())
+	e0.Signal(syscall.SIGTERM)
+	assert.Equal(t, proctest.Exit{}, e0.Wait(wait))
 	assertAccessLogOnce(t, []string{sb.path("access.log.1"), sb.path("access.log")}, l.ok.Load()+1)
 	old, err := os.ReadFile(logPath + ".1")
 	require.NoError(t, err)
@@ -150,7 +153,7 @@ func TestAdminEndpoints(t *testing.T) {
 	assert.Equal(t, http.StatusMethodNotAllowed, code)
 	code, _ = do(t, http.MethodPost, admin+"/quitquitquit", "")
 	assert.Equal(t, 200, code)
-	assert.Equal(t, 0, e0.exit())
+	assert.Equal(t, proctest.Exit{}, e0.Wait(wait))
 	assert.Empty(t, sb.leftovers())
 }
 
@@ -161,17 +164,17 @@ func TestPathSocketsAreRemovedOnExit(t *testing.T) {
 	prefix := filepath.Join(sb.dir, "hr")
 	cfg := sb.config("c.yaml", 0)
 	e0 := sb.start(0, "-c", cfg, "--socket-path", prefix, "--socket-mode", "640")
-	e0.waitLog("starting main dispatch loop")
+	e0.WaitLine("starting main dispatch loop", 1, wait)
 	child := prefix + "_child_" + strconv.FormatUint(uint64(sb.baseID)*10, 10)
 	fi, err := os.Stat(child)
 	require.NoError(t, err)
 	assert.Equal(t, os.FileMode(0o640), fi.Mode().Perm())
 
 	e1 := sb.start(1, "-c", cfg, "--socket-path", prefix, "--parent-shutdown-time-s", "0.1")
-	assert.Equal(t, 0, e0.exit())
-	e1.waitLog("all dependencies initialized. starting workers")
-	e1.signal(syscall.SIGTERM)
-	assert.Equal(t, 0, e1.exit())
+	assert.Equal(t, proctest.Exit{}, e0.Wait(wait))
+	e1.WaitLine(regexp.QuoteMeta("all dependencies initialized. starting workers"), 1, wait)
+	e1.Signal(syscall.SIGTERM)
+	assert.Equal(t, proctest.Exit{}, e1.Wait(wait))
 	matches, err := filepath.Glob(prefix + "_*")
 	require.NoError(t, err)
 	assert.Empty(t, matches)

@@ -211,6 +211,16 @@ func (p *Proc) Signal(sig syscall.Signal) {
 	}
 }
 
+// Alive reports whether the process is still running: it has not exited,
+// and is not a zombie waiting to be reaped (as for the package's Alive).
+func (p *Proc) Alive() bool {
+	p.mu.Lock()
+	done := p.done
+	p.mu.Unlock()
+	// done lags the exit until the reap; the zombie already counts as exited.
+	return !done && Alive(p.PID())
+}
+
 // Output returns everything the process printed so far.
 func (p *Proc) Output() string {
 	p.mu.Lock()
