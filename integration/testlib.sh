@@ -122,7 +122,11 @@ http_get() {
 	local status response
 	response=$(cat <&3)
 	exec 3<&-
-	status=$(printf '%s' "$response" | head -n1 | cut -d' ' -f2)
+	# The status line's code, without a pipe: under pipefail, head closing
+	# early would fail the pipeline with SIGPIPE (exit 141).
+	status=${response%%$'\r\n'*}
+	status=${status#* }
+	status=${status%% *}
 	[ "$status" = 200 ] || return 1
 	printf '%s\n' "${response#*$'\r\n\r\n'}"
 }
