@@ -181,7 +181,8 @@ func (m *Machine) spawned(ev Spawned) []Action {
 	}
 	r.pid = ev.PID
 	if !m.policy.Readiness {
-		return append(acts, m.finishRestart(true, "")...)
+		acts = append(acts, m.finishRestart(true, "")...)
+		return append(acts, m.startQueued()...)
 	}
 	return append(acts, WatchReady{Epoch: ev.Epoch, PID: ev.PID}, SetTimer{Timer: ReadyTimeoutTimer, After: m.policy.ReadyTimeout})
 }
@@ -201,7 +202,8 @@ func (m *Machine) checkFinished(ev CheckFinished) []Action {
 			acts = append(acts, Log{Level: slog.LevelError, Msg: "check output: " + line, Args: []any{"epoch", ev.Epoch}})
 		}
 	}
-	return append(acts, m.finishRestart(false, "check failed: "+ev.Err)...)
+	acts = append(acts, m.finishRestart(false, "check failed: "+ev.Err)...)
+	return append(acts, m.startQueued()...)
 }
 
 func (m *Machine) ready(epoch int) []Action {
@@ -218,13 +220,15 @@ func (m *Machine) ready(epoch int) []Action {
 	}
 	if r := m.restart; r != nil && r.epoch == epoch && r.failure == "" {
 		acts = append(acts, m.finishRestart(true, "")...)
+		acts = append(acts, m.startQueued()...)
 	}
 	return acts
 }
 
 // finishRestart ends the restart in progress (if any) with its outcome,
-// answers its waiters, tells the service manager, and starts the restart
-// that was queued behind it.
+// answers its waiters and tells the service manager. It does not start a
+// queued restart: the caller does, with startQueued, unless it is about to
+// shut everything down.
 func (m *Machine) finishRestart(ok bool, reason string) []Action {
 	r := m.restart
 	if r == nil {
@@ -250,13 +254,19 @@ func (m *Machine) finishRestart(ok bool, reason string) []Action {
 			acts = append(acts, m.notify(Notify{Ready: true, Status: fmt.Sprintf("hot restart to epoch %d failed: %s", r.epoch, reason)})...)
 		}
 	}
-	if m.pending && m.phase == running && (ok || r.checking) {
-		waiters := m.pendingWaiters
-		m.pending, m.pendingWaiters = false, nil
-		acts = append(acts, info("starting the queued hot restart"))
-		acts = append(acts, m.beginRestart(waiters)...)
-	}
 	return acts
+}
+
+// startQueued starts the restart that SIGHUPs or reloads queued during the
+// one that just ended, if any. After a refused check it is worth trying
+// again: the config may have been fixed meanwhile.
+func (m *Machine) startQueued() []Action {
+	if !m.pending || m.restart != nil || m.phase != running {
+		return nil
+	}
+	waiters := m.pendingWaiters
+	m.pending, m.pendingWaiters = false, nil
+	return append([]Action{info("starting the queued hot restart")}, m.beginRestart(waiters)...)
 }
 
 // failWaiters answers every reload still waiting, because the restarter is
@@ -335,7 +345,7 @@ func (m *Machine) exited(ev Exited) []Action {
 	case m.phase == running && !clean:
 		return append(acts, m.abort()...)
 	case len(m.children) > 0:
-		return acts
+		return append(acts, m.startQueued()...)
 	case m.phase == running:
 		return append(acts, m.exit(ExitClean, "exiting due to lack of child processes")...)
 	case m.phase == terminating:
