@@ -133,8 +133,14 @@ func TestControlSocketRefusesBadRequests(t *testing.T) {
 
 	// Another user is refused: by the socket's mode, and by the peer check
 	// when the mode is loosened.
+	// A copy of the client that user 65534 can reach (Bazel's runfiles, like
+	// t.TempDir's parents, are private to root).
+	client := filepath.Join(dir, "restarter")
+	b, err := os.ReadFile(proctest.Binary(t, "restarter"))
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(client, b, 0o755))
 	nobody := func() (int, string) {
-		cmd := exec.Command(proctest.Binary(t, "restarter"), "status", "--control-socket", sock)
+		cmd := exec.Command(client, "status", "--control-socket", sock)
 		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
 		out, _ := cmd.CombinedOutput()
 		return cmd.ProcessState.ExitCode(), string(out)
