@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -287,17 +286,9 @@ func TestBaseIDHandOffAcrossFiveRestarts(t *testing.T) {
 	// Given examples/start_envoy.sh as shipped, envoy on PATH (fakeenvoy),
 	// and the restarter handing the base id over,
 	sb := newSafeSandbox(t, "")
-	script := proctest.Runfile(t, "START_ENVOY_SH", "../examples/start_envoy.sh")
-	bin := sb.path("bin")
-	require.NoError(t, os.Mkdir(bin, 0o755))
-	require.NoError(t, os.Symlink(sb.fakeenvoy, filepath.Join(bin, "envoy")))
+	script, env := sb.startEnvoyScript()
 	baseIDPath := sb.path("base-id")
-	sb.removeRegionOf(baseIDPath)
-	env := []string{
-		"PATH=" + bin + ":" + os.Getenv("PATH"),
-		"ENVOY_CONFIG=" + sb.config,
-		"ENVOY_INOTIFY_MAX_USER_WATCHES=", // this scenario is not about the sysctl
-	}
+	env = append(env, "ENVOY_INOTIFY_MAX_USER_WATCHES=") // this scenario is not about the sysctl
 	r := proctest.Start(t, proctest.Options{Dir: sb.dir, Env: env}, proctest.Binary(t, "restarter"),
 		"--base-id-path", baseIDPath, "--ready-url", sb.readyURL(), script,
 		"--drain-time-s", seconds(drainTime), "--parent-shutdown-time-s", seconds(parentShutdownTime))

@@ -22,22 +22,16 @@ func TestExampleStartEnvoyScriptRunsUnchanged(t *testing.T) {
 	// Given the operator's script as shipped, envoy on PATH (a symlink to
 	// fakeenvoy), the config in ENVOY_CONFIG and a dynamic base id file,
 	sb := newSandbox(t, "")
-	script := proctest.Runfile(t, "START_ENVOY_SH", "../examples/start_envoy.sh")
-	bin := sb.path("bin")
-	require.NoError(t, os.Mkdir(bin, 0o755))
-	require.NoError(t, os.Symlink(sb.fakeenvoy, filepath.Join(bin, "envoy")))
+	script, env := sb.startEnvoyScript()
 	baseIDPath := sb.path("base-id")
-	sb.removeRegionOf(baseIDPath)
 	watches, err := os.ReadFile("/proc/sys/fs/inotify/max_user_watches")
 	require.NoError(t, err)
-	env := []string{
-		"PATH=" + bin + ":" + os.Getenv("PATH"),
-		"ENVOY_CONFIG=" + sb.config,
-		"ENVOY_BASE_ID_PATH=" + baseIDPath,
+	env = append(env,
+		"ENVOY_BASE_ID_PATH="+baseIDPath,
 		// The sysctl line runs, asking for what the host has: a test must
 		// not raise a host-wide limit.
-		"ENVOY_INOTIFY_MAX_USER_WATCHES=" + strings.TrimSpace(string(watches)),
-	}
+		"ENVOY_INOTIFY_MAX_USER_WATCHES="+strings.TrimSpace(string(watches)),
+	)
 	r := proctest.Start(t, proctest.Options{Dir: sb.dir, Env: env}, proctest.Binary(t, "restarter"),
 		script, "--drain-time-s", seconds(drainTime), "--parent-shutdown-time-s", seconds(parentShutdownTime))
 	sb.restarter = r
@@ -67,6 +61,21 @@ func TestExampleStartEnvoyScriptRunsUnchanged(t *testing.T) {
 	r.Signal(syscall.SIGTERM)
 	require.Equal(t, proctest.Exit{Code: 0}, r.Wait(wait))
 	sb.requireAllGone()
+}
+
+// startEnvoyScript prepares the sandbox to run examples/start_envoy.sh as
+// shipped: envoy on PATH is a symlink to fakeenvoy and ENVOY_CONFIG the
+// sandbox's config. It returns the script and that environment, and
+// removes, when the test ends, the region of the base id written to the
+// sandbox's base-id file.
+func (sb *sandbox) startEnvoyScript() (script string, env []string) {
+	sb.t.Helper()
+	script = proctest.Runfile(sb.t, "START_ENVOY_SH", "../examples/start_envoy.sh")
+	bin := sb.path("bin")
+	require.NoError(sb.t, os.Mkdir(bin, 0o755))
+	require.NoError(sb.t, os.Symlink(sb.fakeenvoy, filepath.Join(bin, "envoy")))
+	sb.removeRegionOf(sb.path("base-id"))
+	return script, []string{"PATH=" + bin + ":" + os.Getenv("PATH"), "ENVOY_CONFIG=" + sb.config}
 }
 
 // serverInfo is the part of fakeenvoy's (and Envoy's) /server_info the
