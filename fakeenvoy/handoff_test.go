@@ -1,89 +1,20 @@
 package main
 
 import (
-	"fmt"
-	"io"
 	"net"
-	"net/http"
 	"os"
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/envoy-restarter/restarter/internal/fakeenvoytest"
 	"github.com/envoy-restarter/restarter/internal/proctest"
 )
-
-// load sends requests with unique x-request-id headers on fresh
-// connections until stopped, recording every failure and every epoch seen.
-type load struct {
-	url      string
-	next     atomic.Int64
-	ok       atomic.Int64
-	mu       sync.Mutex
-	failures []string
-	epochs   map[string]int
-	stop     chan struct{}
-	wg       sync.WaitGroup
-}
-
-func startLoad(t *testing.T, addr string, workers int) *load {
-	l := &load{url: "http://" + addr + "/", epochs: map[string]int{}, stop: make(chan struct{})}
-	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 10 * time.Second}
-	for i := 0; i < workers; i++ {
-		l.wg.Add(1)
-		go func() {
-			defer l.wg.Done()
-			for {
-				select {
-				case <-l.stop:
-					return
-				default:
-				}
-				id := fmt.Sprintf("req-%d", l.next.Add(1))
-				req, _ := http.NewRequest(http.MethodGet, l.url, nil)
-				req.Header.Set("x-request-id", id)
-				resp, err := client.Do(req)
-				if err == nil {
-					_, err = io.ReadAll(resp.Body)
-					resp.Body.Close()
-				}
-				l.mu.Lock()
-				if err != nil {
-					l.failures = append(l.failures, id+": "+err.Error())
-				} else {
-					l.epochs[resp.Header.Get("x-fakeenvoy-epoch")]++
-					l.ok.Add(1)
-				}
-				l.mu.Unlock()
-			}
-		}()
-	}
-	t.Cleanup(l.finish)
-	return l
-}
-
-func (l *load) finish() {
-	select {
-	case <-l.stop:
-	default:
-		close(l.stop)
-	}
-	l.wg.Wait()
-}
-
-func (l *load) seen(epoch string) bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.epochs[epoch] > 0
-}
 
 // Given epoch 0 serving under concurrent load, when epoch 1 hot restarts
 // it, then no request is refused or reset, epoch 0 drains and exits 0,
@@ -97,8 +28,8 @@ func TestHandOffUnderLoadLosesNothing(t *testing.T) {
 	require.NoError(t, err)
 	p, _ := strconv.Atoi(port)
 
-	l := startLoad(t, st0.Listeners["web"], 8)
-	proctest.WaitFor(t, wait, "load on epoch 0", func() bool { return l.ok.Load() > 50 })
+	l := fakeenvoytest.StartLoad(t, st0.Listeners["web"], 8)
+	proctest.WaitFor(t, wait, "load on epoch 0", func() bool { return len(l.Answered()) > 50 })
 
 	e1 := sb.start(1, "-c", sb.config("e1.yaml", p), "--fake-state-path", sb.path("state.json"),
 		"--drain-time-s", "0.2", "--parent-shutdown-time-s", "0.5")
@@ -107,25 +38,25 @@ func TestHandOffUnderLoadLosesNothing(t *testing.T) {
 	e0.WaitLine("closing and draining listeners", 1, wait)
 	assert.Equal(t, proctest.Exit{}, e0.Wait(wait), "the drained parent exits 0")
 	assert.Contains(t, e0.Output(), "shutting down due to child request")
-	proctest.WaitFor(t, wait, "load served by epoch 1", func() bool { return l.seen("1") })
-	before := l.ok.Load()
-	proctest.WaitFor(t, wait, "more load on epoch 1", func() bool { return l.ok.Load() > before+50 })
-	l.finish()
+	proctest.WaitFor(t, wait, "load served by epoch 1", func() bool { return l.Served(1) > 0 })
+	before := len(l.Answered())
+	proctest.WaitFor(t, wait, "more load on epoch 1", func() bool { return len(l.Answered()) > before+50 })
+	l.Finish()
 
-	assert.Empty(t, l.failures, "refused or reset requests during the hand-off")
-	assert.True(t, l.seen("0"))
+	assert.Empty(t, l.Failed(), "refused or reset requests during the hand-off")
+	assert.Positive(t, l.Served(0))
 	st1 := readState(t, sb.path("state.json"), 1)
 	assert.Equal(t, st0.Listeners["web"], st1.Listeners["web"], "the same socket, the same address")
 
 	e1.Signal(syscall.SIGTERM)
 	assert.Equal(t, proctest.Exit{}, e1.Wait(wait))
-	assertAccessLogOnce(t, []string{sb.path("access.log")}, l.ok.Load())
+	assertAccessLogOnce(t, []string{sb.path("access.log")}, len(l.Answered()))
 	assert.Empty(t, sb.leftovers(), "sockets or shared memory left after the last epoch")
 }
 
 // assertAccessLogOnce checks that the files together hold exactly one line
 // per successful request.
-func assertAccessLogOnce(t *testing.T, paths []string, want int64) {
+func assertAccessLogOnce(t *testing.T, paths []string, want int) {
 	t.Helper()
 	seen := map[string]int{}
 	for _, p := range paths {
@@ -142,7 +73,7 @@ func assertAccessLogOnce(t *testing.T, paths []string, want int64) {
 			t.Errorf("request %s logged %d times", id, n)
 		}
 	}
-	assert.Equal(t, int(want), len(seen), "access log lines")
+	assert.Equal(t, want, len(seen), "access log lines")
 }
 
 // Given epochs 0 and 1 alive (1 LIVE, 0 still draining), when epoch 2

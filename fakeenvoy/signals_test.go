@@ -16,6 +16,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/envoy-restarter/restarter/internal/fakeenvoytest"
 	"github.com/envoy-restarter/restarter/internal/proctest"
 )
 
@@ -78,8 +79,8 @@ func TestSIGUSR1ReopensLogsWithoutLosingLines(t *testing.T) {
 	st := readState(t, sb.path("s.json"), 0)
 	url := "http://" + st.Listeners["web"] + "/"
 
-	l := startLoad(t, st.Listeners["web"], 4)
-	proctest.WaitFor(t, wait, "load", func() bool { return l.ok.Load() > 30 })
+	l := fakeenvoytest.StartLoad(t, st.Listeners["web"], 4)
+	proctest.WaitFor(t, wait, "load", func() bool { return len(l.Answered()) > 30 })
 	require.NoError(t, os.Rename(sb.path("access.log"), sb.path("access.log.1")))
 	require.NoError(t, os.Rename(logPath, logPath+".1"))
 	e0.Signal(syscall.SIGUSR1)
@@ -89,16 +90,16 @@ func TestSIGUSR1ReopensLogsWithoutLosingLines(t *testing.T) {
 		_, errAccess := os.Stat(sb.path("access.log"))
 		return errLog == nil && errAccess == nil
 	})
-	before := l.ok.Load()
-	proctest.WaitFor(t, wait, "load after reopen", func() bool { return l.ok.Load() > before+30 })
-	l.finish()
-	assert.Empty(t, l.failures)
+	before := len(l.Answered())
+	proctest.WaitFor(t, wait, "load after reopen", func() bool { return len(l.Answered()) > before+30 })
+	l.Finish()
+	assert.Empty(t, l.Failed())
 	code, _ := do(t, http.MethodGet, url, "last")
 	assert.Equal(t, 200, code)
 
 	e0.Signal(syscall.SIGTERM)
 	assert.Equal(t, proctest.Exit{}, e0.Wait(wait))
-	assertAccessLogOnce(t, []string{sb.path("access.log.1"), sb.path("access.log")}, l.ok.Load()+1)
+	assertAccessLogOnce(t, []string{sb.path("access.log.1"), sb.path("access.log")}, len(l.Answered())+1)
 	old, err := os.ReadFile(logPath + ".1")
 	require.NoError(t, err)
 	assert.Contains(t, string(old), "caught SIGUSR1. Reopening access logs.")

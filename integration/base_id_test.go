@@ -8,6 +8,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/envoy-restarter/restarter/internal/fakeenvoytest"
 	"github.com/envoy-restarter/restarter/internal/proctest"
 )
 
@@ -42,19 +43,19 @@ func TestDynamicBaseIDThroughAFile(t *testing.T) {
 
 	// and when it is hot restarted twice, each epoch runs with that id and
 	// takes over from its parent.
-	clients := startLoad(t, sb.addr(), 2)
+	clients := fakeenvoytest.StartLoad(t, sb.addr(), 2)
 	for n := 1; n <= 2; n++ {
 		r.Signal(syscall.SIGHUP)
 		_, st := sb.waitLive(n)
 		require.Equal(t, id, st.BaseID, "epoch %d base id", n)
-		proctest.WaitFor(t, wait, "epoch "+strconv.Itoa(n)+" to answer", func() bool { return clients.served(n) > 0 })
+		proctest.WaitFor(t, wait, "epoch "+strconv.Itoa(n)+" to answer", func() bool { return clients.Served(n) > 0 })
 	}
 	epochs := sb.forked()
 	for _, e := range epochs[:2] {
 		require.Equal(t, "exited with code=0", sb.waitReaped(e), "epoch %d", e.N)
 	}
-	clients.finish()
-	require.Empty(t, clients.failed())
+	clients.Finish()
+	require.Empty(t, clients.Failed())
 	r.Signal(syscall.SIGTERM)
 	require.Equal(t, proctest.Exit{Code: 0}, r.Wait(wait))
 	sb.requireAllGone()

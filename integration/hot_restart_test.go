@@ -10,6 +10,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/envoy-restarter/restarter/internal/fakeenvoytest"
 	"github.com/envoy-restarter/restarter/internal/proctest"
 )
 
@@ -21,28 +22,28 @@ func TestHotRestartUnderLoad(t *testing.T) {
 	sb := newSandbox(t, "")
 	r := sb.start()
 	sb.waitLive(0)
-	clients := startLoad(t, sb.addr(), 4)
+	clients := fakeenvoytest.StartLoad(t, sb.addr(), 4)
 	stopSampling := make(chan struct{})
 	mostAlive := maxChildren(r.PID(), stopSampling)
-	proctest.WaitFor(t, wait, "epoch 0 to answer", func() bool { return clients.served(0) > 0 })
+	proctest.WaitFor(t, wait, "epoch 0 to answer", func() bool { return clients.Served(0) > 0 })
 
 	// when the restarter gets SIGHUP twenty times, each once the newest
 	// epoch is live and has answered requests,
 	for n := 1; n <= restarts; n++ {
 		r.Signal(syscall.SIGHUP)
 		sb.waitLive(n)
-		proctest.WaitFor(t, wait, "epoch "+strconv.Itoa(n)+" to answer", func() bool { return clients.served(n) > 0 })
+		proctest.WaitFor(t, wait, "epoch "+strconv.Itoa(n)+" to answer", func() bool { return clients.Served(n) > 0 })
 	}
 	epochs := sb.forked()
 	newest, previous := epochs[restarts], epochs[restarts-1]
 	sb.waitReaped(previous)
-	clients.finish()
+	clients.Finish()
 	close(stopSampling)
 
 	// then no request failed and every epoch answered some,
-	require.Empty(t, clients.failed(), "failed requests")
+	require.Empty(t, clients.Failed(), "failed requests")
 	for n := 0; n <= restarts; n++ {
-		require.Positive(t, clients.served(n), "epoch %d answered no request", n)
+		require.Positive(t, clients.Served(n), "epoch %d answered no request", n)
 	}
 	// every old epoch drained and exited 0, the last one only after its
 	// child's parent-shutdown time (the others earlier: each new epoch

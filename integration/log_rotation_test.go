@@ -10,6 +10,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/envoy-restarter/restarter/internal/fakeenvoytest"
 	"github.com/envoy-restarter/restarter/internal/proctest"
 )
 
@@ -25,8 +26,8 @@ func TestLogRotationUnderLoad(t *testing.T) {
 	e0, _ := sb.waitLive(0)
 	r.Signal(syscall.SIGHUP)
 	e1, _ := sb.waitLive(1)
-	clients := startLoad(t, sb.addr(), 4)
-	proctest.WaitFor(t, wait, "requests logged", func() bool { return len(clients.answered()) >= 50 })
+	clients := fakeenvoytest.StartLoad(t, sb.addr(), 4)
+	proctest.WaitFor(t, wait, "requests logged", func() bool { return len(clients.Answered()) >= 50 })
 
 	// when the operator moves the log aside and sends SIGUSR1 to the restarter,
 	rotated := sb.accessLog + ".1"
@@ -40,10 +41,10 @@ func TestLogRotationUnderLoad(t *testing.T) {
 	}
 	// a new access.log is created and the live epoch's requests go to it,
 	proctest.WaitFor(t, wait, "a new access.log", func() bool { return fileExists(sb.accessLog) })
-	before := len(clients.answered())
-	proctest.WaitFor(t, wait, "requests after the reopen", func() bool { return len(clients.answered()) >= before+50 })
-	clients.finish()
-	require.Empty(t, clients.failed(), "failed requests")
+	before := len(clients.Answered())
+	proctest.WaitFor(t, wait, "requests after the reopen", func() bool { return len(clients.Answered()) >= before+50 })
+	clients.Finish()
+	require.Empty(t, clients.Failed(), "failed requests")
 
 	// and every answered request has exactly one line across the two files
 	// (fakeenvoy writes it before it answers), none lost or doubled.
@@ -54,7 +55,7 @@ func TestLogRotationUnderLoad(t *testing.T) {
 	for _, id := range append(old, current...) {
 		count[id]++
 	}
-	for _, id := range clients.answered() {
+	for _, id := range clients.Answered() {
 		require.Equal(t, 1, count[id], "access log lines for %s", id)
 		delete(count, id)
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/google/go-cmp/cmp/cmpopts"
 	"github.com/stretchr/testify/require"
 
+	"github.com/envoy-restarter/restarter/internal/fakeenvoytest"
 	"github.com/envoy-restarter/restarter/internal/proctest"
 	"github.com/envoy-restarter/restarter/restarter/supervisor"
 )
@@ -122,7 +123,7 @@ func TestCheckRefusesBadConfigWhileTrafficFlows(t *testing.T) {
 	sb := newSafeSandbox(t, "")
 	r := sb.startSafe()
 	e0, _ := sb.waitReady(0)
-	l := startLoad(t, sb.addr(), 4)
+	l := fakeenvoytest.StartLoad(t, sb.addr(), 4)
 
 	// when the config is broken and a hot restart is asked for, by reload and by SIGHUP,
 	sb.breakConfig()
@@ -144,10 +145,10 @@ func TestCheckRefusesBadConfigWhileTrafficFlows(t *testing.T) {
 	e1, _ := sb.waitReady(1)
 	require.Equal(t, "exited with code=0", sb.waitReaped(e0))
 	waitServed(t, l, 1)
-	l.finish()
-	require.Empty(t, l.failed())
-	require.Positive(t, l.served(0))
-	require.Positive(t, l.served(1))
+	l.Finish()
+	require.Empty(t, l.Failed())
+	require.Positive(t, l.Served(0))
+	require.Positive(t, l.Served(1))
 
 	want := supervisor.Status{
 		Phase:       "running",
@@ -167,7 +168,7 @@ func TestSIGHUPBurstIsCoalesced(t *testing.T) {
 	sb := newSafeSandbox(t, `fakeenvoy --base-id "$BASE_ID" --fake-ready-delay 300ms "$@"`+"\n")
 	r := sb.startSafe()
 	sb.waitReady(0)
-	l := startLoad(t, sb.addr(), 4)
+	l := fakeenvoytest.StartLoad(t, sb.addr(), 4)
 
 	// when 10 SIGHUPs arrive within 100ms,
 	tick := time.NewTicker(10 * time.Millisecond)
@@ -188,8 +189,8 @@ func TestSIGHUPBurstIsCoalesced(t *testing.T) {
 	last := s.LastRestart.Epoch
 	sb.waitReady(last)
 	waitServed(t, l, last)
-	l.finish()
-	require.Empty(t, l.failed())
+	l.Finish()
+	require.Empty(t, l.Failed())
 	r.Signal(syscall.SIGTERM)
 	require.Equal(t, proctest.Exit{Code: 0}, r.Wait(wait))
 	sb.requireAllGone()
@@ -226,7 +227,7 @@ func TestSIGHUPStormWithReadinessGate(t *testing.T) {
 	sb := newSafeSandbox(t, `fakeenvoy --base-id "$BASE_ID" --fake-ready-delay 50ms "$@"`+"\n")
 	r := sb.startSafe()
 	sb.waitReady(0)
-	l := startLoad(t, sb.addr(), 4)
+	l := fakeenvoytest.StartLoad(t, sb.addr(), 4)
 
 	// when 200 SIGHUPs arrive as fast as they can be sent,
 	for range 200 {
@@ -243,8 +244,8 @@ func TestSIGHUPStormWithReadinessGate(t *testing.T) {
 	_, zombies := proctest.Children(r.PID())
 	require.Zero(t, zombies)
 	sb.waitReady(s.LastRestart.Epoch)
-	l.finish()
-	require.Empty(t, l.failed())
+	l.Finish()
+	require.Empty(t, l.Failed())
 	r.Signal(syscall.SIGTERM)
 	require.Equal(t, proctest.Exit{Code: 0}, r.Wait(wait))
 	sb.requireAllGone()
@@ -313,7 +314,7 @@ func TestBaseIDHandOffAcrossFiveRestarts(t *testing.T) {
 }
 
 // waitServed waits until epoch n answered one of l's requests.
-func waitServed(t *testing.T, l *load, n int) {
+func waitServed(t *testing.T, l *fakeenvoytest.Load, n int) {
 	t.Helper()
-	proctest.WaitFor(t, wait, "epoch "+strconv.Itoa(n)+" to answer the load", func() bool { return l.served(n) > 0 })
+	proctest.WaitFor(t, wait, "epoch "+strconv.Itoa(n)+" to answer the load", func() bool { return l.Served(n) > 0 })
 }

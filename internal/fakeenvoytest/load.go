@@ -1,4 +1,4 @@
-package integration
+package fakeenvoytest
 
 import (
 	"fmt"
@@ -11,11 +11,11 @@ import (
 	"time"
 )
 
-// load is clients hammering a listener: each request on a fresh connection
+// Load is clients hammering a listener: each request on a fresh connection
 // (so every hot restart's accept path is exercised) with a unique
 // x-request-id, recording every failure, every id answered, and the epochs
 // that answered.
-type load struct {
+type Load struct {
 	url  string
 	stop chan struct{}
 	wg   sync.WaitGroup
@@ -27,10 +27,10 @@ type load struct {
 	epochs   map[int]int // responses per epoch
 }
 
-// startLoad starts workers clients on addr; they run until finish, which
+// StartLoad starts workers clients on addr; they run until Finish, which
 // the test's cleanup also calls.
-func startLoad(t *testing.T, addr string, workers int) *load {
-	l := &load{url: "http://" + addr + "/", stop: make(chan struct{}), epochs: map[int]int{}}
+func StartLoad(t testing.TB, addr string, workers int) *Load {
+	l := &Load{url: "http://" + addr + "/", stop: make(chan struct{}), epochs: map[int]int{}}
 	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 10 * time.Second}
 	for range workers {
 		l.wg.Add(1)
@@ -50,11 +50,11 @@ func startLoad(t *testing.T, addr string, workers int) *load {
 			}
 		}()
 	}
-	t.Cleanup(l.finish)
+	t.Cleanup(l.Finish)
 	return l
 }
 
-func (l *load) get(client *http.Client, id string) {
+func (l *Load) get(client *http.Client, id string) {
 	req, _ := http.NewRequest(http.MethodGet, l.url, nil)
 	req.Header.Set("x-request-id", id)
 	resp, err := client.Do(req)
@@ -76,8 +76,8 @@ func (l *load) get(client *http.Client, id string) {
 	l.epochs[epoch]++
 }
 
-// finish stops the clients and waits for their requests in flight.
-func (l *load) finish() {
+// Finish stops the clients and waits for their requests in flight.
+func (l *Load) Finish() {
 	select {
 	case <-l.stop:
 	default:
@@ -86,15 +86,15 @@ func (l *load) finish() {
 	l.wg.Wait()
 }
 
-// served reports how many responses epoch n gave so far.
-func (l *load) served(n int) int {
+// Served reports how many responses epoch n gave so far.
+func (l *Load) Served(n int) int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.epochs[n]
 }
 
-// answered returns the ids of the requests answered 200, sorted.
-func (l *load) answered() []string {
+// Answered returns the ids of the requests answered 200, sorted.
+func (l *Load) Answered() []string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	ids := append([]string(nil), l.ok...)
@@ -102,8 +102,8 @@ func (l *load) answered() []string {
 	return ids
 }
 
-// failed returns every failed request with its error.
-func (l *load) failed() []string {
+// Failed returns every failed request with its error.
+func (l *Load) Failed() []string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return append([]string(nil), l.failures...)
