@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -270,14 +271,14 @@ func TestSubreaperReapsOrphans(t *testing.T) {
 	// then the orphan is the restarter's child,
 	proctest.WaitFor(t, wait, "the orphan re-parented to the restarter", func() bool {
 		pids, _ := proctest.Children(r.PID())
-		return contains(pids, orphan)
+		return slices.Contains(pids, orphan)
 	})
 
 	// and when it exits it is reaped, and not mistaken for an epoch.
 	require.NoError(t, os.WriteFile(release, nil, 0o644))
 	proctest.WaitFor(t, wait, "the orphan reaped", func() bool {
 		pids, _ := proctest.Children(r.PID())
-		return !contains(pids, orphan)
+		return !slices.Contains(pids, orphan)
 	})
 	r.Signal(syscall.SIGUSR1) // the restarter still works: USR1 goes to epoch 0 only
 	r.WaitLine(`epoch 0 pid=\d+ got USR1`, 1, wait)
@@ -334,26 +335,4 @@ echo "epoch $RESTART_EPOCH base id=${ENVOY_BASE_ID:-none}"
 		want = append(want, "epoch "+strconv.Itoa(epoch)+" base id=4242")
 	}
 	require.Empty(t, cmp.Diff(want, r.Lines(`^epoch \d+ base id=`)))
-}
-
-func contains(pids []int, pid int) bool {
-	for _, p := range pids {
-		if p == pid {
-			return true
-		}
-	}
-	return false
-}
-
-func TestPIDFileNotWritable(t *testing.T) {
-	dir := t.TempDir()
-	pidFile := filepath.Join(dir, "no-such-dir", "restarter.pid")
-	r := proctest.Start(t, proctest.Options{Dir: dir}, proctest.Binary(t, "restarter"), "--pid-file", pidFile,
-		"--control-socket", filepath.Join(dir, "control.sock"), proctest.Script(t, dir, "start.sh", childScript))
-	require.Equal(t, proctest.Exit{Code: 1}, r.Wait(wait))
-	r.WaitLine(`\[error\]\[restarter\] pid file: open `+dir+`/no-such-dir/\.restarter\.pid\.\d+: no such file or directory$`, 1, wait)
-	require.Empty(t, r.Lines(`forking`), "no epoch started")
-	entries, err := os.ReadDir(dir)
-	require.NoError(t, err)
-	require.Len(t, entries, 1, "only start.sh: no socket or temp file left") // start.sh
 }
