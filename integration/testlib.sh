@@ -9,7 +9,7 @@
 # prints their logs if the script failed.
 set -euo pipefail
 
-WORK=$(mktemp -d "${TEST_TMPDIR:-${TMPDIR:-/tmp}}/restarter-sh.XXXXXX")
+WORK=$(mktemp -d -p "${TEST_TMPDIR:-${TMPDIR:-/tmp}}")
 STARTED_PIDS=()
 LOGS=()
 
