@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"runtime/debug"
 	"strconv"
 	"strings"
@@ -17,6 +16,8 @@ import (
 	"time"
 
 	"github.com/coreos/go-systemd/v22/daemon"
+
+	"github.com/envoy-restarter/restarter/internal/atomicfile"
 )
 
 // Version is the restarter's version; release builds set it with
@@ -184,7 +185,7 @@ func (r *runner) setUp() (int, bool) {
 		r.cfg.Subreaper = true
 	}
 	if r.cfg.PIDFile != "" {
-		if err := writeFileAtomic(r.cfg.PIDFile, strconv.Itoa(os.Getpid())+"\n"); err != nil {
+		if err := atomicfile.Write(r.cfg.PIDFile, []byte(strconv.Itoa(os.Getpid())+"\n")); err != nil {
 			r.log.Error(fmt.Sprintf("pid file: %v", err))
 			return ExitError, false
 		}
@@ -381,28 +382,4 @@ func (r *runner) stopTimers() {
 	for _, t := range r.timers {
 		t.Stop()
 	}
-}
-
-// writeFileAtomic writes content to path through a temporary file in the
-// same directory and a rename, so readers never see a partial file.
-func writeFileAtomic(path, content string) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
-	if err != nil {
-		return err
-	}
-	_, werr := tmp.WriteString(content)
-	cerr := tmp.Close()
-	if err := errors.Join(werr, cerr); err != nil {
-		os.Remove(tmp.Name())
-		return err
-	}
-	if err := os.Chmod(tmp.Name(), 0o644); err != nil {
-		os.Remove(tmp.Name())
-		return err
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		os.Remove(tmp.Name())
-		return err
-	}
-	return nil
 }

@@ -11,7 +11,6 @@ import (
 	"net"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -22,6 +21,7 @@ import (
 	"github.com/envoy-restarter/restarter/fakeenvoy/internal/envoylog"
 	"github.com/envoy-restarter/restarter/fakeenvoy/internal/hotrestart"
 	"github.com/envoy-restarter/restarter/fakeenvoy/internal/options"
+	"github.com/envoy-restarter/restarter/internal/atomicfile"
 )
 
 // States as /server_info names them.
@@ -73,7 +73,7 @@ func Main(args []string, execNanos int64) int {
 		return 1
 	}
 	if opts.FakeExecTimestampPath != "" {
-		if err := writeFileAtomic(opts.FakeExecTimestampPath, []byte(strconv.FormatInt(execNanos, 10))); err != nil {
+		if err := atomicfile.Write(opts.FakeExecTimestampPath, []byte(strconv.FormatInt(execNanos, 10))); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			return 1
 		}
@@ -488,26 +488,5 @@ func (s *Server) writeState() error {
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(s.opts.FakeStatePath, append(b, '\n'))
-}
-
-func writeFileAtomic(path string, b []byte) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return err
-	}
-	if _, err := tmp.Write(b); err != nil {
-		tmp.Close()
-		os.Remove(tmp.Name())
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		os.Remove(tmp.Name())
-		return err
-	}
-	if err := os.Chmod(tmp.Name(), 0o644); err != nil {
-		os.Remove(tmp.Name())
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
+	return atomicfile.Write(s.opts.FakeStatePath, append(b, '\n'))
 }
