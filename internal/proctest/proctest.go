@@ -38,12 +38,7 @@ var (
 // built once per test binary with `go build`.
 func Binary(t testing.TB, name string) string {
 	t.Helper()
-	env := strings.ToUpper(name) + "_BIN"
-	if p := os.Getenv(env); p != "" {
-		path, err := runfile(p)
-		if err != nil {
-			t.Fatalf("%s=%s: %v", env, p, err)
-		}
+	if path, ok := fromEnv(t, strings.ToUpper(name)+"_BIN"); ok {
 		return path
 	}
 	buildMu.Lock()
@@ -77,6 +72,21 @@ func Cleanup() {
 	if buildDir != "" {
 		os.RemoveAll(buildDir)
 	}
+}
+
+// fromEnv resolves the runfiles path in the environment variable env, if
+// set; a path that cannot be resolved fails the test.
+func fromEnv(t testing.TB, env string) (string, bool) {
+	t.Helper()
+	p := os.Getenv(env)
+	if p == "" {
+		return "", false
+	}
+	path, err := runfile(p)
+	if err != nil {
+		t.Fatalf("%s=%s: %v", env, p, err)
+	}
+	return path, true
 }
 
 // runfile resolves a Bazel runfiles path (as $(rlocationpath ...) gives) to a

@@ -1,7 +1,6 @@
 package proctest
 
 import (
-	"os"
 	"path/filepath"
 	"testing"
 )
@@ -11,11 +10,7 @@ import (
 // gives); otherwise fallback, relative to the test's package directory.
 func Runfile(t testing.TB, env, fallback string) string {
 	t.Helper()
-	if p := os.Getenv(env); p != "" {
-		path, err := runfile(p)
-		if err != nil {
-			t.Fatalf("%s=%s: %v", env, p, err)
-		}
+	if path, ok := fromEnv(t, env); ok {
 		return path
 	}
 	path, err := filepath.Abs(fallback)

@@ -3,6 +3,7 @@ package supervisor
 import (
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -442,22 +443,14 @@ func (m *Machine) exit(code int, why string) []Action {
 	return append(acts, info(fmt.Sprintf("exiting with code=%d", code), "code", code), Exit{Code: code})
 }
 
+// indexOf returns the index of the live child with pid, or -1.
 func (m *Machine) indexOf(pid int) int {
-	for i, c := range m.children {
-		if c.pid == pid {
-			return i
-		}
-	}
-	return -1
+	return slices.IndexFunc(m.children, func(c child) bool { return c.pid == pid })
 }
 
+// indexOfEpoch returns the index of the live child of epoch, or -1.
 func (m *Machine) indexOfEpoch(epoch int) int {
-	for i, c := range m.children {
-		if c.epoch == epoch {
-			return i
-		}
-	}
-	return -1
+	return slices.IndexFunc(m.children, func(c child) bool { return c.epoch == epoch })
 }
 
 func info(msg string, args ...any) Log { return Log{Level: slog.LevelInfo, Msg: msg, Args: args} }
