@@ -43,10 +43,8 @@ func TestEpochRefusedWhileParentInitializing(t *testing.T) {
 func TestChildDyingWhileInitializingLeavesTheFlagSet(t *testing.T) {
 	sb := newSandbox(t)
 	cfg := sb.config("c.yaml", 0)
-	e0 := sb.start(0, "-c", cfg)
-	e0.WaitLine("starting main dispatch loop", 1, wait)
-	e1 := sb.start(1, "-c", cfg, "--fake-ready-delay", "1m")
-	e1.WaitLine("starting main dispatch loop", 1, wait)
+	sb.startRunning(0, "-c", cfg)
+	e1 := sb.startRunning(1, "-c", cfg, "--fake-ready-delay", "1m")
 	e1.Signal(syscall.SIGKILL)
 	assert.Equal(t, proctest.Exit{Signal: syscall.SIGKILL}, e1.Wait(wait))
 
@@ -60,8 +58,7 @@ func TestChildDyingWhileInitializingLeavesTheFlagSet(t *testing.T) {
 func TestMissingParentRetriesThenAborts(t *testing.T) {
 	sb := newSandbox(t)
 	cfg := sb.config("c.yaml", 0)
-	e0 := sb.start(0, "-c", cfg)
-	e0.WaitLine("starting main dispatch loop", 1, wait)
+	e0 := sb.startRunning(0, "-c", cfg)
 	e0.Signal(syscall.SIGKILL)
 	e0.Wait(wait)
 
@@ -77,8 +74,7 @@ func TestMissingParentRetriesThenAborts(t *testing.T) {
 func TestMissingParentSkippedStartsAfresh(t *testing.T) {
 	sb := newSandbox(t)
 	cfg := sb.config("c.yaml", 0)
-	e0 := sb.start(0, "-c", cfg)
-	e0.WaitLine("starting main dispatch loop", 1, wait)
+	e0 := sb.startRunning(0, "-c", cfg)
 	e0.Signal(syscall.SIGKILL)
 	e0.Wait(wait)
 
@@ -94,8 +90,7 @@ func TestMissingParentSkippedStartsAfresh(t *testing.T) {
 func TestDomainSocketInUse(t *testing.T) {
 	sb := newSandbox(t)
 	cfg := sb.config("c.yaml", 0)
-	e0 := sb.start(0, "-c", cfg)
-	e0.WaitLine("starting main dispatch loop", 1, wait)
+	e0 := sb.startRunning(0, "-c", cfg)
 	again := sb.start(0, "-c", cfg)
 	assert.Equal(t, proctest.Exit{Code: 1}, again.Wait(wait))
 	assert.Equal(t, fmt.Sprintf("unable to bind domain socket with base_id=%d, id=0, errno=98 (see --base-id option)", uint64(sb.baseID)*10),
@@ -108,8 +103,7 @@ func TestDomainSocketInUse(t *testing.T) {
 func TestHotRestartVersionMismatchAborts(t *testing.T) {
 	sb := newSandbox(t)
 	cfg := sb.config("c.yaml", 0)
-	e0 := sb.start(0, "-c", cfg)
-	e0.WaitLine("starting main dispatch loop", 1, wait)
+	e0 := sb.startRunning(0, "-c", cfg)
 	e1 := sb.start(1, "-c", cfg, "--fake-hot-restart-version", "99")
 	assert.Equal(t, proctest.Exit{Signal: syscall.SIGABRT}, e1.Wait(wait))
 	assert.Contains(t, e1.Output(), "Hot restart version mismatch! You must have hot restarted into a not-hot-restart-compatible new version of Envoy.")

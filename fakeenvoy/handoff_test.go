@@ -81,8 +81,7 @@ func assertAccessLogOnce(t *testing.T, paths []string, want int) {
 func TestThirdEpochTerminatesTheOldest(t *testing.T) {
 	sb := newSandbox(t)
 	cfg := sb.config("c.yaml", 0)
-	e0 := sb.start(0, "-c", cfg)
-	e0.WaitLine("starting main dispatch loop", 1, wait)
+	e0 := sb.startRunning(0, "-c", cfg)
 	e1 := sb.start(1, "-c", cfg, "--parent-shutdown-time-s", "600")
 	e0.WaitLine("closing and draining listeners", 1, wait)
 	require.True(t, e0.Alive())

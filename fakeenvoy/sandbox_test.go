@@ -63,6 +63,14 @@ func (sb *sandbox) start(epoch int, args ...string) *proctest.Proc {
 }
 
 // startRaw runs fakeenvoy in the sandbox's dir with exactly args.
+// startRunning is start, then waits for the epoch's main dispatch loop.
+func (sb *sandbox) startRunning(epoch int, args ...string) *proctest.Proc {
+	sb.t.Helper()
+	p := sb.start(epoch, args...)
+	p.WaitLine("starting main dispatch loop", 1, wait)
+	return p
+}
+
 func (sb *sandbox) startRaw(args ...string) *proctest.Proc {
 	sb.t.Helper()
 	return proctest.Start(sb.t, proctest.Options{Dir: sb.dir}, sb.fakeenvoy, args...)

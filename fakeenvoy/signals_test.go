@@ -44,8 +44,7 @@ func do(t *testing.T, method, url, requestID string) (int, string) {
 // SIGHUP is eaten, SIGTERM exits 0 and cleans up.
 func TestSIGHUPIsEatenAndSIGTERMExitsCleanly(t *testing.T) {
 	sb := newSandbox(t)
-	e0 := sb.start(0, "-c", sb.config("c.yaml", 0))
-	e0.WaitLine("starting main dispatch loop", 1, wait)
+	e0 := sb.startRunning(0, "-c", sb.config("c.yaml", 0))
 	e0.Signal(syscall.SIGHUP)
 	e0.WaitLine(regexp.QuoteMeta("caught and eating SIGHUP. See documentation for how to hot restart."), 1, wait)
 	assert.True(t, e0.Alive())
@@ -59,8 +58,7 @@ func TestSIGHUPIsEatenAndSIGTERMExitsCleanly(t *testing.T) {
 // --fake-ignore-sigterm makes a process that outlives SIGTERM; SIGINT still works.
 func TestFakeIgnoreSIGTERM(t *testing.T) {
 	sb := newSandbox(t)
-	e0 := sb.start(0, "-c", sb.config("c.yaml", 0), "--fake-ignore-sigterm")
-	e0.WaitLine("starting main dispatch loop", 1, wait)
+	e0 := sb.startRunning(0, "-c", sb.config("c.yaml", 0), "--fake-ignore-sigterm")
 	e0.Signal(syscall.SIGTERM)
 	e0.WaitLine(regexp.QuoteMeta("ignoring SIGTERM (--fake-ignore-sigterm)"), 1, wait)
 	assert.True(t, e0.Alive())
@@ -164,8 +162,7 @@ func TestPathSocketsAreRemovedOnExit(t *testing.T) {
 	sb := newSandbox(t)
 	prefix := filepath.Join(sb.dir, "hr")
 	cfg := sb.config("c.yaml", 0)
-	e0 := sb.start(0, "-c", cfg, "--socket-path", prefix, "--socket-mode", "640")
-	e0.WaitLine("starting main dispatch loop", 1, wait)
+	e0 := sb.startRunning(0, "-c", cfg, "--socket-path", prefix, "--socket-mode", "640")
 	child := prefix + "_child_" + strconv.FormatUint(uint64(sb.baseID)*10, 10)
 	fi, err := os.Stat(child)
 	require.NoError(t, err)

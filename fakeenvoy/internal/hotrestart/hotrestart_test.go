@@ -92,16 +92,24 @@ func testSocketPath(t *testing.T) string {
 	return fmt.Sprintf("@fakeenvoy_test_%d_%d", os.Getpid(), rand.Uint64())
 }
 
-// A listen socket passed over the wire is the same socket: a connection
-// made to it is accepted from the received descriptor.
-func TestSendPassesTheSameSocket(t *testing.T) {
+// boundPair binds two endpoints on fresh abstract names; the test's
+// cleanup closes them.
+func boundPair(t *testing.T) (a, b *Endpoint) {
+	t.Helper()
 	path := testSocketPath(t)
 	a, err := Bind(path+"_a", 0, 0, 0)
 	require.NoError(t, err)
-	defer a.Close()
-	b, err := Bind(path+"_b", 0, 0, 0)
+	t.Cleanup(func() { a.Close() })
+	b, err = Bind(path+"_b", 0, 0, 0)
 	require.NoError(t, err)
-	defer b.Close()
+	t.Cleanup(func() { b.Close() })
+	return a, b
+}
+
+// A listen socket passed over the wire is the same socket: a connection
+// made to it is accepted from the received descriptor.
+func TestSendPassesTheSameSocket(t *testing.T) {
+	a, b := boundPair(t)
 
 	lfd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 	require.NoError(t, err)
@@ -122,13 +130,7 @@ func TestSendPassesTheSameSocket(t *testing.T) {
 }
 
 func TestUnexpectedFDIsRejected(t *testing.T) {
-	path := testSocketPath(t)
-	a, err := Bind(path+"_a", 0, 0, 0)
-	require.NoError(t, err)
-	defer a.Close()
-	b, err := Bind(path+"_b", 0, 0, 0)
-	require.NoError(t, err)
-	defer b.Close()
+	a, b := boundPair(t)
 	r, w, err := os.Pipe()
 	require.NoError(t, err)
 	defer r.Close()
