@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -136,7 +135,7 @@ func ParseArgs(args []string, stdout io.Writer) (Config, error) {
 	fs.Var(&check, "check", "pre-restart `command`, run before every hot restart with the new RESTART_EPOCH; non-zero refuses the restart (the running epochs keep serving)")
 	fs.Var(&checkArgs, "check-arg", "an `argument` for --check (repeatable, in order)")
 	fs.DurationVar(&cfg.CheckTimeout, "check-timeout", 60*time.Second, "how long one run of --check may take")
-	fs.StringVar(&cfg.ReadyURL, "ready-url", "", "readiness probe: a new epoch is ready when this `URL` answers 200 (Envoy's admin /ready; with /server_info, also its state and epoch must match)")
+	fs.StringVar(&cfg.ReadyURL, "ready-url", "", "readiness probe: a new epoch is ready when this http:// `URL` answers 200; give Envoy's admin /server_info, whose state must be LIVE and restart_epoch the new epoch's (not /ready: the admin port passes between epochs, and the old epoch answers /ready until the new one takes it over)")
 	fs.Var(&readyCmd, "ready-cmd", "readiness probe: a new epoch is ready when this `command` exits 0 (run every 100ms with RESTART_EPOCH and ENVOY_PID)")
 	fs.Var(&readyCmdArgs, "ready-cmd-arg", "an `argument` for --ready-cmd (repeatable, in order)")
 	fs.DurationVar(&cfg.ReadyTimeout, "ready-timeout", 60*time.Second, "how long a new epoch gets to become ready before it counts as failed")
@@ -177,8 +176,8 @@ func ParseArgs(args []string, stdout io.Writer) (Config, error) {
 		return cfg, usageErrorf("missing COMMAND: the start script to run (see restarter --help)")
 	}
 	if cfg.ReadyURL != "" {
-		if u, err := url.Parse(cfg.ReadyURL); err != nil || u.Scheme != "http" || u.Host == "" {
-			return cfg, usageErrorf("invalid value %q for flag -ready-url: must be an http:// URL (for anything else use --ready-cmd)", cfg.ReadyURL)
+		if _, err := parseProbeURL(cfg.ReadyURL); err != nil {
+			return cfg, usageErrorf("invalid value %q for flag -ready-url: %v", cfg.ReadyURL, err)
 		}
 	}
 	cfg.Command, cfg.Args = fs.Arg(0), fs.Args()[1:]

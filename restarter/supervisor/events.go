@@ -51,6 +51,14 @@ type CheckFinished struct {
 // Ready reports that epoch Epoch passed its readiness probe.
 type Ready struct{ Epoch int }
 
+// NotReady reports why epoch Epoch failed its readiness probe, each time
+// the reason changes; the machine names the last one if the epoch is never
+// ready.
+type NotReady struct {
+	Epoch  int
+	Reason string
+}
+
 // ReloadRequested is a hot restart asked for through the control socket;
 // ID is answered by one ReloadResult action.
 type ReloadRequested struct{ ID int }
@@ -63,6 +71,7 @@ func (Exited) isEvent()          {}
 func (TimerFired) isEvent()      {}
 func (CheckFinished) isEvent()   {}
 func (Ready) isEvent()           {}
+func (NotReady) isEvent()        {}
 func (ReloadRequested) isEvent() {}
 
 // Action is something the Machine asks the OS layer to do, in order.

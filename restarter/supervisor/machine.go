@@ -58,6 +58,7 @@ type restart struct {
 	checking bool   // waiting for CheckFinished; else for Spawned or Ready
 	pid      int    // the new epoch's pid once spawned
 	failure  string // why it is being failed, once decided (readiness timeout)
+	notReady string // the last reason the readiness probe gave
 	waiters  []int  // reload requests answered with its outcome
 }
 
@@ -122,6 +123,12 @@ func (m *Machine) Handle(ev Event) []Action {
 		return m.checkFinished(ev)
 	case Ready:
 		return m.ready(ev.Epoch)
+	case NotReady:
+		if r := m.restart; r != nil && r.epoch == ev.Epoch && r.pid != 0 {
+			r.notReady = ev.Reason
+			return []Action{Log{Level: slog.LevelDebug, Msg: fmt.Sprintf("epoch %d not ready yet: %s", ev.Epoch, ev.Reason), Args: []any{"epoch", ev.Epoch}}}
+		}
+		return nil
 	case ReloadRequested:
 		m.counters.Reloads++
 		if m.phase != running {
@@ -372,7 +379,11 @@ func (m *Machine) timerFired(t Timer) []Action {
 		// A new epoch that never gets ready counts as failed: it is killed, and
 		// its death takes the usual abnormal-exit path.
 		r := m.restart
-		r.failure = fmt.Sprintf("epoch %d not ready within --ready-timeout=%s", r.epoch, m.policy.ReadyTimeout)
+		why := r.notReady
+		if why == "" {
+			why = "the probe never answered"
+		}
+		r.failure = fmt.Sprintf("epoch %d not ready within --ready-timeout=%s: %s", r.epoch, m.policy.ReadyTimeout, why)
 		return []Action{
 			Log{Level: slog.LevelError, Msg: r.failure + "; killing it", Args: []any{"epoch", r.epoch, "pid", r.pid}},
 			Kill{PID: r.pid, Signal: syscall.SIGKILL},

@@ -236,11 +236,15 @@ func (r *runner) handle(events []Event) (code int, done bool) {
 				}
 			case WatchReady:
 				ctx, cancel := context.WithTimeout(r.ctx, r.cfg.ReadyTimeout+time.Second)
+				report := func(ev Event) {
+					select {
+					case r.async <- ev:
+					case <-ctx.Done():
+					}
+				}
 				go func() {
 					defer cancel()
-					if ev, ok := r.watchReady(ctx, a.Epoch, a.PID); ok {
-						r.async <- ev
-					}
+					r.watchReady(ctx, a.Epoch, a.PID, report)
 				}()
 			case Notify:
 				r.notify(a)

@@ -167,19 +167,22 @@ func TestMachineSafeRestarts(t *testing.T) {
 				step{hup, cat(say("got SIGHUP"), checking(1))},
 				step{CheckFinished{Epoch: 1}, cat(say("check passed for epoch 1", "epoch", 1), forking(1))},
 				forkedWatched(1, 101),
+				step{NotReady{Epoch: 1, Reason: "GET http://a/ready: connection refused"}, cat(Log{Level: slog.LevelDebug, Msg: "epoch 1 not ready yet: GET http://a/ready: connection refused", Args: []any{"epoch", 1}})},
+				step{NotReady{Epoch: 0, Reason: "stale"}, nil}, // not the restart in progress
+				step{NotReady{Epoch: 1, Reason: "GET http://a/ready: status 503"}, cat(Log{Level: slog.LevelDebug, Msg: "epoch 1 not ready yet: GET http://a/ready: status 503", Args: []any{"epoch", 1}})},
 				step{TimerFired{Timer: ReadyTimeoutTimer}, cat(
-					Log{Level: slog.LevelError, Msg: "epoch 1 not ready within --ready-timeout=10s; killing it", Args: []any{"epoch", 1, "pid", 101}},
+					Log{Level: slog.LevelError, Msg: "epoch 1 not ready within --ready-timeout=10s: GET http://a/ready: status 503; killing it", Args: []any{"epoch", 1, "pid", 101}},
 					Kill{PID: 101, Signal: syscall.SIGKILL})},
 				step{Ready{Epoch: 1}, cat(say("epoch 1 is ready", "epoch", 1, "pid", 101))}, // too late: already failed
 				step{Exited{PID: 101, Signal: syscall.SIGKILL}, cat(
 					killedBy(101, 1, syscall.SIGKILL),
-					Notify{Ready: true, Status: "hot restart to epoch 1 failed: epoch 1 not ready within --ready-timeout=10s"},
+					Notify{Ready: true, Status: "hot restart to epoch 1 failed: epoch 1 not ready within --ready-timeout=10s: GET http://a/ready: status 503"},
 					warn(abnormal),
 					Notify{Stopping: true, Status: "shutting down: " + abnormal},
 					forceKill(100, 0), SetTimer{Timer: KillWaitTimer, After: KillWait})},
 			),
 			status: Status{Phase: "killing", Epochs: []EpochStatus{{Epoch: 0, PID: 100, Started: testNow, State: "live"}},
-				LastRestart: &RestartStatus{Epoch: 1, Result: "failed", Reason: "epoch 1 not ready within --ready-timeout=10s", At: testNow},
+				LastRestart: &RestartStatus{Epoch: 1, Result: "failed", Reason: "epoch 1 not ready within --ready-timeout=10s: GET http://a/ready: status 503", At: testNow},
 				Counters:    Counters{SIGHUPs: 1, Restarts: 1, RestartsFailed: 1}},
 		},
 		{
