@@ -58,12 +58,24 @@ func parseProbeURL(raw string) (*url.URL, error) {
 func httpGet(ctx context.Context, rawURL string, maxBody int64) (int, []byte, error) {
 	code, body, err := get(ctx, rawURL, maxBody)
 	if err != nil {
-		if ctx.Err() != nil && !errors.Is(err, ctx.Err()) {
-			err = fmt.Errorf("%w: %v", ctx.Err(), err)
+		if cerr := ctxErr(ctx); cerr != nil && !errors.Is(err, cerr) {
+			err = fmt.Errorf("%w: %v", cerr, err)
 		}
 		return 0, nil, fmt.Errorf("GET %s: %w", rawURL, err)
 	}
 	return code, body, nil
+}
+
+// ctxErr is ctx.Err(), also in the instant after ctx's deadline passed and
+// before ctx noticed: the connection's deadline is the same one.
+func ctxErr(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if d, ok := ctx.Deadline(); ok && !time.Now().Before(d) {
+		return context.DeadlineExceeded
+	}
+	return nil
 }
 
 func get(ctx context.Context, rawURL string, maxBody int64) (int, []byte, error) {
