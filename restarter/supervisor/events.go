@@ -18,8 +18,13 @@ type Started struct{}
 // exits arrive as Exited).
 type Signaled struct{ Signal syscall.Signal }
 
-// Spawned reports that epoch Epoch is running as process PID.
-type Spawned struct{ Epoch, PID int }
+// Spawned reports that epoch Epoch is running as process PID. Envoy is
+// true when earlier epochs were seen in Envoy's shared memory region: this
+// one will set INITIALIZING too.
+type Spawned struct {
+	Epoch, PID int
+	Envoy      bool
+}
 
 // SpawnFailed reports that epoch Epoch could not be started (fork or exec
 // failed); Err says why, naming the path and errno.
@@ -59,6 +64,20 @@ type NotReady struct {
 	Reason string
 }
 
+// InitStarted reports that epoch Epoch was seen holding Envoy's
+// INITIALIZING flag.
+type InitStarted struct{ Epoch int }
+
+// InitDone reports that epoch Epoch cleared Envoy's INITIALIZING flag, or,
+// with Warning, that the gate cannot watch it (an unknown region layout).
+type InitDone struct {
+	Epoch   int
+	Warning string
+}
+
+// InitCleared reports that a ClearInit found the flag set and cleared it.
+type InitCleared struct{ Epoch, PID int }
+
 // ReloadRequested is a hot restart asked for through the control socket;
 // ID is answered by one ReloadResult action.
 type ReloadRequested struct{ ID int }
@@ -72,6 +91,9 @@ func (TimerFired) isEvent()      {}
 func (CheckFinished) isEvent()   {}
 func (Ready) isEvent()           {}
 func (NotReady) isEvent()        {}
+func (InitStarted) isEvent()     {}
+func (InitDone) isEvent()        {}
+func (InitCleared) isEvent()     {}
 func (ReloadRequested) isEvent() {}
 
 // Action is something the Machine asks the OS layer to do, in order.
@@ -113,6 +135,17 @@ type RunCheck struct{ Epoch int }
 // ready; the OS layer answers with Ready, at most once.
 type WatchReady struct{ Epoch, PID int }
 
+// WatchInit asks for epoch Epoch (process PID) to be watched in Envoy's
+// shared memory region: InitStarted when it holds the INITIALIZING flag,
+// InitDone once it cleared it. An epoch that never maps the region (not
+// Envoy) gets neither.
+type WatchInit struct{ Epoch, PID int }
+
+// ClearInit asks for Envoy's INITIALIZING flag to be cleared, because epoch
+// Epoch (process PID) died before clearing it and no other epoch is
+// starting. The OS layer answers InitCleared if it was set.
+type ClearInit struct{ Epoch, PID int }
+
 // Notify asks for a message to the service manager (sd_notify): READY=1,
 // RELOADING=1 (with MONOTONIC_USEC) or STOPPING=1, and STATUS=Status.
 type Notify struct {
@@ -137,6 +170,8 @@ func (Exit) isAction()         {}
 func (RunCheck) isAction()     {}
 func (WatchReady) isAction()   {}
 func (Notify) isAction()       {}
+func (WatchInit) isAction()    {}
+func (ClearInit) isAction()    {}
 func (ReloadResult) isAction() {}
 
 // Timer names the machine's timers.
