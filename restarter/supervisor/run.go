@@ -81,7 +81,8 @@ type runner struct {
 	control *controlServer
 	reloads map[int]chan controlReply // reload requests waiting for their outcome
 	nextID  int
-	baseID  string // epoch 0's base id, read from --base-id-path
+	baseID  string    // epoch 0's base id, read from --base-id-path
+	gate    *initGate // nil with --init-gate off
 }
 
 type timerFiring struct {
@@ -116,11 +117,13 @@ func Run(cfg Config, log *slog.Logger) int {
 		cfg: cfg,
 		log: log,
 		machine: NewMachine(Policy{
-			TermWait:     cfg.TermWait,
-			Check:        len(cfg.Check) > 0 || cfg.BaseIDPath != "",
-			Readiness:    cfg.readiness(),
-			ReadyTimeout: cfg.ReadyTimeout,
-			Notify:       os.Getenv("NOTIFY_SOCKET") != "",
+			TermWait:            cfg.TermWait,
+			Check:               len(cfg.Check) > 0 || cfg.BaseIDPath != "",
+			Readiness:           cfg.readiness(),
+			ReadyTimeout:        cfg.ReadyTimeout,
+			Notify:              os.Getenv("NOTIFY_SOCKET") != "",
+			InitGate:            cfg.InitGate == "auto",
+			KeepOnFailedRestart: cfg.OnFailedRestart == "keep",
 		}),
 		forker:  newForker(),
 		timers:  map[Timer]*time.Timer{},
@@ -131,6 +134,9 @@ func Run(cfg Config, log *slog.Logger) int {
 		reloads: map[int]chan controlReply{},
 	}
 	defer r.stopTimers()
+	if cfg.InitGate == "auto" {
+		r.gate = &initGate{discoverFor: cfg.ReadyTimeout}
+	}
 
 	log.Info("starting hot-restarter with target: "+cfg.Command, "target", cfg.Command, "path", cfg.Path, "version", version())
 	if code, ok := r.setUp(); !ok {
@@ -246,6 +252,16 @@ func (r *runner) handle(events []Event) (code int, done bool) {
 					defer cancel()
 					r.watchReady(ctx, a.Epoch, a.PID, report)
 				}()
+			case WatchInit:
+				r.startWatchInit(a)
+			case ClearInit:
+				cleared, err := r.gate.clearInit(r.baseID)
+				if err != nil {
+					r.log.Warn(fmt.Sprintf("init gate: %v", err))
+				}
+				if cleared {
+					events = append([]Event{InitCleared(a)}, events...)
+				}
 			case Notify:
 				r.notify(a)
 			case ReloadResult:
@@ -269,7 +285,20 @@ func (r *runner) spawn(epoch int) Event {
 	if err != nil {
 		return SpawnFailed{Epoch: epoch, Err: err.Error()}
 	}
-	return Spawned{Epoch: epoch, PID: pid}
+	return Spawned{Epoch: epoch, PID: pid, Envoy: r.gate != nil && r.gate.known()}
+}
+
+// startWatchInit watches an epoch's INITIALIZING flag until it is done or
+// the restarter exits.
+func (r *runner) startWatchInit(a WatchInit) {
+	report := func(ev Event) {
+		select {
+		case r.async <- ev:
+		case <-r.ctx.Done():
+		}
+	}
+	baseID := r.baseID
+	go r.gate.watchInit(r.ctx, a.Epoch, a.PID, baseID, report)
 }
 
 // startCheck begins the pre-restart check of epoch: it reads the base id
