@@ -458,24 +458,3 @@ func info(msg string, args ...any) Log { return Log{Level: slog.LevelInfo, Msg: 
 func logf(level slog.Level, format string, a ...any) Log {
 	return Log{Level: level, Msg: fmt.Sprintf(format, a...)}
 }
-
-// signalName returns the conventional name of sig, such as SIGHUP.
-func signalName(sig syscall.Signal) string {
-	switch sig {
-	case syscall.SIGHUP:
-		return "SIGHUP"
-	case syscall.SIGINT:
-		return "SIGINT"
-	case syscall.SIGTERM:
-		return "SIGTERM"
-	case syscall.SIGUSR1:
-		return "SIGUSR1"
-	case syscall.SIGKILL:
-		return "SIGKILL"
-	case syscall.SIGSEGV:
-		return "SIGSEGV"
-	case syscall.SIGABRT:
-		return "SIGABRT"
-	}
-	return fmt.Sprintf("signal %d", int(sig))
-}

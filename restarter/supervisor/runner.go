@@ -4,84 +4,40 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"log/slog"
 	"os"
-	"os/signal"
-	"runtime/debug"
 	"strconv"
-	"strings"
 	"syscall"
 	"time"
-
-	"github.com/coreos/go-systemd/v22/daemon"
 
 	"github.com/envoy-restarter/restarter/internal/atomicfile"
 )
 
-// Version is the restarter's version; release builds set it with
-// -ldflags "-X github.com/envoy-restarter/restarter/restarter/supervisor.Version=v1.2.3".
-var Version = ""
-
-// Main runs the restarter with the command line args (without the program
-// name) and returns its exit code: ExitClean, ExitError or ExitUsage.
-func Main(args []string, stdout, stderr io.Writer) int {
-	if len(args) > 0 && (args[0] == "status" || args[0] == "reload") {
-		return clientMain(args[0], args[1:], stdout, stderr)
-	}
-	cfg, err := ParseArgs(args, stdout)
-	var usage *UsageError
-	switch {
-	case errors.Is(err, errHelp):
-		return ExitClean
-	case errors.Is(err, errVersion):
-		fmt.Fprintf(stdout, "restarter %s\n", version())
-		return ExitClean
-	case errors.As(err, &usage):
-		fmt.Fprintf(stderr, "restarter: %s\n", usage)
-		return ExitUsage
-	case err != nil:
-		fmt.Fprintf(stderr, "restarter: %v\n", err)
-		return ExitUsage
-	}
-	return Run(cfg, NewLogger(stdout, cfg.LogFormat))
-}
-
-func version() string {
-	if Version != "" {
-		return Version
-	}
-	if info, ok := debug.ReadBuildInfo(); ok {
-		if info.Main.Version != "" && info.Main.Version != "(devel)" {
-			return info.Main.Version
-		}
-		for _, s := range info.Settings {
-			if s.Key == "vcs.revision" {
-				return "devel-" + s.Value
-			}
-		}
-	}
-	return "devel"
-}
-
 // runner is the event loop: the one goroutine that owns the Machine, turns
 // signals, reaped children, timers, helper outcomes and control requests
-// into events, and performs the actions.
+// into events, and performs the actions through sys.
 type runner struct {
 	cfg     Config
 	log     *slog.Logger
+	sys     osEnv
 	machine *Machine
-	forker  *forker
-	timers  map[Timer]*time.Timer
-	gen     map[Timer]int // the generation of each timer; older firings are dropped
+	signals signals
+	timers  map[Timer]func() bool // stops each armed timer
+	gen     map[Timer]int         // the generation of each timer; older firings are dropped
 	fired   chan timerFiring
 	async   chan Event // outcomes of checks and readiness probes
 	ctx     context.Context
+	cancel  context.CancelFunc // stops checks and probes still running
 	control *controlServer
 	reloads map[int]chan controlReply // reload requests waiting for their outcome
 	nextID  int
 	baseID  string // epoch 0's base id, read from --base-id-path
+}
+
+// signals are the channels of the signals the restarter handles.
+type signals struct {
+	chld, hup, usr1, term, intr <-chan os.Signal
 }
 
 type timerFiring struct {
@@ -96,43 +52,49 @@ type timerFiring struct {
 // survived SIGKILL for KillWait, which is logged), and its control socket
 // and pid file are removed.
 func Run(cfg Config, log *slog.Logger) int {
-	// Signals get a channel each, with room for one: a burst of one signal
-	// coalesces (as the kernel does) without crowding out the others.
-	notify := func(sig os.Signal) chan os.Signal {
-		ch := make(chan os.Signal, 1)
-		signal.Notify(ch, sig)
-		return ch
-	}
-	chld := notify(syscall.SIGCHLD)
-	hup, usr1 := notify(syscall.SIGHUP), notify(syscall.SIGUSR1)
-	term, intr := notify(syscall.SIGTERM), notify(syscall.SIGINT)
-	// The handlers are never removed: between Run's return and the process's
-	// exit, a late SIGHUP or SIGTERM must not kill the restarter by its
-	// default action and replace the exit code with "killed by signal".
+	return newRunner(cfg, log, newOSEnv()).run()
+}
 
+// newRunner returns the event loop for cfg over sys. The signal handlers
+// are installed at once and never removed: between Run's return and the
+// process's exit, a late SIGHUP or SIGTERM must not kill the restarter by
+// its default action and replace the exit code with "killed by signal".
+func newRunner(cfg Config, log *slog.Logger, sys osEnv) *runner {
 	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel() // stops checks and probes still running
-	r := &runner{
+	return &runner{
 		cfg: cfg,
 		log: log,
+		sys: sys,
 		machine: NewMachine(Policy{
 			TermWait:     cfg.TermWait,
 			Check:        len(cfg.Check) > 0 || cfg.BaseIDPath != "",
 			Readiness:    cfg.readiness(),
 			ReadyTimeout: cfg.ReadyTimeout,
-			Notify:       os.Getenv("NOTIFY_SOCKET") != "",
+			Notify:       sys.getenv("NOTIFY_SOCKET") != "",
 		}),
-		forker:  newForker(),
-		timers:  map[Timer]*time.Timer{},
+		signals: signals{
+			chld: sys.notifySignal(syscall.SIGCHLD),
+			hup:  sys.notifySignal(syscall.SIGHUP),
+			usr1: sys.notifySignal(syscall.SIGUSR1),
+			term: sys.notifySignal(syscall.SIGTERM),
+			intr: sys.notifySignal(syscall.SIGINT),
+		},
+		timers:  map[Timer]func() bool{},
 		gen:     map[Timer]int{},
 		fired:   make(chan timerFiring, 4),
 		async:   make(chan Event, 16),
 		ctx:     ctx,
+		cancel:  cancel,
 		reloads: map[int]chan controlReply{},
 	}
+}
+
+// run is the event loop; it returns the exit code.
+func (r *runner) run() int {
+	defer r.cancel()
 	defer r.stopTimers()
 
-	log.Info("starting hot-restarter with target: "+cfg.Command, "target", cfg.Command, "path", cfg.Path, "version", version())
+	r.log.Info("starting hot-restarter with target: "+r.cfg.Command, "target", r.cfg.Command, "path", r.cfg.Path, "version", version())
 	if code, ok := r.setUp(); !ok {
 		return code
 	}
@@ -142,6 +104,7 @@ func Run(cfg Config, log *slog.Logger) int {
 	if r.control != nil {
 		calls = r.control.calls
 	}
+	sig := r.signals
 	events := []Event{Started{}}
 	for {
 		if code, done := r.handle(events); done {
@@ -150,15 +113,15 @@ func Run(cfg Config, log *slog.Logger) int {
 		// Exits are always collected first, so the machine sees a child's
 		// death before a signal or timer that arrived at the same moment.
 		select {
-		case <-chld:
+		case <-sig.chld:
 			events = r.reap()
-		case <-hup:
+		case <-sig.hup:
 			events = append(r.reap(), Signaled{Signal: syscall.SIGHUP})
-		case <-usr1:
+		case <-sig.usr1:
 			events = append(r.reap(), Signaled{Signal: syscall.SIGUSR1})
-		case <-term:
+		case <-sig.term:
 			events = append(r.reap(), Signaled{Signal: syscall.SIGTERM})
-		case <-intr:
+		case <-sig.intr:
 			events = append(r.reap(), Signaled{Signal: syscall.SIGINT})
 		case ev := <-r.async:
 			events = append(r.reap(), ev)
@@ -177,15 +140,15 @@ func Run(cfg Config, log *slog.Logger) int {
 // setUp does what must happen before epoch 0: subreaper, pid file, control
 // socket. On failure it has undone what it did and returns the exit code.
 func (r *runner) setUp() (int, bool) {
-	if r.cfg.Subreaper || os.Getpid() == 1 {
-		if err := becomeSubreaper(); err != nil {
+	if r.cfg.Subreaper || r.sys.getpid() == 1 {
+		if err := r.sys.becomeSubreaper(); err != nil {
 			r.log.Error(err.Error())
 			return ExitError, false
 		}
 		r.cfg.Subreaper = true
 	}
 	if r.cfg.PIDFile != "" {
-		if err := atomicfile.Write(r.cfg.PIDFile, []byte(strconv.Itoa(os.Getpid())+"\n")); err != nil {
+		if err := atomicfile.Write(r.cfg.PIDFile, []byte(strconv.Itoa(r.sys.getpid())+"\n")); err != nil {
 			r.log.Error(fmt.Sprintf("pid file: %v", err))
 			return ExitError, false
 		}
@@ -225,7 +188,7 @@ func (r *runner) handle(events []Event) (code int, done bool) {
 			case Spawn:
 				events = append([]Event{r.spawn(a.Epoch)}, events...)
 			case Kill:
-				if err := kill(a.PID, a.Signal); err != nil {
+				if err := r.sys.kill(a.PID, a.Signal); err != nil {
 					r.log.Error(err.Error())
 				}
 			case SetTimer:
@@ -261,66 +224,11 @@ func (r *runner) spawn(epoch int) Event {
 			r.log.Warn(fmt.Sprintf("base id: %v", err))
 		}
 	}
-	pid, err := r.forker.start(r.cfg.Path, append([]string{r.cfg.Command}, r.cfg.Args...), r.env(epoch), r.cfg.Dir)
+	pid, err := r.sys.start(r.cfg.Path, append([]string{r.cfg.Command}, r.cfg.Args...), r.childEnv(epoch), r.cfg.Dir)
 	if err != nil {
 		return SpawnFailed{Epoch: epoch, Err: err.Error()}
 	}
 	return Spawned{Epoch: epoch, PID: pid}
-}
-
-// startCheck begins the pre-restart check of epoch: it reads the base id
-// (with --base-id-path), then runs --check in the background. When the
-// outcome is already known it returns it with ok=false.
-func (r *runner) startCheck(epoch int) (CheckFinished, bool) {
-	if r.cfg.BaseIDPath != "" {
-		id, err := readBaseID(r.cfg.BaseIDPath)
-		if err != nil {
-			return CheckFinished{Epoch: epoch, Err: "base id: " + err.Error()}, false
-		}
-		r.baseID = id
-	}
-	if len(r.cfg.Check) == 0 {
-		return CheckFinished{Epoch: epoch}, false
-	}
-	env := r.env(epoch)
-	go func() { r.async <- r.runCheck(r.ctx, epoch, env) }()
-	return CheckFinished{}, true
-}
-
-// env returns the environment of epoch's start script and helpers: the
-// restarter's own, with RESTART_EPOCH and, with --base-id-path,
-// ENVOY_BASE_ID_PATH and (for epochs after 0) ENVOY_BASE_ID.
-func (r *runner) env(epoch int) []string {
-	set := []string{"RESTART_EPOCH=" + strconv.Itoa(epoch)}
-	if r.cfg.BaseIDPath != "" {
-		set = append(set, "ENVOY_BASE_ID_PATH="+r.cfg.BaseIDPath)
-		if epoch > 0 && r.baseID != "" {
-			set = append(set, "ENVOY_BASE_ID="+r.baseID)
-		}
-	}
-	env := os.Environ()
-	out := make([]string, 0, len(env)+len(set))
-	for _, kv := range env {
-		name, _, _ := strings.Cut(kv, "=")
-		if name == "RESTART_EPOCH" || (r.cfg.BaseIDPath != "" && (name == "ENVOY_BASE_ID" || name == "ENVOY_BASE_ID_PATH")) {
-			continue
-		}
-		out = append(out, kv)
-	}
-	return append(out, set...)
-}
-
-// readBaseID reads the decimal base id Envoy wrote to path.
-func readBaseID(path string) (string, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return "", err
-	}
-	id := strings.TrimSpace(string(b))
-	if _, err := strconv.ParseUint(id, 10, 32); err != nil {
-		return "", fmt.Errorf("%s: %q is not a base id", path, id)
-	}
-	return id, nil
 }
 
 func (r *runner) controlCall(c controlCall) []Event {
@@ -344,42 +252,31 @@ func (r *runner) answerReload(a ReloadResult) {
 	reply <- controlReply{OK: a.OK, Error: a.Reason, Epoch: &epoch}
 }
 
-func (r *runner) notify(n Notify) {
-	var lines []string
-	if n.Ready {
-		lines = append(lines, "READY=1")
-	}
-	if n.Reloading {
-		lines = append(lines, "RELOADING=1", "MONOTONIC_USEC="+strconv.FormatInt(monotonicUsec(), 10))
-	}
-	if n.Stopping {
-		lines = append(lines, "STOPPING=1")
-	}
-	lines = append(lines, "STATUS="+n.Status, "MAINPID="+strconv.Itoa(os.Getpid()))
-	if _, err := daemon.SdNotify(false, strings.Join(lines, "\n")); err != nil {
-		r.log.Warn(fmt.Sprintf("sd_notify: %v", err))
-	}
-}
-
+// reap collects the exits of epochs and, as subreaper, of orphans.
 func (r *runner) reap() []Event {
-	events := reap(r.machine.PIDs())
+	var events []Event
+	for _, ev := range r.sys.reap(r.machine.PIDs()) {
+		events = append(events, ev)
+	}
 	if r.cfg.Subreaper {
-		events = append(events, r.forker.reapOrphans()...)
+		for _, ev := range r.sys.reapOrphans() {
+			events = append(events, ev)
+		}
 	}
 	return events
 }
 
 func (r *runner) setTimer(t Timer, after time.Duration) {
-	if old := r.timers[t]; old != nil {
-		old.Stop()
+	if stop := r.timers[t]; stop != nil {
+		stop()
 	}
 	r.gen[t]++
 	f := timerFiring{timer: t, gen: r.gen[t]}
-	r.timers[t] = time.AfterFunc(after, func() { r.fired <- f })
+	r.timers[t] = r.sys.afterFunc(after, func() { r.fired <- f })
 }
 
 func (r *runner) stopTimers() {
-	for _, t := range r.timers {
-		t.Stop()
+	for _, stop := range r.timers {
+		stop()
 	}
 }
