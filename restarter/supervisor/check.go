@@ -28,7 +28,9 @@ func (r *runner) startCheck(epoch int) (CheckFinished, bool) {
 		return CheckFinished{Epoch: epoch}, false
 	}
 	env := r.childEnv(epoch)
-	go func() { r.async <- r.runCheck(r.ctx, epoch, env) }()
+	ctx, cancel := context.WithCancel(r.ctx)
+	r.check = cancel
+	go func() { r.report(ctx, r.runCheck(ctx, epoch, env)) }()
 	return CheckFinished{}, true
 }
 

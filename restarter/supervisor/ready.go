@@ -15,6 +15,22 @@ import (
 // readyPollInterval is how often a readiness probe runs.
 const readyPollInterval = 100 * time.Millisecond
 
+// startWatch starts the readiness watcher of epoch (process pid); StopWatch
+// stops it.
+func (r *runner) startWatch(epoch, pid int) {
+	ctx, cancel := context.WithCancel(r.ctx)
+	r.watches[epoch] = cancel
+	go func() {
+		// The machine's ready timeout decides when to give up; this bound only
+		// keeps a watcher from outliving it by much if no StopWatch came.
+		wctx, stop := context.WithTimeout(ctx, r.cfg.ReadyTimeout+time.Second)
+		defer stop()
+		if ev, ok := r.watchReady(wctx, epoch, pid); ok {
+			r.report(ctx, ev)
+		}
+	}()
+}
+
 // watchReady probes epoch (process pid) every readyPollInterval until it is
 // ready, and reports Ready then; it gives up silently when ctx is done (the
 // machine's ready timeout decides what that means).

@@ -26,13 +26,21 @@ type runner struct {
 	timers  map[Timer]func() bool // stops each armed timer
 	gen     map[Timer]int         // the generation of each timer; older firings are dropped
 	fired   chan timerFiring
-	async   chan Event // outcomes of checks and readiness probes
+	async   chan outcome // outcomes of checks and readiness probes
+	check   context.CancelFunc         // stops the check in progress
+	watches map[int]context.CancelFunc // stops each epoch's readiness watcher
 	ctx     context.Context
 	cancel  context.CancelFunc // stops checks and probes still running
 	control *controlServer
-	reloads map[int]chan controlReply // reload requests waiting for their outcome
-	nextID  int
 	baseID  string // epoch 0's base id, read from --base-id-path
+}
+
+// outcome is the event a check or readiness watcher reports, with the
+// context it ran under: once that is cancelled (StopCheck, StopWatch), the
+// event is stale and dropped.
+type outcome struct {
+	ev  Event
+	ctx context.Context
 }
 
 // signals are the channels of the signals the restarter handles.
@@ -82,10 +90,10 @@ func newRunner(cfg Config, log *slog.Logger, sys osEnv) *runner {
 		timers:  map[Timer]func() bool{},
 		gen:     map[Timer]int{},
 		fired:   make(chan timerFiring, 4),
-		async:   make(chan Event, 16),
+		async:   make(chan outcome, 16),
+		watches: map[int]context.CancelFunc{},
 		ctx:     ctx,
 		cancel:  cancel,
-		reloads: map[int]chan controlReply{},
 	}
 }
 
@@ -123,8 +131,13 @@ func (r *runner) run() int {
 			events = append(r.reap(), Signaled{Signal: syscall.SIGTERM})
 		case <-sig.intr:
 			events = append(r.reap(), Signaled{Signal: syscall.SIGINT})
-		case ev := <-r.async:
-			events = append(r.reap(), ev)
+		case o := <-r.async:
+			if o.ctx.Err() != nil {
+				events = nil // its check or watch was stopped
+				continue
+			}
+			r.finished(o.ev)
+			events = append(r.reap(), o.ev)
 		case c := <-calls:
 			events = append(r.reap(), r.controlCall(c)...)
 		case f := <-r.fired:
@@ -193,22 +206,23 @@ func (r *runner) handle(events []Event) (code int, done bool) {
 				}
 			case SetTimer:
 				r.setTimer(a.Timer, a.After)
+			case StopTimer:
+				r.stopTimer(a.Timer)
 			case RunCheck:
 				if ev, ok := r.startCheck(a.Epoch); !ok {
 					events = append([]Event{ev}, events...)
 				}
+			case StopCheck:
+				r.stopCheck()
 			case WatchReady:
-				ctx, cancel := context.WithTimeout(r.ctx, r.cfg.ReadyTimeout+time.Second)
-				go func() {
-					defer cancel()
-					if ev, ok := r.watchReady(ctx, a.Epoch, a.PID); ok {
-						r.async <- ev
-					}
-				}()
+				r.startWatch(a.Epoch, a.PID)
+			case StopWatch:
+				r.stopWatch(a.Epoch)
 			case Notify:
 				r.notify(a)
 			case ReloadResult:
-				r.answerReload(a)
+				epoch := a.Epoch
+				a.Waiter <- controlReply{OK: a.OK, Error: a.Reason, Epoch: &epoch} // buffered: never blocks
 			case Exit:
 				return a.Code, true
 			}
@@ -237,19 +251,44 @@ func (r *runner) controlCall(c controlCall) []Event {
 		c.reply <- controlReply{OK: true, Status: &s}
 		return nil
 	}
-	r.nextID++
-	r.reloads[r.nextID] = c.reply
-	return []Event{ReloadRequested{ID: r.nextID}}
+	return []Event{ReloadRequested{Waiter: c.reply}}
 }
 
-func (r *runner) answerReload(a ReloadResult) {
-	reply, ok := r.reloads[a.ID]
-	if !ok {
-		return
+// finished releases the check or watch that reported ev.
+func (r *runner) finished(ev Event) {
+	switch ev := ev.(type) {
+	case CheckFinished:
+		r.stopCheck()
+	case Ready:
+		r.stopWatch(ev.Epoch)
 	}
-	delete(r.reloads, a.ID)
-	epoch := a.Epoch
-	reply <- controlReply{OK: a.OK, Error: a.Reason, Epoch: &epoch}
+}
+
+// stopCheck cancels the check in progress, if any: its process is killed
+// and its outcome dropped.
+func (r *runner) stopCheck() {
+	if r.check != nil {
+		r.check()
+		r.check = nil
+	}
+}
+
+// stopWatch cancels epoch's readiness watcher, if any; its outcome is
+// dropped.
+func (r *runner) stopWatch(epoch int) {
+	if stop := r.watches[epoch]; stop != nil {
+		stop()
+		delete(r.watches, epoch)
+	}
+}
+
+// report hands the outcome of work running under ctx to the event loop,
+// unless the loop has stopped.
+func (r *runner) report(ctx context.Context, ev Event) {
+	select {
+	case r.async <- outcome{ev: ev, ctx: ctx}:
+	case <-r.ctx.Done():
+	}
 }
 
 // reap collects the exits of epochs and, as subreaper, of orphans.
@@ -273,6 +312,14 @@ func (r *runner) setTimer(t Timer, after time.Duration) {
 	r.gen[t]++
 	f := timerFiring{timer: t, gen: r.gen[t]}
 	r.timers[t] = r.sys.afterFunc(after, func() { r.fired <- f })
+}
+
+func (r *runner) stopTimer(t Timer) {
+	if stop := r.timers[t]; stop != nil {
+		stop()
+		delete(r.timers, t)
+	}
+	r.gen[t]++ // a firing already on its way is dropped
 }
 
 func (r *runner) stopTimers() {
