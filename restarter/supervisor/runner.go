@@ -26,7 +26,7 @@ type runner struct {
 	timers  map[Timer]func() bool // stops each armed timer
 	gen     map[Timer]int         // the generation of each timer; older firings are dropped
 	fired   chan timerFiring
-	async   chan outcome // outcomes of checks and readiness probes
+	async   chan outcome               // outcomes of checks and readiness probes
 	check   context.CancelFunc         // stops the check in progress
 	watches map[int]context.CancelFunc // stops each epoch's readiness watcher
 	ctx     context.Context
