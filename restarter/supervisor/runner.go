@@ -108,45 +108,49 @@ func (r *runner) run() int {
 	}
 	defer r.tearDown()
 
-	var calls chan controlCall // nil (never ready) without a control socket
-	if r.control != nil {
-		calls = r.control.calls
-	}
-	sig := r.signals
 	events := []Event{Started{}}
 	for {
 		if code, done := r.handle(events); done {
 			return code
 		}
-		// Exits are always collected first, so the machine sees a child's
-		// death before a signal or timer that arrived at the same moment.
-		select {
-		case <-sig.chld:
-			events = r.reap()
-		case <-sig.hup:
-			events = append(r.reap(), Signaled{Signal: syscall.SIGHUP})
-		case <-sig.usr1:
-			events = append(r.reap(), Signaled{Signal: syscall.SIGUSR1})
-		case <-sig.term:
-			events = append(r.reap(), Signaled{Signal: syscall.SIGTERM})
-		case <-sig.intr:
-			events = append(r.reap(), Signaled{Signal: syscall.SIGINT})
-		case o := <-r.async:
-			if o.ctx.Err() != nil {
-				events = nil // its check or watch was stopped
-				continue
-			}
-			r.finished(o.ev)
-			events = append(r.reap(), o.ev)
-		case c := <-calls:
-			events = append(r.reap(), r.controlCall(c)...)
-		case f := <-r.fired:
-			if f.gen != r.gen[f.timer] {
-				events = nil
-				continue
-			}
-			events = append(r.reap(), TimerFired{Timer: f.timer})
+		events = r.next()
+	}
+}
+
+// next waits for what happens next and returns it as events, nil when it
+// was stale (a stopped timer, check or watch). Exits are always collected
+// first, so the machine sees a child's death before a signal, timer or
+// request that arrived at the same moment.
+func (r *runner) next() []Event {
+	var calls chan controlCall // nil (never ready) without a control socket
+	if r.control != nil {
+		calls = r.control.calls
+	}
+	sig := r.signals
+	select {
+	case <-sig.chld:
+		return r.reap()
+	case <-sig.hup:
+		return append(r.reap(), Signaled{Signal: syscall.SIGHUP})
+	case <-sig.usr1:
+		return append(r.reap(), Signaled{Signal: syscall.SIGUSR1})
+	case <-sig.term:
+		return append(r.reap(), Signaled{Signal: syscall.SIGTERM})
+	case <-sig.intr:
+		return append(r.reap(), Signaled{Signal: syscall.SIGINT})
+	case o := <-r.async:
+		if o.ctx.Err() != nil {
+			return nil // its check or watch was stopped
 		}
+		r.finished(o.ev)
+		return append(r.reap(), o.ev)
+	case c := <-calls:
+		return append(r.reap(), r.controlCall(c)...)
+	case f := <-r.fired:
+		if f.gen != r.gen[f.timer] {
+			return nil // stopped or set again since
+		}
+		return append(r.reap(), TimerFired{Timer: f.timer})
 	}
 }
 
