@@ -146,7 +146,14 @@ func (s *controlServer) handle(conn *net.UnixConn) {
 	case r := <-call.reply:
 		reply(r)
 	case <-s.done:
-		reply(controlReply{Error: "the restarter is exiting"})
+		// The event loop answers every reload before it stops: prefer its
+		// answer when both are ready.
+		select {
+		case r := <-call.reply:
+			reply(r)
+		default:
+			reply(controlReply{Error: "the restarter is exiting"})
+		}
 	}
 }
 

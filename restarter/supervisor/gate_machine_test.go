@@ -9,8 +9,8 @@ import (
 	"github.com/google/go-cmp/cmp"
 )
 
-// gatePolicy is the default configuration: the init gate on, no probe,
-// no check, hot-restarter.py's exit policy.
+// gatePolicy is the default configuration: the init gate on, no probe, no
+// check, hot-restarter.py's exit policy.
 var gatePolicy = Policy{
 	TermWait: testTermWait, ReadyTimeout: 10 * time.Second, Notify: true, InitGate: true,
 	Clock: func() time.Time { return testNow },
@@ -19,62 +19,37 @@ var gatePolicy = Policy{
 // keepPolicy adds --on-failed-restart keep.
 var keepPolicy = func() Policy { p := gatePolicy; p.KeepOnFailedRestart = true; return p }()
 
-// forkedEnvoy: epoch forked as pid, known to be Envoy (it will set
-// INITIALIZING), so it is watched and timed.
-func forkedEnvoy(epoch, pid int) step {
-	return step{Spawned{Epoch: epoch, PID: pid, Envoy: true}, []Action{
-		say("forked new child process with PID="+itoa(pid), "pid", pid, "epoch", epoch),
-		WatchInit{Epoch: epoch, PID: pid},
-		SetTimer{Timer: ReadyTimeoutTimer, After: 10 * time.Second},
-	}}
-}
-
-func reloading(epoch int) Action {
+func reloading(epoch int) Notify {
 	return Notify{Reloading: true, Status: "hot restart to epoch " + itoa(epoch)}
 }
 
-func initDoneLive(epoch, pid int) []Action {
-	return []Action{
-		say("epoch "+itoa(epoch)+" finished initializing", "epoch", epoch, "pid", pid),
-		say("epoch "+itoa(epoch)+" is ready", "epoch", epoch, "pid", pid),
-		Notify{Ready: true, Status: "epoch " + itoa(epoch) + " live (PID=" + itoa(pid) + ")"},
-	}
-}
-
-func stillInitializing(epoch int, what string) Action {
-	return say("epoch "+itoa(epoch)+" is still initializing; "+what+" queued for after it", "epoch", epoch)
-}
-
-func kept(live, epoch int) Action {
-	return warn("keeping epoch "+itoa(live)+" serving; the next hot restart tries epoch "+itoa(epoch)+" again", "epoch", epoch)
-}
-
-func failedNotify(epoch int, reason string) Action {
-	return Notify{Ready: true, Status: "hot restart to epoch " + itoa(epoch) + " failed: " + reason}
+// envoySpawned: epoch forked as pid after an Envoy epoch (it will set
+// INITIALIZING): watched, and timed.
+func envoySpawned(epoch, pid int) step {
+	return step{Spawned{Epoch: epoch, PID: pid, Envoy: true}, do(WatchInit{Epoch: epoch, PID: pid}, readyTimeout)}
 }
 
 // envoyEpoch0: epoch 0 (pid 100) started; not yet known to be Envoy, so it
-// is ready at once (as without the gate), then seen initializing and done.
+// is ready at once (as without the gate), then seen initializing, and done.
 var envoyEpoch0 = []step{
-	{Started{}, forking(0)},
-	{Spawned{Epoch: 0, PID: 100}, []Action{
-		say("forked new child process with PID=100", "pid", 100, "epoch", 0),
-		WatchInit{Epoch: 0, PID: 100},
-		Notify{Ready: true, Status: "epoch 0 live (PID=100)"},
-	}},
-	{InitStarted{Epoch: 0}, []Action{say("epoch 0 is initializing (Envoy's INITIALIZING flag is set)", "epoch", 0)}},
-	{InitDone{Epoch: 0}, initDoneLive(0, 100)[:2]},
+	{Started{}, do(Spawn{Epoch: 0})},
+	{Spawned{Epoch: 0, PID: 100}, do(WatchInit{Epoch: 0, PID: 100}, live(0, 100))},
+	{InitStarted{Epoch: 0}, nil},
+	{InitDone{Epoch: 0}, nil},
 }
 
-// envoyEpoch1Starting: on top of envoyEpoch0, a SIGHUP forks epoch 1
-// (pid 101), known to be Envoy.
-var envoyEpoch1Starting = append(append([]step{}, envoyEpoch0...),
-	step{Signaled{Signal: syscall.SIGHUP}, cat(say("got SIGHUP"), reloading(1), forking(1))},
-	forkedEnvoy(1, 101),
+// envoyEpoch1Starting: a SIGHUP then forks epoch 1 (pid 101), known to be
+// Envoy.
+var envoyEpoch1Starting = then(envoyEpoch0,
+	step{hup, do(reloading(1), Spawn{Epoch: 1})},
+	envoySpawned(1, 101),
 )
 
 func TestMachineInitGateAndKeep(t *testing.T) {
-	hup := Signaled{Signal: syscall.SIGHUP}
+	withProbe := keepPolicy
+	withProbe.Readiness = true
+	gateOff := keepPolicy
+	gateOff.InitGate = false
 	tests := []struct {
 		name   string
 		policy Policy
@@ -85,13 +60,11 @@ func TestMachineInitGateAndKeep(t *testing.T) {
 			name:   "a child that never maps Envoy's region behaves as without the gate",
 			policy: gatePolicy,
 			steps: []step{
-				{Started{}, forking(0)},
-				{Spawned{Epoch: 0, PID: 100}, cat(say("forked new child process with PID=100", "pid", 100, "epoch", 0), WatchInit{Epoch: 0, PID: 100},
-					Notify{Ready: true, Status: "epoch 0 live (PID=100)"})},
-				{hup, cat(say("got SIGHUP"), reloading(1), forking(1))},
-				{Spawned{Epoch: 1, PID: 101}, cat(say("forked new child process with PID=101", "pid", 101, "epoch", 1), WatchInit{Epoch: 1, PID: 101},
-					Notify{Ready: true, Status: "epoch 1 live (PID=101)"})},
-				{hup, cat(say("got SIGHUP"), reloading(2), forking(2))},
+				{Started{}, do(Spawn{Epoch: 0})},
+				{Spawned{Epoch: 0, PID: 100}, do(WatchInit{Epoch: 0, PID: 100}, live(0, 100))},
+				{hup, do(reloading(1), Spawn{Epoch: 1})},
+				{Spawned{Epoch: 1, PID: 101}, do(WatchInit{Epoch: 1, PID: 101}, live(1, 101))},
+				{hup, do(reloading(2), Spawn{Epoch: 2})},
 			},
 			status: Status{Phase: "running", Epochs: []EpochStatus{{Epoch: 0, PID: 100, Started: testNow, State: "draining"}, {Epoch: 1, PID: 101, Started: testNow, State: "live"}},
 				Restart:     &RestartStatus{Epoch: 2, Stage: "starting"},
@@ -99,16 +72,15 @@ func TestMachineInitGateAndKeep(t *testing.T) {
 				Counters:    Counters{SIGHUPs: 2, Restarts: 2}},
 		},
 		{
-			name:   "SIGHUPs while epoch 0 initializes wait for its flag to clear",
+			name:   "SIGHUPs and SIGUSR1 while epoch 0 initializes wait for its flag to clear",
 			policy: gatePolicy,
-			steps: append(append([]step{}, envoyEpoch0[:3]...),
-				step{hup, cat(say("got SIGHUP"), stillInitializing(0, "SIGHUP"))},
-				step{hup, cat(say("got SIGHUP"), stillInitializing(0, "SIGHUP"))},
-				step{Signaled{Signal: syscall.SIGUSR1}, cat(say("got SIGUSR1"), say("deferring SIGUSR1 to PID=100 until epoch 0 is ready", "pid", 100, "epoch", 0))},
-				step{InitDone{Epoch: 0}, cat(initDoneLive(0, 100)[:2], sending("SIGUSR1", syscall.SIGUSR1, 100, 0),
-					say("starting the queued hot restart"), reloading(1), forking(1))},
+			steps: then(envoyEpoch0[:3],
+				step{hup, nil},
+				step{hup, nil},
+				step{usr1, nil},
+				step{InitDone{Epoch: 0}, do(sends(100, syscall.SIGUSR1), reloading(1), Spawn{Epoch: 1})},
 				step{InitStarted{Epoch: 0}, nil}, // done is done
-				forkedEnvoy(1, 101),
+				envoySpawned(1, 101),
 			),
 			status: Status{Phase: "running", Epochs: []EpochStatus{{Epoch: 0, PID: 100, Started: testNow, State: "live"}, {Epoch: 1, PID: 101, Started: testNow, State: "starting"}},
 				Restart:     &RestartStatus{Epoch: 1, Stage: "starting"},
@@ -118,14 +90,14 @@ func TestMachineInitGateAndKeep(t *testing.T) {
 		{
 			name:   "a storm is coalesced: the next epoch forks the moment the flag clears",
 			policy: gatePolicy,
-			steps: append(append([]step{}, envoyEpoch1Starting...),
-				step{hup, cat(say("got SIGHUP"), queued(1, "SIGHUP"))},
-				step{ReloadRequested{ID: 1}, cat(queued(1, "reload request"))},
-				step{hup, cat(say("got SIGHUP"), queued(1, "SIGHUP"))},
+			steps: then(envoyEpoch1Starting,
+				step{hup, nil},
+				step{ReloadRequested{Waiter: w1}, nil},
+				step{hup, nil},
 				step{InitStarted{Epoch: 1}, nil}, // known already
-				step{InitDone{Epoch: 1}, cat(initDoneLive(1, 101), say("starting the queued hot restart"), reloading(2), forking(2))},
-				forkedEnvoy(2, 102),
-				step{InitDone{Epoch: 2}, cat(initDoneLive(2, 102)[:2], ReloadResult{ID: 1, OK: true, Epoch: 2}, initDoneLive(2, 102)[2])},
+				step{InitDone{Epoch: 1}, do(stopReadyTimeout, live(1, 101), reloading(2), Spawn{Epoch: 2})},
+				envoySpawned(2, 102),
+				step{InitDone{Epoch: 2}, do(stopReadyTimeout, ReloadResult{Waiter: w1, OK: true, Epoch: 2}, live(2, 102))},
 			),
 			status: Status{Phase: "running", Epochs: []EpochStatus{
 				{Epoch: 0, PID: 100, Started: testNow, State: "draining"}, {Epoch: 1, PID: 101, Started: testNow, State: "draining"}, {Epoch: 2, PID: 102, Started: testNow, State: "live"}},
@@ -133,11 +105,10 @@ func TestMachineInitGateAndKeep(t *testing.T) {
 				Counters:    Counters{SIGHUPs: 3, Reloads: 1, Restarts: 2}},
 		},
 		{
-			name:   "an unknown region layout turns the gate off for that epoch, with a warning",
+			name:   "an unknown region layout turns the gate off for that epoch",
 			policy: gatePolicy,
-			steps: append(append([]step{}, envoyEpoch1Starting...),
-				step{InitDone{Epoch: 1, Warning: "region version 12, want 11"}, cat(
-					warn("init gate off for epoch 1: region version 12, want 11", "epoch", 1), initDoneLive(1, 101))},
+			steps: then(envoyEpoch1Starting,
+				step{InitDone{Epoch: 1, Warning: "region version 12, want 11"}, do(stopReadyTimeout, live(1, 101))},
 				step{InitDone{Epoch: 1, Warning: "again"}, nil}, // one warning per epoch
 			),
 			status: Status{Phase: "running", Epochs: []EpochStatus{{Epoch: 0, PID: 100, Started: testNow, State: "draining"}, {Epoch: 1, PID: 101, Started: testNow, State: "live"}},
@@ -147,11 +118,10 @@ func TestMachineInitGateAndKeep(t *testing.T) {
 		{
 			name:   "exit policy: a new epoch that fails initializing takes everything down",
 			policy: gatePolicy,
-			steps: append(append([]step{}, envoyEpoch1Starting...),
-				step{Exited{PID: 101, Code: 1}, cat(exitedCode(101, 1, 1),
-					failedNotify(1, "epoch 1 exited with code=1 before it was ready"),
-					warn(abnormal), Notify{Stopping: true, Status: "shutting down: " + abnormal},
-					forceKill(100, 0), SetTimer{Timer: KillWaitTimer, After: KillWait})},
+			steps: then(envoyEpoch1Starting,
+				step{Exited{PID: 101, Code: 1}, do(stopReadyTimeout,
+					failed(1, "epoch 1 exited with code=1 before it was ready"),
+					Notify{Stopping: true, Status: shuttingDown}, sends(100, syscall.SIGKILL), killWait)},
 			),
 			status: Status{Phase: "killing", Epochs: []EpochStatus{{Epoch: 0, PID: 100, Started: testNow, State: "live"}},
 				LastRestart: &RestartStatus{Epoch: 1, Result: "failed", Reason: "epoch 1 exited with code=1 before it was ready", At: testNow},
@@ -160,13 +130,12 @@ func TestMachineInitGateAndKeep(t *testing.T) {
 		{
 			name:   "exit policy: a new epoch that exits 0 initializing leaves the flag set; it is cleared",
 			policy: gatePolicy,
-			steps: append(append([]step{}, envoyEpoch1Starting...),
-				step{hup, cat(say("got SIGHUP"), queued(1, "SIGHUP"))},
-				step{Exited{PID: 101}, cat(exitedOK(101, 1),
-					failedNotify(1, "epoch 1 exited with code=0 before it was ready"),
-					ClearInit{Epoch: 1, PID: 101},
-					say("starting the queued hot restart"), reloading(2), forking(2))},
-				step{InitCleared{Epoch: 1, PID: 101}, cat(warn("cleared Envoy's INITIALIZING flag, left set by epoch 1 (PID=101) which died initializing (envoyproxy/envoy#33446)", "epoch", 1, "pid", 101))},
+			steps: then(envoyEpoch1Starting,
+				step{hup, nil},
+				step{Exited{PID: 101}, do(stopReadyTimeout,
+					failed(1, "epoch 1 exited with code=0 before it was ready"),
+					ClearInit{Epoch: 1, PID: 101}, reloading(2), Spawn{Epoch: 2})},
+				step{InitCleared{Epoch: 1, PID: 101}, nil},
 			),
 			status: Status{Phase: "running", Epochs: []EpochStatus{{Epoch: 0, PID: 100, Started: testNow, State: "live"}},
 				Restart:     &RestartStatus{Epoch: 2, Stage: "starting"},
@@ -176,32 +145,30 @@ func TestMachineInitGateAndKeep(t *testing.T) {
 		{
 			name:   "keep: a new epoch that fails leaves the old one serving; the flag is healed and the number reused",
 			policy: keepPolicy,
-			steps: append(append([]step{}, envoyEpoch1Starting...),
-				step{ReloadRequested{ID: 7}, cat(queued(1, "reload request"))},
-				step{Exited{PID: 101, Code: 1}, cat(exitedCode(101, 1, 1),
-					failedNotify(1, "epoch 1 exited with code=1 before it was ready"),
-					ClearInit{Epoch: 1, PID: 101},
-					kept(0, 1),
-					say("starting the queued hot restart"), reloading(1), forking(1))},
-				step{InitCleared{Epoch: 1, PID: 101}, cat(warn("cleared Envoy's INITIALIZING flag, left set by epoch 1 (PID=101) which died initializing (envoyproxy/envoy#33446)", "epoch", 1, "pid", 101))},
-				forkedEnvoy(1, 102),
-				step{InitDone{Epoch: 1}, cat(initDoneLive(1, 102)[:2], ReloadResult{ID: 7, OK: true, Epoch: 1}, initDoneLive(1, 102)[2])},
+			steps: then(envoyEpoch1Starting,
+				step{ReloadRequested{Waiter: w1}, nil},
+				step{Exited{PID: 101, Code: 1}, do(stopReadyTimeout,
+					failed(1, "epoch 1 exited with code=1 before it was ready"),
+					ClearInit{Epoch: 1, PID: 101}, reloading(1), Spawn{Epoch: 1})},
+				step{InitCleared{Epoch: 1, PID: 101}, nil},
+				envoySpawned(1, 102),
+				step{InitDone{Epoch: 1}, do(stopReadyTimeout, ReloadResult{Waiter: w1, OK: true, Epoch: 1}, live(1, 102))},
 			),
 			status: Status{Phase: "running", Epochs: []EpochStatus{{Epoch: 0, PID: 100, Started: testNow, State: "draining"}, {Epoch: 1, PID: 102, Started: testNow, State: "live"}},
 				LastRestart: &RestartStatus{Epoch: 1, Result: "ok", At: testNow},
 				Counters:    Counters{SIGHUPs: 1, Reloads: 1, Restarts: 2, RestartsFailed: 1, InitFlagsCleared: 1}},
 		},
 		{
-			name:   "keep: a reload of a restart that fails exits 1 with the reason",
+			name:   "keep: the reload of a restart whose epoch was killed gets the reason",
 			policy: keepPolicy,
-			steps: append(append([]step{}, envoyEpoch0...),
-				step{ReloadRequested{ID: 1}, cat(reloading(1), forking(1))},
-				forkedEnvoy(1, 101),
-				step{Exited{PID: 101, Signal: syscall.SIGKILL}, cat(killedBy(101, 1, syscall.SIGKILL),
-					ReloadResult{ID: 1, Epoch: 1, Reason: "epoch 1 was killed with signal=9 before it was ready"},
-					failedNotify(1, "epoch 1 was killed with signal=9 before it was ready"),
-					ClearInit{Epoch: 1, PID: 101}, kept(0, 1))},
-				step{hup, cat(say("got SIGHUP"), reloading(1), forking(1))},
+			steps: then(envoyEpoch0,
+				step{ReloadRequested{Waiter: w1}, do(reloading(1), Spawn{Epoch: 1})},
+				envoySpawned(1, 101),
+				step{Exited{PID: 101, Signal: syscall.SIGKILL}, do(stopReadyTimeout,
+					ReloadResult{Waiter: w1, Epoch: 1, Reason: "epoch 1 was killed with signal=9 before it was ready"},
+					failed(1, "epoch 1 was killed with signal=9 before it was ready"),
+					ClearInit{Epoch: 1, PID: 101})},
+				step{hup, do(reloading(1), Spawn{Epoch: 1})},
 			),
 			status: Status{Phase: "running", Epochs: []EpochStatus{{Epoch: 0, PID: 100, Started: testNow, State: "live"}},
 				Restart:     &RestartStatus{Epoch: 1, Stage: "starting"},
@@ -211,13 +178,11 @@ func TestMachineInitGateAndKeep(t *testing.T) {
 		{
 			name:   "keep: an exec failure at epoch 1 keeps epoch 0",
 			policy: keepPolicy,
-			steps: append(append([]step{}, envoyEpoch0...),
-				step{hup, cat(say("got SIGHUP"), reloading(1), forking(1))},
-				step{SpawnFailed{Epoch: 1, Err: "cannot execute /x: too many open files (errno=24 EMFILE)"}, cat(
-					Log{Level: slog.LevelError, Msg: "epoch 1: cannot execute /x: too many open files (errno=24 EMFILE)"},
-					failedNotify(1, "epoch could not be started: cannot execute /x: too many open files (errno=24 EMFILE)"),
-					kept(0, 1))},
-				step{hup, cat(say("got SIGHUP"), reloading(1), forking(1))},
+			steps: then(envoyEpoch0,
+				step{hup, do(reloading(1), Spawn{Epoch: 1})},
+				step{SpawnFailed{Epoch: 1, Err: "cannot execute /x: too many open files (errno=24 EMFILE)"}, do(
+					failed(1, "epoch could not be started: cannot execute /x: too many open files (errno=24 EMFILE)"))},
+				step{hup, do(reloading(1), Spawn{Epoch: 1})},
 			),
 			status: Status{Phase: "running", Epochs: []EpochStatus{{Epoch: 0, PID: 100, Started: testNow, State: "live"}},
 				Restart:     &RestartStatus{Epoch: 1, Stage: "starting"},
@@ -228,10 +193,8 @@ func TestMachineInitGateAndKeep(t *testing.T) {
 			name:   "keep: epoch 0 failing to start still exits",
 			policy: keepPolicy,
 			steps: []step{
-				{Started{}, forking(0)},
-				{SpawnFailed{Epoch: 0, Err: "cannot execute /x: no such file"}, cat(
-					Log{Level: slog.LevelError, Msg: "epoch 0: cannot execute /x: no such file"},
-					warn(abnormal), Notify{Stopping: true, Status: "shutting down: " + abnormal}, exitWith(1))},
+				{Started{}, do(Spawn{Epoch: 0})},
+				{SpawnFailed{Epoch: 0, Err: "cannot execute /x: no such file"}, do(Notify{Stopping: true, Status: shuttingDown}, Exit{Code: 1})},
 			},
 			status: Status{Phase: "exited",
 				LastRestart: &RestartStatus{Epoch: 0, Result: "failed", Reason: "epoch could not be started: cannot execute /x: no such file", At: testNow}},
@@ -239,13 +202,11 @@ func TestMachineInitGateAndKeep(t *testing.T) {
 		{
 			name:   "keep: an epoch never done initializing times out, is killed, and the old one keeps serving",
 			policy: keepPolicy,
-			steps: append(append([]step{}, envoyEpoch1Starting...),
-				step{TimerFired{Timer: ReadyTimeoutTimer}, cat(
-					Log{Level: slog.LevelError, Msg: "epoch 1 not ready within --ready-timeout=10s: Envoy's INITIALIZING flag is still set; killing it", Args: []any{"epoch", 1, "pid", 101}},
-					Kill{PID: 101, Signal: syscall.SIGKILL})},
-				step{Exited{PID: 101, Signal: syscall.SIGKILL}, cat(killedBy(101, 1, syscall.SIGKILL),
-					failedNotify(1, "epoch 1 not ready within --ready-timeout=10s: Envoy's INITIALIZING flag is still set"),
-					ClearInit{Epoch: 1, PID: 101}, kept(0, 1))},
+			steps: then(envoyEpoch1Starting,
+				step{TimerFired{Timer: ReadyTimeoutTimer}, do(sends(101, syscall.SIGKILL))},
+				step{Exited{PID: 101, Signal: syscall.SIGKILL}, do(
+					failed(1, "epoch 1 not ready within --ready-timeout=10s: Envoy's INITIALIZING flag is still set"),
+					ClearInit{Epoch: 1, PID: 101})},
 			),
 			status: Status{Phase: "running", Epochs: []EpochStatus{{Epoch: 0, PID: 100, Started: testNow, State: "live"}},
 				LastRestart: &RestartStatus{Epoch: 1, Result: "failed", Reason: "epoch 1 not ready within --ready-timeout=10s: Envoy's INITIALIZING flag is still set", At: testNow},
@@ -254,11 +215,9 @@ func TestMachineInitGateAndKeep(t *testing.T) {
 		{
 			name:   "keep: a live epoch that dies still takes everything down",
 			policy: keepPolicy,
-			steps: append(append([]step{}, envoyEpoch1Starting...),
-				step{InitDone{Epoch: 1}, initDoneLive(1, 101)},
-				step{Exited{PID: 101, Code: 1}, cat(exitedCode(101, 1, 1),
-					warn(abnormal), Notify{Stopping: true, Status: "shutting down: " + abnormal},
-					forceKill(100, 0), SetTimer{Timer: KillWaitTimer, After: KillWait})},
+			steps: then(envoyEpoch1Starting,
+				step{InitDone{Epoch: 1}, do(stopReadyTimeout, live(1, 101))},
+				step{Exited{PID: 101, Code: 1}, do(Notify{Stopping: true, Status: shuttingDown}, sends(100, syscall.SIGKILL), killWait)},
 			),
 			status: Status{Phase: "killing", Epochs: []EpochStatus{{Epoch: 0, PID: 100, Started: testNow, State: "live"}},
 				LastRestart: &RestartStatus{Epoch: 1, Result: "ok", At: testNow},
@@ -269,43 +228,58 @@ func TestMachineInitGateAndKeep(t *testing.T) {
 			// asks its parent for stats and aborts when the parent is gone.
 			name:   "keep: a draining epoch that dies abnormally takes everything down",
 			policy: keepPolicy,
-			steps: append(append([]step{}, envoyEpoch1Starting...),
-				step{InitDone{Epoch: 1}, initDoneLive(1, 101)},
-				step{Exited{PID: 100, Signal: syscall.SIGSEGV}, cat(killedBy(100, 0, syscall.SIGSEGV),
-					warn(abnormal), Notify{Stopping: true, Status: "shutting down: " + abnormal},
-					forceKill(101, 1), SetTimer{Timer: KillWaitTimer, After: KillWait})},
+			steps: then(envoyEpoch1Starting,
+				step{InitDone{Epoch: 1}, do(stopReadyTimeout, live(1, 101))},
+				step{Exited{PID: 100, Signal: syscall.SIGSEGV}, do(Notify{Stopping: true, Status: shuttingDown}, sends(101, syscall.SIGKILL), killWait)},
 			),
 			status: Status{Phase: "killing", Epochs: []EpochStatus{{Epoch: 1, PID: 101, Started: testNow, State: "live"}},
 				LastRestart: &RestartStatus{Epoch: 1, Result: "ok", At: testNow},
 				Counters:    Counters{SIGHUPs: 1, Restarts: 1}},
 		},
 		{
-			name:   "keep with a probe: the epoch is ready when both the flag cleared and the probe passed",
-			policy: func() Policy { p := keepPolicy; p.Readiness = true; return p }(),
+			name:   "with a probe: ready once both the flag cleared and the probe passed",
+			policy: withProbe,
 			steps: []step{
-				{Started{}, forking(0)},
-				{Spawned{Epoch: 0, PID: 100, Envoy: true}, cat(say("forked new child process with PID=100", "pid", 100, "epoch", 0),
-					WatchInit{Epoch: 0, PID: 100}, WatchReady{Epoch: 0, PID: 100}, SetTimer{Timer: ReadyTimeoutTimer, After: 10 * time.Second})},
+				{Started{}, do(Spawn{Epoch: 0})},
+				{Spawned{Epoch: 0, PID: 100, Envoy: true}, do(WatchInit{Epoch: 0, PID: 100}, WatchReady{Epoch: 0, PID: 100}, readyTimeout)},
 				{Ready{Epoch: 0}, nil},
-				{InitDone{Epoch: 0}, cat(initDoneLive(0, 100))},
+				{InitDone{Epoch: 0}, do(stopReadyTimeout, live(0, 100))},
 			},
 			status: Status{Phase: "running", Epochs: []EpochStatus{{Epoch: 0, PID: 100, Started: testNow, State: "live"}},
 				LastRestart: &RestartStatus{Epoch: 0, Result: "ok", At: testNow}},
 		},
 		{
-			name:   "gate off: no watching, no healing",
-			policy: func() Policy { p := keepPolicy; p.InitGate = false; return p }(),
+			name:   "with a probe: the timeout names the probe's last reason",
+			policy: withProbe,
 			steps: []step{
-				{Started{}, forking(0)},
-				{Spawned{Epoch: 0, PID: 100, Envoy: true}, cat(say("forked new child process with PID=100", "pid", 100, "epoch", 0), Notify{Ready: true, Status: "epoch 0 live (PID=100)"})},
-				{hup, cat(say("got SIGHUP"), reloading(1), forking(1))},
-				{Spawned{Epoch: 1, PID: 101, Envoy: true}, cat(say("forked new child process with PID=101", "pid", 101, "epoch", 1), Notify{Ready: true, Status: "epoch 1 live (PID=101)"})},
-				{hup, cat(say("got SIGHUP"), reloading(2), forking(2))},
-				{Spawned{Epoch: 2, PID: 102}, cat(say("forked new child process with PID=102", "pid", 102, "epoch", 2), Notify{Ready: true, Status: "epoch 2 live (PID=102)"})},
-				// Envoy's "previous envoy process is still initializing": once
-				// live, a failure is a live epoch's and takes the exit path.
-				{Exited{PID: 102, Code: 1}, cat(exitedCode(102, 2, 1), warn(abnormal), Notify{Stopping: true, Status: "shutting down: " + abnormal},
-					forceKill(100, 0), forceKill(101, 1), SetTimer{Timer: KillWaitTimer, After: KillWait})},
+				{Started{}, do(Spawn{Epoch: 0})},
+				{Spawned{Epoch: 0, PID: 100}, do(WatchInit{Epoch: 0, PID: 100}, WatchReady{Epoch: 0, PID: 100}, readyTimeout)},
+				{Ready{Epoch: 0}, do(stopReadyTimeout, live(0, 100))},
+				{hup, do(reloading(1), Spawn{Epoch: 1})},
+				{Spawned{Epoch: 1, PID: 101}, do(WatchInit{Epoch: 1, PID: 101}, WatchReady{Epoch: 1, PID: 101}, readyTimeout)},
+				{NotReady{Epoch: 1, Reason: "GET http://a/server_info: connection refused"}, nil},
+				{NotReady{Epoch: 0, Reason: "stale"}, nil},
+				{NotReady{Epoch: 1, Reason: "GET http://a/server_info: epoch 1 is INITIALIZING"}, nil},
+				{TimerFired{Timer: ReadyTimeoutTimer}, do(StopWatch{Epoch: 1}, sends(101, syscall.SIGKILL))},
+				{Exited{PID: 101, Signal: syscall.SIGKILL}, do(failed(1, "epoch 1 not ready within --ready-timeout=10s: GET http://a/server_info: epoch 1 is INITIALIZING"))},
+			},
+			status: Status{Phase: "running", Epochs: []EpochStatus{{Epoch: 0, PID: 100, Started: testNow, State: "live"}},
+				LastRestart: &RestartStatus{Epoch: 1, Result: "failed", Reason: "epoch 1 not ready within --ready-timeout=10s: GET http://a/server_info: epoch 1 is INITIALIZING", At: testNow},
+				Counters:    Counters{SIGHUPs: 1, Restarts: 1, RestartsFailed: 1}},
+		},
+		{
+			name:   "gate off: no watching, no healing",
+			policy: gateOff,
+			steps: []step{
+				{Started{}, do(Spawn{Epoch: 0})},
+				{Spawned{Epoch: 0, PID: 100, Envoy: true}, do(live(0, 100))},
+				{hup, do(reloading(1), Spawn{Epoch: 1})},
+				{Spawned{Epoch: 1, PID: 101, Envoy: true}, do(live(1, 101))},
+				{hup, do(reloading(2), Spawn{Epoch: 2})},
+				{Spawned{Epoch: 2, PID: 102}, do(live(2, 102))},
+				// Envoy's "previous envoy process is still initializing": the
+				// epoch counted as live at once, so it takes the exit path.
+				{Exited{PID: 102, Code: 1}, do(Notify{Stopping: true, Status: shuttingDown}, sends(100, syscall.SIGKILL), sends(101, syscall.SIGKILL), killWait)},
 			},
 			status: Status{Phase: "killing", Epochs: []EpochStatus{{Epoch: 0, PID: 100, Started: testNow, State: "draining"}, {Epoch: 1, PID: 101, Started: testNow, State: "live"}},
 				LastRestart: &RestartStatus{Epoch: 2, Result: "ok", At: testNow},
@@ -315,12 +289,7 @@ func TestMachineInitGateAndKeep(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			m := NewMachine(tt.policy)
-			for i, s := range tt.steps {
-				got := m.Handle(s.ev)
-				if diff := cmp.Diff(s.want, got); diff != "" {
-					t.Fatalf("step %d (%T%+v): actions mismatch (-want +got):\n%s", i, s.ev, s.ev, diff)
-				}
-			}
+			play(t, m, tt.steps)
 			want := tt.status
 			if want.Epochs == nil {
 				want.Epochs = []EpochStatus{}
@@ -329,6 +298,56 @@ func TestMachineInitGateAndKeep(t *testing.T) {
 				t.Errorf("status mismatch (-want +got):\n%s", diff)
 			}
 		})
+	}
+}
+
+// TestGateMessages pins the operator-visible lines of the gate, the keep
+// policy and the healing.
+func TestGateMessages(t *testing.T) {
+	m := NewMachine(keepPolicy)
+	var logs []string
+	for _, ev := range []Event{
+		Started{}, Spawned{Epoch: 0, PID: 100}, InitStarted{Epoch: 0}, hup, InitDone{Epoch: 0},
+		Spawned{Epoch: 1, PID: 101, Envoy: true}, hup,
+		Exited{PID: 101, Code: 1}, InitCleared{Epoch: 1, PID: 101},
+		Spawned{Epoch: 1, PID: 102, Envoy: true}, InitDone{Epoch: 1, Warning: "unknown layout"},
+		hup, Spawned{Epoch: 2, PID: 103, Envoy: true}, TimerFired{Timer: ReadyTimeoutTimer},
+	} {
+		for _, a := range m.Handle(ev) {
+			if l, ok := a.(Log); ok && l.Level >= slog.LevelInfo {
+				logs = append(logs, l.Msg)
+			}
+		}
+	}
+	want := []string{
+		"forking and execing new child process at epoch 0",
+		"forked new child process with PID=100",
+		"epoch 0 is initializing (Envoy's INITIALIZING flag is set)",
+		"got SIGHUP",
+		"epoch 0 is still initializing; SIGHUP queued for after it",
+		"epoch 0 finished initializing",
+		"epoch 0 is ready",
+		"starting the queued hot restart",
+		"forking and execing new child process at epoch 1",
+		"forked new child process with PID=101",
+		"got SIGHUP",
+		"hot restart to epoch 1 in progress; SIGHUP queued for after it",
+		"PID=101 exited with code=1",
+		"keeping epoch 0 serving; the next hot restart tries epoch 1 again",
+		"starting the queued hot restart",
+		"forking and execing new child process at epoch 1",
+		"cleared Envoy's INITIALIZING flag, left set by epoch 1 (PID=101) which died initializing (envoyproxy/envoy#33446)",
+		"forked new child process with PID=102",
+		"init gate off for epoch 1: unknown layout",
+		"epoch 1 finished initializing",
+		"epoch 1 is ready",
+		"got SIGHUP",
+		"forking and execing new child process at epoch 2",
+		"forked new child process with PID=103",
+		"epoch 2 not ready within --ready-timeout=10s: Envoy's INITIALIZING flag is still set; killing it",
+	}
+	if diff := cmp.Diff(want, logs); diff != "" {
+		t.Errorf("log lines (-want +got):\n%s", diff)
 	}
 }
 
@@ -355,7 +374,7 @@ func TestMachineGateNeverForksWhileInitializing(t *testing.T) {
 	}
 	feed(Started{})
 	for i := 0; i < 300; i++ {
-		feed(Signaled{Signal: syscall.SIGHUP})
+		feed(hup)
 		if i%3 == 0 {
 			for e := range initializing {
 				delete(initializing, e)

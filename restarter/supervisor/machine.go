@@ -57,6 +57,7 @@ type child struct {
 	pid, epoch int
 	started    time.Time
 	ready      bool // passed the readiness probe (or there is none)
+	watching   bool // a readiness watcher probes it (WatchReady, not yet stopped)
 	// initializing: Envoy's INITIALIZING flag is, or is about to be, set by
 	// this epoch. The epoch is live once ready and not initializing.
 	initializing bool
@@ -70,11 +71,25 @@ func (c *child) live() bool { return c.ready && !c.initializing }
 // spawn) until the new epoch is ready.
 type restart struct {
 	epoch    int
-	checking bool   // waiting for CheckFinished; else for Spawned or Ready
-	pid      int    // the new epoch's pid once spawned
-	failure  string // why it is being failed, once decided (readiness timeout)
-	notReady string // the last reason the readiness probe gave
-	waiters  []int  // reload requests answered with its outcome
+	checking bool     // a check runs (RunCheck, not yet finished or stopped)
+	pid      int      // the new epoch's pid once spawned
+	failure  string   // why it is being failed, once decided (readiness timeout)
+	notReady string   // the last reason the readiness probe gave
+	timed    bool     // its ReadyTimeoutTimer was set at the spawn
+	waiters  []Waiter // reload requests answered with its outcome
+}
+
+// readyTimerArmed reports whether r's ReadyTimeoutTimer is set and has not
+// fired: from its epoch's spawn (with a readiness probe or the init gate
+// on an Envoy epoch) until it is done.
+func (m *Machine) readyTimerArmed(r *restart) bool {
+	return r.timed && r.pid != 0 && r.failure == ""
+}
+
+// queuedRestart is the hot restart that SIGHUPs and reloads asked for while
+// another was in progress: they are coalesced into one, started after it.
+type queuedRestart struct {
+	waiters []Waiter // reload requests answered with its outcome
 }
 
 // Machine is the restarter's state machine: it holds every child, the hot
@@ -89,11 +104,12 @@ type Machine struct {
 	nextEpoch int
 	code      int // exit code once the phase is killing
 
-	restart        *restart // nil when no hot restart is in progress
-	pending        bool     // a SIGHUP or reload came during the restart: one more follows it
-	pendingWaiters []int
-	last           *RestartStatus
-	counters       Counters
+	// Every reload request waits in exactly one of restart.waiters and
+	// queued.waiters until it is answered.
+	restart  *restart       // nil when no hot restart is in progress
+	queued   *queuedRestart // nil unless one more restart follows restart
+	last     *RestartStatus
+	counters Counters
 }
 
 // NewMachine returns a Machine following p.
@@ -141,6 +157,12 @@ func (m *Machine) Handle(ev Event) []Action {
 		return m.checkFinished(ev)
 	case Ready:
 		return m.ready(ev.Epoch)
+	case NotReady:
+		if r := m.restart; r != nil && r.epoch == ev.Epoch && r.pid != 0 {
+			r.notReady = ev.Reason
+			return []Action{Log{Level: slog.LevelDebug, Msg: fmt.Sprintf("epoch %d not ready yet: %s", ev.Epoch, ev.Reason), Args: []any{"epoch", ev.Epoch}}}
+		}
+		return nil
 	case InitStarted:
 		return m.initStarted(ev.Epoch)
 	case InitDone:
@@ -149,45 +171,36 @@ func (m *Machine) Handle(ev Event) []Action {
 		m.counters.InitFlagsCleared++
 		return []Action{Log{Level: slog.LevelWarn, Msg: fmt.Sprintf("cleared Envoy's INITIALIZING flag, left set by epoch %d (PID=%d) which died initializing (envoyproxy/envoy#33446)", ev.Epoch, ev.PID),
 			Args: []any{"epoch", ev.Epoch, "pid", ev.PID}}}
-	case NotReady:
-		if r := m.restart; r != nil && r.epoch == ev.Epoch && r.pid != 0 {
-			r.notReady = ev.Reason
-			return []Action{Log{Level: slog.LevelDebug, Msg: fmt.Sprintf("epoch %d not ready yet: %s", ev.Epoch, ev.Reason), Args: []any{"epoch", ev.Epoch}}}
-		}
-		return nil
 	case ReloadRequested:
 		m.counters.Reloads++
 		if m.phase != running {
-			return []Action{ReloadResult{ID: ev.ID, Reason: "shutdown in progress"}}
+			return []Action{ReloadResult{Waiter: ev.Waiter, Reason: "shutdown in progress"}}
 		}
-		return m.requestRestart("reload request", ev.ID)
+		return m.requestRestart("reload request", ev.Waiter)
 	}
 	panic(fmt.Sprintf("supervisor: unknown event %T", ev))
 }
 
-// requestRestart starts a hot restart, or folds the request into the one
-// that follows the restart in progress. waiter < 0 means nobody waits.
-func (m *Machine) requestRestart(what string, waiter int) []Action {
-	var waiters []int
-	if waiter >= 0 {
-		waiters = []int{waiter}
+// requestRestart starts a hot restart for waiters (none for a SIGHUP), or
+// folds the request into the one that follows the restart in progress.
+func (m *Machine) requestRestart(what string, waiters ...Waiter) []Action {
+	r, c := m.restart, m.initializingChild()
+	if r == nil && c == nil {
+		return m.beginRestart(waiters)
 	}
-	if r := m.restart; r != nil {
-		m.pending = true
-		m.pendingWaiters = append(m.pendingWaiters, waiters...)
+	if m.queued == nil {
+		m.queued = &queuedRestart{}
+	}
+	m.queued.waiters = append(m.queued.waiters, waiters...)
+	if r != nil {
 		return []Action{info(fmt.Sprintf("hot restart to epoch %d in progress; %s queued for after it", r.epoch, what))}
 	}
-	if c := m.initializingChild(); c != nil {
-		m.pending = true
-		m.pendingWaiters = append(m.pendingWaiters, waiters...)
-		return []Action{info(fmt.Sprintf("epoch %d is still initializing; %s queued for after it", c.epoch, what), "epoch", c.epoch)}
-	}
-	return m.beginRestart(waiters)
+	return []Action{info(fmt.Sprintf("epoch %d is still initializing; %s queued for after it", c.epoch, what), "epoch", c.epoch)}
 }
 
 // beginRestart starts epoch nextEpoch: through the pre-restart check when
 // one is configured (never for epoch 0), else at once.
-func (m *Machine) beginRestart(waiters []int) []Action {
+func (m *Machine) beginRestart(waiters []Waiter) []Action {
 	r := &restart{epoch: m.nextEpoch, waiters: waiters}
 	m.restart = r
 	var acts []Action
@@ -213,23 +226,28 @@ func (m *Machine) spawn(r *restart) []Action {
 
 func (m *Machine) spawned(ev Spawned) []Action {
 	gated := m.policy.InitGate && ev.Envoy
-	m.children = append(m.children, child{pid: ev.PID, epoch: ev.Epoch, started: m.policy.Clock(), ready: !m.policy.Readiness, initializing: gated})
+	c := child{pid: ev.PID, epoch: ev.Epoch, started: m.policy.Clock(), ready: !m.policy.Readiness, initializing: gated}
 	acts := []Action{info(fmt.Sprintf("forked new child process with PID=%d", ev.PID), "pid", ev.PID, "epoch", ev.Epoch)}
 	if m.policy.InitGate {
 		acts = append(acts, WatchInit{Epoch: ev.Epoch, PID: ev.PID})
 	}
 	r := m.restart
 	if r == nil || r.epoch != ev.Epoch {
+		m.children = append(m.children, c)
 		return acts
 	}
 	r.pid = ev.PID
 	if !m.policy.Readiness && !gated {
+		m.children = append(m.children, c)
 		acts = append(acts, m.finishRestart(true, "")...)
 		return append(acts, m.startQueued()...)
 	}
 	if m.policy.Readiness {
+		c.watching = true
 		acts = append(acts, WatchReady{Epoch: ev.Epoch, PID: ev.PID})
 	}
+	m.children = append(m.children, c)
+	r.timed = true
 	return append(acts, SetTimer{Timer: ReadyTimeoutTimer, After: m.policy.ReadyTimeout})
 }
 
@@ -242,6 +260,7 @@ func (m *Machine) checkFinished(ev CheckFinished) []Action {
 		return append([]Action{info(fmt.Sprintf("check passed for epoch %d", ev.Epoch), "epoch", ev.Epoch)}, m.spawn(r)...)
 	}
 	m.counters.ChecksFailed++
+	r.checking = false
 	acts := []Action{Log{Level: slog.LevelError, Msg: fmt.Sprintf("check refused hot restart to epoch %d: %s", ev.Epoch, ev.Err), Args: []any{"epoch", ev.Epoch}}}
 	for _, line := range strings.Split(strings.TrimRight(ev.Output, "\n"), "\n") {
 		if line != "" {
@@ -254,10 +273,11 @@ func (m *Machine) checkFinished(ev CheckFinished) []Action {
 
 func (m *Machine) ready(epoch int) []Action {
 	i := m.indexOfEpoch(epoch)
-	if i < 0 || m.children[i].ready {
-		return nil
+	if i < 0 || !m.children[i].watching {
+		return nil // from a watch already stopped
 	}
-	m.children[i].ready = true
+	c := &m.children[i]
+	c.ready, c.watching = true, false
 	return m.becameLive(i)
 }
 
@@ -296,8 +316,8 @@ func (m *Machine) initDone(ev InitDone) []Action {
 	return append(acts, m.startQueued()...)
 }
 
-// becameLive follows up on child i being ready and initialized: a held
-// SIGUSR1, and the restart that started it.
+// becameLive follows up on child i being ready and done initializing: a
+// held SIGUSR1, and the restart that started it.
 func (m *Machine) becameLive(i int) []Action {
 	c := &m.children[i]
 	if !c.live() {
@@ -352,16 +372,24 @@ func (m *Machine) initializingChild() *child {
 	return nil
 }
 
-// finishRestart ends the restart in progress (if any) with its outcome,
-// answers its waiters and tells the service manager. It does not start a
-// queued restart: the caller does, with startQueued, unless it is about to
-// shut everything down.
+// finishRestart ends the restart in progress (if any) with its outcome:
+// it stops its check and ready timeout if they still run, answers its
+// waiters and tells the service manager. It does not start a queued
+// restart: the caller does, with startQueued, unless it is about to shut
+// everything down.
 func (m *Machine) finishRestart(ok bool, reason string) []Action {
 	r := m.restart
 	if r == nil {
 		return nil
 	}
 	m.restart = nil
+	var acts []Action
+	if r.checking {
+		acts = append(acts, StopCheck{Epoch: r.epoch})
+	}
+	if m.readyTimerArmed(r) {
+		acts = append(acts, StopTimer{Timer: ReadyTimeoutTimer})
+	}
 	result := "ok"
 	if !ok {
 		result = "failed"
@@ -370,9 +398,8 @@ func (m *Machine) finishRestart(ok bool, reason string) []Action {
 		}
 	}
 	m.last = &RestartStatus{Epoch: r.epoch, Result: result, Reason: reason, At: m.policy.Clock()}
-	var acts []Action
-	for _, id := range r.waiters {
-		acts = append(acts, ReloadResult{ID: id, OK: ok, Epoch: r.epoch, Reason: reason})
+	for _, w := range r.waiters {
+		acts = append(acts, ReloadResult{Waiter: w, OK: ok, Epoch: r.epoch, Reason: reason})
 	}
 	if m.phase == running {
 		if ok {
@@ -388,25 +415,31 @@ func (m *Machine) finishRestart(ok bool, reason string) []Action {
 // one that just ended, if any. After a refused check it is worth trying
 // again: the config may have been fixed meanwhile.
 func (m *Machine) startQueued() []Action {
-	if !m.pending || m.restart != nil || m.phase != running || m.initializingChild() != nil {
+	q := m.queued
+	if q == nil || m.restart != nil || m.phase != running || m.initializingChild() != nil {
 		return nil
 	}
-	waiters := m.pendingWaiters
-	m.pending, m.pendingWaiters = false, nil
-	return append([]Action{info("starting the queued hot restart")}, m.beginRestart(waiters)...)
+	m.queued = nil
+	return append([]Action{info("starting the queued hot restart")}, m.beginRestart(q.waiters)...)
 }
 
-// failWaiters answers every reload still waiting, because the restarter is
-// shutting down.
-func (m *Machine) failWaiters(reason string) []Action {
-	var acts []Action
-	if m.restart != nil {
-		acts = append(acts, m.finishRestart(false, reason)...)
+// abandonRestarts fails the restart in progress and the queued one, because
+// the restarter is shutting down: every reload still waiting is answered
+// with reason, and every readiness watcher is stopped.
+func (m *Machine) abandonRestarts(reason string) []Action {
+	acts := m.finishRestart(false, reason)
+	if q := m.queued; q != nil {
+		m.queued = nil
+		for _, w := range q.waiters {
+			acts = append(acts, ReloadResult{Waiter: w, Reason: reason})
+		}
 	}
-	for _, id := range m.pendingWaiters {
-		acts = append(acts, ReloadResult{ID: id, Reason: reason})
+	for i := range m.children {
+		if c := &m.children[i]; c.watching {
+			c.watching = false
+			acts = append(acts, StopWatch{Epoch: c.epoch})
+		}
 	}
-	m.pending, m.pendingWaiters = false, nil
 	return acts
 }
 
@@ -418,7 +451,7 @@ func (m *Machine) signaled(sig syscall.Signal) []Action {
 		if m.phase != running {
 			return append(acts, info("ignoring SIGHUP: shutdown in progress"))
 		}
-		return append(acts, m.requestRestart("SIGHUP", -1)...)
+		return append(acts, m.requestRestart("SIGHUP")...)
 	case syscall.SIGUSR1:
 		return append(acts, m.forwardUSR1()...)
 	case syscall.SIGTERM, syscall.SIGINT:
@@ -427,7 +460,7 @@ func (m *Machine) signaled(sig syscall.Signal) []Action {
 		}
 		m.phase = terminating
 		acts = append(acts, m.notify(Notify{Stopping: true, Status: "shutting down"})...)
-		acts = append(acts, m.failWaiters("shutdown in progress")...)
+		acts = append(acts, m.abandonRestarts("shutdown in progress")...)
 		acts = append(acts, m.signalAll(syscall.SIGTERM, "sending TERM to PID=%d")...)
 		if len(m.children) == 0 {
 			return append(acts, m.exit(ExitClean, "all children exited cleanly")...)
@@ -443,8 +476,8 @@ func (m *Machine) exited(ev Exited) []Action {
 		// Only an orphan reaped as subreaper can get here; it is not an epoch.
 		return []Action{logf(slog.LevelDebug, "reaped PID=%d, which is not an epoch", ev.PID)}
 	}
-	dead := m.children[i]
-	epoch := dead.epoch
+	c := m.children[i]
+	epoch := c.epoch
 	m.children = append(m.children[:i], m.children[i+1:]...)
 	var acts []Action
 	var how string
@@ -461,6 +494,9 @@ func (m *Machine) exited(ev Exited) []Action {
 		acts = append(acts, Log{Level: level, Msg: fmt.Sprintf("PID=%d %s", ev.PID, how),
 			Args: []any{"pid", ev.PID, "epoch", epoch, "code", ev.Code}})
 	}
+	if c.watching {
+		acts = append(acts, StopWatch{Epoch: epoch})
+	}
 	failed := false // the new epoch of the restart in progress died before it was ready
 	if r := m.restart; r != nil && r.pid == ev.PID {
 		failed = true
@@ -473,14 +509,14 @@ func (m *Machine) exited(ev Exited) []Action {
 	clean := ev.Signal == 0 && ev.Code == 0
 	switch {
 	case failed && m.keeps(epoch):
-		if dead.initializing {
+		if c.initializing {
 			acts = append(acts, m.heal(epoch, ev.PID)...)
 		}
 		return append(acts, m.keep(epoch)...)
 	case m.phase == running && !clean:
 		return append(acts, m.abort()...)
 	case len(m.children) > 0:
-		if dead.initializing {
+		if c.initializing {
 			acts = append(acts, m.heal(epoch, ev.PID)...)
 		}
 		return append(acts, m.startQueued()...)
@@ -516,13 +552,15 @@ func (m *Machine) timerFired(t Timer) []Action {
 				why += "; " + r.notReady
 			}
 		} else if why == "" {
-			why = "the probe never answered"
+			why = "no probe has finished yet"
 		}
 		r.failure = fmt.Sprintf("epoch %d not ready within --ready-timeout=%s: %s", r.epoch, m.policy.ReadyTimeout, why)
-		return []Action{
-			Log{Level: slog.LevelError, Msg: r.failure + "; killing it", Args: []any{"epoch", r.epoch, "pid", r.pid}},
-			Kill{PID: r.pid, Signal: syscall.SIGKILL},
+		acts := []Action{Log{Level: slog.LevelError, Msg: r.failure + "; killing it", Args: []any{"epoch", r.epoch, "pid", r.pid}}}
+		if i := m.indexOf(r.pid); i >= 0 && m.children[i].watching {
+			m.children[i].watching = false
+			acts = append(acts, StopWatch{Epoch: r.epoch})
 		}
+		return append(acts, Kill{PID: r.pid, Signal: syscall.SIGKILL})
 	}
 	return nil // a timer of a phase or restart already left
 }
@@ -540,7 +578,7 @@ func (m *Machine) kill(level slog.Level, why string) []Action {
 	m.code = ExitError
 	acts := []Action{Log{Level: level, Msg: why}}
 	acts = append(acts, m.notify(Notify{Stopping: true, Status: "shutting down: " + why})...)
-	acts = append(acts, m.failWaiters("shutdown in progress: "+why)...)
+	acts = append(acts, m.abandonRestarts("shutdown in progress: "+why)...)
 	acts = append(acts, m.signalAll(syscall.SIGKILL, "force killing PID=%d")...)
 	if len(m.children) == 0 {
 		return append(acts, m.exit(m.code, "")...)
@@ -580,9 +618,11 @@ func (m *Machine) notify(n Notify) []Action {
 	return []Action{n}
 }
 
+// exit ends the machine with code. A reload still waiting (the last epoch
+// exited during a check) is answered first.
 func (m *Machine) exit(code int, why string) []Action {
 	m.phase = exited
-	var acts []Action
+	acts := m.abandonRestarts("the restarter is exiting")
 	if why != "" {
 		acts = append(acts, info(why))
 	}
@@ -603,25 +643,4 @@ func info(msg string, args ...any) Log { return Log{Level: slog.LevelInfo, Msg: 
 
 func logf(level slog.Level, format string, a ...any) Log {
 	return Log{Level: level, Msg: fmt.Sprintf(format, a...)}
-}
-
-// signalName returns the conventional name of sig, such as SIGHUP.
-func signalName(sig syscall.Signal) string {
-	switch sig {
-	case syscall.SIGHUP:
-		return "SIGHUP"
-	case syscall.SIGINT:
-		return "SIGINT"
-	case syscall.SIGTERM:
-		return "SIGTERM"
-	case syscall.SIGUSR1:
-		return "SIGUSR1"
-	case syscall.SIGKILL:
-		return "SIGKILL"
-	case syscall.SIGSEGV:
-		return "SIGSEGV"
-	case syscall.SIGABRT:
-		return "SIGABRT"
-	}
-	return fmt.Sprintf("signal %d", int(sig))
 }
