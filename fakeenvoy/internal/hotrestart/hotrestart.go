@@ -16,7 +16,7 @@ type Settings struct {
 	// SkipHotRestartParentStats is --skip-hot-restart-parent-stats.
 	SkipHotRestartParentStats bool
 	Version                   uint64
-	RetryDelay               time.Duration
+	RetryDelay                time.Duration
 }
 
 // HotRestart is one epoch's hot restart state: its four domain sockets
