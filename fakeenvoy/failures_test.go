@@ -48,7 +48,8 @@ func TestChildDyingWhileInitializingWedgesHotRestart(t *testing.T) {
 	sb := newSandbox(t)
 	cfg := sb.config("c.yaml", 0)
 	e0 := sb.startRunning(0, "-c", cfg)
-	e1 := sb.startRunning(1, "-c", cfg, "--fake-ready-delay", "1m")
+	e1 := sb.start(1, "-c", cfg, "--fake-ready-delay", "1m")
+	e1.WaitLine("starting main dispatch loop", 1, wait)
 	e1.Signal(syscall.SIGKILL)
 	assert.Equal(t, proctest.Exit{Signal: syscall.SIGKILL}, e1.Wait(wait))
 
