@@ -190,7 +190,7 @@ BASE_ID=%d
 DIR=%q
 fakeenvoy() {
 	exec "$FAKEENVOY" --config-path "$CONFIG" --restart-epoch "$RESTART_EPOCH" \
-		--socket-path %q --drain-time-s %s --parent-shutdown-time-s %s \
+		--socket-path %q --fake-drain-time %s --fake-parent-shutdown-time %s \
 		--fake-hot-restart-retry-delay 20ms \
 		--fake-state-path "$DIR/state.$RESTART_EPOCH.json" "$@"
 }
@@ -200,7 +200,7 @@ fakeenvoy() {
 func (sb *sandbox) writeScript(name, body string) string {
 	sb.t.Helper()
 	pre := fmt.Sprintf(scriptPreamble, sb.fakeenvoy, sb.config, sb.baseID, sb.dir, sb.socketPath,
-		seconds(drainTime), seconds(parentShutdownTime))
+		drainTime, parentShutdownTime)
 	return proctest.Script(sb.t, sb.dir, name, pre+body)
 }
 
@@ -250,7 +250,7 @@ func epochLine(pid int, message string) string {
 func (sb *sandbox) waitLive(n int) (epoch, state) {
 	sb.t.Helper()
 	e := sb.waitForked(n)
-	sb.restarter.WaitLine(epochLine(e.PID, `starting main dispatch loop$`), 1, wait)
+	sb.restarter.WaitLine(epochLine(e.PID, `workers started: `), 1, wait)
 	st := sb.readState(n)
 	require.Equal(sb.t, "LIVE", st.State, "epoch %d state", n)
 	require.Equal(sb.t, e.PID, st.PID, "epoch %d pid", n)
