@@ -578,8 +578,9 @@ func (h parentHandler) ListenSocket(address, name string, byName bool) int {
 func (h parentHandler) DrainListeners() {
 	s := h.s
 	s.onDispatcher(func() {
-		s.log.Info("main", "closing and draining listeners")
+		// Drain first, so a client that saw the log line sees the drain.
 		s.drain.start()
+		s.log.Info("main", "closing and draining listeners")
 		for _, l := range s.listeners {
 			// Closing our descriptor stops our accepts; the socket lives on in the child.
 			_ = l.ln.Close()
