@@ -39,7 +39,7 @@ else
 	set -- --base-id "$base"
 fi
 exec %[2]s --restart-epoch "$RESTART_EPOCH" -c "$d/envoy.yaml" \
-	--drain-time-s %[3]s --parent-shutdown-time-s %[4]s --fake-reuse-port-zero \
+	--fake-drain-time %[3]s --fake-parent-shutdown-time %[4]s --fake-reuse-port-zero \
 	--fake-exec-timestamp-path "$d/exec.$RESTART_EPOCH" \
 	--fake-state-path "$d/state.$RESTART_EPOCH" "$@"
 `
@@ -99,7 +99,7 @@ func (b *bench) launch(r Restarter) (*instance, error) {
 		return fail(err)
 	}
 	text := fmt.Sprintf(startScript, shellQuote(dir), shellQuote(b.fakeenvoy),
-		seconds(b.drainTime), seconds(b.parentShutdownTime))
+		b.drainTime, b.parentShutdownTime)
 	if err := os.WriteFile(script, []byte(text), 0o755); err != nil {
 		return fail(err)
 	}
@@ -247,7 +247,6 @@ func reapOrphans(pgid int) {
 
 func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
 
-func seconds(d time.Duration) string { return strconv.FormatFloat(d.Seconds(), 'f', -1, 64) }
 
 // watcher reports when files appear in a directory (fakeenvoy writes them
 // by rename), timestamped on arrival with CLOCK_MONOTONIC.
