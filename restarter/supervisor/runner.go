@@ -32,7 +32,8 @@ type runner struct {
 	ctx     context.Context
 	cancel  context.CancelFunc // stops checks and probes still running
 	control *controlServer
-	baseID  string // epoch 0's base id, read from --base-id-path
+	baseID  string    // epoch 0's base id, read from --base-id-path
+	gate    *initGate // Envoy's INITIALIZING flag; nil with --init-gate off
 }
 
 // outcome is the event a check or readiness watcher reports, with the
@@ -69,16 +70,23 @@ func Run(cfg Config, log *slog.Logger) int {
 // its default action and replace the exit code with "killed by signal".
 func newRunner(cfg Config, log *slog.Logger, sys osEnv) *runner {
 	ctx, cancel := context.WithCancel(context.Background())
+	var gate *initGate
+	if cfg.InitGate == "auto" {
+		gate = &initGate{discoverFor: cfg.ReadyTimeout}
+	}
 	return &runner{
-		cfg: cfg,
-		log: log,
-		sys: sys,
+		gate: gate,
+		cfg:  cfg,
+		log:  log,
+		sys:  sys,
 		machine: NewMachine(Policy{
-			TermWait:     cfg.TermWait,
-			Check:        len(cfg.Check) > 0 || cfg.BaseIDPath != "",
-			Readiness:    cfg.readiness(),
-			ReadyTimeout: cfg.ReadyTimeout,
-			Notify:       sys.getenv("NOTIFY_SOCKET") != "",
+			TermWait:            cfg.TermWait,
+			Check:               len(cfg.Check) > 0 || cfg.BaseIDPath != "",
+			Readiness:           cfg.readiness(),
+			ReadyTimeout:        cfg.ReadyTimeout,
+			Notify:              sys.getenv("NOTIFY_SOCKET") != "",
+			InitGate:            cfg.InitGate == "auto",
+			KeepOnFailedRestart: cfg.OnFailedRestart == "keep",
 		}),
 		signals: signals{
 			chld: sys.notifySignal(syscall.SIGCHLD),
@@ -222,6 +230,16 @@ func (r *runner) handle(events []Event) (code int, done bool) {
 				r.startWatch(a.Epoch, a.PID)
 			case StopWatch:
 				r.stopWatch(a.Epoch)
+			case WatchInit:
+				go r.gate.watchInit(r.ctx, a.Epoch, a.PID, r.baseID, func(ev Event) { r.report(r.ctx, ev) })
+			case ClearInit:
+				cleared, err := r.gate.clearInit(r.baseID)
+				if err != nil {
+					r.log.Warn(fmt.Sprintf("init gate: %v", err))
+				}
+				if cleared {
+					events = append([]Event{InitCleared(a)}, events...)
+				}
 			case Notify:
 				r.notify(a)
 			case ReloadResult:
@@ -246,7 +264,7 @@ func (r *runner) spawn(epoch int) Event {
 	if err != nil {
 		return SpawnFailed{Epoch: epoch, Err: err.Error()}
 	}
-	return Spawned{Epoch: epoch, PID: pid}
+	return Spawned{Epoch: epoch, PID: pid, Envoy: r.gate != nil && r.gate.known()}
 }
 
 func (r *runner) controlCall(c controlCall) []Event {

@@ -161,12 +161,12 @@ func TestMachineSafeRestarts(t *testing.T) {
 				step{TimerFired{Timer: ReadyTimeoutTimer}, do(StopWatch{Epoch: 1}, sends(101, syscall.SIGKILL))},
 				step{Ready{Epoch: 1}, nil}, // from the stopped watch: too late
 				step{Exited{PID: 101, Signal: syscall.SIGKILL}, do(
-					failed(1, "epoch 1 not ready within --ready-timeout=10s"),
+					failed(1, "epoch 1 not ready within --ready-timeout=10s: no probe has finished yet"),
 					Notify{Stopping: true, Status: shuttingDown},
 					sends(100, syscall.SIGKILL), killWait)},
 			),
 			status: Status{Phase: "killing", Epochs: []EpochStatus{{Epoch: 0, PID: 100, Started: testNow, State: "live"}},
-				LastRestart: &RestartStatus{Epoch: 1, Result: "failed", Reason: "epoch 1 not ready within --ready-timeout=10s", At: testNow},
+				LastRestart: &RestartStatus{Epoch: 1, Result: "failed", Reason: "epoch 1 not ready within --ready-timeout=10s: no probe has finished yet", At: testNow},
 				Counters:    Counters{SIGHUPs: 1, Restarts: 1, RestartsFailed: 1}},
 		},
 		{
