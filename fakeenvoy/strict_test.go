@@ -298,8 +298,9 @@ func TestBindErrorAndUDPSockets(t *testing.T) {
 func TestParentClosesOpenConnectionsAtExit(t *testing.T) {
 	sb := newSandbox(t)
 	cfg := sb.config("c.yaml", 0)
-	sb.start(0, "-c", cfg, "--fake-state-path", sb.path("s0.json"))
+	e0 := sb.start(0, "-c", cfg, "--fake-state-path", sb.path("s0.json"))
 	st0 := readState(t, sb.path("s0.json"), 0)
+	e0.WaitLine(startedLine, 1, wait)
 	conn, err := net.DialTimeout("tcp", st0.Listeners["web"], wait)
 	require.NoError(t, err)
 	defer conn.Close()
@@ -328,6 +329,7 @@ func TestImmediateDrainClosesAtOnce(t *testing.T) {
 	e0 := sb.start(0, "-c", sb.config("c.yaml", 0), "--fake-state-path", sb.path("s0.json"),
 		"--drain-strategy", "immediate", "--fake-drain-time", "1h")
 	st0 := readState(t, sb.path("s0.json"), 0)
+	e0.WaitLine(startedLine, 1, wait)
 	conn, err := net.DialTimeout("tcp", st0.Listeners["web"], wait)
 	require.NoError(t, err)
 	defer conn.Close()
