@@ -247,7 +247,6 @@ func reapOrphans(pgid int) {
 
 func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
 
-
 // watcher reports when files appear in a directory (fakeenvoy writes them
 // by rename), timestamped on arrival with CLOCK_MONOTONIC.
 type watcher struct {
