@@ -24,8 +24,30 @@ import (
 	"github.com/envoy-restarter/restarter/internal/proctest"
 )
 
-// fast are the fake-only knobs that shrink Envoy's one-second retries.
-var fast = []string{"--fake-hot-restart-retry-delay", "5ms"}
+// orphanedChild starts epochs 0 and 1 (epoch 1 with a long parent
+// shutdown time, fast retries, and the stats flush interval given), then
+// SIGKILLs epoch 0: epoch 1 is LIVE with a dead parent it has not yet
+// terminated.
+func orphanedChild(sb *sandbox, statsFlush string) *proctest.Proc {
+	sb.t.Helper()
+	cfg := sb.config("c.yaml", 0)
+	e0 := sb.startRunning(0, "-c", cfg)
+	e1 := sb.startRunning(1, "-c", cfg, "--fake-parent-shutdown-time", "1h",
+		"--fake-stats-flush-interval", statsFlush, "--fake-hot-restart-retry-delay", "5ms")
+	e0.Signal(syscall.SIGKILL)
+	e0.Wait(wait)
+	return e1
+}
+
+// assertAbortedAfterRetries checks Envoy's end for a refused message to
+// the parent: ten retries, the assert, SIGABRT.
+func assertAbortedAfterRetries(t *testing.T, p *proctest.Proc) {
+	t.Helper()
+	assert.Equal(t, proctest.Exit{Signal: syscall.SIGABRT}, p.Wait(wait))
+	out := p.Output()
+	assert.Equal(t, 10, strings.Count(out, "hot restart sendmsg() connection refused, retrying"))
+	assert.Contains(t, out, "hot restart sendmsg() failed: returned -1, errno 111")
+}
 
 // rawGet sends one request line by hand and returns the whole reply,
 // read until the server closes the connection.
@@ -120,18 +142,8 @@ func TestLiveBeforeInitializingIsCleared(t *testing.T) {
 // Point 3: a parent SIGKILLed while its LIVE child drains it makes the
 // child abort at its next stats exchange: ten refused sends, then SIGABRT.
 func TestDeadParentAbortsChildAtStatsExchange(t *testing.T) {
-	sb := newSandbox(t)
-	cfg := sb.config("c.yaml", 0)
-	e0 := sb.startRunning(0, "-c", cfg)
-	e1 := sb.startRunning(1, append([]string{"-c", cfg, "--fake-parent-shutdown-time", "1h",
-		"--fake-stats-flush-interval", "50ms"}, fast...)...)
-	e0.Signal(syscall.SIGKILL)
-	e0.Wait(wait)
-
-	assert.Equal(t, proctest.Exit{Signal: syscall.SIGABRT}, e1.Wait(wait))
-	out := e1.Output()
-	assert.Equal(t, 10, strings.Count(out, "hot restart sendmsg() connection refused, retrying"))
-	assert.Contains(t, out, "hot restart sendmsg() failed: returned -1, errno 111")
+	e1 := orphanedChild(newSandbox(t), "50ms")
+	assertAbortedAfterRetries(t, e1)
 }
 
 // Point 3: with --skip-hot-restart-parent-stats no stats request goes to
@@ -149,16 +161,9 @@ func TestSkipParentStats(t *testing.T) {
 // Point 3: the Terminate an epoch sends its parent when it shuts down is
 // fatal if the parent is dead, like every other message.
 func TestDeadParentAbortsChildAtShutdown(t *testing.T) {
-	sb := newSandbox(t)
-	cfg := sb.config("c.yaml", 0)
-	e0 := sb.startRunning(0, "-c", cfg)
-	e1 := sb.startRunning(1, append([]string{"-c", cfg, "--fake-parent-shutdown-time", "1h",
-		"--fake-stats-flush-interval", "1h"}, fast...)...)
-	e0.Signal(syscall.SIGKILL)
-	e0.Wait(wait)
-
+	e1 := orphanedChild(newSandbox(t), "1h")
 	e1.Signal(syscall.SIGTERM)
-	assert.Equal(t, proctest.Exit{Signal: syscall.SIGABRT}, e1.Wait(wait))
+	assertAbortedAfterRetries(t, e1)
 	out := e1.Output()
 	assert.Regexp(t, `(?s)caught ENVOY_SIGTERM.*shutting down server instance.*`+
 		regexp.QuoteMeta("hot restart sendmsg() failed: returned -1, errno 111"), out)
@@ -169,15 +174,9 @@ func TestDeadParentAbortsChildAtShutdown(t *testing.T) {
 // parent; a dead grandparent is fatal to it.
 func TestDeadGrandparentAbortsParentAtShutdownAdmin(t *testing.T) {
 	sb := newSandbox(t)
-	cfg := sb.config("c.yaml", 0)
-	e0 := sb.startRunning(0, "-c", cfg)
-	e1 := sb.startRunning(1, append([]string{"-c", cfg, "--fake-parent-shutdown-time", "1h",
-		"--fake-stats-flush-interval", "1h"}, fast...)...)
-	e0.Signal(syscall.SIGKILL)
-	e0.Wait(wait)
-
-	sb.start(2, "-c", cfg) // blocks for the reply that never comes, as Envoy's child would
-	assert.Equal(t, proctest.Exit{Signal: syscall.SIGABRT}, e1.Wait(wait))
+	e1 := orphanedChild(sb, "1h")
+	sb.start(2, "-c", sb.path("c.yaml")) // blocks for the reply that never comes, as Envoy's child would
+	assertAbortedAfterRetries(t, e1)
 	assert.Regexp(t, `(?s)shutting down admin due to child startup.*terminating parent process.*`+
 		regexp.QuoteMeta("hot restart sendmsg() failed: returned -1, errno 111"), e1.Output())
 }
