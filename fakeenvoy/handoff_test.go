@@ -24,6 +24,7 @@ func TestHandOffUnderLoadLosesNothing(t *testing.T) {
 	sb := newSandbox(t)
 	e0 := sb.start(0, "-c", sb.config("e0.yaml", 0), "--fake-state-path", sb.path("state.json"))
 	st0 := readState(t, sb.path("state.json"), 0)
+	e0.WaitLine(startedLine, 1, wait)
 	_, port, err := net.SplitHostPort(st0.Listeners["web"])
 	require.NoError(t, err)
 	p, _ := strconv.Atoi(port)

@@ -292,7 +292,7 @@ func TestBaseIDHandOffAcrossFiveRestarts(t *testing.T) {
 	env = append(env, "ENVOY_INOTIFY_MAX_USER_WATCHES=") // this scenario is not about the sysctl
 	r := proctest.Start(t, proctest.Options{Dir: sb.dir, Env: env}, proctest.Binary(t, "restarter"),
 		"--base-id-path", baseIDPath, "--ready-url", sb.readyURL(), script,
-		"--drain-time-s", seconds(drainTime), "--parent-shutdown-time-s", seconds(parentShutdownTime))
+		"--fake-drain-time", drainTime.String(), "--fake-parent-shutdown-time", parentShutdownTime.String())
 	sb.restarter = r
 
 	// when it is hot restarted five times (each SIGHUP once the last epoch is ready),

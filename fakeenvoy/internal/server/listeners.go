@@ -39,6 +39,7 @@ type listener struct {
 type drainManager struct {
 	strategy  string
 	drainTime time.Duration
+	random    func(n int64) int64 // rand.Int64N unless a test sets it
 	mu        sync.Mutex
 	began     time.Time // zero until the drain starts
 }
@@ -69,7 +70,11 @@ func (d *drainManager) drainClose() bool {
 	if d.strategy == "immediate" || d.drainTime <= 0 || elapsed >= d.drainTime {
 		return true
 	}
-	return elapsed > time.Duration(rand.Int64N(int64(d.drainTime)))
+	random := d.random
+	if random == nil {
+		random = rand.Int64N
+	}
+	return elapsed > time.Duration(random(int64(d.drainTime)))
 }
 
 func (l *listener) address() string { return l.ln.Addr().String() }

@@ -397,13 +397,18 @@ func (s *Server) goLive() <-chan time.Time {
 	for _, l := range s.listeners {
 		l.serve()
 	}
+	// The state file is written first, so whoever sees LIVE on /ready
+	// finds it; like /ready, it may say LIVE while INITIALIZING is set.
+	if err := s.writeState(stateLive); err != nil {
+		s.log.Error("main", "cannot write state file: %v", err)
+	}
 	s.state.Store(stateLive)
 	return time.After(s.opts.FakeLiveGap)
 }
 
 // onWorkersStarted is Envoy's workers-started callback: update the server
 // stats (a stats exchange with the parent), tell the parent to drain, clear
-// INITIALIZING. Then fakeenvoy writes its state file and says so.
+// INITIALIZING. Then fakeenvoy says so in a line of its own.
 func (s *Server) onWorkersStarted() error {
 	if err := s.exchangeStats(); err != nil {
 		return err
@@ -413,9 +418,6 @@ func (s *Server) onWorkersStarted() error {
 			return err
 		}
 		s.hr.Shm.ClearInitializing()
-	}
-	if err := s.writeState(); err != nil {
-		s.log.Error("main", "cannot write state file: %v", err)
 	}
 	s.log.Info("fakeenvoy", "workers started: parent told to drain, INITIALIZING cleared")
 	return nil
@@ -578,8 +580,9 @@ func (h parentHandler) ListenSocket(address, name string, byName bool) int {
 func (h parentHandler) DrainListeners() {
 	s := h.s
 	s.onDispatcher(func() {
-		s.log.Info("main", "closing and draining listeners")
+		// Drain first, so a client that saw the log line sees the drain.
 		s.drain.start()
+		s.log.Info("main", "closing and draining listeners")
 		for _, l := range s.listeners {
 			// Closing our descriptor stops our accepts; the socket lives on in the child.
 			_ = l.ln.Close()
@@ -611,12 +614,13 @@ type State struct {
 	Listeners         map[string]string `json:"listeners"`
 }
 
-func (s *Server) writeState() error {
+func (s *Server) writeState(state int32) error {
 	if s.opts.FakeStatePath == "" {
 		return nil
 	}
+	name := map[int32]string{stateInitializing: "INITIALIZING", stateLive: "LIVE"}[state]
 	st := State{
-		PID: os.Getpid(), Epoch: s.opts.RestartEpoch, BaseID: s.baseID, State: s.stateName(),
+		PID: os.Getpid(), Epoch: s.opts.RestartEpoch, BaseID: s.baseID, State: name,
 		HotRestartVersion: s.hotRestartVersion(), Listeners: map[string]string{},
 	}
 	if s.admin != nil {
