@@ -226,6 +226,11 @@ func regionInMaps(pid int) (path string, alive bool) {
 	if err != nil || len(b) == 0 {
 		return "", false
 	}
+	if notExecedYet(pid) {
+		// Forked (vfork: our own address space, our mapping of the region
+		// included) and not yet exec'd: nothing of the epoch is there yet.
+		return "", true
+	}
 	if p := regionIn(b); p != "" {
 		return p, true
 	}
@@ -244,6 +249,16 @@ func regionInMaps(pid int) (path string, alive bool) {
 		}
 	}
 	return "", true
+}
+
+// selfExe is the restarter's own executable, as /proc shows it.
+var selfExe, _ = os.Readlink("/proc/self/exe")
+
+// notExecedYet reports whether pid still runs the restarter's executable:
+// a child between fork and exec.
+func notExecedYet(pid int) bool {
+	exe, err := os.Readlink("/proc/" + strconv.Itoa(pid) + "/exe")
+	return err == nil && exe == selfExe
 }
 
 // regionIn returns the first live Envoy region in a maps file's content.

@@ -37,9 +37,13 @@ func envoyRegionFile(t *testing.T, size, version uint64, length int) (string, st
 }
 
 // mapForTest maps path in this process, as an Envoy epoch does: the test
-// process then plays the epoch, in its own /proc/self/maps.
+// process then plays the epoch, in its own /proc/self/maps (and is not
+// taken for a child of the restarter's that has not exec'd yet).
 func mapForTest(t *testing.T, path string) []byte {
 	t.Helper()
+	old := selfExe
+	selfExe = "/not/the/test/binary"
+	t.Cleanup(func() { selfExe = old })
 	f, err := os.OpenFile(path, os.O_RDWR, 0)
 	require.NoError(t, err)
 	defer f.Close()
@@ -158,6 +162,16 @@ func TestWatchInitUnknownLayoutWarns(t *testing.T) {
 	require.Equal(t, 2, ev.Epoch)
 	require.Contains(t, ev.Warning, "version_ 12: not Envoy's hot restart version")
 	require.False(t, g.known())
+}
+
+func TestNotExecedYet(t *testing.T) {
+	// This process runs its own executable: it is what a child between
+	// fork and exec looks like, sharing the restarter's mappings.
+	require.True(t, notExecedYet(os.Getpid()))
+	sleep := exec.Command("sleep", "30")
+	require.NoError(t, sleep.Start())
+	defer func() { sleep.Process.Kill(); sleep.Wait() }()
+	require.False(t, notExecedYet(sleep.Process.Pid))
 }
 
 func TestWatchInitNotEnvoy(t *testing.T) {
