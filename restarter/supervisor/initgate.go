@@ -222,14 +222,15 @@ const regionPrefix = "/dev/shm/envoy_shared_memory_"
 // grandchild of it: a start script that does not exec) has mapped, if any,
 // and whether pid is still running (a zombie has no mappings).
 func regionInMaps(pid int) (path string, alive bool) {
+	// First: forked (vfork: our own address space, our mapping of the
+	// region included) and not yet exec'd, nothing of the epoch is there
+	// yet. Checked before the maps are read, so they are the new image's.
+	if notExecedYet(pid) {
+		return "", true
+	}
 	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/maps")
 	if err != nil || len(b) == 0 {
 		return "", false
-	}
-	if notExecedYet(pid) {
-		// Forked (vfork: our own address space, our mapping of the region
-		// included) and not yet exec'd: nothing of the epoch is there yet.
-		return "", true
 	}
 	if p := regionIn(b); p != "" {
 		return p, true
