@@ -320,7 +320,12 @@ func (r *runner) setTimer(t Timer, after time.Duration) {
 	}
 	r.gen[t]++
 	f := timerFiring{timer: t, gen: r.gen[t]}
-	r.timers[t] = r.sys.afterFunc(after, func() { r.fired <- f })
+	r.timers[t] = r.sys.afterFunc(after, func() {
+		select {
+		case r.fired <- f:
+		case <-r.ctx.Done(): // the loop has stopped
+		}
+	})
 }
 
 func (r *runner) stopTimer(t Timer) {
