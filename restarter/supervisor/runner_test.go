@@ -241,8 +241,7 @@ func TestCheckOutcomes(t *testing.T) {
 			f := newFakeOS()
 			cfg := testConfig()
 			cfg.Check, cfg.CheckTimeout = tt.check, tt.timeout
-			r, _ := fakeRunner(t, cfg, f)
-			r.sys.runHelper = testForker.runHelper // the real OS layer's
+			r, _ := fakeRunner(t, cfg, f) // checks run for real
 			_, pending := r.startCheck(1)
 			require.True(t, pending)
 			require.Equal(t, []Event{tt.want}, nextWithin(t, r))
