@@ -276,7 +276,7 @@ fakeenvoy --base-id "$BASE_ID" "$@"
 	sb.fixConfig()
 	code, out = sb.reload()
 	require.Equal(t, 1, code)
-	require.Equal(t, "restarter reload: hot restart to epoch 2 failed: epoch 2 not ready within --ready-timeout=1s: GET "+sb.readyURL()+": epoch 2 is INITIALIZING\n", out)
+	require.Equal(t, "restarter reload: hot restart to epoch 2 failed: epoch 2 not ready within --ready-timeout=1s: Envoy's INITIALIZING flag is still set; GET "+sb.readyURL()+": epoch 2 is INITIALIZING\n", out)
 	require.Equal(t, proctest.Exit{Code: 1}, r.Wait(wait))
 	r.WaitLine(abnormalRE, 1, wait)
 	sb.requireAllGone()

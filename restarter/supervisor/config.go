@@ -102,7 +102,9 @@ Signals:
   SIGUSR1          forwarded to every live child (Envoy reopens its access logs)
   SIGTERM, SIGINT  TERM every child, wait up to --term-wait, KILL the rest, exit
   SIGCHLD          a child exiting 0 drained (keep running); any other exit
-                   KILLs every child and exits 1; no children left: exit
+                   KILLs every child and exits 1 (with --on-failed-restart
+                   keep, a new epoch failing before it is ready does not);
+                   no children left: exit
 
 Exit codes:
   0  every child exited cleanly
@@ -110,7 +112,10 @@ Exit codes:
      pid file or control socket could not be set up
   2  usage error (bad flag, missing or non-executable COMMAND)
 
-Safe hot restarts (all off by default, which is hot-restarter.py's behaviour):
+Safe hot restarts. Recommended: --on-failed-restart keep, the init gate
+(--init-gate auto, the default), --check with the start script in
+--mode validate, and --control-socket. Apart from the gate, all are off by
+default, which is hot-restarter.py's behaviour:
   --check runs before every hot restart and can refuse it; --ready-url or
   --ready-cmd make a restart last until the new epoch is ready, and SIGHUPs
   meanwhile are coalesced into one restart after it; --control-socket serves

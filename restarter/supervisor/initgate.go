@@ -282,6 +282,24 @@ func childrenOf(pid int) []int {
 	return out
 }
 
+// initializingNow reports whether pid (or a child of it) has mapped
+// Envoy's region, not known until now, and holds its INITIALIZING flag.
+// Once the region is known, the epochs' watchers tell.
+func (g *initGate) initializingNow(pid int) bool {
+	if g.known() {
+		return false
+	}
+	path, _ := regionInMaps(pid)
+	if path == "" {
+		return false
+	}
+	region, err := g.find(path)
+	if err != nil {
+		return false // the epoch's watcher reports the unknown layout
+	}
+	return region.Initializing()
+}
+
 // clearInit clears a flag left set by a dead epoch, and reports whether it
 // was set. Only the event loop calls it, when no epoch is starting.
 func (g *initGate) clearInit(baseID string) (bool, error) {

@@ -192,3 +192,17 @@ func TestClearInitHealsTheWedge(t *testing.T) {
 	require.NoError(t, err)
 	require.False(t, cleared, "no region known")
 }
+
+func TestInitializingNowFindsTheRegionOnce(t *testing.T) {
+	// Given an epoch (this process) holding the flag, its region unknown,
+	path, _ := envoyRegionFile(t, envoyshm.Size, envoyshm.Version, envoyshm.Size)
+	mem := mapForTest(t, path)
+	binary.LittleEndian.PutUint64(mem[envoyshm.OffsetFlags:], 1)
+	g := &initGate{}
+
+	// a restart request looks and finds it initializing;
+	require.True(t, g.initializingNow(os.Getpid()))
+	require.True(t, g.known())
+	// once the region is known, the watchers tell, not this look.
+	require.False(t, g.initializingNow(os.Getpid()))
+}

@@ -130,6 +130,15 @@ func (m *Machine) PIDs() []int {
 	return pids
 }
 
+// Newest returns the newest live child's epoch and pid, ok=false for none.
+func (m *Machine) Newest() (epoch, pid int, ok bool) {
+	if len(m.children) == 0 {
+		return 0, 0, false
+	}
+	c := m.children[len(m.children)-1]
+	return c.epoch, c.pid, true
+}
+
 // Handle applies ev and returns the actions to perform, in order.
 func (m *Machine) Handle(ev Event) []Action {
 	if m.phase == exited {

@@ -139,7 +139,7 @@ func (r *runner) next() []Event {
 	case <-sig.chld:
 		return r.reap()
 	case <-sig.hup:
-		return append(r.reap(), Signaled{Signal: syscall.SIGHUP})
+		return append(r.reapAndLookAtInit(), Signaled{Signal: syscall.SIGHUP})
 	case <-sig.usr1:
 		return append(r.reap(), Signaled{Signal: syscall.SIGUSR1})
 	case <-sig.term:
@@ -153,7 +153,7 @@ func (r *runner) next() []Event {
 		r.finished(o.ev)
 		return append(r.reap(), o.ev)
 	case c := <-calls:
-		return append(r.reap(), r.controlCall(c)...)
+		return append(r.reapAndLookAtInit(), r.controlCall(c)...)
 	case f := <-r.fired:
 		if f.gen != r.gen[f.timer] {
 			return nil // stopped or set again since
@@ -311,6 +311,20 @@ func (r *runner) report(ctx context.Context, ev Event) {
 	case r.async <- outcome{ev: ev, ctx: ctx}:
 	case <-r.ctx.Done():
 	}
+}
+
+// reapAndLookAtInit reaps, then, before a hot restart request, looks at
+// the newest epoch's INITIALIZING flag at once: its watcher may not have
+// found the region yet (epoch 0, in its first moments).
+func (r *runner) reapAndLookAtInit() []Event {
+	events := r.reap()
+	if r.gate == nil {
+		return events
+	}
+	if epoch, pid, ok := r.machine.Newest(); ok && r.gate.initializingNow(pid) {
+		events = append(events, InitStarted{Epoch: epoch})
+	}
+	return events
 }
 
 // reap collects the exits of epochs and, as subreaper, of orphans.

@@ -38,6 +38,10 @@ else
 	read -r base < "$d/base-id"
 	set -- --base-id "$base"
 fi
+if [ -e "$d/ready-delay" ]; then
+	read -r delay < "$d/ready-delay"
+	set -- "$@" --fake-ready-delay "$delay"
+fi
 exec %[2]s --restart-epoch "$RESTART_EPOCH" -c "$d/envoy.yaml" \
 	--fake-drain-time %[3]s --fake-parent-shutdown-time %[4]s --fake-reuse-port-zero \
 	--fake-exec-timestamp-path "$d/exec.$RESTART_EPOCH" \
@@ -49,6 +53,7 @@ type Restarter struct {
 	Label string   // the column name in the report
 	Argv  []string // the start script is appended
 	Env   []string // added to the bench's environment
+	This  bool     // this project's restarter
 }
 
 // instance is one restarter running in its own sandbox (temp dir, process
