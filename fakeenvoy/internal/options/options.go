@@ -111,13 +111,14 @@ func flags() map[string]flagSpec {
 		return flagSpec{kDuration, func(o *Options, v any) { f(o, v.(time.Duration)) }}
 	}
 	m := map[string]flagSpec{
-		"--config-path":                   str(func(o *Options, s string) { o.ConfigPath = s }),
-		"--restart-epoch":                 u32(func(o *Options, n uint32) { o.RestartEpoch = n }),
-		"--base-id":                       u32(func(o *Options, n uint32) { o.BaseID = n }),
-		"--use-dynamic-base-id":           boolean(func(o *Options) { o.UseDynamicBaseID = true }),
-		"--base-id-path":                  str(func(o *Options, s string) { o.BaseIDPath = s }),
-		"--drain-time-s":                  secs(func(o *Options, d time.Duration) { o.DrainTime = d }),
-		"--parent-shutdown-time-s":        secs(func(o *Options, d time.Duration) { o.ParentShutdownTime = d }),
+		"--config-path":         str(func(o *Options, s string) { o.ConfigPath = s }),
+		"--restart-epoch":       u32(func(o *Options, n uint32) { o.RestartEpoch = n }),
+		"--base-id":             u32(func(o *Options, n uint32) { o.BaseID = n }),
+		"--use-dynamic-base-id": boolean(func(o *Options) { o.UseDynamicBaseID = true }),
+		"--base-id-path":        str(func(o *Options, s string) { o.BaseIDPath = s }),
+		// The later of a time flag and its --fake-... stand-in wins.
+		"--drain-time-s":                  secs(func(o *Options, d time.Duration) { o.DrainTime, o.fakeDrainTime = d, -1 }),
+		"--parent-shutdown-time-s":        secs(func(o *Options, d time.Duration) { o.ParentShutdownTime, o.fakeParentShutdownTime = d, -1 }),
 		"--drain-strategy":                str(func(o *Options, s string) { o.DrainStrategy = s }),
 		"--disable-hot-restart":           boolean(func(o *Options) { o.DisableHotRestart = true }),
 		"--socket-path":                   str(func(o *Options, s string) { o.SocketPath = s }),
@@ -321,8 +322,8 @@ fakeenvoy's own test knobs:
   --fake-hot-restart-retry-delay D  delay between refused sends to the parent (1s)
   --fake-hot-restart-version N      pretend to be built with hot restart version N
   --fake-reuse-port-zero            port-0 listeners inherit the parent's socket by name
-  --fake-drain-time DURATION        overrides --drain-time-s with a Go duration (100ms)
-  --fake-parent-shutdown-time D     overrides --parent-shutdown-time-s with a Go duration
+  --fake-drain-time DURATION        --drain-time-s as a Go duration (100ms); the later wins
+  --fake-parent-shutdown-time D     --parent-shutdown-time-s as a Go duration; the later wins
   --fake-stats-flush-interval D     interval of the stats exchange with the parent (5s)
   --fake-live-gap DURATION          LIVE before the parent is drained and INITIALIZING cleared (5ms)
 `

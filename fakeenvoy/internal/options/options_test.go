@@ -88,15 +88,16 @@ func TestDynamicBaseIDAtEpochZeroIsFine(t *testing.T) {
 	assert.True(t, o.UseDynamicBaseID)
 }
 
-// Envoy takes whole seconds; sub-second times are fakeenvoy's own flags,
-// which win whatever their position.
+// Envoy takes whole seconds; sub-second times are fakeenvoy's own flags.
+// Of a flag and its stand-in, the later wins, so a start script can give
+// defaults that a scenario's own arguments override.
 func TestFakeTimeOverrides(t *testing.T) {
-	o, err := Parse([]string{"--fake-drain-time", "100ms", "--drain-time-s", "5",
+	o, err := Parse([]string{"--drain-time-s", "5", "--fake-drain-time", "100ms",
 		"--fake-parent-shutdown-time=250ms", "--parent-shutdown-time-s", "9",
 		"--fake-stats-flush-interval", "20ms", "--fake-live-gap", "0s"}, version)
 	require.NoError(t, err)
 	assert.Equal(t, 100*time.Millisecond, o.DrainTime)
-	assert.Equal(t, 250*time.Millisecond, o.ParentShutdownTime)
+	assert.Equal(t, 9*time.Second, o.ParentShutdownTime)
 	assert.Equal(t, 20*time.Millisecond, o.FakeStatsFlushInterval)
 	assert.Equal(t, time.Duration(0), o.FakeLiveGap)
 }
