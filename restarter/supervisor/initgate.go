@@ -230,7 +230,9 @@ func regionInMaps(pid int) (path string, alive bool) {
 	}
 	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/maps")
 	if err != nil || len(b) == 0 {
-		return "", false
+		// Empty maps: a zombie, or a process in the middle of an exec (the
+		// start script exec'ing Envoy); only the former is gone.
+		return "", processRunning(pid)
 	}
 	if p := regionIn(b); p != "" {
 		return p, true
@@ -250,6 +252,16 @@ func regionInMaps(pid int) (path string, alive bool) {
 		}
 	}
 	return "", true
+}
+
+// processRunning reports whether pid exists and is not a zombie.
+func processRunning(pid int) bool {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return false
+	}
+	i := bytes.LastIndexByte(b, ')')
+	return i >= 0 && i+2 < len(b) && b[i+2] != 'Z' && b[i+2] != 'X'
 }
 
 // selfExe is the restarter's own executable, as /proc shows it.
