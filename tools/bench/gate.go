@@ -72,8 +72,18 @@ func (b *bench) runGate(r Restarter) (res GateResult) {
 	worst := time.Duration(0)
 	for run := 0; run < b.gateRuns; run++ {
 		first := 2*run + 1
+		// The epochs before are done (fakeenvoy writes its LIVE state a few
+		// ms before it clears the flag): the flag set next is epoch first's.
+		if _, _, _, err := waitFlag(initializing, false, in.exited); err != nil {
+			res.Error = fmt.Sprintf("before epoch %d: %v", first, err)
+			break
+		}
 		if err := in.signal(syscall.SIGHUP); err != nil {
 			res.Error = err.Error()
+			break
+		}
+		if _, err := in.execNanos(first); err != nil {
+			res.Error = fmt.Sprintf("epoch %d: %v", first, err)
 			break
 		}
 		if _, _, _, err := waitFlag(initializing, true, in.exited); err != nil {
