@@ -85,7 +85,7 @@ func runErr(name string, args ...string) (string, error) {
 
 // count is how many lines of log match re.
 func count(log, re string) int {
-	return len(regexp.MustCompile(`(?m)` + re).FindAllStringIndex(log, -1))
+	return len(regexp.MustCompile(`(?m)`+re).FindAllStringIndex(log, -1))
 }
 
 // waitLog waits until at least n lines of the manager's log match re.
@@ -107,16 +107,19 @@ func exercise(t *testing.T, in *install, m manager) {
 	waitLog(t, m, `epoch 0 is ready`, 1)
 	pid := m.restarterPID(t)
 
+	t.Logf("%v: %s", time.Since(start).Round(time.Millisecond), "hot restart")
 	// a hot restart through the manager starts epoch 1, which takes over;
 	m.hotRestart(t)
 	waitLog(t, m, `epoch 1 is ready`, 1)
 	in.waitServing(1)
 	require.Equal(t, pid, m.restarterPID(t), "the restarter itself was restarted")
 
+	t.Logf("%v: %s", time.Since(start).Round(time.Millisecond), "log reopen")
 	// SIGUSR1 reaches both epochs (epoch 0 drains, for Envoy's 15 minutes);
 	m.reopenLogs(t)
 	waitLog(t, m, `caught SIGUSR1`, 2)
 
+	t.Logf("%v: %s", time.Since(start).Round(time.Millisecond), "refused config")
 	// a bad config is refused by the check, and epoch 1 keeps serving;
 	in.writeConfig(false)
 	m.hotRestart(t)
@@ -126,6 +129,7 @@ func exercise(t *testing.T, in *install, m manager) {
 	require.Zero(t, count(m.log(t), `forking and execing new child process at epoch 2`))
 	in.writeConfig(true)
 
+	t.Logf("%v: %s", time.Since(start).Round(time.Millisecond), "log service")
 	// the log service going down and up again loses no line;
 	if ls, ok := m.(logService); ok {
 		ls.logDown(t)
@@ -136,12 +140,14 @@ func exercise(t *testing.T, in *install, m manager) {
 		waitLog(t, m, `sending SIGUSR1 to PID=`, 4)
 	}
 
+	t.Logf("%v: %s", time.Since(start).Round(time.Millisecond), "stop")
 	// stopping stops every epoch, and the restarter exits 0;
 	m.stop(t)
 	waitLog(t, m, `exiting with code=0`, 1)
 	require.Equal(t, 2, count(m.log(t), `exited with code=0`), "both epochs exit 0")
 	in.requireNothingRunning()
 
+	t.Logf("%v: %s", time.Since(start).Round(time.Millisecond), "stop timeout")
 	// and a manager whose stop timeout runs out first KILLs the restarter,
 	// and no Envoy outlives it.
 	in.fakeArgs("--fake-ignore-sigterm")
