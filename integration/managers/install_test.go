@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -180,6 +181,23 @@ func (in *install) requireNothingRunning() {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// runCommand runs argv and returns its combined output, killing it if it
+// takes longer than two waits.
+func runCommand(argv []string) (string, error) {
+	cmd := exec.Command(argv[0], argv[1:]...)
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		select {
+		case <-done:
+		case <-time.After(2 * wait):
+			cmd.Process.Kill()
+		}
+	}()
+	out, err := cmd.CombinedOutput()
+	return string(out), err
 }
 
 // processes returns "pid cmdline" of every live process match accepts,

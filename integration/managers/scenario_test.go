@@ -69,18 +69,7 @@ func run(t *testing.T, name string, args ...string) string {
 
 // runErr runs a manager's command, bounded in time.
 func runErr(name string, args ...string) (string, error) {
-	cmd := exec.Command(name, args...)
-	done := make(chan struct{})
-	defer close(done)
-	go func() {
-		select {
-		case <-done:
-		case <-time.After(2 * wait):
-			cmd.Process.Kill()
-		}
-	}()
-	out, err := cmd.CombinedOutput()
-	return string(out), err
+	return runCommand(append([]string{name}, args...))
 }
 
 // count is how many lines of log match re.
