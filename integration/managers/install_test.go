@@ -134,11 +134,6 @@ func (in *install) writeConfig(good bool) {
 	require.NoError(in.t, os.WriteFile(in.path("etc/envoy.yaml"), []byte(yaml), 0o644))
 }
 
-// fakeArgs gives every later start of Envoy these extra fakeenvoy flags.
-func (in *install) fakeArgs(args string) {
-	require.NoError(in.t, os.WriteFile(in.path("fake-args"), []byte(args), 0o644))
-}
-
 // servingEpoch asks the listener which epoch answers; -1 when none does.
 func (in *install) servingEpoch() int {
 	client := http.Client{Timeout: 2 * time.Second}
@@ -155,12 +150,6 @@ func (in *install) servingEpoch() int {
 		return -1
 	}
 	return n
-}
-
-// waitServing waits until epoch n answers on the listener.
-func (in *install) waitServing(n int) {
-	in.t.Helper()
-	proctest.WaitFor(in.t, wait, fmt.Sprintf("epoch %d serving", n), func() bool { return in.servingEpoch() == n })
 }
 
 // running lists the live (not zombie) processes started from the install:

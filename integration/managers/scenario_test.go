@@ -3,6 +3,7 @@
 package managers
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"regexp"
@@ -15,6 +16,17 @@ import (
 
 	"github.com/envoy-restarter/restarter/internal/proctest"
 )
+
+// fakeArgs gives every later start of Envoy these extra fakeenvoy flags.
+func (in *install) fakeArgs(args string) {
+	require.NoError(in.t, os.WriteFile(in.path("fake-args"), []byte(args), 0o644))
+}
+
+// waitServing waits until epoch n answers on the listener.
+func (in *install) waitServing(n int) {
+	in.t.Helper()
+	proctest.WaitFor(in.t, wait, fmt.Sprintf("epoch %d serving", n), func() bool { return in.servingEpoch() == n })
+}
 
 // manager drives one process manager running one installed example, with
 // the manager's own commands.
