@@ -58,7 +58,13 @@ type install struct {
 // killing whatever still runs from it, when the test ends.
 func newInstall(t testing.TB) *install {
 	t.Helper()
-	dir, err := os.MkdirTemp("", "mgr-")
+	// Unix socket paths hold 107 bytes: under Bazel, whose TMPDIR is deep,
+	// the root goes to /tmp.
+	parent := os.TempDir()
+	if len(parent) > 40 {
+		parent = "/tmp"
+	}
+	dir, err := os.MkdirTemp(parent, "mgr-")
 	require.NoError(t, err)
 	t.Cleanup(func() {
 		killProcessesUnder(dir)
