@@ -54,7 +54,9 @@ func TestStartFakeenvoyCleanEnvironment(t *testing.T) {
 		caches, err := exec.Command(goBin, "env", "GOCACHE", "GOMODCACHE").Output()
 		require.NoError(t, err)
 		dirs := strings.Fields(string(caches))
-		require.Len(t, dirs, 2)
+		if len(dirs) != 2 || dirs[0] == "off" {
+			t.Skipf("go has no build and module caches here (%q; as under Bazel's test sandbox): building fakeenvoy would download its modules", caches)
+		}
 		stdout, stderr, err := runScript("PATH="+filepath.Dir(goBin)+":/usr/bin:/bin", "GOCACHE="+dirs[0], "GOMODCACHE="+dirs[1])
 		require.NoError(t, err, "stderr: %s", stderr)
 		require.Contains(t, stdout+stderr, "configuration '"+in.path("etc/envoy.yaml")+"' OK")
