@@ -39,22 +39,6 @@ func newestEpoch(r *proctest.Proc) int {
 	return n
 }
 
-// requireNoForkWhileInitializing checks the log: every epoch after 1 was
-// forked only after the one before it was ready (its flag cleared).
-func requireNoForkWhileInitializing(t *testing.T, r *proctest.Proc) {
-	t.Helper()
-	ready := map[int]bool{}
-	for _, line := range strings.Split(r.Output(), "\n") {
-		var n int
-		if _, err := fmt.Sscanf(restarterMessage(line), "epoch %d is ready", &n); err == nil {
-			ready[n] = true
-		}
-		if _, err := fmt.Sscanf(restarterMessage(line), "forking and execing new child process at epoch %d", &n); err == nil && n > 1 {
-			require.True(t, ready[n-1], "epoch %d forked before epoch %d was ready", n, n-1)
-		}
-	}
-}
-
 func TestSIGHUPStormWithNoFlags(t *testing.T) {
 	t.Parallel()
 	// Given the restarter with no flags at all, epochs that take a while to
@@ -79,7 +63,7 @@ func TestSIGHUPStormWithNoFlags(t *testing.T) {
 	require.Empty(t, l.Failed())
 	require.Positive(t, l.Served(0))
 	require.Empty(t, r.Lines(`previous envoy process is still initializing|Due to abnormal exit|failed`))
-	requireNoForkWhileInitializing(t, r)
+	requireOneInitializingAtATime(t, r, 2)
 	_, zombies := proctest.Children(r.PID())
 	require.Zero(t, zombies)
 
@@ -118,13 +102,9 @@ func TestKeepServingWhenAHotRestartFails(t *testing.T) {
 
 	// when the new epoch is SIGKILLed while it initializes,
 	require.NoError(t, os.WriteFile(sb.path("slow"), nil, 0o644))
-	reloaded := make(chan string, 1)
-	go func() { _, out := sb.reload(); reloaded <- out }()
 	forks++
-	pid := r.WaitPID(forkedRE, forks, wait)
-	r.WaitLine(epochLine(pid, `initializing epoch 1`), 1, wait)
-	signal(t, pid, syscall.SIGKILL)
-	require.Contains(t, <-reloaded, "hot restart to epoch 1 failed: epoch 1 was killed with signal=9 before it was ready")
+	pid, _, out := sb.killInitializing(forks)
+	require.Contains(t, out, "hot restart to epoch 1 failed: epoch 1 was killed with signal=9 before it was ready")
 	// the flag it left set is cleared (envoyproxy/envoy#33446),
 	r.WaitLine(`cleared Envoy's INITIALIZING flag, left set by epoch 1 \(PID=`+strconv.Itoa(pid)+`\)`, 1, wait)
 
@@ -159,6 +139,24 @@ func TestKeepServingWhenAHotRestartFails(t *testing.T) {
 	sb.requireAllGone()
 }
 
+// killInitializing reloads, SIGKILLs the epoch the reload starts (the
+// forks-th forked) once it initializes, and returns its pid and the
+// reload's exit code and output.
+func (sb *safeSandbox) killInitializing(forks int) (int, int, string) {
+	sb.t.Helper()
+	type result struct {
+		code int
+		out  string
+	}
+	reloaded := make(chan result, 1)
+	go func() { code, out := sb.reload(); reloaded <- result{code, out} }()
+	pid := sb.restarter.WaitPID(forkedRE, forks, wait)
+	sb.restarter.WaitLine(epochLine(pid, `initializing epoch 1`), 1, wait)
+	signal(sb.t, pid, syscall.SIGKILL)
+	res := <-reloaded
+	return pid, res.code, res.out
+}
+
 // The #33446 wedge: an epoch killed while initializing leaves Envoy's
 // INITIALIZING flag set, and every later hot restart fails with "previous
 // envoy process is still initializing" -- unless the restarter heals it.
@@ -180,12 +178,8 @@ func TestWedgeOfAnEpochKilledInitializing(t *testing.T) {
 			r := sb.start("--init-gate", tc.gate, "--on-failed-restart", "keep", "--control-socket", sb.sock, "--ready-url", sb.readyURL())
 			sb.waitLive(0)
 			require.NoError(t, os.WriteFile(sb.path("slow"), nil, 0o644))
-			reloaded := make(chan int, 1)
-			go func() { code, _ := sb.reload(); reloaded <- code }()
-			pid := r.WaitPID(forkedRE, 2, wait)
-			r.WaitLine(epochLine(pid, `initializing epoch 1`), 1, wait)
-			signal(t, pid, syscall.SIGKILL)
-			require.Equal(t, 1, <-reloaded)
+			_, code, _ := sb.killInitializing(2)
+			require.Equal(t, 1, code)
 			require.NoError(t, os.Remove(sb.path("slow")))
 
 			// when a good reload follows,

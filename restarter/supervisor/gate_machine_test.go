@@ -287,17 +287,7 @@ func TestMachineInitGateAndKeep(t *testing.T) {
 		},
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			m := NewMachine(tt.policy)
-			play(t, m, tt.steps)
-			want := tt.status
-			if want.Epochs == nil {
-				want.Epochs = []EpochStatus{}
-			}
-			if diff := cmp.Diff(want, m.Status()); diff != "" {
-				t.Errorf("status mismatch (-want +got):\n%s", diff)
-			}
-		})
+		t.Run(tt.name, func(t *testing.T) { playToStatus(t, tt.policy, tt.steps, tt.status) })
 	}
 }
 
@@ -351,38 +341,8 @@ func TestGateMessages(t *testing.T) {
 	}
 }
 
-// TestMachineGateNeverForksWhileInitializing feeds a storm of SIGHUPs and
-// flag reports and checks that no epoch is forked while another holds (or
-// is about to hold) Envoy's INITIALIZING flag.
+// TestMachineGateNeverForksWhileInitializing: no epoch is forked while
+// another holds (or is about to hold) Envoy's INITIALIZING flag.
 func TestMachineGateNeverForksWhileInitializing(t *testing.T) {
-	m := NewMachine(gatePolicy)
-	pid := 100
-	initializing := map[int]bool{}
-	var feed func(ev Event)
-	feed = func(ev Event) {
-		t.Helper()
-		for _, a := range m.Handle(ev) {
-			if s, ok := a.(Spawn); ok {
-				if len(initializing) > 0 {
-					t.Fatalf("epoch %d forked while %v initializing", s.Epoch, initializing)
-				}
-				initializing[s.Epoch] = true
-				pid++
-				feed(Spawned{Epoch: s.Epoch, PID: pid, Envoy: true})
-			}
-		}
-	}
-	feed(Started{})
-	for i := 0; i < 300; i++ {
-		feed(hup)
-		if i%3 == 0 {
-			for e := range initializing {
-				delete(initializing, e)
-				feed(InitDone{Epoch: e})
-			}
-		}
-	}
-	if got := m.Status().Counters.Restarts; got < 50 || got > 101 {
-		t.Fatalf("%d restarts for 300 SIGHUPs with a flag clearing every 3rd; want them coalesced to about 100", got)
-	}
+	stormOneStartingAtATime(t, gatePolicy, true, func(epoch int) Event { return InitDone{Epoch: epoch} })
 }

@@ -222,9 +222,17 @@ const regionPrefix = "/dev/shm/envoy_shared_memory_"
 // grandchild of it: a start script that does not exec) has mapped, if any,
 // and whether pid is still running (a zombie has no mappings).
 func regionInMaps(pid int) (path string, alive bool) {
+	// First: forked (vfork: our own address space, our mapping of the
+	// region included) and not yet exec'd, nothing of the epoch is there
+	// yet. Checked before the maps are read, so they are the new image's.
+	if notExecedYet(pid) {
+		return "", true
+	}
 	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/maps")
 	if err != nil || len(b) == 0 {
-		return "", false
+		// Empty maps: a zombie, or a process in the middle of an exec (the
+		// start script exec'ing Envoy); only the former is gone.
+		return "", processRunning(pid)
 	}
 	if p := regionIn(b); p != "" {
 		return p, true
@@ -244,6 +252,26 @@ func regionInMaps(pid int) (path string, alive bool) {
 		}
 	}
 	return "", true
+}
+
+// processRunning reports whether pid exists and is not a zombie.
+func processRunning(pid int) bool {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return false
+	}
+	i := bytes.LastIndexByte(b, ')')
+	return i >= 0 && i+2 < len(b) && b[i+2] != 'Z' && b[i+2] != 'X'
+}
+
+// selfExe is the restarter's own executable, as /proc shows it.
+var selfExe, _ = os.Readlink("/proc/self/exe")
+
+// notExecedYet reports whether pid still runs the restarter's executable:
+// a child between fork and exec.
+func notExecedYet(pid int) bool {
+	exe, err := os.Readlink("/proc/" + strconv.Itoa(pid) + "/exe")
+	return err == nil && exe == selfExe
 }
 
 // regionIn returns the first live Envoy region in a maps file's content.

@@ -37,9 +37,13 @@ func envoyRegionFile(t *testing.T, size, version uint64, length int) (string, st
 }
 
 // mapForTest maps path in this process, as an Envoy epoch does: the test
-// process then plays the epoch, in its own /proc/self/maps.
+// process then plays the epoch, in its own /proc/self/maps (and is not
+// taken for a child of the restarter's that has not exec'd yet).
 func mapForTest(t *testing.T, path string) []byte {
 	t.Helper()
+	old := selfExe
+	selfExe = "/not/the/test/binary"
+	t.Cleanup(func() { selfExe = old })
 	f, err := os.OpenFile(path, os.O_RDWR, 0)
 	require.NoError(t, err)
 	defer f.Close()
@@ -160,6 +164,16 @@ func TestWatchInitUnknownLayoutWarns(t *testing.T) {
 	require.False(t, g.known())
 }
 
+func TestNotExecedYet(t *testing.T) {
+	// This process runs its own executable: it is what a child between
+	// fork and exec looks like, sharing the restarter's mappings.
+	require.True(t, notExecedYet(os.Getpid()))
+	sleep := exec.Command("sleep", "30")
+	require.NoError(t, sleep.Start())
+	defer func() { sleep.Process.Kill(); sleep.Wait() }()
+	require.False(t, notExecedYet(sleep.Process.Pid))
+}
+
 func TestWatchInitNotEnvoy(t *testing.T) {
 	// A process that maps no region is not Envoy: after discoverFor, nothing
 	// was reported.
@@ -205,4 +219,18 @@ func TestInitializingNowFindsTheRegionOnce(t *testing.T) {
 	require.True(t, g.known())
 	// once the region is known, the watchers tell, not this look.
 	require.False(t, g.initializingNow(os.Getpid()))
+}
+
+func TestProcessRunning(t *testing.T) {
+	require.True(t, processRunning(os.Getpid()))
+	// A child that exited and is not reaped yet is a zombie: gone.
+	child := exec.Command("true")
+	require.NoError(t, child.Start())
+	deadline := time.Now().Add(10 * time.Second)
+	for processRunning(child.Process.Pid) {
+		require.True(t, time.Now().Before(deadline), "child still running after 10s")
+		time.Sleep(time.Millisecond)
+	}
+	require.NoError(t, child.Wait())
+	require.False(t, processRunning(child.Process.Pid), "reaped")
 }

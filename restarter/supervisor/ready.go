@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"net/url"
 	"os/exec"
-	"path"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -52,8 +52,11 @@ func (r *runner) watchReady(ctx context.Context, epoch, pid int, report func(Eve
 	for {
 		err := probe(ctx)
 		if err == nil {
-			report(Ready{Epoch: epoch})
+			report(Ready{Epoch: epoch}) // dropped by the loop if the watch was stopped
 			return
+		}
+		if ctx.Err() != nil {
+			return // stopped: why the last probe failed no longer matters
 		}
 		if err.Error() != last {
 			last = err.Error()
@@ -87,7 +90,7 @@ func readyAnswer(rawURL string, code int, body []byte, epoch int) error {
 		return fmt.Errorf("GET %s: status %d%s", rawURL, code, excerpt(body))
 	}
 	u, err := url.Parse(rawURL)
-	if err != nil || path.Base(u.Path) != "server_info" {
+	if err != nil || !slices.Contains(strings.Split(u.Path, "/"), "server_info") {
 		return nil
 	}
 	var info struct {

@@ -34,6 +34,8 @@ type runner struct {
 	control *controlServer
 	baseID  string    // epoch 0's base id, read from --base-id-path
 	gate    *initGate // Envoy's INITIALIZING flag; nil with --init-gate off
+	// initWatches stops the INITIALIZING watch of each epoch, by pid.
+	initWatches map[int]context.CancelFunc
 }
 
 // outcome is the event a check or readiness watcher reports, with the
@@ -75,10 +77,11 @@ func newRunner(cfg Config, log *slog.Logger, sys osEnv) *runner {
 		gate = &initGate{discoverFor: cfg.ReadyTimeout}
 	}
 	return &runner{
-		gate: gate,
-		cfg:  cfg,
-		log:  log,
-		sys:  sys,
+		gate:        gate,
+		initWatches: map[int]context.CancelFunc{},
+		cfg:         cfg,
+		log:         log,
+		sys:         sys,
 		machine: NewMachine(Policy{
 			TermWait:            cfg.TermWait,
 			Check:               len(cfg.Check) > 0 || cfg.BaseIDPath != "",
@@ -110,7 +113,7 @@ func (r *runner) run() int {
 	defer r.cancel()
 	defer r.stopTimers()
 
-	r.log.Info("starting hot-restarter with target: "+r.cfg.Command, "target", r.cfg.Command, "path", r.cfg.Path, "version", version())
+	r.logStart()
 	if code, ok := r.setUp(); !ok {
 		return code
 	}
@@ -160,6 +163,11 @@ func (r *runner) next() []Event {
 		}
 		return append(r.reap(), TimerFired{Timer: f.timer})
 	}
+}
+
+// logStart logs hot-restarter.py's first line.
+func (r *runner) logStart() {
+	r.log.Info("starting hot-restarter with target: "+r.cfg.Command, "target", r.cfg.Command, "path", r.cfg.Path, "version", version())
 }
 
 // setUp does what must happen before epoch 0: subreaper, pid file, control
@@ -231,7 +239,9 @@ func (r *runner) handle(events []Event) (code int, done bool) {
 			case StopWatch:
 				r.stopWatch(a.Epoch)
 			case WatchInit:
-				go r.gate.watchInit(r.ctx, a.Epoch, a.PID, r.baseID, func(ev Event) { r.report(r.ctx, ev) })
+				ctx, cancel := context.WithCancel(r.ctx)
+				r.initWatches[a.PID] = cancel
+				go r.gate.watchInit(ctx, a.Epoch, a.PID, r.baseID, func(ev Event) { r.report(ctx, ev) })
 			case ClearInit:
 				cleared, err := r.gate.clearInit(r.baseID)
 				if err != nil {
@@ -331,6 +341,10 @@ func (r *runner) reapAndLookAtInit() []Event {
 func (r *runner) reap() []Event {
 	var events []Event
 	for _, ev := range r.sys.reap(r.machine.PIDs()) {
+		if stop := r.initWatches[ev.PID]; stop != nil {
+			stop() // the epoch is gone: so is its INITIALIZING watch
+			delete(r.initWatches, ev.PID)
+		}
 		events = append(events, ev)
 	}
 	if r.cfg.Subreaper {
@@ -347,7 +361,12 @@ func (r *runner) setTimer(t Timer, after time.Duration) {
 	}
 	r.gen[t]++
 	f := timerFiring{timer: t, gen: r.gen[t]}
-	r.timers[t] = r.sys.afterFunc(after, func() { r.fired <- f })
+	r.timers[t] = r.sys.afterFunc(after, func() {
+		select {
+		case r.fired <- f:
+		case <-r.ctx.Done(): // the loop has stopped
+		}
+	})
 }
 
 func (r *runner) stopTimer(t Timer) {
