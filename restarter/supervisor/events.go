@@ -207,6 +207,9 @@ const (
 	KillWaitTimer
 	// ReadyTimeoutTimer bounds how long a new epoch gets to become ready.
 	ReadyTimeoutTimer
+	// OlderTermTimer bounds how long the older epochs wait for their TERM
+	// while the newest epoch stops first: half of the term wait.
+	OlderTermTimer
 )
 
 // Exit codes of the restarter, documented in the README.

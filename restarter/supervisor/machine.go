@@ -89,7 +89,8 @@ func (m *Machine) readyTimerArmed(r *restart) bool {
 // queuedRestart is the hot restart that SIGHUPs and reloads asked for while
 // another was in progress: they are coalesced into one, started after it.
 type queuedRestart struct {
-	waiters []Waiter // reload requests answered with its outcome
+	waiters  []Waiter // reload requests answered with its outcome
+	slotHeld bool     // the hold on a still-exiting epoch's socket ids was logged
 }
 
 // Machine is the restarter's state machine: it holds every child, the hot
@@ -110,6 +111,13 @@ type Machine struct {
 	queued   *queuedRestart // nil unless one more restart follows restart
 	last     *RestartStatus
 	counters Counters
+
+	// envoy: the epochs were seen in Envoy's shared memory region (by the
+	// init gate), so they bind Envoy's domain sockets: see slotHolder.
+	envoy bool
+	// olderHeldBy is the pid of the newest epoch while the older epochs wait
+	// for their TERM during a stop (0 otherwise): see termNewestFirst.
+	olderHeldBy int
 }
 
 // NewMachine returns a Machine following p.
@@ -193,18 +201,50 @@ func (m *Machine) Handle(ev Event) []Action {
 // requestRestart starts a hot restart for waiters (none for a SIGHUP), or
 // folds the request into the one that follows the restart in progress.
 func (m *Machine) requestRestart(what string, waiters ...Waiter) []Action {
-	r, c := m.restart, m.initializingChild()
-	if r == nil && c == nil {
+	r, c, s := m.restart, m.initializingChild(), m.slotHolder()
+	if r == nil && c == nil && s == nil {
 		return m.beginRestart(waiters)
 	}
 	if m.queued == nil {
 		m.queued = &queuedRestart{}
 	}
 	m.queued.waiters = append(m.queued.waiters, waiters...)
-	if r != nil {
+	switch {
+	case r != nil:
 		return []Action{info(fmt.Sprintf("hot restart to epoch %d in progress; %s queued for after it", r.epoch, what))}
+	case c != nil:
+		return []Action{info(fmt.Sprintf("epoch %d is still initializing; %s queued for after it", c.epoch, what), "epoch", c.epoch)}
+	case !m.queued.slotHeld:
+		return m.holdForSlot(s)
 	}
-	return []Action{info(fmt.Sprintf("epoch %d is still initializing; %s queued for after it", c.epoch, what), "epoch", c.epoch)}
+	return []Action{info(fmt.Sprintf("epoch %d (PID=%d) is still exiting; %s queued for after it", s.epoch, s.pid, what), "epoch", s.epoch, "pid", s.pid)}
+}
+
+// slotHolder returns the live epoch whose domain socket ids the next epoch
+// would bind, or nil. Envoy names its sockets base_id*10 + epoch%3, so
+// epoch N collides with epoch N-3, which was told to terminate when N-1
+// started but may still be exiting: N would fail to bind (errno=98). Only
+// children known to be Envoy (seen by the init gate) are held: any other
+// command binds no such sockets, and an old epoch of it may never exit.
+func (m *Machine) slotHolder() *child {
+	if m.nextEpoch == 0 || !m.envoy {
+		return nil
+	}
+	for i := range m.children {
+		if c := &m.children[i]; c.epoch%3 == m.nextEpoch%3 {
+			return c
+		}
+	}
+	return nil
+}
+
+// holdForSlot logs, once per hold, that the queued restart waits for s,
+// the epoch holding its socket ids, to be reaped.
+func (m *Machine) holdForSlot(s *child) []Action {
+	m.queued.slotHeld = true
+	m.counters.SlotHolds++
+	return []Action{info(fmt.Sprintf("holding hot restart to epoch %d: epoch %d (PID=%d) is still exiting", m.nextEpoch, s.epoch, s.pid),
+		"epoch", m.nextEpoch, "holder_epoch", s.epoch, "pid", s.pid)}
 }
 
 // beginRestart starts epoch nextEpoch: through the pre-restart check when
@@ -235,6 +275,7 @@ func (m *Machine) spawn(r *restart) []Action {
 
 func (m *Machine) spawned(ev Spawned) []Action {
 	gated := m.policy.InitGate && ev.Envoy
+	m.envoy = m.envoy || ev.Envoy
 	c := child{pid: ev.PID, epoch: ev.Epoch, started: m.policy.Clock(), ready: !m.policy.Readiness, initializing: gated}
 	acts := []Action{info(fmt.Sprintf("forked new child process with PID=%d", ev.PID), "pid", ev.PID, "epoch", ev.Epoch)}
 	if m.policy.InitGate {
@@ -298,6 +339,7 @@ func (m *Machine) initStarted(epoch int) []Action {
 		return nil
 	}
 	m.children[i].initializing = true
+	m.envoy = true
 	return []Action{info(fmt.Sprintf("epoch %d is initializing (Envoy's INITIALIZING flag is set)", epoch), "epoch", epoch)}
 }
 
@@ -428,6 +470,12 @@ func (m *Machine) startQueued() []Action {
 	if q == nil || m.restart != nil || m.phase != running || m.initializingChild() != nil {
 		return nil
 	}
+	if s := m.slotHolder(); s != nil {
+		if q.slotHeld {
+			return nil
+		}
+		return m.holdForSlot(s)
+	}
 	m.queued = nil
 	return append([]Action{info("starting the queued hot restart")}, m.beginRestart(q.waiters)...)
 }
@@ -470,7 +518,7 @@ func (m *Machine) signaled(sig syscall.Signal) []Action {
 		m.phase = terminating
 		acts = append(acts, m.notify(Notify{Stopping: true, Status: "shutting down"})...)
 		acts = append(acts, m.abandonRestarts("shutdown in progress")...)
-		acts = append(acts, m.signalAll(syscall.SIGTERM, "sending TERM to PID=%d")...)
+		acts = append(acts, m.termNewestFirst()...)
 		if len(m.children) == 0 {
 			return append(acts, m.exit(ExitClean, "all children exited cleanly")...)
 		}
@@ -515,6 +563,10 @@ func (m *Machine) exited(ev Exited) []Action {
 		}
 		acts = append(acts, m.finishRestart(false, reason)...)
 	}
+	if m.olderHeldBy == ev.PID && len(m.children) > 0 {
+		acts = append(acts, StopTimer{Timer: OlderTermTimer})
+		acts = append(acts, m.termOlder(fmt.Sprintf("epoch %d (PID=%d) is gone; sending TERM to the older epochs", epoch, ev.PID))...)
+	}
 	clean := ev.Signal == 0 && ev.Code == 0
 	switch {
 	case failed && m.keeps(epoch):
@@ -544,6 +596,8 @@ func (m *Machine) timerFired(t Timer) []Action {
 		// The OS layer reaps before delivering a timer, so a child that exited
 		// in the wait's last instant is already gone and not reported as killed.
 		return m.kill(slog.LevelWarn, fmt.Sprintf("children still running after --term-wait=%s", m.policy.TermWait))
+	case t == OlderTermTimer && m.phase == terminating && m.olderHeldBy != 0:
+		return m.termOlder(fmt.Sprintf("PID=%d still running after half of --term-wait=%s; sending TERM to the older epochs", m.olderHeldBy, m.policy.TermWait))
 	case t == KillWaitTimer && m.phase == killing:
 		var acts []Action
 		for _, c := range m.children {
@@ -586,6 +640,10 @@ func (m *Machine) kill(level slog.Level, why string) []Action {
 	m.phase = killing
 	m.code = ExitError
 	acts := []Action{Log{Level: level, Msg: why}}
+	if m.olderHeldBy != 0 {
+		m.olderHeldBy = 0
+		acts = append(acts, StopTimer{Timer: OlderTermTimer})
+	}
 	acts = append(acts, m.notify(Notify{Stopping: true, Status: "shutting down: " + why})...)
 	acts = append(acts, m.abandonRestarts("shutdown in progress: "+why)...)
 	acts = append(acts, m.signalAll(syscall.SIGKILL, "force killing PID=%d")...)
@@ -610,6 +668,47 @@ func (m *Machine) forwardUSR1() []Action {
 		acts = append(acts, info(fmt.Sprintf("sending SIGUSR1 to PID=%d", c.pid), "pid", c.pid, "epoch", c.epoch), Kill{PID: c.pid, Signal: syscall.SIGUSR1})
 	}
 	return acts
+}
+
+// termNewestFirst starts a stop: TERM to the newest epoch only. Envoy's
+// shutdown sends its parent a Terminate unless the parent-shutdown time has
+// passed; a parent TERMed at the same moment may be gone by then, and the
+// newest epoch then retries ECONNREFUSED for ten seconds and aborts. The
+// older epochs get their TERM once the newest is reaped (its shutdown
+// terminated its parent; a grandparent was told to terminate when the
+// newest started), or after half of --term-wait, so that a stuck newest
+// epoch does not cost them their clean exit.
+func (m *Machine) termNewestFirst() []Action {
+	n := len(m.children)
+	if n == 0 {
+		return nil
+	}
+	newest := m.children[n-1]
+	acts := []Action{info(fmt.Sprintf("sending TERM to PID=%d", newest.pid), "pid", newest.pid, "epoch", newest.epoch), Kill{PID: newest.pid, Signal: syscall.SIGTERM}}
+	if n == 1 {
+		return acts
+	}
+	m.olderHeldBy = newest.pid
+	return append(acts,
+		info(fmt.Sprintf("holding TERM to the older epochs until epoch %d (PID=%d) exits, at most %s", newest.epoch, newest.pid, m.policy.TermWait/2), "epoch", newest.epoch, "pid", newest.pid),
+		SetTimer{Timer: OlderTermTimer, After: m.policy.TermWait / 2})
+}
+
+// termOlder sends the TERM that termNewestFirst held to every epoch but
+// the newest, if it still runs.
+func (m *Machine) termOlder(why string) []Action {
+	newest := m.olderHeldBy
+	m.olderHeldBy = 0
+	var acts []Action
+	for _, c := range m.children {
+		if c.pid != newest {
+			acts = append(acts, info(fmt.Sprintf("sending TERM to PID=%d", c.pid), "pid", c.pid, "epoch", c.epoch), Kill{PID: c.pid, Signal: syscall.SIGTERM})
+		}
+	}
+	if len(acts) == 0 {
+		return nil
+	}
+	return append([]Action{info(why)}, acts...)
 }
 
 func (m *Machine) signalAll(sig syscall.Signal, format string) []Action {

@@ -35,6 +35,10 @@ var (
 
 	termWait = SetTimer{Timer: TermWaitTimer, After: testTermWait}
 	killWait = SetTimer{Timer: KillWaitTimer, After: KillWait}
+	// holdOlder and stopOlder arm and stop the wait of the older epochs
+	// for their TERM while the newest stops first.
+	holdOlder = SetTimer{Timer: OlderTermTimer, After: testTermWait / 2}
+	stopOlder = StopTimer{Timer: OlderTermTimer}
 )
 
 func spawned(epoch, pid int) step { return step{Spawned{Epoch: epoch, PID: pid}, nil} }
@@ -96,6 +100,12 @@ var twoEpochs = []step{
 	spawned(1, 101),
 }
 
+// stopWaiter is a reload request made during a stop.
+var stopWaiter = make(Waiter, 1)
+
+// threeEpochs: pids 100, 101 and 102 (epochs 0 to 2).
+var threeEpochs = then(twoEpochs, step{hup, do(Spawn{Epoch: 2})}, spawned(2, 102))
+
 // oneEpoch: epoch 0 running as pid 100.
 var oneEpoch = twoEpochs[:2]
 
@@ -130,11 +140,81 @@ func TestMachine(t *testing.T) {
 			pids:  []int{100, 101},
 		},
 		{
-			name: "SIGTERM: TERM to all, exit 0 as soon as the last child is reaped",
+			// Envoy's shutdown sends its parent a Terminate: the parent must still
+			// be there to get it, or the newest epoch retries for ten seconds and
+			// aborts.
+			name: "SIGTERM: TERM to the newest epoch, to the older ones once it is reaped; exit 0 when the last is",
 			steps: then(twoEpochs,
-				step{term, do(sends(100, syscall.SIGTERM), sends(101, syscall.SIGTERM), termWait)},
-				step{Exited{PID: 101}, nil},
+				step{term, do(sends(101, syscall.SIGTERM), holdOlder, termWait)},
+				step{Exited{PID: 101}, do(stopOlder, sends(100, syscall.SIGTERM))},
 				step{Exited{PID: 100, Code: 3}, do(Exit{Code: 0})},
+			),
+		},
+		{
+			name: "SIGTERM: a newest epoch still running at half the term wait no longer holds the older ones",
+			steps: then(threeEpochs,
+				step{term, do(sends(102, syscall.SIGTERM), holdOlder, termWait)},
+				step{TimerFired{Timer: OlderTermTimer}, do(sends(100, syscall.SIGTERM), sends(101, syscall.SIGTERM))},
+				step{Exited{PID: 100}, nil},
+				step{Exited{PID: 101}, nil},
+				step{Exited{PID: 102}, do(Exit{Code: 0})},
+			),
+		},
+		{
+			name: "SIGTERM: older epochs exiting on their own during the stop leave none to TERM",
+			steps: then(threeEpochs,
+				step{term, do(sends(102, syscall.SIGTERM), holdOlder, termWait)},
+				step{Exited{PID: 100}, nil}, // terminated by epoch 2's start
+				step{Exited{PID: 101}, nil}, // terminated by epoch 2's shutdown
+				step{TimerFired{Timer: OlderTermTimer}, nil},
+				step{Exited{PID: 102}, do(Exit{Code: 0})},
+			),
+		},
+		{
+			name: "SIGTERM: the older epochs get TERM when the newest is reaped, even if it died abnormally",
+			steps: then(threeEpochs,
+				step{term, do(sends(102, syscall.SIGTERM), holdOlder, termWait)},
+				step{Exited{PID: 100}, nil},
+				step{Exited{PID: 102, Signal: syscall.SIGABRT}, do(stopOlder, sends(101, syscall.SIGTERM))},
+				step{TimerFired{Timer: OlderTermTimer}, nil}, // already on its way
+				step{Exited{PID: 101}, do(Exit{Code: 0})},
+			),
+		},
+		{
+			name: "SIGTERM: a SIGHUP or a reload while the older epochs wait starts nothing",
+			steps: then(twoEpochs,
+				step{term, do(sends(101, syscall.SIGTERM), holdOlder, termWait)},
+				step{hup, nil},
+				step{ReloadRequested{Waiter: stopWaiter}, do(ReloadResult{Waiter: stopWaiter, Reason: "shutdown in progress"})},
+				step{Exited{PID: 101}, do(stopOlder, sends(100, syscall.SIGTERM))},
+				step{Exited{PID: 100}, do(Exit{Code: 0})},
+			),
+		},
+		{
+			name: "SIGTERM: a second SIGTERM while the older epochs wait does not send them TERM early",
+			steps: then(twoEpochs,
+				step{term, do(sends(101, syscall.SIGTERM), holdOlder, termWait)},
+				step{term, nil},
+				step{Exited{PID: 101}, do(stopOlder, sends(100, syscall.SIGTERM))},
+				step{Exited{PID: 100}, do(Exit{Code: 0})},
+			),
+		},
+		{
+			name: "SIGTERM: the term wait KILLs the newest and the older epochs alike",
+			steps: then(twoEpochs,
+				step{term, do(sends(101, syscall.SIGTERM), holdOlder, termWait)},
+				step{TimerFired{Timer: OlderTermTimer}, do(sends(100, syscall.SIGTERM))},
+				step{TimerFired{Timer: TermWaitTimer}, do(sends(100, syscall.SIGKILL), sends(101, syscall.SIGKILL), killWait)},
+				step{Exited{PID: 100, Signal: syscall.SIGKILL}, nil},
+				step{Exited{PID: 101, Signal: syscall.SIGKILL}, do(Exit{Code: 1})},
+			),
+		},
+		{
+			name: "SIGTERM: an abnormal exit while the older epochs wait kills nothing, as any exit during a stop",
+			steps: then(twoEpochs,
+				step{term, do(sends(101, syscall.SIGTERM), holdOlder, termWait)},
+				step{Exited{PID: 100, Code: 1}, nil},
+				step{Exited{PID: 101}, do(Exit{Code: 0})},
 			),
 		},
 		{
@@ -147,7 +227,8 @@ func TestMachine(t *testing.T) {
 		{
 			name: "SIGTERM: children still running after the wait are KILLed, exit 1",
 			steps: then(twoEpochs,
-				step{term, do(sends(100, syscall.SIGTERM), sends(101, syscall.SIGTERM), termWait)},
+				step{term, do(sends(101, syscall.SIGTERM), holdOlder, termWait)},
+				step{TimerFired{Timer: OlderTermTimer}, do(sends(100, syscall.SIGTERM))},
 				step{Exited{PID: 100}, nil},
 				step{TimerFired{Timer: TermWaitTimer}, do(sends(101, syscall.SIGKILL), killWait)},
 				step{Exited{PID: 101, Signal: syscall.SIGKILL}, do(Exit{Code: 1})},

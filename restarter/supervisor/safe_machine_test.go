@@ -199,7 +199,7 @@ func TestMachineSafeRestarts(t *testing.T) {
 					Notify{Stopping: true, Status: "shutting down"},
 					StopCheck{Epoch: 2},
 					ReloadResult{Waiter: w3, Epoch: 2, Reason: "shutdown in progress"},
-					sends(100, syscall.SIGTERM), sends(101, syscall.SIGTERM), termWait)},
+					sends(101, syscall.SIGTERM), holdOlder, termWait)},
 				step{ReloadRequested{Waiter: w4}, do(ReloadResult{Waiter: w4, Reason: "shutdown in progress"})},
 				step{CheckFinished{Epoch: 2}, nil}, // from the stopped check
 			),
@@ -239,9 +239,9 @@ func TestMachineSafeRestarts(t *testing.T) {
 					stopReadyTimeout,
 					ReloadResult{Waiter: w1, Reason: "shutdown in progress"},
 					StopWatch{Epoch: 1},
-					sends(100, syscall.SIGTERM), sends(101, syscall.SIGTERM), termWait)},
+					sends(101, syscall.SIGTERM), holdOlder, termWait)},
 				step{Ready{Epoch: 1}, nil}, // from the stopped watch
-				step{Exited{PID: 101}, nil},
+				step{Exited{PID: 101}, do(stopOlder, sends(100, syscall.SIGTERM))},
 				step{Exited{PID: 100}, do(Exit{Code: 0})},
 			),
 			status: Status{Phase: "exited", Epochs: []EpochStatus{},
@@ -331,6 +331,7 @@ func stormOneStartingAtATime(t *testing.T, p Policy, envoy bool, done func(epoch
 	m := NewMachine(p)
 	pid := 100
 	starting := map[int]bool{} // epochs spawned and not done yet
+	pids := map[int]int{}      // the pid of each epoch
 	var feed func(ev Event)
 	feed = func(ev Event) {
 		t.Helper()
@@ -341,6 +342,7 @@ func stormOneStartingAtATime(t *testing.T, p Policy, envoy bool, done func(epoch
 				}
 				starting[s.Epoch] = true
 				pid++
+				pids[s.Epoch] = pid
 				feed(Spawned{Epoch: s.Epoch, PID: pid, Envoy: envoy})
 			}
 		}
@@ -352,6 +354,11 @@ func stormOneStartingAtATime(t *testing.T, p Policy, envoy bool, done func(epoch
 			for e := range starting {
 				delete(starting, e)
 				feed(done(e))
+				// As Envoy: the grandparent was told to terminate; it exits.
+				if old, ok := pids[e-2]; ok {
+					delete(pids, e-2)
+					feed(Exited{PID: old})
+				}
 			}
 		}
 	}

@@ -48,6 +48,9 @@ type Counters struct {
 	// InitFlagsCleared counts INITIALIZING flags cleared after an epoch died
 	// initializing (envoyproxy/envoy#33446).
 	InitFlagsCleared int `json:"init_flags_cleared"`
+	// SlotHolds counts hot restarts held because the epoch three before
+	// the next one, whose domain socket ids it would bind, was still exiting.
+	SlotHolds int `json:"slot_holds"`
 }
 
 // Status returns a snapshot of the machine's state.
