@@ -346,3 +346,87 @@ func TestGateMessages(t *testing.T) {
 func TestMachineGateNeverForksWhileInitializing(t *testing.T) {
 	stormOneStartingAtATime(t, gatePolicy, true, func(epoch int) Event { return InitDone{Epoch: epoch} })
 }
+
+// envoyThreeEpochs: Envoy epochs 0 to 2 (pids 100 to 102), epoch 2 live;
+// epoch 0, told to terminate when epoch 2 started, has not exited yet.
+var envoyThreeEpochs = then(envoyEpoch1Starting,
+	step{InitDone{Epoch: 1}, do(stopReadyTimeout, live(1, 101))},
+	step{hup, do(reloading(2), Spawn{Epoch: 2})},
+	envoySpawned(2, 102),
+	step{InitDone{Epoch: 2}, do(stopReadyTimeout, live(2, 102))},
+)
+
+// Envoy names its domain sockets base_id*10 + epoch%3: epoch 3 would bind
+// epoch 0's, and fail (errno=98) while epoch 0 is still exiting.
+func TestMachineSocketSlotHold(t *testing.T) {
+	w1, w2 := make(Waiter, 1), make(Waiter, 1)
+	threeLive := []EpochStatus{
+		{Epoch: 0, PID: 100, Started: testNow, State: "draining"},
+		{Epoch: 1, PID: 101, Started: testNow, State: "draining"},
+		{Epoch: 2, PID: 102, Started: testNow, State: "live"}}
+	tests := []struct {
+		name   string
+		steps  []step
+		status Status
+	}{
+		{
+			name: "a SIGHUP while epoch N-3 is exiting is held, coalesced, and starts when it is reaped",
+			steps: then(envoyThreeEpochs,
+				step{hup, nil},
+				step{ReloadRequested{Waiter: w1}, nil},
+				step{hup, nil},
+				step{Exited{PID: 101}, nil}, // not the one holding epoch 3's sockets
+				step{Exited{PID: 100}, do(reloading(3), Spawn{Epoch: 3})},
+				envoySpawned(3, 103),
+				step{InitDone{Epoch: 3}, do(stopReadyTimeout, ReloadResult{Waiter: w1, OK: true, Epoch: 3}, live(3, 103))},
+			),
+			status: Status{Phase: "running", Epochs: []EpochStatus{
+				{Epoch: 2, PID: 102, Started: testNow, State: "draining"}, {Epoch: 3, PID: 103, Started: testNow, State: "live"}},
+				LastRestart: &RestartStatus{Epoch: 3, Result: "ok", At: testNow},
+				Counters:    Counters{SIGHUPs: 4, Reloads: 1, Restarts: 3, SlotHolds: 1}},
+		},
+		{
+			name: "a restart queued behind an initializing epoch is then held by epoch N-3",
+			steps: then(envoyEpoch1Starting,
+				step{InitDone{Epoch: 1}, do(stopReadyTimeout, live(1, 101))},
+				step{hup, do(reloading(2), Spawn{Epoch: 2})},
+				envoySpawned(2, 102),
+				step{hup, nil}, // queued behind epoch 2's initialization
+				step{InitDone{Epoch: 2}, do(stopReadyTimeout, live(2, 102))}, // then held by epoch 0
+				step{hup, nil},
+				step{Exited{PID: 100}, do(reloading(3), Spawn{Epoch: 3})},
+			),
+			status: Status{Phase: "running", Epochs: []EpochStatus{
+				{Epoch: 1, PID: 101, Started: testNow, State: "draining"}, {Epoch: 2, PID: 102, Started: testNow, State: "live"}},
+				Restart:     &RestartStatus{Epoch: 3, Stage: "starting"},
+				LastRestart: &RestartStatus{Epoch: 2, Result: "ok", At: testNow},
+				Counters:    Counters{SIGHUPs: 4, Restarts: 3, SlotHolds: 1}},
+		},
+		{
+			name: "SIGTERM during a hold answers the held reload; the reaped epoch starts nothing",
+			steps: then(envoyThreeEpochs,
+				step{ReloadRequested{Waiter: w2}, nil},
+				step{term, do(Notify{Stopping: true, Status: "shutting down"}, ReloadResult{Waiter: w2, Reason: "shutdown in progress"},
+					sends(102, syscall.SIGTERM), holdOlder, termWait)},
+				step{Exited{PID: 100}, nil},
+			),
+			status: Status{Phase: "terminating", Epochs: threeLive[1:],
+				LastRestart: &RestartStatus{Epoch: 2, Result: "ok", At: testNow},
+				Counters:    Counters{SIGHUPs: 2, Reloads: 1, Restarts: 2, SlotHolds: 1}},
+		},
+		{
+			name: "no hold once epoch N-3 is gone",
+			steps: then(envoyThreeEpochs,
+				step{Exited{PID: 100}, nil},
+				step{hup, do(reloading(3), Spawn{Epoch: 3})},
+			),
+			status: Status{Phase: "running", Epochs: threeLive[1:],
+				Restart:     &RestartStatus{Epoch: 3, Stage: "starting"},
+				LastRestart: &RestartStatus{Epoch: 2, Result: "ok", At: testNow},
+				Counters:    Counters{SIGHUPs: 3, Restarts: 3}},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) { playToStatus(t, gatePolicy, tt.steps, tt.status) })
+	}
+}
