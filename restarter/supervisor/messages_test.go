@@ -31,6 +31,18 @@ func TestOperatorMessages(t *testing.T) {
 			f.raise(syscall.SIGTERM)
 			return finish(t, r)
 		}},
+		{"SIGTERM while epoch 0 drains: the newest epoch first", func(t *testing.T, f *fakeOS, r *runner) int {
+			handle(t, r, Started{}, hup)
+			f.raise(syscall.SIGTERM)
+			return finish(t, r)
+		}},
+		{"a hot restart held while epoch N-3 exits", func(t *testing.T, f *fakeOS, r *runner) int {
+			handle(t, r, Started{}, InitStarted{Epoch: 0}, InitDone{Epoch: 0}, hup, hup, hup, hup)
+			f.exit(Exited{PID: 100}) // epoch 0, told to terminate when epoch 2 started
+			handle(t, r, nextWithin(t, r)...)
+			f.raise(syscall.SIGTERM)
+			return finish(t, r)
+		}},
 		{"an epoch crashes", func(t *testing.T, f *fakeOS, r *runner) int {
 			handle(t, r, Started{}, hup)
 			f.exit(Exited{PID: 101, Signal: syscall.SIGSEGV})
