@@ -132,3 +132,43 @@ func httpStatus(t *testing.T, url string) (int, string) {
 	require.NoError(t, err)
 	return resp.StatusCode, strings.TrimSpace(string(b))
 }
+
+// A stop during the drain window: Envoy's shutdown sends its parent a
+// Terminate while the parent-shutdown time has not passed. TERM to every
+// epoch at once (hot-restarter.py) can kill the parent first: the newest
+// epoch's Terminate is refused, retried ten times and aborts (SIGABRT).
+// The restarter TERMs the newest epoch first and the older ones after.
+func TestSIGTERMDuringDrainStopsNewestEpochFirst(t *testing.T) {
+	t.Parallel()
+	// Given epoch 1 live and epoch 0 draining (a long parent-shutdown time),
+	sb := newSandbox(t, `fakeenvoy --base-id "$BASE_ID" --fake-parent-shutdown-time 60s`+"\n")
+	r := sb.start()
+	e0, _ := sb.waitLive(0)
+	r.Signal(syscall.SIGHUP)
+	e1, _ := sb.waitLive(1)
+	require.True(t, proctest.Alive(e0.PID), "epoch 0 drains")
+
+	// when the restarter gets SIGTERM,
+	r.Signal(syscall.SIGTERM)
+
+	// then it sends TERM to epoch 1 only; epoch 1 terminates its parent at
+	// its own shutdown, and both exit 0, and so does the restarter.
+	require.Equal(t, proctest.Exit{Code: 0}, r.Wait(wait))
+	require.Equal(t, "exited with code=0", sb.waitReaped(e1))
+	require.Equal(t, "exited with code=0", sb.waitReaped(e0))
+	terms := r.Lines(`sending TERM to PID=\d+$`)
+	require.NotEmpty(t, terms)
+	require.Regexp(t, `sending TERM to PID=`+strconv.Itoa(e1.PID)+`$`, terms[0], "the newest epoch is TERMed first")
+	reaped1 := r.Lines(`PID=` + strconv.Itoa(e1.PID) + ` exited with code=0$`)[0]
+	if len(terms) > 1 {
+		// Epoch 0 was still unreaped when epoch 1 was: it got its TERM after.
+		require.Regexp(t, `sending TERM to PID=`+strconv.Itoa(e0.PID)+`$`, terms[1])
+		require.Less(t, strings.Index(r.Output(), reaped1), strings.Index(r.Output(), terms[1]), "epoch 0's TERM after epoch 1 was reaped")
+	}
+	require.Len(t, terms, len(r.Lines(`sending TERM to PID=(`+strconv.Itoa(e0.PID)+`|`+strconv.Itoa(e1.PID)+`)$`)))
+	r.WaitLine(epochLine(e0.PID, `shutting down due to child request$`), 1, wait)
+	require.Empty(t, r.Lines(epochLine(e1.PID, `hot restart sendmsg\(\)`)), "epoch 1 retried or aborted its Terminate")
+	require.Empty(t, r.Lines(abnormalRE))
+	r.WaitLine(`all children exited cleanly$`, 1, wait)
+	sb.requireAllGone()
+}
