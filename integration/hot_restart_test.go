@@ -200,3 +200,44 @@ func TestSIGHUPStorm(t *testing.T) {
 	t.Logf("%d SIGHUPs sent, %d handled, %d epochs started, at most %d alive at once, exit %d",
 		sent, hups, len(sb.forked()), <-mostAlive, exit.Code)
 }
+
+// Envoy names its domain sockets base_id*10 + epoch%3: epoch 3 binds epoch
+// 0's names and fails (errno=98) if epoch 0 is still exiting. The
+// restarter holds the hot restart until epoch 0 is reaped.
+func TestHotRestartHeldWhileEpochNMinus3Exits(t *testing.T) {
+	t.Parallel()
+	// Given epoch 0 slow to exit (it ignores the terminate its children send)
+	// and epochs 1 and 2 started after it, epoch 1 gone,
+	sb := newSandbox(t, `if [ "$RESTART_EPOCH" = 0 ]; then fakeenvoy --base-id "$BASE_ID" --fake-ignore-sigterm; fi
+fakeenvoy --base-id "$BASE_ID"
+`)
+	r := sb.start()
+	e0, _ := sb.waitLive(0)
+	r.Signal(syscall.SIGHUP)
+	sb.waitLive(1)
+	r.Signal(syscall.SIGHUP)
+	e2, _ := sb.waitLive(2)
+	require.Equal(t, "exited with code=0", sb.waitReaped(epoch{N: 1, PID: sb.forked()[1].PID}))
+	r.WaitLine(epochLine(e0.PID, `ignoring SIGTERM \(--fake-ignore-sigterm\)$`), 1, wait)
+	require.True(t, proctest.Alive(e0.PID), "epoch 0 still exiting")
+
+	// when a hot restart is asked for, and asked again,
+	r.Signal(syscall.SIGHUP)
+	r.WaitLine(`holding hot restart to epoch 3: epoch 0 \(PID=`+strconv.Itoa(e0.PID)+`\) is still exiting$`, 1, wait)
+	r.Signal(syscall.SIGHUP)
+	r.WaitLine(`got SIGHUP$`, 4, wait)
+	require.Empty(t, r.Lines(`forking and execing new child process at epoch 3$`), "epoch 3 forked while epoch 0 holds its sockets")
+
+	// then epoch 3 starts once epoch 0 is gone, binds its sockets, and takes over
+	// from epoch 2; the two SIGHUPs made one restart, logged held once.
+	signal(t, e0.PID, syscall.SIGINT)
+	require.Equal(t, "exited with code=0", sb.waitReaped(e0))
+	sb.waitLive(3)
+	require.Equal(t, "exited with code=0", sb.waitReaped(e2))
+	require.Empty(t, r.Lines(`unable to bind domain socket`))
+	require.Len(t, r.Lines(`holding hot restart to epoch 3`), 1)
+	r.Signal(syscall.SIGTERM)
+	require.Equal(t, proctest.Exit{Code: 0}, r.Wait(wait))
+	require.Len(t, sb.forked(), 4)
+	sb.requireAllGone()
+}
