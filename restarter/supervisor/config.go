@@ -96,7 +96,9 @@ const usageTail = `
 Signals:
   SIGHUP           start the next epoch (ignored once shutdown began)
   SIGUSR1          forwarded to every live child (Envoy reopens its access logs)
-  SIGTERM, SIGINT  TERM every child, wait up to --term-wait, KILL the rest, exit
+  SIGTERM, SIGINT  TERM the newest epoch, then the older ones once it is reaped
+                   (or after half of --term-wait); KILL what is left after
+                   --term-wait; exit
   SIGCHLD          a child exiting 0 drained (keep running); any other exit
                    KILLs every child and exits 1 (with --on-failed-restart
                    keep, a new epoch failing before it is ready does not);
