@@ -105,7 +105,8 @@ Exit codes:
   0  every child exited cleanly
   1  a child failed, was force killed, or could not be started; or the
      pid file or control socket could not be set up
-  2  usage error (bad flag, missing or non-executable COMMAND)
+  2  usage error (bad flag, missing or non-executable COMMAND, a
+     --base-id-path that holds something other than a base id)
 
 Safe hot restarts (all off by default, which is hot-restarter.py's behaviour):
   --check runs before every hot restart and can refuse it; --ready-url or
@@ -204,6 +205,11 @@ func ParseArgs(args []string, stdout io.Writer) (Config, error) {
 	for _, p := range []*string{&cfg.BaseIDPath, &cfg.ControlSocket, &cfg.PIDFile} {
 		if *p != "" && !filepath.IsAbs(*p) && cfg.Dir != "" {
 			*p = filepath.Join(cfg.Dir, *p)
+		}
+	}
+	if cfg.ControlSocket != "" {
+		if err := checkSocketPath(cfg.ControlSocket); err != nil {
+			return cfg, usageErrorf("flag -control-socket: %v", err)
 		}
 	}
 	return cfg, nil

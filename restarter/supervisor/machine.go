@@ -14,6 +14,17 @@ import (
 // uninterruptible sleep must not hang the process manager).
 const KillWait = 5 * time.Second
 
+// GroupStopGrace is how long the verdict on an epoch killed by a stop signal
+// (SIGTERM, SIGINT, SIGQUIT) is held while the restarter is running. A stop
+// signal sent to the whole process group (supervisord's stopasgroup,
+// dumb-init without --single-child, kill -TERM -PGID) reaches the epochs and
+// the restarter together: the kernel signals every member of the group
+// before any of them can be seen to die, so the restarter's own signal is
+// already on its way when the epoch's death is reaped. If it arrives within
+// the grace, the epoch's death is part of the stop; if not, it is the
+// abnormal exit it looks like.
+const GroupStopGrace = time.Second
+
 // Policy is what the Machine is configured to do beyond hot-restarter.py's
 // behaviour. Its zero value (plus TermWait) is that behaviour exactly.
 type Policy struct {
@@ -78,6 +89,12 @@ type Machine struct {
 	pendingWaiters []int
 	last           *RestartStatus
 	counters       Counters
+
+	// held are the pids of epochs killed by a stop signal while running,
+	// whose verdict waits for GroupStopTimer or the restarter's own stop
+	// signal.
+	held    []int
+	ignored map[syscall.Signal]bool // ignored signals already logged
 }
 
 // NewMachine returns a Machine following p.
@@ -85,7 +102,7 @@ func NewMachine(p Policy) *Machine {
 	if p.Clock == nil {
 		p.Clock = time.Now
 	}
-	return &Machine{policy: p}
+	return &Machine{policy: p, ignored: map[syscall.Signal]bool{}}
 }
 
 // PIDs returns the pids of the live children, oldest epoch first: the ones
@@ -109,9 +126,10 @@ func (m *Machine) Handle(ev Event) []Action {
 	case Spawned:
 		return m.spawned(ev)
 	case SpawnFailed:
-		acts := []Action{logf(slog.LevelError, "epoch %d: %s", ev.Epoch, ev.Err)}
-		acts = append(acts, m.finishRestart(false, "epoch could not be started: "+ev.Err)...)
-		return append(acts, m.abort()...)
+		if m.restart != nil {
+			m.restart.failure = "epoch could not be started: " + ev.Err
+		}
+		return append([]Action{logf(slog.LevelError, "epoch %d: %s", ev.Epoch, ev.Err)}, m.abort()...)
 	case Exited:
 		return m.exited(ev)
 	case Signaled:
@@ -274,7 +292,10 @@ func (m *Machine) startQueued() []Action {
 // shutting down.
 func (m *Machine) failWaiters(reason string) []Action {
 	var acts []Action
-	if m.restart != nil {
+	if r := m.restart; r != nil {
+		if r.failure != "" {
+			reason = r.failure // the restart failed before the shutdown began
+		}
 		acts = append(acts, m.finishRestart(false, reason)...)
 	}
 	for _, id := range m.pendingWaiters {
@@ -285,6 +306,15 @@ func (m *Machine) failWaiters(reason string) []Action {
 }
 
 func (m *Machine) signaled(sig syscall.Signal) []Action {
+	if !isStopSignal(sig) && sig != syscall.SIGHUP && sig != syscall.SIGUSR1 {
+		// A signal the restarter has no use for (SIGUSR2, SIGPIPE): caught so
+		// that its default action cannot kill the restarter and every epoch.
+		if m.ignored[sig] {
+			return nil
+		}
+		m.ignored[sig] = true
+		return []Action{info(fmt.Sprintf("ignoring %s (logged once)", signalName(sig)))}
+	}
 	acts := []Action{info("got " + signalName(sig))}
 	switch sig {
 	case syscall.SIGHUP:
@@ -295,11 +325,19 @@ func (m *Machine) signaled(sig syscall.Signal) []Action {
 		return append(acts, m.requestRestart("SIGHUP", -1)...)
 	case syscall.SIGUSR1:
 		return append(acts, m.forwardUSR1()...)
-	case syscall.SIGTERM, syscall.SIGINT:
-		if m.phase != running {
+	case syscall.SIGTERM, syscall.SIGINT, syscall.SIGQUIT:
+		switch m.phase {
+		case terminating:
+			// The operator insists (a second Ctrl-C): do not make them wait.
+			return append(acts, m.kill(slog.LevelWarn, fmt.Sprintf("%s during shutdown: force killing all child processes", signalName(sig)))...)
+		case killing:
 			return append(acts, info("ignoring "+signalName(sig)+": shutdown in progress"))
 		}
 		m.phase = terminating
+		for _, pid := range m.held {
+			acts = append(acts, info(fmt.Sprintf("PID=%d was stopped by the same signal: part of the shutdown", pid), "pid", pid))
+		}
+		m.held = nil
 		acts = append(acts, m.notify(Notify{Stopping: true, Status: "shutting down"})...)
 		acts = append(acts, m.failWaiters("shutdown in progress")...)
 		acts = append(acts, m.signalAll(syscall.SIGTERM, "sending TERM to PID=%d")...)
@@ -334,19 +372,31 @@ func (m *Machine) exited(ev Exited) []Action {
 		acts = append(acts, Log{Level: level, Msg: fmt.Sprintf("PID=%d %s", ev.PID, how),
 			Args: []any{"pid", ev.PID, "epoch", epoch, "code", ev.Code}})
 	}
-	if r := m.restart; r != nil && r.pid == ev.PID {
-		reason := r.failure
-		if reason == "" {
-			reason = fmt.Sprintf("epoch %d %s before it was ready", epoch, how)
-		}
-		acts = append(acts, m.finishRestart(false, reason)...)
-	}
 	clean := ev.Signal == 0 && ev.Code == 0
+	hold := m.phase == running && isStopSignal(ev.Signal)
+	if r := m.restart; r != nil && r.pid == ev.PID {
+		if r.failure == "" {
+			r.failure = fmt.Sprintf("epoch %d %s before it was ready", epoch, how)
+		}
+		if clean || m.phase != running {
+			acts = append(acts, m.finishRestart(false, r.failure)...)
+		}
+		// Otherwise the restart is answered by the abort or the shutdown
+		// that follows, never with READY=1 just before STOPPING=1.
+	}
 	switch {
+	case hold:
+		m.held = append(m.held, ev.PID)
+		return append(acts,
+			info(fmt.Sprintf("PID=%d was killed by %s, perhaps sent to the whole process group: waiting up to %s for the restarter's own before calling it abnormal",
+				ev.PID, signalName(ev.Signal), GroupStopGrace), "pid", ev.PID, "epoch", epoch),
+			SetTimer{Timer: GroupStopTimer, After: GroupStopGrace})
 	case m.phase == running && !clean:
 		return append(acts, m.abort()...)
 	case len(m.children) > 0:
 		return append(acts, m.startQueued()...)
+	case m.phase == running && len(m.held) > 0:
+		return acts // the verdict on the held epochs decides
 	case m.phase == running:
 		return append(acts, m.exit(ExitClean, "exiting due to lack of child processes")...)
 	case m.phase == terminating:
@@ -362,6 +412,9 @@ func (m *Machine) timerFired(t Timer) []Action {
 		// The OS layer reaps before delivering a timer, so a child that exited
 		// in the wait's last instant is already gone and not reported as killed.
 		return m.kill(slog.LevelWarn, fmt.Sprintf("children still running after --term-wait=%s", m.policy.TermWait))
+	case t == GroupStopTimer && m.phase == running && len(m.held) > 0:
+		m.held = nil
+		return m.abort()
 	case t == KillWaitTimer && m.phase == killing:
 		var acts []Action
 		for _, c := range m.children {
@@ -466,6 +519,12 @@ func signalName(sig syscall.Signal) string {
 		return "SIGHUP"
 	case syscall.SIGINT:
 		return "SIGINT"
+	case syscall.SIGQUIT:
+		return "SIGQUIT"
+	case syscall.SIGUSR2:
+		return "SIGUSR2"
+	case syscall.SIGPIPE:
+		return "SIGPIPE"
 	case syscall.SIGTERM:
 		return "SIGTERM"
 	case syscall.SIGUSR1:
@@ -478,4 +537,9 @@ func signalName(sig syscall.Signal) string {
 		return "SIGABRT"
 	}
 	return fmt.Sprintf("signal %d", int(sig))
+}
+
+// isStopSignal reports whether sig asks the restarter to stop.
+func isStopSignal(sig syscall.Signal) bool {
+	return sig == syscall.SIGTERM || sig == syscall.SIGINT || sig == syscall.SIGQUIT
 }

@@ -242,7 +242,6 @@ func TestMachine(t *testing.T) {
 			steps: append(append([]step{}, twoEpochs...),
 				step{Exited{PID: 100}, cat(exitedOK(100, 0))},
 				step{Signaled{Signal: syscall.SIGTERM}, cat(say("got SIGTERM"), sending("TERM", syscall.SIGTERM, 101, 1), SetTimer{Timer: TermWaitTimer, After: testTermWait})},
-				step{Signaled{Signal: syscall.SIGINT}, cat(say("got SIGINT"), say("ignoring SIGINT: shutdown in progress"))},
 				step{Exited{PID: 101}, cat(exitedOK(101, 1), say("all children exited cleanly"), exitWith(0))},
 			),
 		},

@@ -247,10 +247,32 @@ func peerUID(conn *net.UnixConn) (int, error) {
 	return int(cred.Uid), nil
 }
 
+// fdOf returns the file descriptor number of conn and the soft
+// RLIMIT_NOFILE limit; ok is false if either is unknown.
+func fdOf(conn syscall.Conn) (fd, limit int, ok bool) {
+	raw, err := conn.SyscallConn()
+	if err != nil {
+		return 0, 0, false
+	}
+	if raw.Control(func(f uintptr) { fd = int(f) }) != nil {
+		return 0, 0, false
+	}
+	var rl unix.Rlimit
+	if unix.Getrlimit(unix.RLIMIT_NOFILE, &rl) != nil || rl.Cur > 1<<30 {
+		return 0, 0, false
+	}
+	return fd, int(rl.Cur), true
+}
+
 // monotonicUsec returns CLOCK_MONOTONIC in microseconds, as sd_notify's
 // MONOTONIC_USEC wants it.
 func monotonicUsec() int64 {
 	var ts unix.Timespec
 	unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
 	return ts.Nano() / 1000
+}
+
+// lockFile takes an exclusive flock on f without waiting.
+func lockFile(f *os.File) error {
+	return unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
 }

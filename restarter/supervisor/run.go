@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -16,8 +15,6 @@ import (
 	"time"
 
 	"github.com/coreos/go-systemd/v22/daemon"
-
-	"github.com/envoy-restarter/restarter/internal/atomicfile"
 )
 
 // Version is the restarter's version; release builds set it with
@@ -45,7 +42,10 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "restarter: %v\n", err)
 		return ExitUsage
 	}
-	return Run(cfg, NewLogger(stdout, cfg.LogFormat))
+	log, lw := newAsyncLogger(stdout, cfg.LogFormat)
+	code := Run(cfg, log)
+	lw.flush(logFlushTimeout)
+	return code
 }
 
 func version() string {
@@ -82,6 +82,7 @@ type runner struct {
 	reloads map[int]chan controlReply // reload requests waiting for their outcome
 	nextID  int
 	baseID  string // epoch 0's base id, read from --base-id-path
+	pidFile *pidFile
 }
 
 type timerFiring struct {
@@ -105,7 +106,13 @@ func Run(cfg Config, log *slog.Logger) int {
 	}
 	chld := notify(syscall.SIGCHLD)
 	hup, usr1 := notify(syscall.SIGHUP), notify(syscall.SIGUSR1)
-	term, intr := notify(syscall.SIGTERM), notify(syscall.SIGINT)
+	term, intr, quit := notify(syscall.SIGTERM), notify(syscall.SIGINT), notify(syscall.SIGQUIT)
+	// Caught to be ignored: SIGUSR2's default action would kill the
+	// restarter, and SIGPIPE's would when a log reader goes away (Go raises it
+	// for a write to stdout or stderr that fails with EPIPE, even when the
+	// restarter was started with SIGPIPE ignored). A caught signal, unlike an
+	// ignored one, is reset to its default in the children at exec.
+	usr2, pipe := notify(syscall.SIGUSR2), notify(syscall.SIGPIPE)
 	// The handlers are never removed: between Run's return and the process's
 	// exit, a late SIGHUP or SIGTERM must not kill the restarter by its
 	// default action and replace the exit code with "killed by signal".
@@ -160,6 +167,12 @@ func Run(cfg Config, log *slog.Logger) int {
 			events = append(r.reap(), Signaled{Signal: syscall.SIGTERM})
 		case <-intr:
 			events = append(r.reap(), Signaled{Signal: syscall.SIGINT})
+		case <-quit:
+			events = append(r.reap(), Signaled{Signal: syscall.SIGQUIT})
+		case <-usr2:
+			events = []Event{Signaled{Signal: syscall.SIGUSR2}}
+		case <-pipe:
+			events = []Event{Signaled{Signal: syscall.SIGPIPE}}
 		case ev := <-r.async:
 			events = append(r.reap(), ev)
 		case c := <-calls:
@@ -174,8 +187,8 @@ func Run(cfg Config, log *slog.Logger) int {
 	}
 }
 
-// setUp does what must happen before epoch 0: subreaper, pid file, control
-// socket. On failure it has undone what it did and returns the exit code.
+// setUp does what must happen before epoch 0: subreaper, pid file (taken
+// first, written last), the stale base id file, control socket. On failure it has undone what it did and returns the exit code.
 func (r *runner) setUp() (int, bool) {
 	if r.cfg.Subreaper || os.Getpid() == 1 {
 		if err := becomeSubreaper(); err != nil {
@@ -184,20 +197,39 @@ func (r *runner) setUp() (int, bool) {
 		}
 		r.cfg.Subreaper = true
 	}
+	fail := func(err error) (int, bool) {
+		r.log.Error(err.Error())
+		r.tearDown()
+		var usage *UsageError
+		if errors.As(err, &usage) {
+			return ExitUsage, false
+		}
+		return ExitError, false
+	}
 	if r.cfg.PIDFile != "" {
-		if err := atomicfile.Write(r.cfg.PIDFile, []byte(strconv.Itoa(os.Getpid())+"\n")); err != nil {
-			r.log.Error(fmt.Sprintf("pid file: %v", err))
-			return ExitError, false
+		p, err := takePIDFile(r.cfg.PIDFile)
+		if err != nil {
+			return fail(err)
+		}
+		r.pidFile = p
+	}
+	if r.cfg.BaseIDPath != "" {
+		if err := clearBaseID(r.cfg.BaseIDPath); err != nil {
+			return fail(err)
 		}
 	}
 	if r.cfg.ControlSocket != "" {
 		s, err := listenControl(r.cfg.ControlSocket, func(msg string) { r.log.Warn(msg) })
 		if err != nil {
-			r.log.Error(err.Error())
-			r.tearDown()
-			return ExitError, false
+			return fail(err)
 		}
 		r.control = s
+	}
+	if r.pidFile != nil {
+		// Only now: a restarter that failed to set up never claimed the file.
+		if err := r.pidFile.write(); err != nil {
+			return fail(err)
+		}
 	}
 	return 0, true
 }
@@ -206,8 +238,8 @@ func (r *runner) tearDown() {
 	if r.control != nil {
 		r.control.close()
 	}
-	if r.cfg.PIDFile != "" {
-		os.Remove(r.cfg.PIDFile)
+	if r.pidFile != nil {
+		r.pidFile.release()
 	}
 }
 
@@ -255,12 +287,6 @@ func (r *runner) handle(events []Event) (code int, done bool) {
 }
 
 func (r *runner) spawn(epoch int) Event {
-	if epoch == 0 && r.cfg.BaseIDPath != "" {
-		// A file left by an earlier run must not pass for this epoch 0's id.
-		if err := os.Remove(r.cfg.BaseIDPath); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			r.log.Warn(fmt.Sprintf("base id: %v", err))
-		}
-	}
 	pid, err := r.forker.start(r.cfg.Path, append([]string{r.cfg.Command}, r.cfg.Args...), r.env(epoch), r.cfg.Dir)
 	if err != nil {
 		return SpawnFailed{Epoch: epoch, Err: err.Error()}
@@ -302,7 +328,9 @@ func (r *runner) env(epoch int) []string {
 	out := make([]string, 0, len(env)+len(set))
 	for _, kv := range env {
 		name, _, _ := strings.Cut(kv, "=")
-		if name == "RESTART_EPOCH" || (r.cfg.BaseIDPath != "" && (name == "ENVOY_BASE_ID" || name == "ENVOY_BASE_ID_PATH")) {
+		// NOTIFY_SOCKET is the restarter's: an epoch or helper that used it
+		// would speak for the restarter to the service manager.
+		if name == "RESTART_EPOCH" || name == "NOTIFY_SOCKET" || (r.cfg.BaseIDPath != "" && (name == "ENVOY_BASE_ID" || name == "ENVOY_BASE_ID_PATH")) {
 			continue
 		}
 		out = append(out, kv)
