@@ -83,6 +83,8 @@ type runner struct {
 	nextID  int
 	baseID  string // epoch 0's base id, read from --base-id-path
 	pidFile *pidFile
+	// instance marks every process the restarter starts (instanceEnv).
+	instance string
 }
 
 type timerFiring struct {
@@ -129,13 +131,14 @@ func Run(cfg Config, log *slog.Logger) int {
 			ReadyTimeout: cfg.ReadyTimeout,
 			Notify:       os.Getenv("NOTIFY_SOCKET") != "",
 		}),
-		forker:  newForker(),
-		timers:  map[Timer]*time.Timer{},
-		gen:     map[Timer]int{},
-		fired:   make(chan timerFiring, 4),
-		async:   make(chan Event, 16),
-		ctx:     ctx,
-		reloads: map[int]chan controlReply{},
+		forker:   newForker(),
+		timers:   map[Timer]*time.Timer{},
+		gen:      map[Timer]int{},
+		fired:    make(chan timerFiring, 4),
+		async:    make(chan Event, 16),
+		ctx:      ctx,
+		reloads:  map[int]chan controlReply{},
+		instance: instanceID(cfg),
 	}
 	defer r.stopTimers()
 
@@ -152,6 +155,9 @@ func Run(cfg Config, log *slog.Logger) int {
 	events := []Event{Started{}}
 	for {
 		if code, done := r.handle(events); done {
+			if r.cfg.Subreaper {
+				r.stopOrphans(chld)
+			}
 			return code
 		}
 		// Exits are always collected first, so the machine sees a child's
@@ -213,6 +219,9 @@ func (r *runner) setUp() (int, bool) {
 		}
 		r.pidFile = p
 	}
+	if err := checkLeftovers(r.instance, func(msg string) { r.log.Warn(msg) }); err != nil {
+		return fail(err)
+	}
 	if r.cfg.BaseIDPath != "" {
 		if err := clearBaseID(r.cfg.BaseIDPath); err != nil {
 			return fail(err)
@@ -234,7 +243,47 @@ func (r *runner) setUp() (int, bool) {
 	return 0, true
 }
 
+// stopOrphans TERMs the processes adopted as subreaper that still run once
+// the epochs are gone, KILLs those left after --term-wait, and reaps them
+// (waiting at most KillWait more). A subreaper that exits would hand them
+// on to PID 1, or, as PID 1, to the kernel's teardown of the container.
+func (r *runner) stopOrphans(chld <-chan os.Signal) {
+	pids := r.forker.orphans(r.machine.PIDs())
+	if len(pids) == 0 {
+		return
+	}
+	r.log.Info(fmt.Sprintf("sending TERM to %d orphaned process(es) adopted as subreaper: PIDs %v", len(pids), pids))
+	for _, pid := range pids {
+		kill(pid, syscall.SIGTERM)
+	}
+	deadline := time.NewTimer(r.cfg.TermWait)
+	defer deadline.Stop()
+	killed := false
+	for {
+		r.forker.reapOrphans()
+		left := r.forker.orphans(r.machine.PIDs())
+		if len(left) == 0 {
+			return
+		}
+		select {
+		case <-chld:
+		case <-deadline.C:
+			if killed {
+				r.log.Error(fmt.Sprintf("orphaned PIDs %v did not exit after SIGKILL; giving up on them", left))
+				return
+			}
+			r.log.Warn(fmt.Sprintf("orphaned PIDs %v still running after --term-wait=%s; force killing them", left, r.cfg.TermWait))
+			for _, pid := range left {
+				kill(pid, syscall.SIGKILL)
+			}
+			killed = true
+			deadline.Reset(KillWait)
+		}
+	}
+}
+
 func (r *runner) tearDown() {
+	r.forker.killHelpers()
 	if r.control != nil {
 		r.control.close()
 	}
@@ -317,7 +366,7 @@ func (r *runner) startCheck(epoch int) (CheckFinished, bool) {
 // restarter's own, with RESTART_EPOCH and, with --base-id-path,
 // ENVOY_BASE_ID_PATH and (for epochs after 0) ENVOY_BASE_ID.
 func (r *runner) env(epoch int) []string {
-	set := []string{"RESTART_EPOCH=" + strconv.Itoa(epoch)}
+	set := []string{"RESTART_EPOCH=" + strconv.Itoa(epoch), instanceEnv + "=" + r.instance}
 	if r.cfg.BaseIDPath != "" {
 		set = append(set, "ENVOY_BASE_ID_PATH="+r.cfg.BaseIDPath)
 		if epoch > 0 && r.baseID != "" {
@@ -330,7 +379,7 @@ func (r *runner) env(epoch int) []string {
 		name, _, _ := strings.Cut(kv, "=")
 		// NOTIFY_SOCKET is the restarter's: an epoch or helper that used it
 		// would speak for the restarter to the service manager.
-		if name == "RESTART_EPOCH" || name == "NOTIFY_SOCKET" || (r.cfg.BaseIDPath != "" && (name == "ENVOY_BASE_ID" || name == "ENVOY_BASE_ID_PATH")) {
+		if name == "RESTART_EPOCH" || name == "NOTIFY_SOCKET" || name == instanceEnv || (r.cfg.BaseIDPath != "" && (name == "ENVOY_BASE_ID" || name == "ENVOY_BASE_ID_PATH")) {
 			continue
 		}
 		out = append(out, kv)
