@@ -141,6 +141,10 @@ type Proc struct {
 type Options struct {
 	Dir string   // working directory; the test's temp dir when empty
 	Env []string // added to the test's environment
+	// Stdout, when set, receives the process's stdout and stderr instead of
+	// the recorder (a pipe or FIFO the test controls); Lines and WaitLine
+	// then see nothing.
+	Stdout *os.File
 }
 
 // Start starts path with args in its own process group, with Pdeathsig so it
@@ -155,19 +159,27 @@ func Start(t testing.TB, opts Options, path string, args ...string) *Proc {
 	}
 	cmd.Env = append(os.Environ(), opts.Env...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	pr, pw, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stdout, cmd.Stderr = pw, pw
 	p := &Proc{t: t, Cmd: cmd, name: filepath.Base(path), changed: make(chan struct{})}
-	if err := cmd.Start(); err != nil {
-		pr.Close()
+	if opts.Stdout != nil {
+		cmd.Stdout, cmd.Stderr = opts.Stdout, opts.Stdout
+		p.eof = true // nothing to record
+		if err := cmd.Start(); err != nil {
+			t.Fatalf("start %s: %v", path, err)
+		}
+	} else {
+		pr, pw, err := os.Pipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		cmd.Stdout, cmd.Stderr = pw, pw
+		if err := cmd.Start(); err != nil {
+			pr.Close()
+			pw.Close()
+			t.Fatalf("start %s: %v", path, err)
+		}
 		pw.Close()
-		t.Fatalf("start %s: %v", path, err)
+		go p.read(pr)
 	}
-	pw.Close()
-	go p.read(pr)
 	go func() {
 		cmd.Wait()
 		p.mu.Lock()
