@@ -200,32 +200,35 @@ func TestMissingInterpreterIsNamed(t *testing.T) {
 	require.Contains(t, out, "epoch 0: cannot execute "+script+": its interpreter /nonexistent/bin/sh (on its #! line) does not exist (errno=2 ENOENT)")
 }
 
-// Issue 14, defect 10: a process started by an earlier run of the same
-// restarter that outlived it (it held the base id) stops the next run with
-// a message that says what to do, instead of a crash loop of errno=98.
+// Issue 14, defect 10: an epoch that outlived its SIGKILLed restarter (Envoy
+// replaces the restarter's SIGKILL parent-death signal with its own SIGTERM;
+// this one ignores it) holds the base id; the next run says so and what to
+// do, instead of a crash loop of errno=98.
 func TestLeftoverOfAnEarlierRunIsReported(t *testing.T) {
 	t.Parallel()
-	sb := newSandbox(t, `if [ "$RESTART_EPOCH" = 0 ]; then
-	sleep 300 &
-	echo $! >"$DIR/leftover.pid"
+	sb := newSandbox(t, `if [ "$RESTART_EPOCH" = 0 ] && [ ! -e "$DIR/second-run" ]; then
+	fakeenvoy --base-id "$BASE_ID" --fake-ignore-sigterm
 fi
 fakeenvoy --base-id "$BASE_ID"
 `)
 	r := sb.start()
-	sb.waitLive(0)
-	leftover := readPID(t, sb.path("leftover.pid"))
-	killAtEnd(t, leftover)
+	e0, _ := sb.waitLive(0)
+	killAtEnd(t, e0.PID)
 	r.Signal(syscall.SIGKILL) // the restarter alone; its epoch gets PDEATHSIG
+	r.Wait(wait)
+	r.WaitLine(epochLine(e0.PID, `caught SIGTERM`), 1, wait)
+	require.True(t, proctest.Alive(e0.PID), "epoch 0 outlived its restarter")
+	require.NoError(t, os.WriteFile(sb.path("second-run"), nil, 0o644))
 
 	r2 := sb.start()
 	require.Equal(t, proctest.Exit{Code: 1}, r2.Wait(wait))
-	r2.WaitLine(`\]\[error\]\[restarter\] processes started by an earlier run of this restarter are still running: PID=`+strconv.Itoa(leftover)+
-		` \(epoch 0, parent PID=\d+\); they hold its base id and ports, so a new epoch 0 would fail: stop them \(kill `+strconv.Itoa(leftover)+`\) and start the restarter again$`, 1, wait)
+	r2.WaitLine(`\]\[error\]\[restarter\] processes started by an earlier run of this restarter are still running: PID=`+strconv.Itoa(e0.PID)+
+		` \(epoch 0, parent PID=\d+\); they hold its base id and ports, so a new epoch 0 would fail: stop them \(kill `+strconv.Itoa(e0.PID)+`\) and start the restarter again$`, 1, wait)
 	require.Empty(t, r2.Lines(`forking`))
 
 	// Once it is stopped, the restarter starts.
-	signal(t, leftover, syscall.SIGKILL)
-	waitGone(t, leftover, "the leftover")
+	signal(t, e0.PID, syscall.SIGKILL)
+	waitGone(t, e0.PID, "the leftover epoch")
 	r3 := sb.start()
 	sb.waitLive(0)
 	r3.Signal(syscall.SIGTERM)
