@@ -50,7 +50,7 @@ func (sb *sandbox) waitStateLive(n int) state {
 // countIn counts the lines of file matching re.
 func countIn(file, re string) int {
 	b, _ := os.ReadFile(file)
-	return len(regexp.MustCompile(`(?m)` + re).FindAllIndex(b, -1))
+	return len(regexp.MustCompile(`(?m)`+re).FindAllIndex(b, -1))
 }
 
 // lineReader reads lines from f in the background and hands them out.

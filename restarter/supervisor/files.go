@@ -48,23 +48,23 @@ func takePIDFile(path string) (*pidFile, error) {
 	return p, nil
 }
 
-// write replaces the file's content with this process's pid.
-func (p *pidFile) write() error {
+// write replaces the file's content with pid.
+func (p *pidFile) write(pid int) error {
 	if err := p.f.Truncate(0); err != nil {
 		return fmt.Errorf("pid file %s: %w", p.path, err)
 	}
-	if _, err := p.f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0); err != nil {
+	if _, err := p.f.WriteAt([]byte(strconv.Itoa(pid)+"\n"), 0); err != nil {
 		return fmt.Errorf("pid file %s: %w", p.path, err)
 	}
 	return nil
 }
 
-// release removes the file if it still holds this process's pid (or was
-// created by it and never written), then drops the lock.
-func (p *pidFile) release() {
+// release removes the file if it still holds pid (or was created by this
+// restarter and never written), then drops the lock.
+func (p *pidFile) release(pid int) {
 	b, err := os.ReadFile(p.path)
 	content := strings.TrimSpace(string(b))
-	if err == nil && (content == strconv.Itoa(os.Getpid()) || (p.created && content == "")) {
+	if err == nil && (content == strconv.Itoa(pid) || (p.created && content == "")) {
 		os.Remove(p.path)
 	}
 	p.f.Close()

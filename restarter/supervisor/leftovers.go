@@ -129,8 +129,8 @@ const leftoverWait = 5 * time.Second
 // and may survive it) holds the base id, and every new epoch 0 would fail
 // to bind its domain socket (errno=98). It waits leftoverWait for them to
 // exit first.
-func checkLeftovers(id string, warn func(string)) error {
-	left := findLeftovers(id)
+func checkLeftovers(find func(id string) []leftover, id string, warn func(string)) error {
+	left := find(id)
 	if len(left) == 0 {
 		return nil
 	}
@@ -138,7 +138,7 @@ func checkLeftovers(id string, warn func(string)) error {
 	deadline := time.Now().Add(leftoverWait)
 	for len(left) > 0 && time.Now().Before(deadline) {
 		time.Sleep(100 * time.Millisecond)
-		left = findLeftovers(id)
+		left = find(id)
 	}
 	if len(left) == 0 {
 		return nil

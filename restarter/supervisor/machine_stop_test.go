@@ -1,113 +1,134 @@
 package supervisor
 
 import (
+	"slices"
 	"syscall"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
 )
 
-func held(pid, epoch int, sig syscall.Signal) []Action {
-	return []Action{
-		say("PID="+itoa(pid)+" was killed by "+signalName(sig)+", perhaps sent to the whole process group: waiting up to 1s for the restarter's own before calling it abnormal", "pid", pid, "epoch", epoch),
-		SetTimer{Timer: GroupStopTimer, After: GroupStopGrace},
-	}
-}
-
-func partOfStop(pid int) Action {
-	return say("PID="+itoa(pid)+" was stopped by the same signal: part of the shutdown", "pid", pid)
-}
+var (
+	quit       = Signaled{Signal: syscall.SIGQUIT}
+	groupGrace = SetTimer{Timer: GroupStopTimer, After: GroupStopGrace}
+)
 
 // TestMachineStopSignals covers the stop signals as an operator's world sends
 // them: to the whole process group, twice, SIGQUIT, and signals the
 // restarter has no use for.
 func TestMachineStopSignals(t *testing.T) {
-	term := Signaled{Signal: syscall.SIGTERM}
 	tests := []struct {
 		name  string
 		steps []step
 		pids  []int
+		logs  []string // messages that must have been logged, in order
 	}{
 		{
 			name: "group SIGTERM: the epoch's death reaped before the restarter's own signal is part of the stop",
-			steps: append(append([]step{}, twoEpochs...),
-				step{Exited{PID: 101, Signal: syscall.SIGTERM}, cat(killedBy(101, 1, syscall.SIGTERM), held(101, 1, syscall.SIGTERM))},
-				step{term, cat(say("got SIGTERM"), partOfStop(101), sending("TERM", syscall.SIGTERM, 100, 0), SetTimer{Timer: TermWaitTimer, After: testTermWait})},
-				step{TimerFired{Timer: GroupStopTimer}, nil}, // the verdict was given by the signal
-				step{Exited{PID: 100}, cat(exitedOK(100, 0), say("all children exited cleanly"), exitWith(0))},
+			steps: then(twoEpochs,
+				step{Exited{PID: 101, Signal: syscall.SIGTERM}, do(groupGrace)},
+				step{term, do(sends(100, syscall.SIGTERM), termWait)},
+				step{TimerFired{Timer: GroupStopTimer}, nil}, // the signal gave the verdict
+				step{Exited{PID: 100}, do(Exit{Code: 0})},
 			),
+			logs: []string{
+				"PID=101 was killed with signal=15",
+				"PID=101 was killed by SIGTERM, perhaps sent to the whole process group: waiting up to 1s for the restarter's own before calling it abnormal",
+				"got SIGTERM",
+				"PID=101 was stopped by the same signal: part of the shutdown",
+				"all children exited cleanly",
+			},
 		},
 		{
-			name: "group SIGTERM: every epoch dead before the restarter's own signal, exit 0",
-			steps: append(append([]step{}, twoEpochs...),
-				step{Exited{PID: 101, Signal: syscall.SIGTERM}, cat(killedBy(101, 1, syscall.SIGTERM), held(101, 1, syscall.SIGTERM))},
-				step{Exited{PID: 100}, cat(exitedOK(100, 0))}, // no "lack of child processes" exit while a verdict is held
-				step{Signaled{Signal: syscall.SIGINT}, cat(say("got SIGINT"), partOfStop(101), say("all children exited cleanly"), exitWith(0))},
+			name: "group SIGINT: every epoch dead before the restarter's own signal, exit 0",
+			steps: then(twoEpochs,
+				step{Exited{PID: 101, Signal: syscall.SIGINT}, do(groupGrace)},
+				step{Exited{PID: 100}, nil}, // no "lack of child processes" exit while a verdict is held
+				step{intr, do(Exit{Code: 0})},
 			),
 		},
 		{
 			name: "group SIGTERM: the restarter's own signal first",
-			steps: append(append([]step{}, twoEpochs...),
-				step{term, cat(say("got SIGTERM"), sending("TERM", syscall.SIGTERM, 100, 0), sending("TERM", syscall.SIGTERM, 101, 1), SetTimer{Timer: TermWaitTimer, After: testTermWait})},
-				step{Exited{PID: 101, Signal: syscall.SIGTERM}, cat(killedBy(101, 1, syscall.SIGTERM))},
-				step{Exited{PID: 100}, cat(exitedOK(100, 0), say("all children exited cleanly"), exitWith(0))},
+			steps: then(twoEpochs,
+				step{term, do(sends(100, syscall.SIGTERM), sends(101, syscall.SIGTERM), termWait)},
+				step{Exited{PID: 101, Signal: syscall.SIGTERM}, nil},
+				step{Exited{PID: 100}, do(Exit{Code: 0})},
 			),
 		},
 		{
 			name: "an epoch killed by SIGTERM with no stop signal for the restarter is abnormal after the grace",
-			steps: append(append([]step{}, twoEpochs...),
-				step{Exited{PID: 101, Signal: syscall.SIGTERM}, cat(killedBy(101, 1, syscall.SIGTERM), held(101, 1, syscall.SIGTERM))},
-				step{TimerFired{Timer: GroupStopTimer}, cat(warn(abnormal), forceKill(100, 0), SetTimer{Timer: KillWaitTimer, After: KillWait})},
-				step{term, cat(say("got SIGTERM"), say("ignoring SIGTERM: shutdown in progress"))},
-				step{Exited{PID: 100, Signal: syscall.SIGKILL}, cat(killedBy(100, 0, syscall.SIGKILL), say("all children reaped"), exitWith(1))},
+			steps: then(twoEpochs,
+				step{Exited{PID: 101, Signal: syscall.SIGTERM}, do(groupGrace)},
+				step{TimerFired{Timer: GroupStopTimer}, do(sends(100, syscall.SIGKILL), killWait)},
+				step{term, nil},
+				step{Exited{PID: 100, Signal: syscall.SIGKILL}, do(Exit{Code: 1})},
 			),
+			logs: []string{"Due to abnormal exit, force killing all child processes and exiting", "ignoring SIGTERM: shutdown in progress"},
 		},
 		{
 			name: "another abnormal exit while a verdict is held aborts at once",
-			steps: append(append([]step{}, twoEpochs...),
-				step{Exited{PID: 101, Signal: syscall.SIGINT}, cat(killedBy(101, 1, syscall.SIGINT), held(101, 1, syscall.SIGINT))},
-				step{Exited{PID: 100, Code: 3}, cat(exitedCode(100, 0, 3), warn(abnormal), exitWith(1))},
+			steps: then(twoEpochs,
+				step{Exited{PID: 101, Signal: syscall.SIGQUIT}, do(groupGrace)},
+				step{Exited{PID: 100, Code: 3}, do(Exit{Code: 1})},
 			),
 		},
 		{
-			name: "a second SIGTERM during shutdown force kills at once",
-			steps: append(append([]step{}, twoEpochs...),
-				step{term, cat(say("got SIGTERM"), sending("TERM", syscall.SIGTERM, 100, 0), sending("TERM", syscall.SIGTERM, 101, 1), SetTimer{Timer: TermWaitTimer, After: testTermWait})},
-				step{Signaled{Signal: syscall.SIGINT}, cat(say("got SIGINT"), warn("SIGINT during shutdown: force killing all child processes"),
-					forceKill(100, 0), forceKill(101, 1), SetTimer{Timer: KillWaitTimer, After: KillWait})},
-				step{Exited{PID: 100, Signal: syscall.SIGKILL}, cat(killedBy(100, 0, syscall.SIGKILL))},
-				step{Exited{PID: 101, Signal: syscall.SIGKILL}, cat(killedBy(101, 1, syscall.SIGKILL), say("all children reaped"), exitWith(1))},
+			name: "a second stop signal during shutdown force kills at once",
+			steps: then(twoEpochs,
+				step{term, do(sends(100, syscall.SIGTERM), sends(101, syscall.SIGTERM), termWait)},
+				step{intr, do(sends(100, syscall.SIGKILL), sends(101, syscall.SIGKILL), killWait)},
+				step{Exited{PID: 100, Signal: syscall.SIGKILL}, nil},
+				step{Exited{PID: 101, Signal: syscall.SIGKILL}, do(Exit{Code: 1})},
 			),
+			logs: []string{"SIGINT during shutdown: force killing all child processes"},
 		},
 		{
 			name: "SIGQUIT stops like SIGTERM",
-			steps: append(append([]step{}, twoEpochs...),
-				step{Signaled{Signal: syscall.SIGQUIT}, cat(say("got SIGQUIT"), sending("TERM", syscall.SIGTERM, 100, 0), sending("TERM", syscall.SIGTERM, 101, 1), SetTimer{Timer: TermWaitTimer, After: testTermWait})},
-				step{Exited{PID: 100}, cat(exitedOK(100, 0))},
-				step{Exited{PID: 101}, cat(exitedOK(101, 1), say("all children exited cleanly"), exitWith(0))},
+			steps: then(twoEpochs,
+				step{quit, do(sends(100, syscall.SIGTERM), sends(101, syscall.SIGTERM), termWait)},
+				step{Exited{PID: 100}, nil},
+				step{Exited{PID: 101}, do(Exit{Code: 0})},
 			),
 		},
 		{
 			name: "signals of no use are ignored and logged once each",
-			steps: append(append([]step{}, twoEpochs...),
-				step{Signaled{Signal: syscall.SIGUSR2}, cat(say("ignoring SIGUSR2 (logged once)"))},
-				step{Signaled{Signal: syscall.SIGPIPE}, cat(say("ignoring SIGPIPE (logged once)"))},
+			steps: then(twoEpochs,
+				step{Signaled{Signal: syscall.SIGUSR2}, nil},
+				step{Signaled{Signal: syscall.SIGPIPE}, nil},
 				step{Signaled{Signal: syscall.SIGUSR2}, nil},
 				step{Signaled{Signal: syscall.SIGPIPE}, nil},
 			),
 			pids: []int{100, 101},
+			logs: []string{"ignoring SIGUSR2 (logged once)", "ignoring SIGPIPE (logged once)"},
 		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			m := NewMachine(Policy{TermWait: testTermWait})
-			for i, s := range tt.steps {
-				if diff := cmp.Diff(s.want, m.Handle(s.ev)); diff != "" {
-					t.Fatalf("step %d (%T%+v): actions mismatch (-want +got):\n%s", i, s.ev, s.ev, diff)
+			var logged []string
+			for _, s := range tt.steps {
+				for _, a := range m.Handle(s.ev) {
+					if l, ok := a.(Log); ok {
+						logged = append(logged, l.Msg)
+					}
 				}
 			}
+			// Replay for the action comparison, which leaves logs out.
+			play(t, NewMachine(Policy{TermWait: testTermWait}), tt.steps)
 			if diff := cmp.Diff(tt.pids, m.PIDs(), cmpEmpty); diff != "" {
 				t.Errorf("live children mismatch (-want +got):\n%s", diff)
+			}
+			i := 0
+			for _, msg := range logged {
+				if i < len(tt.logs) && msg == tt.logs[i] {
+					i++
+				}
+			}
+			if i < len(tt.logs) {
+				t.Errorf("log %q missing or out of order in:\n%q", tt.logs[i], logged)
+			}
+			if n := len(slices.DeleteFunc(logged, func(s string) bool { return s != "ignoring SIGUSR2 (logged once)" })); n > 1 {
+				t.Errorf("SIGUSR2 logged %d times", n)
 			}
 		})
 	}
@@ -115,7 +136,8 @@ func TestMachineStopSignals(t *testing.T) {
 
 // TestMachineNeverReadyBeforeStopping checks that a failed hot restart that
 // takes everything down tells the service manager STOPPING=1 without a
-// READY=1 just before it, whichever way the restart failed.
+// READY=1 just before it, whichever way the restart failed, and still
+// records why it failed.
 func TestMachineNeverReadyBeforeStopping(t *testing.T) {
 	for name, ev := range map[string]Event{
 		"spawn failed":       SpawnFailed{Epoch: 1, Err: "cannot execute /x: no such file or directory (errno=2 ENOENT)"},
@@ -124,28 +146,27 @@ func TestMachineNeverReadyBeforeStopping(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			m := NewMachine(safePolicy)
-			steps := append(append([]step{}, epoch0Ready...), step{Signaled{Signal: syscall.SIGHUP}, nil}, step{CheckFinished{Epoch: 1}, nil})
-			if _, ok := ev.(SpawnFailed); !ok {
-				steps = append(steps, step{Spawned{Epoch: 1, PID: 101}, nil})
-			}
-			var acts []Action
-			for _, s := range steps {
+			for _, s := range epoch0Ready {
 				m.Handle(s.ev)
 			}
-			acts = append(acts, m.Handle(ev)...)
-			acts = append(acts, m.Handle(TimerFired{Timer: GroupStopTimer})...)
+			m.Handle(hup)
+			m.Handle(CheckFinished{Epoch: 1})
+			if _, ok := ev.(SpawnFailed); !ok {
+				m.Handle(Spawned{Epoch: 1, PID: 101})
+			}
+			acts := append(m.Handle(ev), m.Handle(TimerFired{Timer: GroupStopTimer})...)
 			var notes []Notify
 			for _, a := range acts {
 				if n, ok := a.(Notify); ok {
 					notes = append(notes, n)
 				}
 			}
-			want := []Notify{{Stopping: true, Status: "shutting down: " + abnormal}}
+			want := []Notify{{Stopping: true, Status: "shutting down: Due to abnormal exit, force killing all child processes and exiting"}}
 			if diff := cmp.Diff(want, notes); diff != "" {
 				t.Errorf("notifications (-want +got):\n%s", diff)
 			}
-			if got := m.Status().LastRestart; got == nil || got.Result != "failed" || got.Reason == "" {
-				t.Errorf("last restart = %+v, want failed with its reason", got)
+			if got := m.Status().LastRestart; got == nil || got.Result != "failed" || got.Reason == "" || got.Reason[:5] == "shutd" {
+				t.Errorf("last restart = %+v, want failed with its own reason", got)
 			}
 		})
 	}
