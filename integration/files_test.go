@@ -2,7 +2,6 @@ package integration
 
 import (
 	"os"
-	"os/exec"
 	"strconv"
 	"strings"
 	"syscall"
@@ -52,14 +51,11 @@ func TestStaleBaseIDOnReadOnlyFileSystemIsFatal(t *testing.T) {
 
 	// In a mount namespace of its own, the directory is bind-mounted
 	// read-only over itself.
-	cmd := exec.Command("unshare", "-m", "sh", "-c", `mount --make-rprivate / && mount -o bind,ro "$0" "$0" && exec "$@"`,
+	code, out := runCommand(t, nil, "unshare", "-m", "sh", "-c", `mount --make-rprivate / && mount -o bind,ro "$0" "$0" && exec "$@"`,
 		ro, proctest.Binary(t, "restarter"), "--base-id-path", stale, sb.script)
-	out, err := cmd.CombinedOutput()
-	var exit *exec.ExitError
-	require.ErrorAs(t, err, &exit, "%s", out)
-	require.Equal(t, 1, exit.ExitCode(), "%s", out)
-	require.Contains(t, string(out), "base id file "+stale+": cannot remove the stale base id left by an earlier run (read-only file system)")
-	require.NotContains(t, string(out), "forking")
+	require.Equal(t, 1, code, out)
+	require.Contains(t, out, "base id file "+stale+": cannot remove the stale base id left by an earlier run (read-only file system)")
+	require.NotContains(t, out, "forking")
 	b, err := os.ReadFile(stale)
 	require.NoError(t, err)
 	require.Equal(t, "123", string(b))

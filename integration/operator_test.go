@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"context"
 	"net"
 	"os"
 	"os/exec"
@@ -8,6 +9,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
@@ -15,13 +17,24 @@ import (
 	"github.com/envoy-restarter/restarter/internal/proctest"
 )
 
-// runRestarter runs `restarter args...` to completion and returns its exit
-// code and combined output.
+// runRestarter runs `restarter args...` to completion (killing it after
+// wait) and returns its exit code and combined output.
 func runRestarter(t *testing.T, env []string, args ...string) (int, string) {
 	t.Helper()
-	cmd := exec.Command(proctest.Binary(t, "restarter"), args...)
+	return runCommand(t, env, proctest.Binary(t, "restarter"), args...)
+}
+
+// runCommand runs path with args to completion (killing it after wait) and
+// returns its exit code and combined output.
+func runCommand(t *testing.T, env []string, path string, args ...string) (int, string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, path, args...)
 	cmd.Env = append(os.Environ(), env...)
+	cmd.WaitDelay = time.Second
 	out, err := cmd.CombinedOutput()
+	require.NoError(t, ctx.Err(), "%s did not exit within %v:\n%s", path, wait, out)
 	if _, ok := err.(*exec.ExitError); !ok {
 		require.NoError(t, err)
 	}
