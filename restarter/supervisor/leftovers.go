@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"hash/fnv"
+	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -84,13 +85,15 @@ func findMarked(id string) []leftover {
 	marker := []byte(instanceEnv + "=" + id)
 	self := os.Getpid()
 	var out []leftover
+	// One buffer for every process's environment: the scan runs at start-up,
+	// and what it allocates would stay in the restarter's resident memory.
+	env := make([]byte, 0, 4<<10)
 	for _, e := range entries {
 		pid, err := strconv.Atoi(e.Name())
 		if err != nil || pid == self {
 			continue
 		}
-		env, err := os.ReadFile("/proc/" + e.Name() + "/environ")
-		if err != nil {
+		if env, err = readInto(env, "/proc/"+e.Name()+"/environ"); err != nil || !bytes.Contains(env, marker) {
 			continue
 		}
 		l := leftover{pid: pid, epoch: "?"}
@@ -156,4 +159,28 @@ func joinLeftovers(left []leftover) string {
 		s[i] = l.String()
 	}
 	return strings.Join(s, ", ")
+}
+
+// readInto reads the file at path into buf, reusing its storage, and
+// returns it.
+func readInto(buf []byte, path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return buf[:0], err
+	}
+	defer f.Close()
+	buf = buf[:0]
+	for {
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
+		}
+		n, err := f.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if err == io.EOF {
+			return buf, nil
+		}
+		if err != nil {
+			return buf, err
+		}
+	}
 }
