@@ -78,7 +78,7 @@ func findLeftovers(id string) []leftover {
 // findMarked lists the live processes, other than this one, whose
 // environment carries instance id.
 func findMarked(id string) []leftover {
-	entries, err := os.ReadDir("/proc")
+	names, err := procPIDs()
 	if err != nil {
 		return nil
 	}
@@ -88,12 +88,12 @@ func findMarked(id string) []leftover {
 	// One buffer for every process's environment: the scan runs at start-up,
 	// and what it allocates would stay in the restarter's resident memory.
 	env := make([]byte, 0, 4<<10)
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
+	for _, name := range names {
+		pid, err := strconv.Atoi(name)
 		if err != nil || pid == self {
 			continue
 		}
-		if env, err = readInto(env, "/proc/"+e.Name()+"/environ"); err != nil || !bytes.Contains(env, marker) {
+		if env, err = readInto(env, "/proc/"+name+"/environ"); err != nil || !bytes.Contains(env, marker) {
 			continue
 		}
 		l := leftover{pid: pid, epoch: "?"}
@@ -109,7 +109,7 @@ func findMarked(id string) []leftover {
 		if !found {
 			continue
 		}
-		if b, err := os.ReadFile("/proc/" + e.Name() + "/stat"); err == nil {
+		if b, err := os.ReadFile("/proc/" + name + "/stat"); err == nil {
 			if i := strings.LastIndexByte(string(b), ')'); i >= 0 {
 				if f := strings.Fields(string(b)[i+1:]); len(f) >= 2 && f[0] != "Z" {
 					l.ppid, _ = strconv.Atoi(f[1])
@@ -159,6 +159,16 @@ func joinLeftovers(left []leftover) string {
 		s[i] = l.String()
 	}
 	return strings.Join(s, ", ")
+}
+
+// procPIDs lists /proc's entries (the pids among them), unsorted.
+func procPIDs() ([]string, error) {
+	f, err := os.Open("/proc")
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return f.Readdirnames(-1)
 }
 
 // readInto reads the file at path into buf, reusing its storage, and

@@ -12,6 +12,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"runtime/debug"
 	"slices"
 	"strconv"
 	"strings"
@@ -50,6 +51,7 @@ func newOSEnv() osEnv {
 		},
 		sdNotify:      func(state string) error { _, err := daemon.SdNotify(false, state); return err },
 		monotonicUsec: monotonicUsec,
+		releaseMemory: debug.FreeOSMemory,
 		getpid:        os.Getpid,
 		environ:       os.Environ,
 		getenv:        os.Getenv,
@@ -310,18 +312,18 @@ func (f *forker) reapOrphans() []Exited {
 // neither in epochs nor helpers: processes adopted as subreaper. It reads
 // /proc, as no system call lists a process's children.
 func (f *forker) orphans(epochs []int) []int {
-	entries, err := os.ReadDir("/proc")
+	names, err := procPIDs()
 	if err != nil {
 		return nil
 	}
 	self := os.Getpid()
 	var pids []int
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
+	for _, name := range names {
+		pid, err := strconv.Atoi(name)
 		if err != nil || pid == self || slices.Contains(epochs, pid) || f.isHelper(pid) {
 			continue
 		}
-		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		b, err := os.ReadFile("/proc/" + name + "/stat")
 		if err != nil {
 			continue
 		}

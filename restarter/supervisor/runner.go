@@ -287,6 +287,12 @@ func (r *runner) handle(events []Event) (code int, done bool) {
 				r.log.Log(context.Background(), a.Level, a.Msg, a.Args...)
 			case Spawn:
 				events = append([]Event{r.spawn(a.Epoch)}, events...)
+				if a.Epoch > 0 {
+					// What the hot restart allocated is garbage now: hand it back
+					// to the kernel at once rather than at the scavenger's pace,
+					// so resident memory does not creep up restart by restart.
+					r.sys.releaseMemory()
+				}
 			case Kill:
 				if err := r.sys.kill(a.PID, a.Signal); err != nil {
 					r.log.Error(err.Error())
