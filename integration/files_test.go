@@ -135,8 +135,11 @@ echo checked
 func TestCheckWhoseOutputIsHeldOpen(t *testing.T) {
 	t.Parallel()
 	sb := newSandbox(t, "")
-	check := sb.writeScript("check.sh", `setsid sleep 300 &
-echo $! >"$DIR/escaped.$RESTART_EPOCH.pid"
+	// The escaped process writes its pid once it is in its own session, and
+	// the check exits only then.
+	check := sb.writeScript("check.sh", `pidfile="$DIR/escaped.$RESTART_EPOCH.pid"
+setsid sh -c 'echo $$ >"$0.tmp" && mv "$0.tmp" "$0" && exec sleep 300' "$pidfile" &
+while [ ! -e "$pidfile" ]; do sleep 0.01; done
 `)
 	r := sb.start("--check", check)
 	sb.waitLive(0)

@@ -118,18 +118,26 @@ fi
 fakeenvoy --base-id "$BASE_ID"
 `
 
-// Issue 14, defect 4: a stop signal sent to the whole process group
-// (supervisord's stopasgroup, dumb-init's default, kill -TERM -PGID) kills
-// an epoch still in its start script; that is part of the stop, not an
-// abnormal exit, whichever the restarter sees first.
-func TestGroupSIGTERMIsAStopNotAFailure(t *testing.T) {
-	t.Parallel()
+// startEpoch1InItsScript runs the restarter on groupStopBody until epoch 0
+// is LIVE and epoch 1 waits in its start script.
+func startEpoch1InItsScript(t *testing.T) (*sandbox, *proctest.Proc, epoch) {
+	t.Helper()
 	sb := newSandbox(t, groupStopBody)
 	r := sb.start()
 	sb.waitLive(0)
 	r.Signal(syscall.SIGHUP)
 	e1 := sb.waitForked(1)
 	readPID(t, sb.path("script.1.pid"))
+	return sb, r, e1
+}
+
+// Issue 14, defect 4: a stop signal sent to the whole process group
+// (supervisord's stopasgroup, dumb-init's default, kill -TERM -PGID) kills
+// an epoch still in its start script; that is part of the stop, not an
+// abnormal exit, whichever the restarter sees first.
+func TestGroupSIGTERMIsAStopNotAFailure(t *testing.T) {
+	t.Parallel()
+	sb, r, e1 := startEpoch1InItsScript(t)
 
 	// When SIGTERM goes to the restarter's whole process group,
 	require.NoError(t, syscall.Kill(-r.PID(), syscall.SIGTERM))
@@ -147,12 +155,7 @@ func TestGroupSIGTERMIsAStopNotAFailure(t *testing.T) {
 // signal arrives.
 func TestEpochKilledBySIGTERMJustBeforeTheRestarterIsAStop(t *testing.T) {
 	t.Parallel()
-	sb := newSandbox(t, groupStopBody)
-	r := sb.start()
-	sb.waitLive(0)
-	r.Signal(syscall.SIGHUP)
-	e1 := sb.waitForked(1)
-	readPID(t, sb.path("script.1.pid"))
+	sb, r, e1 := startEpoch1InItsScript(t)
 
 	signal(t, e1.PID, syscall.SIGTERM)
 	r.WaitLine(`PID=`+strconv.Itoa(e1.PID)+` was killed by SIGTERM, perhaps sent to the whole process group: waiting up to 1s`, 1, wait)
