@@ -199,12 +199,7 @@ exec sleep 300
 	_, w := fullPipe(t)
 	p := sb.startTo(w, "--term-wait", "1s")
 	w.Close()
-	pidFile := sb.path("epoch.0.pid")
-	proctest.WaitFor(t, wait, "epoch 0 started", func() bool { _, err := os.Stat(pidFile); return err == nil })
-	b, err := os.ReadFile(pidFile)
-	require.NoError(t, err)
-	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
-	require.NoError(t, err)
+	pid := readPID(t, sb.path("epoch.0.pid"))
 
 	p.Signal(syscall.SIGTERM)
 

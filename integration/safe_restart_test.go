@@ -33,7 +33,7 @@ type safeSandbox struct {
 func newSafeSandbox(t *testing.T, body string) *safeSandbox {
 	t.Helper()
 	sb := newSandbox(t, body)
-	sb.adminPort = freePort(t)
+	sb.adminPort = proctest.FreePort(t)
 	sb.config = sb.writeConfig("envoy.yaml", sb.port)
 	return &safeSandbox{sandbox: sb, sock: sb.path("control.sock")}
 }

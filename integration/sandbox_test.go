@@ -7,13 +7,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
-	"net"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
-	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -77,7 +74,7 @@ func newSandbox(t *testing.T, body string) *sandbox {
 		fakeenvoy: proctest.Binary(t, "fakeenvoy"),
 	}
 	sb.socketPath = socketPrefix(sb.dir, sb.baseID)
-	sb.port = freePort(t)
+	sb.port = proctest.FreePort(t)
 	sb.accessLog = sb.path("access.log")
 	sb.config = sb.writeConfig("envoy.yaml", sb.port)
 	// A crashed or killed epoch leaves the shared memory region behind, as
@@ -122,46 +119,6 @@ func (sb *sandbox) removeRegionOf(path string) {
 // removeRegion removes the shared memory region of baseID, if any.
 func removeRegion(baseID uint32) {
 	os.Remove(fmt.Sprintf("/dev/shm/envoy_shared_memory_%d", uint64(baseID)*10))
-}
-
-var (
-	portsMu sync.Mutex
-	ports   = map[int]bool{}
-)
-
-// freePort returns a loopback TCP port nobody listens on, for a listener
-// that must keep its port across hot restarts (Envoy hands a listen socket
-// over by address, so a port-0 listener would get a new port each epoch).
-// It is chosen below the kernel's ephemeral range, so that no client
-// connection of this or another test takes it between the check and
-// fakeenvoy's bind, and verified free by binding it.
-func freePort(t *testing.T) int {
-	t.Helper()
-	low := 32768
-	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
-		if f := strings.Fields(string(b)); len(f) == 2 {
-			if n, err := strconv.Atoi(f[0]); err == nil && n > 12000 {
-				low = n
-			}
-		}
-	}
-	portsMu.Lock()
-	defer portsMu.Unlock()
-	for range 1000 {
-		port := 10000 + rand.IntN(low-10000)
-		if ports[port] {
-			continue
-		}
-		ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
-		if err != nil {
-			continue
-		}
-		ln.Close()
-		ports[port] = true
-		return port
-	}
-	t.Fatal("no free loopback port below the ephemeral range")
-	return 0
 }
 
 func (sb *sandbox) path(name string) string { return filepath.Join(sb.dir, name) }
