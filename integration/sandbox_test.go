@@ -30,9 +30,9 @@ func TestMain(m *testing.M) {
 const (
 	wait = proctest.Timeout
 
-	// drainTime and parentShutdownTime are fakeenvoy's --drain-time-s and
-	// --parent-shutdown-time-s in every sandbox: fractions, so a hot restart
-	// completes in well under a second.
+	// drainTime and parentShutdownTime are fakeenvoy's --fake-drain-time
+	// and --fake-parent-shutdown-time in every sandbox (Envoy's own flags
+	// take whole seconds), so a hot restart completes in well under a second.
 	drainTime          = 100 * time.Millisecond
 	parentShutdownTime = 400 * time.Millisecond
 
@@ -147,7 +147,7 @@ BASE_ID=%d
 DIR=%q
 fakeenvoy() {
 	exec "$FAKEENVOY" --config-path "$CONFIG" --restart-epoch "$RESTART_EPOCH" \
-		--socket-path %q --drain-time-s %s --parent-shutdown-time-s %s \
+		--socket-path %q --fake-drain-time %s --fake-parent-shutdown-time %s \
 		--fake-hot-restart-retry-delay 20ms \
 		--fake-state-path "$DIR/state.$RESTART_EPOCH.json" "$@"
 }
@@ -157,11 +157,9 @@ fakeenvoy() {
 func (sb *sandbox) writeScript(name, body string) string {
 	sb.t.Helper()
 	pre := fmt.Sprintf(scriptPreamble, sb.fakeenvoy, sb.config, sb.baseID, sb.dir, sb.socketPath,
-		seconds(drainTime), seconds(parentShutdownTime))
+		drainTime, parentShutdownTime)
 	return proctest.Script(sb.t, sb.dir, name, pre+body)
 }
-
-func seconds(d time.Duration) string { return strconv.FormatFloat(d.Seconds(), 'f', -1, 64) }
 
 // start runs the restarter with flags on the sandbox's start script. Its
 // output holds the epochs' logs too (they inherit its stdout and stderr),
@@ -202,12 +200,16 @@ func epochLine(pid int, message string) string {
 	return `^\[[^]]+\]\[` + strconv.Itoa(pid) + `\]\[[a-z]+\]\[[a-z]+\] \[[^]]+\] ` + message
 }
 
-// waitLive waits for epoch n to be forked and LIVE (its main dispatch loop
-// running, its state file saying LIVE) and returns its state.
+// startedRE is fakeenvoy's own line once an epoch is fully up: LIVE, its
+// parent told to drain, INITIALIZING cleared, its state file written.
+const startedRE = `workers started: parent told to drain, INITIALIZING cleared$`
+
+// waitLive waits for epoch n to be forked and fully up (its state file
+// saying LIVE) and returns its state.
 func (sb *sandbox) waitLive(n int) (epoch, state) {
 	sb.t.Helper()
 	e := sb.waitForked(n)
-	sb.restarter.WaitLine(epochLine(e.PID, `starting main dispatch loop$`), 1, wait)
+	sb.restarter.WaitLine(epochLine(e.PID, startedRE), 1, wait)
 	st := sb.readState(n)
 	require.Equal(sb.t, "LIVE", st.State, "epoch %d state", n)
 	require.Equal(sb.t, e.PID, st.PID, "epoch %d pid", n)

@@ -12,6 +12,8 @@ start)
 	mkdir -p /run/envoy /var/log/envoy
 	/usr/local/bin/restarter \
 		--pid-file "$pid_file" \
+		--on-failed-restart keep \
+		--init-gate auto \
 		--control-socket "$socket" \
 		--base-id-path /run/envoy/base-id \
 		--check /etc/envoy/start_envoy.sh --check-arg --mode --check-arg validate \
