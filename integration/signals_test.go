@@ -216,7 +216,7 @@ fakeenvoy --base-id "$BASE_ID"
 	killAtEnd(t, e0.PID)
 	r.Signal(syscall.SIGKILL) // the restarter alone; its epoch gets PDEATHSIG
 	r.Wait(wait)
-	r.WaitLine(epochLine(e0.PID, `caught SIGTERM`), 1, wait)
+	r.WaitLine(epochLine(e0.PID, `ignoring SIGTERM \(--fake-ignore-sigterm\)`), 1, wait)
 	require.True(t, proctest.Alive(e0.PID), "epoch 0 outlived its restarter")
 	require.NoError(t, os.WriteFile(sb.path("second-run"), nil, 0o644))
 
