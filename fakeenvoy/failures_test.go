@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/envoy-restarter/restarter/internal/fakeenvoytest"
 	"github.com/envoy-restarter/restarter/internal/proctest"
 )
 
@@ -78,9 +79,9 @@ func TestMissingParentSkippedStartsAfresh(t *testing.T) {
 	e0.Signal(syscall.SIGKILL)
 	e0.Wait(wait)
 
-	e1 := sb.start(1, "-c", cfg, "--skip-hot-restart-on-no-parent", "--fake-state-path", sb.path("s.json"))
+	e1 := sb.start(1, "-c", cfg, "--skip-hot-restart-on-no-parent", "--fake-state-path", sb.Path("s.json"))
 	e1.WaitLine(regexp.QuoteMeta("hot restart sendmsg() connection refused, falling back to regular restart"), 1, wait)
-	readState(t, sb.path("s.json"), 1)
+	readState(t, sb.Path("s.json"), 1)
 	e1.Signal(syscall.SIGINT)
 	assert.Equal(t, proctest.Exit{}, e1.Wait(wait))
 }
@@ -93,7 +94,7 @@ func TestDomainSocketInUse(t *testing.T) {
 	e0 := sb.startRunning(0, "-c", cfg)
 	again := sb.start(0, "-c", cfg)
 	assert.Equal(t, proctest.Exit{Code: 1}, again.Wait(wait))
-	assert.Equal(t, fmt.Sprintf("unable to bind domain socket with base_id=%d, id=0, errno=98 (see --base-id option)", uint64(sb.baseID)*10),
+	assert.Equal(t, fmt.Sprintf("unable to bind domain socket with base_id=%d, id=0, errno=98 (see --base-id option)", uint64(sb.BaseID)*10),
 		again.Output())
 	assert.True(t, e0.Alive())
 }
@@ -114,14 +115,15 @@ func TestHotRestartVersionMismatchAborts(t *testing.T) {
 // above epoch 0.
 func TestDynamicBaseID(t *testing.T) {
 	sb := newSandbox(t)
+	sb.RemoveRegionOf(sb.Path("base-id"))
 	cfg := sb.config("c.yaml", 0)
-	e0 := sb.startRaw("--restart-epoch", "0", "--use-dynamic-base-id", "--base-id-path", sb.path("base-id"),
-		"-c", cfg, "--fake-state-path", sb.path("s.json"))
-	st := readState(t, sb.path("s.json"), 0)
-	b, err := os.ReadFile(sb.path("base-id"))
+	e0 := sb.startRaw("--restart-epoch", "0", "--use-dynamic-base-id", "--base-id-path", sb.Path("base-id"),
+		"-c", cfg, "--fake-state-path", sb.Path("s.json"))
+	st := readState(t, sb.Path("s.json"), 0)
+	b, err := os.ReadFile(sb.Path("base-id"))
 	require.NoError(t, err)
 	assert.Equal(t, strconv.FormatUint(uint64(st.BaseID), 10), string(b))
-	dynamic := &sandbox{t: t, dir: sb.dir, baseID: st.BaseID}
+	dynamic := &sandbox{Sandbox: &fakeenvoytest.Sandbox{Dir: sb.Dir, BaseID: st.BaseID}, t: t}
 
 	e1 := sb.startRaw("--restart-epoch", "1", "--use-dynamic-base-id", "-c", cfg)
 	assert.Equal(t, proctest.Exit{Code: 1}, e1.Wait(wait))
@@ -136,9 +138,9 @@ func TestDynamicBaseID(t *testing.T) {
 func TestValidateMode(t *testing.T) {
 	sb := newSandbox(t)
 	good := sb.config("good.yaml", 0)
-	bad := sb.path("bad.yaml")
+	bad := sb.Path("bad.yaml")
 	require.NoError(t, os.WriteFile(bad, []byte("admin: {bogus: 1}\n"), 0o644))
-	base := strconv.FormatUint(uint64(sb.baseID), 10)
+	base := strconv.FormatUint(uint64(sb.BaseID), 10)
 
 	ok := sb.startRaw("--mode", "validate", "-c", good, "--base-id", base)
 	assert.Equal(t, proctest.Exit{}, ok.Wait(wait))

@@ -35,7 +35,7 @@ func newSafeSandbox(t *testing.T, body string) *safeSandbox {
 	sb := newSandbox(t, body)
 	sb.adminPort = freePort(t)
 	sb.config = sb.writeConfig("envoy.yaml", sb.port)
-	return &safeSandbox{sandbox: sb, sock: sb.path("control.sock")}
+	return &safeSandbox{sandbox: sb, sock: sb.Path("control.sock")}
 }
 
 // waitReady waits until the restarter found epoch n ready (LIVE on its
@@ -288,9 +288,10 @@ func TestBaseIDHandOffAcrossFiveRestarts(t *testing.T) {
 	// and the restarter handing the base id over,
 	sb := newSafeSandbox(t, "")
 	script, env := sb.startEnvoyScript()
-	baseIDPath := sb.path("base-id")
+	baseIDPath := sb.Path("base-id")
+	sb.RemoveRegionOf(baseIDPath)
 	env = append(env, "ENVOY_INOTIFY_MAX_USER_WATCHES=") // this scenario is not about the sysctl
-	r := proctest.Start(t, proctest.Options{Dir: sb.dir, Env: env}, proctest.Binary(t, "restarter"),
+	r := proctest.Start(t, proctest.Options{Dir: sb.Dir, Env: env}, proctest.Binary(t, "restarter"),
 		"--base-id-path", baseIDPath, "--ready-url", sb.readyURL(), script,
 		"--drain-time-s", seconds(drainTime), "--parent-shutdown-time-s", seconds(parentShutdownTime))
 	sb.restarter = r

@@ -6,14 +6,9 @@ package integration
 import (
 	"encoding/json"
 	"fmt"
-	"math/rand/v2"
-	"net"
 	"os"
-	"path/filepath"
 	"regexp"
 	"strconv"
-	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -24,11 +19,7 @@ import (
 	"github.com/envoy-restarter/restarter/internal/proctest"
 )
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	proctest.Cleanup()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { proctest.Main(m) }
 
 const (
 	wait = proctest.Timeout
@@ -48,14 +39,13 @@ const (
 // own: every epoch runs fakeenvoy with the sandbox's static base id.
 const defaultBody = `fakeenvoy --base-id "$BASE_ID" "$@"` + "\n"
 
-// sandbox is one scenario's private world: a temp dir, a base id nobody
-// else uses (so domain sockets and the shared memory region are its own),
-// domain sockets under its dir, a config with an admin on a kernel-chosen
-// port and one listener on a free loopback port, and a start script.
+// sandbox is one scenario's private world: fakeenvoytest's sandbox (a temp
+// dir, a base id nobody else uses, domain sockets under the dir) with a
+// config with an admin on a kernel-chosen port and one listener on a free
+// loopback port, and a start script for the restarter.
 type sandbox struct {
+	*fakeenvoytest.Sandbox
 	t          *testing.T
-	dir        string
-	baseID     uint32
 	socketPath string
 	port       int    // the listener's port, the same for every epoch
 	adminPort  int    // the admin's port; 0 (the kernel's choice) unless a scenario fixes it
@@ -71,18 +61,14 @@ type sandbox struct {
 func newSandbox(t *testing.T, body string) *sandbox {
 	t.Helper()
 	sb := &sandbox{
+		Sandbox:   fakeenvoytest.NewSandbox(t),
 		t:         t,
-		dir:       t.TempDir(),
-		baseID:    staticBaseID(),
 		fakeenvoy: proctest.Binary(t, "fakeenvoy"),
 	}
-	sb.socketPath = socketPrefix(sb.dir, sb.baseID)
+	sb.socketPath = sb.SocketPath()
 	sb.port = freePort(t)
-	sb.accessLog = sb.path("access.log")
+	sb.accessLog = sb.Path("access.log")
 	sb.config = sb.writeConfig("envoy.yaml", sb.port)
-	// A crashed or killed epoch leaves the shared memory region behind, as
-	// Envoy does; the sandbox's region is removed whatever happened.
-	t.Cleanup(func() { removeRegion(sb.baseID) })
 	if body == "" {
 		body = defaultBody
 	}
@@ -90,81 +76,13 @@ func newSandbox(t *testing.T, body string) *sandbox {
 	return sb
 }
 
-// staticBaseID picks a base id above 0x0FFFFFFF, the largest id
-// --use-dynamic-base-id can choose, so a sandbox's static id never collides
-// with a dynamic one, and at random so sandboxes running in parallel (in
-// this process or another) do not collide with each other.
-func staticBaseID() uint32 { return 300_000_000 + rand.Uint32N(700_000_000) }
-
-// socketPrefix is the --socket-path for a sandbox: a path socket under dir,
-// or, when dir is too long for a unix socket name (Bazel's temp dirs can
-// be), an abstract name unique to the base id.
-func socketPrefix(dir string, baseID uint32) string {
-	p := filepath.Join(dir, "hr")
-	if len(p)+len("_parent_")+11 < 100 {
-		return p
-	}
-	return fmt.Sprintf("@restarter-integration-%d", baseID)
-}
-
-// removeRegionOf removes, when the test ends, the shared memory region of
-// the base id that an epoch wrote to path (--base-id-path), if any.
-func (sb *sandbox) removeRegionOf(path string) {
-	sb.t.Cleanup(func() {
-		if b, err := os.ReadFile(path); err == nil {
-			if id, err := strconv.ParseUint(string(b), 10, 32); err == nil {
-				removeRegion(uint32(id))
-			}
-		}
-	})
-}
-
-// removeRegion removes the shared memory region of baseID, if any.
-func removeRegion(baseID uint32) {
-	os.Remove(fmt.Sprintf("/dev/shm/envoy_shared_memory_%d", uint64(baseID)*10))
-}
-
-var (
-	portsMu sync.Mutex
-	ports   = map[int]bool{}
-)
-
-// freePort returns a loopback TCP port nobody listens on, for a listener
-// that must keep its port across hot restarts (Envoy hands a listen socket
-// over by address, so a port-0 listener would get a new port each epoch).
-// It is chosen below the kernel's ephemeral range, so that no client
-// connection of this or another test takes it between the check and
-// fakeenvoy's bind, and verified free by binding it.
+// freePort is fakeenvoytest.FreePort for a listener a test fixes.
 func freePort(t *testing.T) int {
 	t.Helper()
-	low := 32768
-	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
-		if f := strings.Fields(string(b)); len(f) == 2 {
-			if n, err := strconv.Atoi(f[0]); err == nil && n > 12000 {
-				low = n
-			}
-		}
-	}
-	portsMu.Lock()
-	defer portsMu.Unlock()
-	for range 1000 {
-		port := 10000 + rand.IntN(low-10000)
-		if ports[port] {
-			continue
-		}
-		ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
-		if err != nil {
-			continue
-		}
-		ln.Close()
-		ports[port] = true
-		return port
-	}
-	t.Fatal("no free loopback port below the ephemeral range")
-	return 0
+	port, err := fakeenvoytest.FreePort()
+	require.NoError(t, err)
+	return port
 }
-
-func (sb *sandbox) path(name string) string { return filepath.Join(sb.dir, name) }
 
 // addr is the listener's address.
 func (sb *sandbox) addr() string { return fmt.Sprintf("127.0.0.1:%d", sb.port) }
@@ -173,9 +91,8 @@ func (sb *sandbox) addr() string { return fmt.Sprintf("127.0.0.1:%d", sb.port) }
 // listener "web" on port logging to the sandbox's access log.
 func (sb *sandbox) writeConfig(name string, port int) string {
 	sb.t.Helper()
-	doc := fakeenvoytest.Bootstrap{AdminPort: sb.adminPort, Port: port, Listener: "web", Body: "hello\n", AccessLog: sb.accessLog}.YAML()
-	p := sb.path(name)
-	require.NoError(sb.t, os.WriteFile(p, []byte(doc), 0o644))
+	p, err := sb.WriteBootstrap(name, fakeenvoytest.Bootstrap{AdminPort: sb.adminPort, Port: port, Listener: "web", Body: "hello\n", AccessLog: sb.accessLog})
+	require.NoError(sb.t, err)
 	return p
 }
 
@@ -199,9 +116,9 @@ fakeenvoy() {
 // writeScript writes an executable start script: the preamble, then body.
 func (sb *sandbox) writeScript(name, body string) string {
 	sb.t.Helper()
-	pre := fmt.Sprintf(scriptPreamble, sb.fakeenvoy, sb.config, sb.baseID, sb.dir, sb.socketPath,
+	pre := fmt.Sprintf(scriptPreamble, sb.fakeenvoy, sb.config, sb.BaseID, sb.Dir, sb.socketPath,
 		seconds(drainTime), seconds(parentShutdownTime))
-	return proctest.Script(sb.t, sb.dir, name, pre+body)
+	return proctest.Script(sb.t, sb.Dir, name, pre+body)
 }
 
 func seconds(d time.Duration) string { return strconv.FormatFloat(d.Seconds(), 'f', -1, 64) }
@@ -211,7 +128,7 @@ func seconds(d time.Duration) string { return strconv.FormatFloat(d.Seconds(), '
 // and is printed if the test fails.
 func (sb *sandbox) start(flags ...string) *proctest.Proc {
 	sb.t.Helper()
-	sb.restarter = proctest.Start(sb.t, proctest.Options{Dir: sb.dir}, proctest.Binary(sb.t, "restarter"), append(flags, sb.script)...)
+	sb.restarter = proctest.Start(sb.t, proctest.Options{Dir: sb.Dir}, proctest.Binary(sb.t, "restarter"), append(flags, sb.script)...)
 	return sb.restarter
 }
 
@@ -263,7 +180,7 @@ func (sb *sandbox) waitLive(n int) (epoch, state) {
 func (sb *sandbox) readState(n int) state {
 	sb.t.Helper()
 	var st state
-	b, err := os.ReadFile(sb.path(fmt.Sprintf("state.%d.json", n)))
+	b, err := os.ReadFile(sb.Path(fmt.Sprintf("state.%d.json", n)))
 	require.NoError(sb.t, err)
 	require.NoError(sb.t, json.Unmarshal(b, &st))
 	return st
