@@ -10,6 +10,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/envoy-restarter/restarter/internal/envoyshm"
 )
 
 // Sandbox is one fakeenvoy scenario's private world, shared by the
@@ -82,20 +84,14 @@ func (sb *Sandbox) RemoveRegionOf(path string) {
 func (sb *Sandbox) Close() {
 	sb.mu.Lock()
 	defer sb.mu.Unlock()
-	_ = os.Remove(RegionPath(sb.BaseID))
+	_ = os.Remove(envoyshm.Path(sb.BaseID))
 	for _, path := range sb.baseIDFiles {
 		if b, err := os.ReadFile(path); err == nil {
 			if id, err := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 32); err == nil {
-				_ = os.Remove(RegionPath(uint32(id)))
+				_ = os.Remove(envoyshm.Path(uint32(id)))
 			}
 		}
 	}
-}
-
-// RegionPath is where Linux keeps the shared memory region of baseID
-// (Envoy's /envoy_shared_memory_<base id * 10>).
-func RegionPath(baseID uint32) string {
-	return fmt.Sprintf("/dev/shm/envoy_shared_memory_%d", uint64(baseID)*10)
 }
 
 var (
