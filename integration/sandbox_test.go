@@ -45,15 +45,14 @@ const defaultBody = `fakeenvoy --base-id "$BASE_ID" "$@"` + "\n"
 // loopback port, and a start script for the restarter.
 type sandbox struct {
 	*fakeenvoytest.Sandbox
-	t          *testing.T
-	socketPath string
-	port       int    // the listener's port, the same for every epoch
-	adminPort  int    // the admin's port; 0 (the kernel's choice) unless a scenario fixes it
-	config     string // the bootstrap every epoch loads unless its script says otherwise
-	accessLog  string
-	script     string
-	restarter  *proctest.Proc
-	fakeenvoy  string
+	t         *testing.T
+	port      int    // the listener's port, the same for every epoch
+	adminPort int    // the admin's port; 0 (the kernel's choice) unless a scenario fixes it
+	config    string // the bootstrap every epoch loads unless its script says otherwise
+	accessLog string
+	script    string
+	restarter *proctest.Proc
+	fakeenvoy string
 }
 
 // newSandbox makes a sandbox whose start script has body after the preamble
@@ -65,7 +64,6 @@ func newSandbox(t *testing.T, body string) *sandbox {
 		t:         t,
 		fakeenvoy: proctest.Binary(t, "fakeenvoy"),
 	}
-	sb.socketPath = sb.SocketPath()
 	sb.port = freePort(t)
 	sb.accessLog = sb.Path("access.log")
 	sb.config = sb.writeConfig("envoy.yaml", sb.port)
@@ -116,7 +114,7 @@ fakeenvoy() {
 // writeScript writes an executable start script: the preamble, then body.
 func (sb *sandbox) writeScript(name, body string) string {
 	sb.t.Helper()
-	pre := fmt.Sprintf(scriptPreamble, sb.fakeenvoy, sb.config, sb.BaseID, sb.Dir, sb.socketPath,
+	pre := fmt.Sprintf(scriptPreamble, sb.fakeenvoy, sb.config, sb.BaseID, sb.Dir, sb.SocketPath(),
 		seconds(drainTime), seconds(parentShutdownTime))
 	return proctest.Script(sb.t, sb.Dir, name, pre+body)
 }
