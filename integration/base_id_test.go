@@ -44,8 +44,13 @@ func TestDynamicBaseIDThroughAFile(t *testing.T) {
 
 	// and when it is hot restarted twice, each epoch runs with that id and
 	// takes over from its parent.
+	// (Each SIGHUP once the epoch it would terminate has exited on its
+	// own, so that no request is cut short: see TestHotRestartUnderLoad.)
 	clients := fakeenvoytest.StartLoad(t, sb.addr(), 2)
 	for n := 1; n <= 2; n++ {
+		if n >= 2 {
+			sb.waitReaped(sb.forked()[n-2])
+		}
 		r.Signal(syscall.SIGHUP)
 		_, st := sb.waitLive(n)
 		require.Equal(t, id, st.BaseID, "epoch %d base id", n)

@@ -33,7 +33,7 @@ type safeSandbox struct {
 func newSafeSandbox(t *testing.T, body string) *safeSandbox {
 	t.Helper()
 	sb := newSandbox(t, body)
-	sb.adminPort = freePort(t)
+	sb.adminPort = sb.freePort()
 	sb.config = sb.writeConfig("envoy.yaml", sb.port)
 	return &safeSandbox{sandbox: sb, sock: sb.Path("control.sock")}
 }
@@ -186,14 +186,27 @@ func TestSIGHUPBurstIsCoalesced(t *testing.T) {
 	require.Zero(t, s.Counters.RestartsFailed)
 	require.Empty(t, r.Lines(`previous envoy process is still initializing`))
 	requireOneInitializingAtATime(t, r)
+	requireGrandparentsTold(t, r.Output(), sb.forked())
 	last := s.LastRestart.Epoch
 	sb.waitReady(last)
 	waitServed(t, l, last)
 	l.Finish()
-	require.Empty(t, l.Failed())
+	requireNoRefusedConnection(t, l)
 	r.Signal(syscall.SIGTERM)
 	require.Equal(t, proctest.Exit{Code: 0}, r.Wait(wait))
 	sb.requireAllGone()
+}
+
+// requireNoRefusedConnection checks what Envoy guarantees to clients under
+// a burst of hot restarts: the listen socket passes from epoch to epoch, so
+// no connection is refused. It does not promise that every request is
+// answered: an epoch started right after its parent went live terminates
+// its grandparent at once, with the requests it still holds, before its
+// drain time is over (for no-loss restarts, see TestHotRestartUnderLoad).
+func requireNoRefusedConnection(t *testing.T, l *fakeenvoytest.Load) {
+	t.Helper()
+	require.Empty(t, l.Refused(), "refused connections")
+	t.Logf("%d requests answered, %d cut short by a terminated epoch", len(l.Answered()), len(l.Failed()))
 }
 
 // requireOneInitializingAtATime checks, from the restarter's log, that every
@@ -243,9 +256,10 @@ func TestSIGHUPStormWithReadinessGate(t *testing.T) {
 	requireOneInitializingAtATime(t, r)
 	_, zombies := proctest.Children(r.PID())
 	require.Zero(t, zombies)
+	requireGrandparentsTold(t, r.Output(), sb.forked())
 	sb.waitReady(s.LastRestart.Epoch)
 	l.Finish()
-	require.Empty(t, l.Failed())
+	requireNoRefusedConnection(t, l)
 	r.Signal(syscall.SIGTERM)
 	require.Equal(t, proctest.Exit{Code: 0}, r.Wait(wait))
 	sb.requireAllGone()

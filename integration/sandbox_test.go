@@ -64,7 +64,7 @@ func newSandbox(t *testing.T, body string) *sandbox {
 		t:         t,
 		fakeenvoy: proctest.Binary(t, "fakeenvoy"),
 	}
-	sb.port = freePort(t)
+	sb.port = sb.freePort()
 	sb.accessLog = sb.Path("access.log")
 	sb.config = sb.writeConfig("envoy.yaml", sb.port)
 	if body == "" {
@@ -74,11 +74,12 @@ func newSandbox(t *testing.T, body string) *sandbox {
 	return sb
 }
 
-// freePort is fakeenvoytest.FreePort for a listener a test fixes.
-func freePort(t *testing.T) int {
-	t.Helper()
-	port, err := fakeenvoytest.FreePort()
-	require.NoError(t, err)
+// freePort is a port for a listener the sandbox fixes (see
+// fakeenvoytest's FreePort).
+func (sb *sandbox) freePort() int {
+	sb.t.Helper()
+	port, err := sb.FreePort()
+	require.NoError(sb.t, err)
 	return port
 }
 
@@ -174,7 +175,8 @@ func (sb *sandbox) waitLive(n int) (epoch, state) {
 }
 
 // readState reads epoch n's state file; fakeenvoy writes it (atomically)
-// before it logs its dispatch loop starting.
+// when the epoch goes LIVE, before its admin says so, and (unless the epoch
+// delays its readiness) before it logs its dispatch loop starting.
 func (sb *sandbox) readState(n int) state {
 	sb.t.Helper()
 	var st state

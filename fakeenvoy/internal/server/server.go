@@ -337,10 +337,12 @@ func (s *Server) startWorkers(parentShutdown *<-chan time.Time) bool {
 			*parentShutdown = time.After(s.opts.ParentShutdownTime)
 		}
 	}
-	s.state.Store(stateLive)
-	if err := s.writeState(); err != nil {
+	// The state file first: whoever sees LIVE (admin /ready, /server_info)
+	// finds the file written.
+	if err := s.writeState("LIVE"); err != nil {
 		s.log.Error("main", "cannot write state file: %v", err)
 	}
+	s.state.Store(stateLive)
 	return true
 }
 
@@ -473,12 +475,12 @@ type State struct {
 	Listeners         map[string]string `json:"listeners"`
 }
 
-func (s *Server) writeState() error {
+func (s *Server) writeState(state string) error {
 	if s.opts.FakeStatePath == "" {
 		return nil
 	}
 	st := State{
-		PID: os.Getpid(), Epoch: s.opts.RestartEpoch, BaseID: s.baseID, State: s.stateName(),
+		PID: os.Getpid(), Epoch: s.opts.RestartEpoch, BaseID: s.baseID, State: state,
 		HotRestartVersion: s.hotRestartVersion(), Listeners: map[string]string{},
 	}
 	if s.admin != nil {
