@@ -30,8 +30,10 @@ fi
 // read back from the file, hot restart as with a static one.
 func TestDynamicBaseIDThroughAFile(t *testing.T) {
 	t.Parallel()
-	// Given a start script that follows Envoy's rule for dynamic base ids,
-	sb := newSandbox(t, dynamicBaseIDBody)
+	// Given a start script that follows Envoy's rule for dynamic base ids
+	// (and old epochs given the time to lose no request, as in
+	// TestHotRestartUnderLoad),
+	sb := newSandboxWith(t, dynamicBaseIDBody, losslessParentShutdownTime)
 	sb.RemoveRegionOf(sb.Path("base-id"))
 	r := sb.start()
 
@@ -44,8 +46,7 @@ func TestDynamicBaseIDThroughAFile(t *testing.T) {
 
 	// and when it is hot restarted twice, each epoch runs with that id and
 	// takes over from its parent.
-	// (Each SIGHUP once the epoch it would terminate has exited on its
-	// own, so that no request is cut short: see TestHotRestartUnderLoad.)
+	// (Each SIGHUP once the epoch it would terminate has exited on its own.)
 	clients := fakeenvoytest.StartLoad(t, sb.addr(), 2)
 	for n := 1; n <= 2; n++ {
 		if n >= 2 {

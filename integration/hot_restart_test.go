@@ -21,12 +21,13 @@ import (
 // --parent-shutdown-time-s, to terminate. An epoch started sooner than that
 // terminates its grandparent at once, with whatever requests it still holds
 // (Envoy as well as fakeenvoy), so each SIGHUP here waits until the epoch
-// the new one would terminate has exited on its own.
+// the new one would terminate has exited on its own, and old epochs get
+// losslessParentShutdownTime.
 func TestHotRestartUnderLoad(t *testing.T) {
 	const restarts = 20
 	t.Parallel()
 	// Given epoch 0 serving and clients hammering its listener,
-	sb := newSandbox(t, "")
+	sb := newSandboxWith(t, "", losslessParentShutdownTime)
 	r := sb.start()
 	sb.waitLive(0)
 	clients := fakeenvoytest.StartLoad(t, sb.addr(), 4)
@@ -61,7 +62,7 @@ func TestHotRestartUnderLoad(t *testing.T) {
 		child := epochs[e.N+1]
 		live := lineTime(t, r.WaitLine(epochLine(child.PID, `all dependencies initialized\. starting workers$`), 1, wait)[0])
 		// (The log's times are in milliseconds, truncated.)
-		require.GreaterOrEqual(t, told.Sub(live), parentShutdownTime-time.Millisecond, "epoch %d told to stop before its child's parent-shutdown time", e.N)
+		require.GreaterOrEqual(t, told.Sub(live), losslessParentShutdownTime-time.Millisecond, "epoch %d told to stop before its child's parent-shutdown time", e.N)
 	}
 	// every fork found at most two older epochs not yet told to terminate,
 	requireGrandparentsTold(t, r.Output(), epochs)
