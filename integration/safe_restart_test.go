@@ -181,8 +181,11 @@ func TestSIGHUPBurstIsCoalesced(t *testing.T) {
 	// then they become a few restarts, one after the other, and none fails.
 	s := sb.waitIdle()
 	require.Equal(t, "running", s.Phase)
-	require.GreaterOrEqual(t, s.Counters.Restarts, 2)
+	// (At least one: signals pending at once are one for the kernel, so
+	// ten SIGHUPs sent while the restarter waits for the CPU may be one.)
+	require.GreaterOrEqual(t, s.Counters.Restarts, 1)
 	require.LessOrEqual(t, s.Counters.Restarts, 3, "10 SIGHUPs within one 300ms initialization coalesce")
+	require.LessOrEqual(t, s.Counters.Restarts, len(r.Lines(`got SIGHUP$`)), "restarts without a SIGHUP")
 	require.Zero(t, s.Counters.RestartsFailed)
 	require.Empty(t, r.Lines(`previous envoy process is still initializing`))
 	requireOneInitializingAtATime(t, r)
@@ -275,7 +278,8 @@ func TestReloadExitCodes(t *testing.T) {
 	sb := newSafeSandbox(t, `if [ "$RESTART_EPOCH" = 2 ]; then set -- --fake-ready-delay 60s "$@"; fi
 fakeenvoy --base-id "$BASE_ID" "$@"
 `)
-	r := sb.startSafe("--ready-timeout", "1s")
+	// (5s: a healthy epoch must get ready within it on a busy machine.)
+	r := sb.startSafe("--ready-timeout", "5s")
 	sb.waitReady(0)
 
 	// a reload to a good config exits 0,
@@ -294,7 +298,7 @@ fakeenvoy --base-id "$BASE_ID" "$@"
 	sb.fixConfig()
 	code, out = sb.reload()
 	require.Equal(t, 1, code)
-	require.Equal(t, "restarter reload: hot restart to epoch 2 failed: epoch 2 not ready within --ready-timeout=1s\n", out)
+	require.Equal(t, "restarter reload: hot restart to epoch 2 failed: epoch 2 not ready within --ready-timeout=5s\n", out)
 	require.Equal(t, proctest.Exit{Code: 1}, r.Wait(wait))
 	r.WaitLine(abnormalRE, 1, wait)
 	sb.requireAllGone()
