@@ -24,9 +24,9 @@ func TestMain(m *testing.M) { proctest.Main(m) }
 const (
 	wait = proctest.Timeout
 
-	// drainTime and parentShutdownTime are fakeenvoy's --drain-time-s and
-	// --parent-shutdown-time-s in every sandbox: fractions, so a hot restart
-	// completes in well under a second.
+	// drainTime and parentShutdownTime are fakeenvoy's --fake-drain-time
+	// and --fake-parent-shutdown-time in every sandbox (Envoy's own flags
+	// take whole seconds), so a hot restart completes in well under a second.
 	drainTime          = 100 * time.Millisecond
 	parentShutdownTime = 400 * time.Millisecond
 
@@ -81,7 +81,7 @@ func newSandboxWith(t *testing.T, body string, parentShutdown time.Duration) *sa
 		fakeenvoy:          proctest.Binary(t, "fakeenvoy"),
 		parentShutdownTime: parentShutdown,
 	}
-	sb.port = sb.freePort()
+	sb.port = proctest.FreePort(t)
 	sb.accessLog = sb.Path("access.log")
 	sb.config = sb.writeConfig("envoy.yaml", sb.port)
 	if body == "" {
@@ -89,15 +89,6 @@ func newSandboxWith(t *testing.T, body string, parentShutdown time.Duration) *sa
 	}
 	sb.script = sb.writeScript("start.sh", body)
 	return sb
-}
-
-// freePort is a port for a listener the sandbox fixes (see
-// fakeenvoytest's FreePort).
-func (sb *sandbox) freePort() int {
-	sb.t.Helper()
-	port, err := sb.FreePort()
-	require.NoError(sb.t, err)
-	return port
 }
 
 // addr is the listener's address.
@@ -123,7 +114,7 @@ BASE_ID=%d
 DIR=%q
 fakeenvoy() {
 	exec "$FAKEENVOY" --config-path "$CONFIG" --restart-epoch "$RESTART_EPOCH" \
-		--socket-path %q --drain-time-s %s --parent-shutdown-time-s %s \
+		--socket-path %q --fake-drain-time %s --fake-parent-shutdown-time %s \
 		--fake-hot-restart-retry-delay 20ms \
 		--fake-state-path "$DIR/state.$RESTART_EPOCH.json" "$@"
 }
@@ -133,11 +124,9 @@ fakeenvoy() {
 func (sb *sandbox) writeScript(name, body string) string {
 	sb.t.Helper()
 	pre := fmt.Sprintf(scriptPreamble, sb.fakeenvoy, sb.config, sb.BaseID, sb.Dir, sb.SocketPath(),
-		seconds(drainTime), seconds(sb.parentShutdownTime))
+		drainTime, sb.parentShutdownTime)
 	return proctest.Script(sb.t, sb.Dir, name, pre+body)
 }
-
-func seconds(d time.Duration) string { return strconv.FormatFloat(d.Seconds(), 'f', -1, 64) }
 
 // start runs the restarter with flags on the sandbox's start script. Its
 // output holds the epochs' logs too (they inherit its stdout and stderr),
@@ -178,12 +167,16 @@ func epochLine(pid int, message string) string {
 	return `^\[[^]]+\]\[` + strconv.Itoa(pid) + `\]\[[a-z]+\]\[[a-z]+\] \[[^]]+\] ` + message
 }
 
-// waitLive waits for epoch n to be forked and LIVE (its main dispatch loop
-// running, its state file saying LIVE) and returns its state.
+// startedRE is fakeenvoy's own line once an epoch is fully up: LIVE, its
+// parent told to drain, INITIALIZING cleared, its state file written.
+const startedRE = `workers started: parent told to drain, INITIALIZING cleared$`
+
+// waitLive waits for epoch n to be forked and fully up (its state file
+// saying LIVE) and returns its state.
 func (sb *sandbox) waitLive(n int) (epoch, state) {
 	sb.t.Helper()
 	e := sb.waitForked(n)
-	sb.restarter.WaitLine(epochLine(e.PID, `starting main dispatch loop$`), 1, wait)
+	sb.restarter.WaitLine(epochLine(e.PID, startedRE), 1, wait)
 	st := sb.readState(n)
 	require.Equal(sb.t, "LIVE", st.State, "epoch %d state", n)
 	require.Equal(sb.t, e.PID, st.PID, "epoch %d pid", n)

@@ -91,7 +91,7 @@ wait_for() {
 # ephemeral range (so no client connection takes it before fakeenvoy binds
 # it): a listener must keep its port across hot restarts. It skips the ports
 # the Go scenarios' sandboxes reserved (an abstract unix socket each, see
-# internal/fakeenvoytest).
+# internal/proctest/ports.go).
 free_port() {
 	local low port hex
 	low=$(cut -f1 /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
@@ -173,7 +173,7 @@ YAML
 #!/bin/sh
 exec "$FAKEENVOY" --config-path "$WORK/envoy.yaml" --restart-epoch "\$RESTART_EPOCH" \\
 	--base-id $BASE_ID --socket-path "$sockets" \\
-	--drain-time-s 0.1 --parent-shutdown-time-s 0.4
+	--fake-drain-time 100ms --fake-parent-shutdown-time 400ms
 SH
 	chmod +x "$WORK/start.sh"
 }

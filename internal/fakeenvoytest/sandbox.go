@@ -3,7 +3,6 @@ package fakeenvoytest
 import (
 	"fmt"
 	"math/rand/v2"
-	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -23,9 +22,8 @@ type Sandbox struct {
 	Dir    string
 	BaseID uint32 // for --base-id; see StaticBaseID
 
-	mu           sync.Mutex
-	baseIDFiles  []string       // --base-id-path files whose ids' regions Close removes
-	reservations []net.Listener // FreePort's
+	mu          sync.Mutex
+	baseIDFiles []string // --base-id-path files whose ids' regions Close removes
 }
 
 // NewSandbox makes a sandbox in a temp dir of the test; the test's cleanup
@@ -80,15 +78,10 @@ func (sb *Sandbox) RemoveRegionOf(path string) {
 
 // Close removes the shared memory regions of the sandbox's base id and of
 // the ids in the files given to RemoveRegionOf, whatever the epochs did
-// (Envoy never removes its region), and releases FreePort's ports. It
-// leaves the directory to its owner.
+// (Envoy never removes its region). It leaves the directory to its owner.
 func (sb *Sandbox) Close() {
 	sb.mu.Lock()
 	defer sb.mu.Unlock()
-	for _, r := range sb.reservations {
-		r.Close()
-	}
-	sb.reservations = nil
 	_ = os.Remove(envoyshm.Path(sb.BaseID))
 	for _, path := range sb.baseIDFiles {
 		if b, err := os.ReadFile(path); err == nil {
@@ -97,43 +90,4 @@ func (sb *Sandbox) Close() {
 			}
 		}
 	}
-}
-
-// FreePort returns a loopback TCP port nobody listens on, reserved for the
-// sandbox until Close, for a listener that must keep its port across hot
-// restarts (Envoy hands a listen socket over by address, so a port-0
-// listener would get a new port each epoch). It is chosen below the
-// kernel's ephemeral range, so that no client connection takes it between
-// the check and fakeenvoy's bind, and verified free by binding it. The
-// reservation is an abstract unix socket named after the port, which every
-// sandbox on the host checks and holds: two sandboxes, in this process or
-// any other (parallel test binaries, Bazel's --runs_per_test), never get
-// the same port.
-func (sb *Sandbox) FreePort() (int, error) {
-	low := 32768
-	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
-		if f := strings.Fields(string(b)); len(f) == 2 {
-			if n, err := strconv.Atoi(f[0]); err == nil && n > 12000 {
-				low = n
-			}
-		}
-	}
-	for range 1000 {
-		port := 10000 + rand.IntN(low-10000)
-		reservation, err := net.Listen("unix", "@fakeenvoytest-port-"+strconv.Itoa(port))
-		if err != nil {
-			continue // another sandbox's
-		}
-		ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
-		if err != nil {
-			reservation.Close()
-			continue
-		}
-		ln.Close()
-		sb.mu.Lock()
-		sb.reservations = append(sb.reservations, reservation)
-		sb.mu.Unlock()
-		return port, nil
-	}
-	return 0, fmt.Errorf("no free loopback port between 10000 and %d", low)
 }

@@ -3,11 +3,13 @@ package server
 import (
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -18,14 +20,61 @@ import (
 // listener is one configured listener: its socket (bound here or received
 // from the parent) and the HTTP server answering on it once workers start.
 type listener struct {
-	cfg       config.Listener
-	ln        net.Listener
-	http      *http.Server
-	logs      []*accessLog
-	epoch     uint32
-	pid       int
-	draining  *atomic.Bool
-	inherited bool
+	cfg         config.Listener
+	ln          net.Listener
+	http        *http.Server
+	logs        []*accessLog
+	epoch       uint32
+	pid         int
+	drain       *drainManager
+	connections *atomic.Int64
+	inherited   bool
+}
+
+// drainManager is Envoy's DrainManagerImpl for a hot restart drain: once
+// started, each response decides whether to ask the client to close
+// (connection: close). immediate: always. gradual: with probability
+// elapsed/drain time, so closes spread over the drain time; at or past it,
+// always.
+type drainManager struct {
+	strategy  string
+	drainTime time.Duration
+	random    func(n int64) int64 // rand.Int64N unless a test sets it
+	mu        sync.Mutex
+	began     time.Time // zero until the drain starts
+}
+
+func (d *drainManager) start() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.began.IsZero() {
+		d.began = time.Now()
+	}
+}
+
+func (d *drainManager) draining() bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return !d.began.IsZero()
+}
+
+// drainClose says whether this response should carry connection: close.
+func (d *drainManager) drainClose() bool {
+	d.mu.Lock()
+	began := d.began
+	d.mu.Unlock()
+	if began.IsZero() {
+		return false
+	}
+	elapsed := time.Since(began)
+	if d.strategy == "immediate" || d.drainTime <= 0 || elapsed >= d.drainTime {
+		return true
+	}
+	random := d.random
+	if random == nil {
+		random = rand.Int64N
+	}
+	return elapsed > time.Duration(random(int64(d.drainTime)))
 }
 
 func (l *listener) address() string { return l.ln.Addr().String() }
@@ -55,8 +104,18 @@ func listenerFromFD(fd int, name string) (net.Listener, error) {
 }
 
 func (l *listener) serve() {
-	l.http = &http.Server{Handler: l, ReadHeaderTimeout: 10 * time.Second}
+	l.http = &http.Server{Handler: l, ReadHeaderTimeout: 10 * time.Second, ConnState: l.countConnection}
 	go func() { _ = l.http.Serve(l.ln) }()
+}
+
+// countConnection keeps server.total_connections.
+func (l *listener) countConnection(_ net.Conn, state http.ConnState) {
+	switch state {
+	case http.StateNew:
+		l.connections.Add(1)
+	case http.StateClosed, http.StateHijacked:
+		l.connections.Add(-1)
+	}
 }
 
 // ServeHTTP answers with the configured direct response plus the epoch and
@@ -71,7 +130,7 @@ func (l *listener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.Set("x-fakeenvoy-epoch", strconv.FormatUint(uint64(l.epoch), 10))
 	h.Set("x-fakeenvoy-pid", strconv.Itoa(l.pid))
 	h.Set("content-length", strconv.Itoa(len(body)))
-	if l.draining.Load() {
+	if l.drain.drainClose() {
 		// A draining Envoy asks HTTP/1.1 clients to go elsewhere.
 		h.Set("connection", "close")
 	}
