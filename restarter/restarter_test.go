@@ -17,11 +17,7 @@ import (
 	"github.com/envoy-restarter/restarter/internal/proctest"
 )
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	proctest.Cleanup()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { proctest.Main(m) }
 
 // childScript is a tiny stand-in for Envoy: it reports its epoch, arguments
 // and directory once its signal handlers are in place, logs USR1, and exits 0
