@@ -18,9 +18,9 @@ import (
 func TestBaseIDPathNeverDeletesWhatIsNotABaseID(t *testing.T) {
 	t.Parallel()
 	sb := newSandbox(t, "")
-	yaml := sb.path("envoy-copy.yaml")
+	yaml := sb.Path("envoy-copy.yaml")
 	require.NoError(t, os.WriteFile(yaml, []byte("static_resources: {}\n"), 0o644))
-	dir := sb.path("empty-dir")
+	dir := sb.Path("empty-dir")
 	require.NoError(t, os.Mkdir(dir, 0o755))
 
 	for path, want := range map[string]string{
@@ -44,7 +44,7 @@ func TestBaseIDPathNeverDeletesWhatIsNotABaseID(t *testing.T) {
 func TestStaleBaseIDOnReadOnlyFileSystemIsFatal(t *testing.T) {
 	t.Parallel()
 	sb := newSandbox(t, "")
-	ro := sb.path("ro")
+	ro := sb.Path("ro")
 	require.NoError(t, os.Mkdir(ro, 0o755))
 	stale := ro + "/base-id"
 	require.NoError(t, os.WriteFile(stale, []byte("123"), 0o644))
@@ -67,7 +67,7 @@ func TestStaleBaseIDOnReadOnlyFileSystemIsFatal(t *testing.T) {
 func TestPIDFileIsTakenNotClobbered(t *testing.T) {
 	t.Parallel()
 	sb := newSandbox(t, "")
-	pidFile := sb.path("restarter.pid")
+	pidFile := sb.Path("restarter.pid")
 	r := sb.start("--pid-file", pidFile)
 	sb.waitLive(0)
 	require.Equal(t, r.PID(), readPID(t, pidFile))
@@ -102,7 +102,7 @@ func TestPIDFileIsTakenNotClobbered(t *testing.T) {
 func TestPIDFileThatIsADirectory(t *testing.T) {
 	t.Parallel()
 	sb := newSandbox(t, "")
-	dir := sb.path("pid-dir")
+	dir := sb.Path("pid-dir")
 	require.NoError(t, os.Mkdir(dir, 0o755))
 	code, out := runRestarter(t, nil, "--pid-file", dir, sb.script)
 	require.Equal(t, 1, code, out)
@@ -125,7 +125,7 @@ echo checked
 	r.Signal(syscall.SIGHUP)
 	r.WaitLine(`check passed for epoch 1$`, 1, wait)
 	sb.waitLive(1)
-	waitGone(t, readPID(t, sb.path("check-child.1.pid")), "the check's background sleep")
+	waitGone(t, readPID(t, sb.Path("check-child.1.pid")), "the check's background sleep")
 	r.Signal(syscall.SIGTERM)
 	require.Equal(t, proctest.Exit{Code: 0}, r.Wait(wait))
 }
@@ -144,7 +144,7 @@ while [ ! -e "$pidfile" ]; do sleep 0.01; done
 	r := sb.start("--check", check)
 	sb.waitLive(0)
 	r.Signal(syscall.SIGHUP)
-	killAtEnd(t, readPID(t, sb.path("escaped.1.pid")))
+	killAtEnd(t, readPID(t, sb.Path("escaped.1.pid")))
 	r.WaitLine(`check refused hot restart to epoch 1: .*check.sh: exited 0, but a process it started outside its process group still holds its output open$`, 1, wait)
 	require.Empty(t, r.Lines(`WaitDelay`))
 	r.Signal(syscall.SIGTERM)
@@ -162,7 +162,7 @@ sleep 300
 	r := sb.start("--check", check)
 	sb.waitLive(0)
 	r.Signal(syscall.SIGHUP)
-	pid := readPID(t, sb.path("check.1.pid"))
+	pid := readPID(t, sb.Path("check.1.pid"))
 	var sleepPID int
 	proctest.WaitFor(t, wait, "the check's sleep", func() bool {
 		kids, _ := proctest.Children(pid)
@@ -189,7 +189,7 @@ fakeenvoy --base-id "$BASE_ID"
 `)
 	r := sb.start("--subreaper", "--term-wait", "1s")
 	sb.waitLive(0)
-	orphan, stubborn := readPID(t, sb.path("orphan.pid")), readPID(t, sb.path("stubborn.pid"))
+	orphan, stubborn := readPID(t, sb.Path("orphan.pid")), readPID(t, sb.Path("stubborn.pid"))
 	for _, pid := range []int{orphan, stubborn} {
 		_, ppid := procParent(t, pid)
 		require.Equal(t, r.PID(), ppid, "PID %d adopted by the restarter", pid)

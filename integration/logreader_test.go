@@ -27,7 +27,7 @@ fakeenvoy --base-id "$BASE_ID"
 // stdout and stderr going to out (a pipe or FIFO the test controls).
 func (sb *sandbox) startTo(out *os.File, flags ...string) *proctest.Proc {
 	sb.t.Helper()
-	sb.restarter = proctest.Start(sb.t, proctest.Options{Dir: sb.dir, Stdout: out}, proctest.Binary(sb.t, "restarter"), append(flags, sb.script)...)
+	sb.restarter = proctest.Start(sb.t, proctest.Options{Dir: sb.Dir, Stdout: out}, proctest.Binary(sb.t, "restarter"), append(flags, sb.script)...)
 	return sb.restarter
 }
 
@@ -37,7 +37,7 @@ func (sb *sandbox) waitStateLive(n int) state {
 	sb.t.Helper()
 	var st state
 	proctest.WaitFor(sb.t, wait, "epoch "+strconv.Itoa(n)+" LIVE", func() bool {
-		b, err := os.ReadFile(sb.path("state." + strconv.Itoa(n) + ".json"))
+		b, err := os.ReadFile(sb.Path("state." + strconv.Itoa(n) + ".json"))
 		if err != nil {
 			return false
 		}
@@ -106,7 +106,7 @@ func TestDeadLogReaderKillsNothing(t *testing.T) {
 			var r, w *os.File
 			var err error
 			if tc.fifo {
-				fifo := sb.path("log.fifo")
+				fifo := sb.Path("log.fifo")
 				require.NoError(t, unix.Mkfifo(fifo, 0o600))
 				r, err = os.OpenFile(fifo, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 				require.NoError(t, err)
@@ -121,7 +121,7 @@ func TestDeadLogReaderKillsNothing(t *testing.T) {
 				sh := sb.writeScript("ignore-sigpipe.sh", `trap '' PIPE
 exec "$@"
 `)
-				p = proctest.Start(t, proctest.Options{Dir: sb.dir, Stdout: w}, sh, proctest.Binary(t, "restarter"), sb.script)
+				p = proctest.Start(t, proctest.Options{Dir: sb.Dir, Stdout: w}, sh, proctest.Binary(t, "restarter"), sb.script)
 			} else {
 				p = sb.startTo(w)
 			}
@@ -166,7 +166,7 @@ func TestStalledLogReaderFreezesNothing(t *testing.T) {
 	sb.waitStateLive(1)
 	// and a stream of SIGUSR1s is forwarded, one at a time, far more log
 	// lines than the restarter keeps for a slow reader.
-	epochLog := sb.path("epoch.1.log")
+	epochLog := sb.Path("epoch.1.log")
 	for i := 1; i <= 200; i++ {
 		p.Signal(syscall.SIGUSR1)
 		proctest.WaitFor(t, wait, "epoch 1 reopening its logs "+strconv.Itoa(i)+" times", func() bool {
@@ -199,7 +199,7 @@ exec sleep 300
 	_, w := fullPipe(t)
 	p := sb.startTo(w, "--term-wait", "1s")
 	w.Close()
-	pid := readPID(t, sb.path("epoch.0.pid"))
+	pid := readPID(t, sb.Path("epoch.0.pid"))
 
 	p.Signal(syscall.SIGTERM)
 

@@ -74,7 +74,7 @@ func killAtEnd(t *testing.T, pid int) {
 func TestControlConnectionFloodSparesHotRestarts(t *testing.T) {
 	t.Parallel()
 	sb := newSandbox(t, "")
-	sock := sb.path("control.sock")
+	sock := sb.Path("control.sock")
 	r := sb.start("--control-socket", sock)
 	sb.waitLive(0)
 	require.NoError(t, unix.Prlimit(r.PID(), unix.RLIMIT_NOFILE, &unix.Rlimit{Cur: 64, Max: 64}, nil))
@@ -127,7 +127,7 @@ func startEpoch1InItsScript(t *testing.T) (*sandbox, *proctest.Proc, epoch) {
 	sb.waitLive(0)
 	r.Signal(syscall.SIGHUP)
 	e1 := sb.waitForked(1)
-	readPID(t, sb.path("script.1.pid"))
+	readPID(t, sb.Path("script.1.pid"))
 	return sb, r, e1
 }
 
@@ -175,7 +175,7 @@ func TestEpochKilledBySIGTERMAloneIsAbnormal(t *testing.T) {
 exec sleep 300
 `)
 	r := sb.start()
-	pid := readPID(t, sb.path("epoch.0.pid"))
+	pid := readPID(t, sb.Path("epoch.0.pid"))
 	signal(t, pid, syscall.SIGTERM)
 	require.Equal(t, proctest.Exit{Code: 1}, r.Wait(wait))
 	r.WaitLine(`PID=`+strconv.Itoa(pid)+` was killed with signal=15$`, 1, wait)

@@ -61,7 +61,7 @@ func TestSecondStopSignalForceKillsAtOnce(t *testing.T) {
 	t.Parallel()
 	sb := newSandbox(t, stubbornBody)
 	r := sb.start("--term-wait", "10m")
-	pid := readPID(t, sb.path("epoch.0.pid"))
+	pid := readPID(t, sb.Path("epoch.0.pid"))
 	r.Signal(syscall.SIGTERM)
 	r.WaitLine(`sending TERM to PID=`+strconv.Itoa(pid)+`$`, 1, wait)
 	r.Signal(syscall.SIGINT)
@@ -83,11 +83,11 @@ exec sleep 300
 	ready := sb.writeScript("ready.sh", `env >"$DIR/ready-env.$RESTART_EPOCH"
 [ "$RESTART_EPOCH" = 0 ]
 `)
-	sockPath := filepath.Join(sb.dir, "notify.sock")
+	sockPath := filepath.Join(sb.Dir, "notify.sock")
 	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sockPath, Net: "unixgram"})
 	require.NoError(t, err)
 	t.Cleanup(func() { conn.Close() })
-	r := proctest.Start(t, proctest.Options{Dir: sb.dir, Env: []string{"NOTIFY_SOCKET=" + sockPath}},
+	r := proctest.Start(t, proctest.Options{Dir: sb.Dir, Env: []string{"NOTIFY_SOCKET=" + sockPath}},
 		proctest.Binary(t, "restarter"), "--ready-cmd", ready, sb.script)
 	sb.restarter = r
 
@@ -98,7 +98,7 @@ exec sleep 300
 	require.Equal(t, proctest.Exit{Code: 1}, r.Wait(wait))
 
 	for _, f := range []string{"env.0", "env.1", "ready-env.0"} {
-		b, err := os.ReadFile(sb.path(f))
+		b, err := os.ReadFile(sb.Path(f))
 		require.NoError(t, err)
 		require.Contains(t, string(b), "RESTART_EPOCH=")
 		require.NotContains(t, string(b), "NOTIFY_SOCKET", f)
@@ -126,7 +126,7 @@ func notifications(t *testing.T, conn *net.UnixConn, n int) []string {
 func TestReloadTimeout(t *testing.T) {
 	t.Parallel()
 	sb := newSandbox(t, "")
-	sock := sb.path("control.sock")
+	sock := sb.Path("control.sock")
 	check := sb.writeScript("slow-check.sh", "exec sleep 300\n")
 	r := sb.start("--control-socket", sock, "--check", check)
 	sb.waitLive(0)
@@ -147,7 +147,7 @@ func TestReloadTimeout(t *testing.T) {
 func TestControlRequestWithExtraData(t *testing.T) {
 	t.Parallel()
 	sb := newSandbox(t, "")
-	sock := sb.path("control.sock")
+	sock := sb.Path("control.sock")
 	r := sb.start("--control-socket", sock)
 	sb.waitLive(0)
 	c, err := net.Dial("unix", sock)
@@ -179,7 +179,7 @@ func TestNewlineInCommandCannotForgeALogLine(t *testing.T) {
 func TestControlSocketPathTooLong(t *testing.T) {
 	t.Parallel()
 	sb := newSandbox(t, "")
-	long := sb.dir + "/" + strings.Repeat("c", 120) + ".sock"
+	long := sb.Dir + "/" + strings.Repeat("c", 120) + ".sock"
 	code, out := runRestarter(t, nil, "--control-socket", long, sb.script)
 	require.Equal(t, 2, code, out)
 	require.Contains(t, out, "flag -control-socket: control socket "+long+": the path is "+strconv.Itoa(len(long))+" bytes, longer than the 107 a unix socket path can hold")
@@ -218,7 +218,7 @@ fakeenvoy --base-id "$BASE_ID"
 	r.Wait(wait)
 	r.WaitLine(epochLine(e0.PID, `ignoring SIGTERM \(--fake-ignore-sigterm\)`), 1, wait)
 	require.True(t, proctest.Alive(e0.PID), "epoch 0 outlived its restarter")
-	require.NoError(t, os.WriteFile(sb.path("second-run"), nil, 0o644))
+	require.NoError(t, os.WriteFile(sb.Path("second-run"), nil, 0o644))
 
 	r2 := sb.start()
 	require.Equal(t, proctest.Exit{Code: 1}, r2.Wait(wait))
