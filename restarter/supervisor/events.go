@@ -210,6 +210,9 @@ const (
 	// OlderTermTimer bounds how long the older epochs wait for their TERM
 	// while the newest epoch stops first: half of the term wait.
 	OlderTermTimer
+	// GroupStopTimer bounds how long the verdict on an epoch killed by a
+	// stop signal waits for the restarter's own (GroupStopGrace).
+	GroupStopTimer
 )
 
 // Exit codes of the restarter, documented in the README.

@@ -191,12 +191,13 @@ func TestMachine(t *testing.T) {
 			),
 		},
 		{
-			name: "SIGTERM: a second SIGTERM while the older epochs wait does not send them TERM early",
+			name: "SIGTERM: a second SIGTERM while the older epochs wait KILLs every epoch at once",
 			steps: then(twoEpochs,
 				step{term, do(sends(101, syscall.SIGTERM), holdOlder, termWait)},
-				step{term, nil},
-				step{Exited{PID: 101}, do(stopOlder, sends(100, syscall.SIGTERM))},
-				step{Exited{PID: 100}, do(Exit{Code: 0})},
+				step{term, do(stopOlder, sends(100, syscall.SIGKILL), sends(101, syscall.SIGKILL), killWait)},
+				step{TimerFired{Timer: OlderTermTimer}, nil}, // already on its way
+				step{Exited{PID: 101, Signal: syscall.SIGKILL}, nil},
+				step{Exited{PID: 100, Signal: syscall.SIGKILL}, do(Exit{Code: 1})},
 			),
 		},
 		{
@@ -341,7 +342,6 @@ func TestMachine(t *testing.T) {
 			steps: then(twoEpochs,
 				step{Exited{PID: 100}, nil},
 				step{term, do(sends(101, syscall.SIGTERM), termWait)},
-				step{intr, nil},
 				step{Exited{PID: 101}, do(Exit{Code: 0})},
 			),
 		},
