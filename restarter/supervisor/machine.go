@@ -747,7 +747,7 @@ func (m *Machine) termNewestFirst() []Action {
 		return nil
 	}
 	newest := m.children[n-1]
-	acts := []Action{info(fmt.Sprintf("sending TERM to PID=%d", newest.pid), "pid", newest.pid, "epoch", newest.epoch), Kill{PID: newest.pid, Signal: syscall.SIGTERM}}
+	acts := signalChild(newest, syscall.SIGTERM, termFormat)
 	if n == 1 {
 		return acts
 	}
@@ -765,7 +765,7 @@ func (m *Machine) termOlder(why string) []Action {
 	var acts []Action
 	for _, c := range m.children {
 		if c.pid != newest {
-			acts = append(acts, info(fmt.Sprintf("sending TERM to PID=%d", c.pid), "pid", c.pid, "epoch", c.epoch), Kill{PID: c.pid, Signal: syscall.SIGTERM})
+			acts = append(acts, signalChild(c, syscall.SIGTERM, termFormat)...)
 		}
 	}
 	if len(acts) == 0 {
@@ -777,9 +777,17 @@ func (m *Machine) termOlder(why string) []Action {
 func (m *Machine) signalAll(sig syscall.Signal, format string) []Action {
 	var acts []Action
 	for _, c := range m.children {
-		acts = append(acts, info(fmt.Sprintf(format, c.pid), "pid", c.pid, "epoch", c.epoch), Kill{PID: c.pid, Signal: sig})
+		acts = append(acts, signalChild(c, sig, format)...)
 	}
 	return acts
+}
+
+// termFormat is hot-restarter.py's line for each TERM sent.
+const termFormat = "sending TERM to PID=%d"
+
+// signalChild sends sig to c, logged with format (of c's pid).
+func signalChild(c child, sig syscall.Signal, format string) []Action {
+	return []Action{info(fmt.Sprintf(format, c.pid), "pid", c.pid, "epoch", c.epoch), Kill{PID: c.pid, Signal: sig}}
 }
 
 func (m *Machine) notify(n Notify) []Action {
