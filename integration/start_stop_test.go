@@ -173,3 +173,36 @@ func TestSIGTERMDuringDrainStopsNewestEpochFirst(t *testing.T) {
 	r.WaitLine(`all children exited cleanly$`, 1, wait)
 	sb.requireAllGone()
 }
+
+// A newest epoch stuck in its shutdown does not cost the older ones their
+// clean exit: they get their TERM at half of --term-wait.
+func TestSIGTERMStuckNewestEpochReleasesOlderAtHalfTermWait(t *testing.T) {
+	t.Parallel()
+	// Given epoch 1 ignoring SIGTERM (and not asking epoch 0 for stats, which
+	// would abort it once epoch 0 is gone) and epoch 0 draining,
+	sb := newSandbox(t, `if [ "$RESTART_EPOCH" = 1 ]; then fakeenvoy --base-id "$BASE_ID" --fake-parent-shutdown-time 60s --fake-stats-flush-interval 60s --fake-ignore-sigterm; fi
+fakeenvoy --base-id "$BASE_ID" --fake-parent-shutdown-time 60s
+`)
+	r := sb.start("--term-wait", "2s")
+	e0, _ := sb.waitLive(0)
+	r.Signal(syscall.SIGHUP)
+	e1, _ := sb.waitLive(1)
+
+	// when the restarter gets SIGTERM,
+	r.Signal(syscall.SIGTERM)
+
+	// then epoch 1 gets TERM, ignores it; after half the term wait epoch 0 gets
+	// its TERM and exits 0; epoch 1 is KILLed at the term wait; exit 1.
+	require.Equal(t, proctest.Exit{Code: 1}, r.Wait(wait))
+	terms := r.Lines(`sending TERM to PID=\d+$`)
+	require.Len(t, terms, 2)
+	require.Regexp(t, `PID=`+strconv.Itoa(e1.PID)+`$`, terms[0])
+	require.Regexp(t, `PID=`+strconv.Itoa(e0.PID)+`$`, terms[1])
+	half := r.Lines(`PID=` + strconv.Itoa(e1.PID) + ` still running after half of --term-wait=2s; sending TERM to the older epochs$`)
+	require.Len(t, half, 1)
+	require.Less(t, strings.Index(r.Output(), half[0]), strings.Index(r.Output(), terms[1]))
+	require.Equal(t, "exited with code=0", sb.waitReaped(e0))
+	require.Equal(t, "was killed with signal=9", sb.waitReaped(e1))
+	r.WaitLine(`children still running after --term-wait=2s$`, 1, wait)
+	sb.requireAllGone()
+}
