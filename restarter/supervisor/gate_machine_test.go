@@ -57,6 +57,19 @@ func TestMachineInitGateAndKeep(t *testing.T) {
 		status Status
 	}{
 		{
+			name:   "SIGTERM while the newest epoch initializes: it stops first, its parent once it is reaped",
+			policy: gatePolicy,
+			steps: then(envoyEpoch1Starting,
+				step{term, do(Notify{Stopping: true, Status: "shutting down"}, stopReadyTimeout, sends(101, syscall.SIGTERM), holdOlder, termWait)},
+				step{InitDone{Epoch: 1}, nil},
+				step{Exited{PID: 101, Signal: syscall.SIGTERM}, do(stopOlder, sends(100, syscall.SIGTERM))}, // before its handlers
+				step{Exited{PID: 100}, do(Exit{Code: 0})},
+			),
+			status: Status{Phase: "exited", Epochs: []EpochStatus{},
+				LastRestart: &RestartStatus{Epoch: 1, Result: "failed", Reason: "shutdown in progress", At: testNow},
+				Counters:    Counters{SIGHUPs: 1, Restarts: 1, RestartsFailed: 1}},
+		},
+		{
 			name:   "a child that never maps Envoy's region behaves as without the gate",
 			policy: gatePolicy,
 			steps: []step{
