@@ -56,7 +56,7 @@ type phase int
 
 const (
 	running     phase = iota // serving; SIGHUP starts epochs
-	terminating              // SIGTERM/SIGINT sent to children; waiting up to termWait
+	terminating              // a stop signal came: TERM sent, newest epoch first; waiting up to termWait
 	killing                  // SIGKILL sent to children; reaping them, then exit
 	exited                   // Exit emitted; every later event is ignored
 )
