@@ -1,40 +1,87 @@
 package server
 
 import (
+	"context"
+	"errors"
 	"fmt"
-	"io"
 	"net"
-	"net/http"
 	"os"
-	"strconv"
-	"strings"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/envoy-restarter/restarter/fakeenvoy/internal/config"
 	"golang.org/x/sys/unix"
 )
 
-// listener is one configured listener: its socket (bound here or received
-// from the parent) and the HTTP server answering on it once workers start.
+// listener is one configured listener: a listen socket per address (bound
+// here or received from the parent) and, once workers start, a server on
+// each that answers as the listener's HTTP connection manager says.
 type listener struct {
-	cfg       config.Listener
-	ln        net.Listener
-	http      *http.Server
-	logs      []*accessLog
-	epoch     uint32
-	pid       int
-	draining  *atomic.Bool
-	inherited bool
+	cfg      config.Listener
+	sockets  []*socket
+	router   *router // nil: the listener's network filter is parsed, not served
+	epoch    uint32
+	pid      int
+	draining *atomic.Bool
 }
 
-func (l *listener) address() string { return l.ln.Addr().String() }
+// socket is one of a listener's listen sockets.
+type socket struct {
+	addr      config.Address // as configured: the key a child asks for it by
+	ln        net.Listener
+	inherited bool
+	stop      func(ctx context.Context) error // set by serve
+}
+
+// local is the socket's actual address, as /listeners reports it.
+func (s *socket) local() string { return s.ln.Addr().String() }
+
+// bind creates a listen socket for a: SO_REUSEPORT as configured for TCP;
+// for a pipe, the stale path is removed first and the mode applied, as
+// Envoy does. Go must not unlink the path on close: the socket lives on in
+// the next epoch.
+func bind(a config.Address, reusePort bool) (net.Listener, error) {
+	lc := net.ListenConfig{}
+	if reusePort && !a.Pipe() {
+		lc.Control = func(_, _ string, c syscall.RawConn) error {
+			var serr error
+			if err := c.Control(func(fd uintptr) {
+				serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1)
+			}); err != nil {
+				return err
+			}
+			return serr
+		}
+	}
+	if a.Pipe() && a.Path[0] != '@' {
+		_ = os.Remove(a.Path)
+	}
+	ln, err := lc.Listen(context.Background(), a.Network(), a.String())
+	if err != nil {
+		return nil, err
+	}
+	if u, ok := ln.(*net.UnixListener); ok {
+		u.SetUnlinkOnClose(false)
+		if a.Mode != 0 && a.Path[0] != '@' {
+			if err := os.Chmod(a.Path, a.Mode); err != nil {
+				ln.Close()
+				return nil, err
+			}
+		}
+	}
+	return ln, nil
+}
 
 // dupFD returns a close-on-exec duplicate of the listen socket for the
 // child. Going through SyscallConn keeps the socket non-blocking (os.File.Fd
 // would switch it to blocking).
-func (l *listener) dupFD() int {
-	rc, err := l.ln.(*net.TCPListener).SyscallConn()
+func (s *socket) dupFD() int {
+	sc, ok := s.ln.(syscall.Conn)
+	if !ok {
+		return -1
+	}
+	rc, err := sc.SyscallConn()
 	if err != nil {
 		return -1
 	}
@@ -51,54 +98,73 @@ func (l *listener) dupFD() int {
 func listenerFromFD(fd int, name string) (net.Listener, error) {
 	f := os.NewFile(uintptr(fd), name)
 	defer f.Close()
-	return net.FileListener(f)
+	ln, err := net.FileListener(f)
+	if u, ok := ln.(*net.UnixListener); ok {
+		u.SetUnlinkOnClose(false)
+	}
+	return ln, err
 }
 
-func (l *listener) serve() {
-	l.http = &http.Server{Handler: l, ReadHeaderTimeout: 10 * time.Second}
-	go func() { _ = l.http.Serve(l.ln) }()
-}
-
-// ServeHTTP answers with the configured direct response plus the epoch and
-// pid, and writes the access log line before the response leaves.
-func (l *listener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	start := time.Now()
-	received, _ := io.Copy(io.Discard, r.Body)
-	body := fmt.Sprintf("%sfakeenvoy epoch=%d pid=%d\n", l.cfg.Body, l.epoch, l.pid)
-	h := w.Header()
-	h.Set("content-type", "text/plain")
-	h.Set("server", "envoy")
-	h.Set("x-fakeenvoy-epoch", strconv.FormatUint(uint64(l.epoch), 10))
-	h.Set("x-fakeenvoy-pid", strconv.Itoa(l.pid))
-	h.Set("content-length", strconv.Itoa(len(body)))
-	if l.draining.Load() {
-		// A draining Envoy asks HTTP/1.1 clients to go elsewhere.
-		h.Set("connection", "close")
-	}
-	sent := len(body)
-	if r.Method == http.MethodHead {
-		sent = 0
-	}
-	line := accessLogLine(start, r, l.cfg.Status, received, sent, time.Since(start))
-	for _, a := range l.logs {
-		a.write(line)
-	}
-	w.WriteHeader(l.cfg.Status)
-	if r.Method != http.MethodHead {
-		_, _ = io.WriteString(w, body)
-	}
-}
-
-// accessLogLine is Envoy's default access log format.
-func accessLogLine(start time.Time, r *http.Request, status int, received int64, sent int, d time.Duration) string {
-	q := func(s string) string {
-		if s == "" {
-			return "-"
+// serve starts accepting on every socket: HTTP when the listener has a
+// connection manager; otherwise each connection is accepted and closed.
+func (l *listener) serve(newHTTP func(*listener) httpServer) {
+	for _, s := range l.sockets {
+		if l.router == nil {
+			s.stop = acceptAndClose(s.ln)
+			continue
 		}
-		return strings.ReplaceAll(s, `"`, `\"`)
+		srv := newHTTP(l)
+		go func() { _ = srv.Serve(s.ln) }()
+		s.stop = srv.Shutdown
 	}
-	return fmt.Sprintf("[%s] \"%s %s %s\" %d - %d %d %d - \"%s\" \"%s\" \"%s\" \"%s\" \"-\"\n",
-		start.UTC().Format("2006-01-02T15:04:05.000Z"), r.Method, q(r.URL.RequestURI()), r.Proto,
-		status, received, sent, d.Milliseconds(),
-		q(r.Header.Get("x-forwarded-for")), q(r.UserAgent()), q(r.Header.Get("x-request-id")), q(r.Host))
 }
+
+// httpServer is the part of *http.Server a listener drives.
+type httpServer interface {
+	Serve(net.Listener) error
+	Shutdown(ctx context.Context) error
+}
+
+func acceptAndClose(ln net.Listener) func(context.Context) error {
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	return func(context.Context) error { return ln.Close() }
+}
+
+// close stops the listener: in-flight requests get until ctx ends.
+func (l *listener) close(ctx context.Context) {
+	for _, s := range l.sockets {
+		if s.stop == nil {
+			_ = s.ln.Close()
+			continue
+		}
+		if err := s.stop(ctx); err != nil && !errors.Is(err, net.ErrClosed) {
+			_ = s.ln.Close()
+		}
+	}
+}
+
+// stopAccepting closes our descriptors: the sockets live on in the child.
+func (l *listener) stopAccepting() {
+	for _, s := range l.sockets {
+		_ = s.ln.Close()
+	}
+}
+
+// bindError is Envoy's message for a listen socket it cannot create.
+func bindError(a config.Address, err error) error {
+	var errno syscall.Errno
+	if errors.As(err, &errno) {
+		return fmt.Errorf("cannot bind '%s': %s", a, errno.Error())
+	}
+	return fmt.Errorf("cannot bind '%s': %v", a, err)
+}
+
+const shutdownGrace = 5 * time.Second

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"strconv"
@@ -196,7 +197,7 @@ func (s *Server) run() int {
 		return 0
 	}
 	for _, l := range cfg.Listeners {
-		for _, p := range l.AccessLogPaths {
+		for _, p := range l.HTTP.AccessLogPathList() {
 			if s.accessLogs[p] != nil {
 				continue
 			}
@@ -235,34 +236,56 @@ func (s *Server) initialize() error {
 		s.log.Info("main", "admin address: %s", ln.Addr())
 	}
 	for _, c := range s.cfg.Listeners {
-		l := &listener{cfg: c, epoch: s.opts.RestartEpoch, pid: os.Getpid(), draining: &s.draining}
-		for _, p := range c.AccessLogPaths {
-			l.logs = append(l.logs, s.accessLogs[p])
+		l, err := s.newListener(c)
+		if err != nil {
+			return err
 		}
-		if s.hr != nil {
-			byName := s.opts.FakeReusePortZero && c.Address.Port == 0
-			fd, err := s.hr.Child.DuplicateParentListenSocket(c.Address.String(), c.Name, byName)
-			if err != nil {
-				return err
-			}
-			if fd >= 0 {
-				if l.ln, err = listenerFromFD(fd, c.Name); err != nil {
-					return fmt.Errorf("listener '%s': socket from parent: %w", c.Name, err)
-				}
-				l.inherited = true
-			}
-		}
-		if l.ln == nil {
-			ln, err := net.Listen("tcp", c.Address.String())
-			if err != nil {
-				return fmt.Errorf("error adding listener '%s': cannot bind '%s': %w", c.Address, c.Address, errors.Unwrap(errors.Unwrap(err)))
-			}
-			l.ln = ln
-		}
-		s.log.Info("config", "listener '%s' on %s (%s)", c.Name, l.address(), map[bool]string{true: "from parent", false: "bound"}[l.inherited])
 		s.listeners = append(s.listeners, l)
 	}
 	return nil
+}
+
+// newListener builds one listener, each of its sockets asked from the
+// parent by address (Envoy's duplicateParentListenSocket) and bound here
+// when the parent has none.
+func (s *Server) newListener(c config.Listener) (*listener, error) {
+	l := &listener{cfg: c, epoch: s.opts.RestartEpoch, pid: os.Getpid(), draining: &s.draining}
+	if c.HTTP != nil {
+		rt := &router{l: l, http: c.HTTP, clusters: s.cfg.Clusters}
+		for _, p := range c.HTTP.AccessLogPaths {
+			rt.logs = append(rt.logs, s.accessLogs[p])
+		}
+		l.router = rt
+	}
+	for _, a := range c.Addresses {
+		sock := &socket{addr: a}
+		if s.hr != nil {
+			byName := s.opts.FakeReusePortZero && !a.Pipe() && a.Port == 0
+			fd, err := s.hr.Child.DuplicateParentListenSocket(a.String(), c.Name, byName)
+			if err != nil {
+				l.stopAccepting()
+				return nil, err
+			}
+			if fd >= 0 {
+				if sock.ln, err = listenerFromFD(fd, c.Name); err != nil {
+					l.stopAccepting()
+					return nil, fmt.Errorf("listener '%s': socket from parent: %w", c.Name, err)
+				}
+				sock.inherited = true
+			}
+		}
+		if sock.ln == nil {
+			ln, err := bind(a, c.ReusePort)
+			if err != nil {
+				l.stopAccepting()
+				return nil, fmt.Errorf("error adding listener '%s': %w", a, bindError(a, err))
+			}
+			sock.ln = ln
+		}
+		l.sockets = append(l.sockets, sock)
+		s.log.Info("config", "listener '%s' on %s (%s)", c.Name, sock.local(), map[bool]string{true: "from parent", false: "bound"}[sock.inherited])
+	}
+	return l, nil
 }
 
 // dispatch is the main loop: signals, requests from the child epoch,
@@ -321,7 +344,9 @@ loop:
 func (s *Server) startWorkers(parentShutdown *<-chan time.Time) bool {
 	s.log.Info("config", "all dependencies initialized. starting workers")
 	for _, l := range s.listeners {
-		l.serve()
+		l.serve(func(l *listener) httpServer {
+			return &http.Server{Handler: l.router, ReadHeaderTimeout: 10 * time.Second}
+		})
 	}
 	if s.hr != nil {
 		hasParent := s.hr.Child.HasParent()
@@ -376,16 +401,10 @@ func (s *Server) stop() {
 	if s.admin != nil {
 		_ = s.admin.http.Close()
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
 	defer cancel()
 	for _, l := range s.listeners {
-		if l.http == nil {
-			_ = l.ln.Close()
-			continue
-		}
-		if err := l.http.Shutdown(ctx); err != nil {
-			_ = l.http.Close()
-		}
+		l.close(ctx)
 	}
 	for _, a := range s.accessLogs {
 		a.close()
@@ -428,13 +447,18 @@ func (h parentHandler) ShutdownAdmin() int64 {
 func (h parentHandler) ListenSocket(address, name string, byName bool) int {
 	fd := -1
 	h.s.onDispatcher(func() {
+		if h.s.draining.Load() {
+			return
+		}
 		for _, l := range h.s.listeners {
-			if l.address() == address || (byName && l.cfg.Name == name) {
-				if l.draining.Load() {
+			for _, sock := range l.sockets {
+				// Envoy compares the socket's actual address; with
+				// --fake-reuse-port-zero a port-0 socket also matches
+				// by listener name and configured address.
+				if sock.local() == address || (byName && l.cfg.Name == name && sock.addr.String() == address) {
+					fd = sock.dupFD()
 					return
 				}
-				fd = l.dupFD()
-				return
 			}
 		}
 	})
@@ -448,8 +472,7 @@ func (h parentHandler) DrainListeners() {
 		s.state.Store(stateDraining)
 		s.draining.Store(true)
 		for _, l := range s.listeners {
-			// Closing our descriptor stops our accepts; the socket lives on in the child.
-			_ = l.ln.Close()
+			l.stopAccepting()
 		}
 	})
 }
@@ -482,7 +505,7 @@ func (s *Server) writeState() error {
 		st.AdminAddress = s.admin.ln.Addr().String()
 	}
 	for _, l := range s.listeners {
-		st.Listeners[l.cfg.Name] = l.address()
+		st.Listeners[l.cfg.Name] = l.sockets[0].local()
 	}
 	b, err := json.MarshalIndent(st, "", "  ")
 	if err != nil {
