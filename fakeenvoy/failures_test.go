@@ -13,6 +13,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/envoy-restarter/restarter/fakeenvoy/internal/hotrestart"
+	"github.com/envoy-restarter/restarter/internal/envoyshm"
 	"github.com/envoy-restarter/restarter/internal/proctest"
 )
 
@@ -38,19 +40,32 @@ func TestEpochRefusedWhileParentInitializing(t *testing.T) {
 	assert.True(t, e0.Alive())
 }
 
-// Given a child that died while initialising, when the next epoch starts,
-// then it is refused too: the flag stays set (Envoy issues #726, #33446).
-func TestChildDyingWhileInitializingLeavesTheFlagSet(t *testing.T) {
+// Given a child killed while initialising, before it told its parent to
+// drain, then every later hot restart is refused: the flag stays set in the
+// region for good (Envoy issues #1537, #33446), and a program mapping the
+// region with Envoy's layout sees it set. Only a new epoch 0 clears it.
+func TestChildDyingWhileInitializingWedgesHotRestart(t *testing.T) {
 	sb := newSandbox(t)
 	cfg := sb.config("c.yaml", 0)
-	sb.startRunning(0, "-c", cfg)
+	e0 := sb.startRunning(0, "-c", cfg)
 	e1 := sb.startRunning(1, "-c", cfg, "--fake-ready-delay", "1m")
 	e1.Signal(syscall.SIGKILL)
 	assert.Equal(t, proctest.Exit{Signal: syscall.SIGKILL}, e1.Wait(wait))
 
-	e2 := sb.start(2, "-c", cfg)
-	assert.Equal(t, proctest.Exit{Code: 1}, e2.Wait(wait))
-	assert.Contains(t, e2.Output(), "previous envoy process is still initializing")
+	for _, epoch := range []int{1, 2, 1} { // 3 would collide with epoch 0's socket id
+		again := sb.start(epoch, "-c", cfg)
+		assert.Equal(t, proctest.Exit{Code: 1}, again.Wait(wait), "epoch %d", epoch)
+		assert.Equal(t, "previous envoy process is still initializing", again.Output(), "epoch %d", epoch)
+	}
+	assert.True(t, sb.initializingFlag(), "flags_ bit 0 as Envoy lays it out")
+	assert.True(t, e0.Alive(), "the old epoch keeps serving")
+
+	e0.Signal(syscall.SIGKILL)
+	e0.Wait(wait)
+	fresh := sb.startRunning(0, "-c", cfg)
+	assert.False(t, sb.initializingFlag(), "epoch 0 recreated the region")
+	fresh.Signal(syscall.SIGTERM)
+	assert.Equal(t, proctest.Exit{}, fresh.Wait(wait))
 }
 
 // Given epoch 0 killed, when epoch 1 starts, then it retries the refused
@@ -130,6 +145,8 @@ func TestDynamicBaseID(t *testing.T) {
 	e0.Signal(syscall.SIGTERM)
 	assert.Equal(t, proctest.Exit{}, e0.Wait(wait))
 	assert.Empty(t, dynamic.leftovers())
+	assert.True(t, hotrestart.RegionExists(st.BaseID), "the region stays, as Envoy's does")
+	_ = os.Remove(envoyshm.Path(st.BaseID))
 }
 
 // --mode validate checks the config and touches no hot restart state.
@@ -147,6 +164,7 @@ func TestValidateMode(t *testing.T) {
 	assert.Equal(t, proctest.Exit{Code: 1}, failed.Wait(wait))
 	assert.Contains(t, failed.Output(), "error initializing configuration '"+bad+"'")
 	assert.Empty(t, sb.leftovers())
+	assert.False(t, hotrestart.RegionExists(sb.baseID))
 }
 
 func TestHotRestartVersionFlag(t *testing.T) {
@@ -159,7 +177,8 @@ func TestHotRestartVersionFlag(t *testing.T) {
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	require.NoError(t, cmd.Run())
 	assert.Equal(t, "", stdout.String())
-	assert.Equal(t, "11.32\n", stderr.String())
+	assert.Equal(t, hotrestart.VersionString(11), stderr.String(), "no newline, as Envoy prints it")
+	assert.Equal(t, fmt.Sprintf("11.%d", envoyshm.Size), stderr.String())
 	disabled := proctest.Start(t, proctest.Options{}, binary, "--hot-restart-version", "--disable-hot-restart")
 	require.Equal(t, proctest.Exit{}, disabled.Wait(wait))
 	assert.Equal(t, "disabled", disabled.Output())

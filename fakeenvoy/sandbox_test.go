@@ -9,8 +9,10 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/envoy-restarter/restarter/fakeenvoy/internal/hotrestart"
+	"golang.org/x/sys/unix"
+
 	"github.com/envoy-restarter/restarter/fakeenvoy/internal/server"
+	"github.com/envoy-restarter/restarter/internal/envoyshm"
 	"github.com/envoy-restarter/restarter/internal/fakeenvoytest"
 	"github.com/envoy-restarter/restarter/internal/proctest"
 )
@@ -37,7 +39,7 @@ func newSandbox(t *testing.T) *sandbox {
 	t.Helper()
 	t.Parallel()
 	sb := &sandbox{t: t, dir: t.TempDir(), baseID: 200_000_000 + rand.Uint32N(60_000_000), fakeenvoy: proctest.Binary(t, "fakeenvoy")}
-	t.Cleanup(func() { _ = os.Remove("/dev/shm" + hotrestart.SharedMemoryName(sb.baseID)) })
+	t.Cleanup(func() { _ = os.Remove(envoyshm.Path(sb.baseID)) })
 	return sb
 }
 
@@ -93,13 +95,34 @@ func readState(t *testing.T, path string, epoch uint32) server.State {
 	return st
 }
 
-// leftovers lists this sandbox's shared memory region and abstract domain
-// sockets that still exist.
+// initializingFlag maps the sandbox's region read-only, as another
+// program would, and reads INITIALIZING where Envoy keeps it.
+func (sb *sandbox) initializingFlag() bool {
+	sb.t.Helper()
+	f, err := os.Open(envoyshm.Path(sb.baseID))
+	if err != nil {
+		sb.t.Fatal(err)
+	}
+	defer f.Close()
+	mem, err := unix.Mmap(int(f.Fd()), 0, envoyshm.Size, unix.PROT_READ, unix.MAP_SHARED)
+	if err != nil {
+		sb.t.Fatal(err)
+	}
+	defer unix.Munmap(mem)
+	r, err := envoyshm.NewRegion(mem)
+	if err != nil {
+		sb.t.Fatal(err)
+	}
+	if err := r.Check(envoyshm.Version); err != nil {
+		sb.t.Fatal(err)
+	}
+	return r.Initializing()
+}
+
+// leftovers lists this sandbox's abstract domain sockets that still
+// exist. The shared memory region is not one: Envoy leaves it behind.
 func (sb *sandbox) leftovers() []string {
 	var out []string
-	if hotrestart.RegionExists(sb.baseID) {
-		out = append(out, hotrestart.SharedMemoryName(sb.baseID))
-	}
 	b, err := os.ReadFile("/proc/net/unix")
 	if err != nil {
 		sb.t.Fatal(err)

@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"sync"
 	"time"
 )
 
@@ -54,6 +55,10 @@ type controlServer struct {
 	calls chan controlCall
 	done  chan struct{} // closed when the event loop stops answering
 	log   func(msg string)
+	// handlers counts connections being served, so that close can let the
+	// answers the event loop already gave reach their clients.
+	handlers sync.WaitGroup
+	served   chan struct{} // closed when serve has stopped accepting
 }
 
 // listenControl creates the control socket at path, mode 0600. A stale
@@ -78,24 +83,44 @@ func listenControl(path string, logError func(string)) (*controlServer, error) {
 		ln.Close()
 		return nil, fmt.Errorf("control socket: %w", err)
 	}
-	s := &controlServer{ln: ln, calls: make(chan controlCall), done: make(chan struct{}), log: logError}
+	s := &controlServer{ln: ln, calls: make(chan controlCall), done: make(chan struct{}), served: make(chan struct{}), log: logError}
 	go s.serve()
 	return s, nil
 }
 
-// close stops accepting, removes the socket and fails calls still waiting.
+// closeFlushWait bounds how long close waits for answers being written.
+const closeFlushWait = time.Second
+
+// close stops accepting, removes the socket, fails calls still waiting and
+// waits (up to closeFlushWait) until every answer has been written: a
+// reload answered just before the restarter exits must reach its client.
 func (s *controlServer) close() {
 	close(s.done)
 	s.ln.Close()
+	flushed := make(chan struct{})
+	go func() {
+		<-s.served // no handler is added after this
+		s.handlers.Wait()
+		close(flushed)
+	}()
+	select {
+	case <-flushed:
+	case <-time.After(closeFlushWait):
+	}
 }
 
 func (s *controlServer) serve() {
+	defer close(s.served)
 	for {
 		conn, err := s.ln.AcceptUnix()
 		if err != nil {
 			return // closed
 		}
-		go s.handle(conn)
+		s.handlers.Add(1)
+		go func() {
+			defer s.handlers.Done()
+			s.handle(conn)
+		}()
 	}
 }
 
@@ -146,7 +171,14 @@ func (s *controlServer) handle(conn *net.UnixConn) {
 	case r := <-call.reply:
 		reply(r)
 	case <-s.done:
-		reply(controlReply{Error: "the restarter is exiting"})
+		// The event loop answers every reload before it stops: prefer its
+		// answer when both are ready.
+		select {
+		case r := <-call.reply:
+			reply(r)
+		default:
+			reply(controlReply{Error: "the restarter is exiting"})
+		}
 	}
 }
 

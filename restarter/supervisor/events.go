@@ -51,9 +51,15 @@ type CheckFinished struct {
 // Ready reports that epoch Epoch passed its readiness probe.
 type Ready struct{ Epoch int }
 
-// ReloadRequested is a hot restart asked for through the control socket;
-// ID is answered by one ReloadResult action.
-type ReloadRequested struct{ ID int }
+// ReloadRequested is a hot restart asked for through the control socket.
+// The Machine answers it with exactly one ReloadResult to Waiter, whatever
+// happens (the restart's outcome, a shutdown, the restarter's exit).
+type ReloadRequested struct{ Waiter Waiter }
+
+// Waiter is where the answer to a reload request goes. The Machine only
+// keeps it until it hands it back in the ReloadResult that answers it; the
+// OS layer sends the answer.
+type Waiter chan<- controlReply
 
 func (Started) isEvent()         {}
 func (Signaled) isEvent()        {}
@@ -79,11 +85,15 @@ type Kill struct {
 }
 
 // SetTimer asks for TimerFired{Timer} after After. Setting a timer again
-// replaces the earlier one.
+// replaces the earlier one, whose firing is dropped.
 type SetTimer struct {
 	Timer Timer
 	After time.Duration
 }
+
+// StopTimer cancels a timer set by SetTimer; a firing already on its way is
+// dropped.
+type StopTimer struct{ Timer Timer }
 
 // Log asks for a log line. Msg is the operator-visible text (hot-restarter.py's
 // wording); Args are slog key/value pairs for structured output.
@@ -93,16 +103,26 @@ type Log struct {
 	Args  []any
 }
 
-// Exit asks the restarter to exit with Code. It is always the last action.
+// Exit asks the restarter to exit with Code. It is always the last action,
+// and every reload request has been answered before it; the OS layer stops
+// whatever timers, checks and probes are still running.
 type Exit struct{ Code int }
 
 // RunCheck asks for the pre-restart check of epoch Epoch (reading the base
 // id, running --check); the OS layer answers with CheckFinished.
 type RunCheck struct{ Epoch int }
 
+// StopCheck abandons the pre-restart check of epoch Epoch: its process is
+// killed and its CheckFinished, even one already on its way, is dropped.
+type StopCheck struct{ Epoch int }
+
 // WatchReady asks for epoch Epoch (process PID) to be probed until it is
 // ready; the OS layer answers with Ready, at most once.
 type WatchReady struct{ Epoch, PID int }
+
+// StopWatch stops probing epoch Epoch (it died, timed out or the restarter
+// is shutting down); its Ready, even one already on its way, is dropped.
+type StopWatch struct{ Epoch int }
 
 // Notify asks for a message to the service manager (sd_notify): READY=1,
 // RELOADING=1 (with MONOTONIC_USEC) or STOPPING=1, and STATUS=Status.
@@ -111,10 +131,10 @@ type Notify struct {
 	Status                     string
 }
 
-// ReloadResult answers ReloadRequested ID with the outcome of the hot
-// restart it started or joined.
+// ReloadResult answers the ReloadRequested of Waiter with the outcome of
+// the hot restart it started or joined, or with why there will be none.
 type ReloadResult struct {
-	ID     int
+	Waiter Waiter
 	OK     bool
 	Epoch  int
 	Reason string
@@ -123,6 +143,9 @@ type ReloadResult struct {
 func (Spawn) isAction()        {}
 func (Kill) isAction()         {}
 func (SetTimer) isAction()     {}
+func (StopTimer) isAction()    {}
+func (StopCheck) isAction()    {}
+func (StopWatch) isAction()    {}
 func (Log) isAction()          {}
 func (Exit) isAction()         {}
 func (RunCheck) isAction()     {}

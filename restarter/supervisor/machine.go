@@ -48,6 +48,7 @@ type child struct {
 	pid, epoch int
 	started    time.Time
 	ready      bool
+	watching   bool // a readiness watcher probes it (WatchReady, not yet stopped)
 	usr1       bool // a SIGUSR1 waits for the epoch to be ready
 }
 
@@ -55,10 +56,22 @@ type child struct {
 // spawn) until the new epoch is ready.
 type restart struct {
 	epoch    int
-	checking bool   // waiting for CheckFinished; else for Spawned or Ready
-	pid      int    // the new epoch's pid once spawned
-	failure  string // why it is being failed, once decided (readiness timeout)
-	waiters  []int  // reload requests answered with its outcome
+	checking bool     // a check runs (RunCheck, not yet finished or stopped)
+	pid      int      // the new epoch's pid once spawned
+	failure  string   // why it is being failed, once decided (readiness timeout)
+	waiters  []Waiter // reload requests answered with its outcome
+}
+
+// readyTimerArmed reports whether r's ReadyTimeoutTimer is set and has not
+// fired: from its epoch's spawn, with a readiness probe, until it is done.
+func (m *Machine) readyTimerArmed(r *restart) bool {
+	return m.policy.Readiness && r.pid != 0 && r.failure == ""
+}
+
+// queuedRestart is the hot restart that SIGHUPs and reloads asked for while
+// another was in progress: they are coalesced into one, started after it.
+type queuedRestart struct {
+	waiters []Waiter // reload requests answered with its outcome
 }
 
 // Machine is the restarter's state machine: it holds every child, the hot
@@ -73,11 +86,12 @@ type Machine struct {
 	nextEpoch int
 	code      int // exit code once the phase is killing
 
-	restart        *restart // nil when no hot restart is in progress
-	pending        bool     // a SIGHUP or reload came during the restart: one more follows it
-	pendingWaiters []int
-	last           *RestartStatus
-	counters       Counters
+	// Every reload request waits in exactly one of restart.waiters and
+	// queued.waiters until it is answered.
+	restart  *restart       // nil when no hot restart is in progress
+	queued   *queuedRestart // nil unless one more restart follows restart
+	last     *RestartStatus
+	counters Counters
 }
 
 // NewMachine returns a Machine following p.
@@ -125,23 +139,21 @@ func (m *Machine) Handle(ev Event) []Action {
 	case ReloadRequested:
 		m.counters.Reloads++
 		if m.phase != running {
-			return []Action{ReloadResult{ID: ev.ID, Reason: "shutdown in progress"}}
+			return []Action{ReloadResult{Waiter: ev.Waiter, Reason: "shutdown in progress"}}
 		}
-		return m.requestRestart("reload request", ev.ID)
+		return m.requestRestart("reload request", ev.Waiter)
 	}
 	panic(fmt.Sprintf("supervisor: unknown event %T", ev))
 }
 
-// requestRestart starts a hot restart, or folds the request into the one
-// that follows the restart in progress. waiter < 0 means nobody waits.
-func (m *Machine) requestRestart(what string, waiter int) []Action {
-	var waiters []int
-	if waiter >= 0 {
-		waiters = []int{waiter}
-	}
+// requestRestart starts a hot restart for waiters (none for a SIGHUP), or
+// folds the request into the one that follows the restart in progress.
+func (m *Machine) requestRestart(what string, waiters ...Waiter) []Action {
 	if r := m.restart; r != nil {
-		m.pending = true
-		m.pendingWaiters = append(m.pendingWaiters, waiters...)
+		if m.queued == nil {
+			m.queued = &queuedRestart{}
+		}
+		m.queued.waiters = append(m.queued.waiters, waiters...)
 		return []Action{info(fmt.Sprintf("hot restart to epoch %d in progress; %s queued for after it", r.epoch, what))}
 	}
 	return m.beginRestart(waiters)
@@ -149,7 +161,7 @@ func (m *Machine) requestRestart(what string, waiter int) []Action {
 
 // beginRestart starts epoch nextEpoch: through the pre-restart check when
 // one is configured (never for epoch 0), else at once.
-func (m *Machine) beginRestart(waiters []int) []Action {
+func (m *Machine) beginRestart(waiters []Waiter) []Action {
 	r := &restart{epoch: m.nextEpoch, waiters: waiters}
 	m.restart = r
 	var acts []Action
@@ -174,18 +186,22 @@ func (m *Machine) spawn(r *restart) []Action {
 }
 
 func (m *Machine) spawned(ev Spawned) []Action {
-	m.children = append(m.children, child{pid: ev.PID, epoch: ev.Epoch, started: m.policy.Clock(), ready: !m.policy.Readiness})
+	c := child{pid: ev.PID, epoch: ev.Epoch, started: m.policy.Clock(), ready: !m.policy.Readiness}
 	acts := []Action{info(fmt.Sprintf("forked new child process with PID=%d", ev.PID), "pid", ev.PID, "epoch", ev.Epoch)}
 	r := m.restart
 	if r == nil || r.epoch != ev.Epoch {
+		m.children = append(m.children, c)
 		return acts
 	}
 	r.pid = ev.PID
 	if !m.policy.Readiness {
+		m.children = append(m.children, c)
 		acts = append(acts, m.finishRestart(true, "")...)
 		return append(acts, m.startQueued()...)
 	}
-	return append(acts, WatchReady{Epoch: ev.Epoch, PID: ev.PID}, SetTimer{Timer: ReadyTimeoutTimer, After: m.policy.ReadyTimeout})
+	c.watching = true
+	m.children = append(m.children, c)
+	return append(acts, WatchReady(ev), SetTimer{Timer: ReadyTimeoutTimer, After: m.policy.ReadyTimeout})
 }
 
 func (m *Machine) checkFinished(ev CheckFinished) []Action {
@@ -197,6 +213,7 @@ func (m *Machine) checkFinished(ev CheckFinished) []Action {
 		return append([]Action{info(fmt.Sprintf("check passed for epoch %d", ev.Epoch), "epoch", ev.Epoch)}, m.spawn(r)...)
 	}
 	m.counters.ChecksFailed++
+	r.checking = false
 	acts := []Action{Log{Level: slog.LevelError, Msg: fmt.Sprintf("check refused hot restart to epoch %d: %s", ev.Epoch, ev.Err), Args: []any{"epoch", ev.Epoch}}}
 	for _, line := range strings.Split(strings.TrimRight(ev.Output, "\n"), "\n") {
 		if line != "" {
@@ -209,11 +226,11 @@ func (m *Machine) checkFinished(ev CheckFinished) []Action {
 
 func (m *Machine) ready(epoch int) []Action {
 	i := m.indexOfEpoch(epoch)
-	if i < 0 || m.children[i].ready {
-		return nil
+	if i < 0 || !m.children[i].watching {
+		return nil // from a watch already stopped
 	}
 	c := &m.children[i]
-	c.ready = true
+	c.ready, c.watching = true, false
 	acts := []Action{info(fmt.Sprintf("epoch %d is ready", epoch), "epoch", epoch, "pid", c.pid)}
 	if c.usr1 {
 		c.usr1 = false
@@ -226,16 +243,24 @@ func (m *Machine) ready(epoch int) []Action {
 	return acts
 }
 
-// finishRestart ends the restart in progress (if any) with its outcome,
-// answers its waiters and tells the service manager. It does not start a
-// queued restart: the caller does, with startQueued, unless it is about to
-// shut everything down.
+// finishRestart ends the restart in progress (if any) with its outcome:
+// it stops its check and ready timeout if they still run, answers its
+// waiters and tells the service manager. It does not start a queued
+// restart: the caller does, with startQueued, unless it is about to shut
+// everything down.
 func (m *Machine) finishRestart(ok bool, reason string) []Action {
 	r := m.restart
 	if r == nil {
 		return nil
 	}
 	m.restart = nil
+	var acts []Action
+	if r.checking {
+		acts = append(acts, StopCheck{Epoch: r.epoch})
+	}
+	if m.readyTimerArmed(r) {
+		acts = append(acts, StopTimer{Timer: ReadyTimeoutTimer})
+	}
 	result := "ok"
 	if !ok {
 		result = "failed"
@@ -244,9 +269,8 @@ func (m *Machine) finishRestart(ok bool, reason string) []Action {
 		}
 	}
 	m.last = &RestartStatus{Epoch: r.epoch, Result: result, Reason: reason, At: m.policy.Clock()}
-	var acts []Action
-	for _, id := range r.waiters {
-		acts = append(acts, ReloadResult{ID: id, OK: ok, Epoch: r.epoch, Reason: reason})
+	for _, w := range r.waiters {
+		acts = append(acts, ReloadResult{Waiter: w, OK: ok, Epoch: r.epoch, Reason: reason})
 	}
 	if m.phase == running {
 		if ok {
@@ -262,25 +286,31 @@ func (m *Machine) finishRestart(ok bool, reason string) []Action {
 // one that just ended, if any. After a refused check it is worth trying
 // again: the config may have been fixed meanwhile.
 func (m *Machine) startQueued() []Action {
-	if !m.pending || m.restart != nil || m.phase != running {
+	q := m.queued
+	if q == nil || m.restart != nil || m.phase != running {
 		return nil
 	}
-	waiters := m.pendingWaiters
-	m.pending, m.pendingWaiters = false, nil
-	return append([]Action{info("starting the queued hot restart")}, m.beginRestart(waiters)...)
+	m.queued = nil
+	return append([]Action{info("starting the queued hot restart")}, m.beginRestart(q.waiters)...)
 }
 
-// failWaiters answers every reload still waiting, because the restarter is
-// shutting down.
-func (m *Machine) failWaiters(reason string) []Action {
-	var acts []Action
-	if m.restart != nil {
-		acts = append(acts, m.finishRestart(false, reason)...)
+// abandonRestarts fails the restart in progress and the queued one, because
+// the restarter is shutting down: every reload still waiting is answered
+// with reason, and every readiness watcher is stopped.
+func (m *Machine) abandonRestarts(reason string) []Action {
+	acts := m.finishRestart(false, reason)
+	if q := m.queued; q != nil {
+		m.queued = nil
+		for _, w := range q.waiters {
+			acts = append(acts, ReloadResult{Waiter: w, Reason: reason})
+		}
 	}
-	for _, id := range m.pendingWaiters {
-		acts = append(acts, ReloadResult{ID: id, Reason: reason})
+	for i := range m.children {
+		if c := &m.children[i]; c.watching {
+			c.watching = false
+			acts = append(acts, StopWatch{Epoch: c.epoch})
+		}
 	}
-	m.pending, m.pendingWaiters = false, nil
 	return acts
 }
 
@@ -292,7 +322,7 @@ func (m *Machine) signaled(sig syscall.Signal) []Action {
 		if m.phase != running {
 			return append(acts, info("ignoring SIGHUP: shutdown in progress"))
 		}
-		return append(acts, m.requestRestart("SIGHUP", -1)...)
+		return append(acts, m.requestRestart("SIGHUP")...)
 	case syscall.SIGUSR1:
 		return append(acts, m.forwardUSR1()...)
 	case syscall.SIGTERM, syscall.SIGINT:
@@ -301,7 +331,7 @@ func (m *Machine) signaled(sig syscall.Signal) []Action {
 		}
 		m.phase = terminating
 		acts = append(acts, m.notify(Notify{Stopping: true, Status: "shutting down"})...)
-		acts = append(acts, m.failWaiters("shutdown in progress")...)
+		acts = append(acts, m.abandonRestarts("shutdown in progress")...)
 		acts = append(acts, m.signalAll(syscall.SIGTERM, "sending TERM to PID=%d")...)
 		if len(m.children) == 0 {
 			return append(acts, m.exit(ExitClean, "all children exited cleanly")...)
@@ -317,7 +347,8 @@ func (m *Machine) exited(ev Exited) []Action {
 		// Only an orphan reaped as subreaper can get here; it is not an epoch.
 		return []Action{logf(slog.LevelDebug, "reaped PID=%d, which is not an epoch", ev.PID)}
 	}
-	epoch := m.children[i].epoch
+	c := m.children[i]
+	epoch := c.epoch
 	m.children = append(m.children[:i], m.children[i+1:]...)
 	var acts []Action
 	var how string
@@ -333,6 +364,9 @@ func (m *Machine) exited(ev Exited) []Action {
 		how = fmt.Sprintf("exited with code=%d", ev.Code)
 		acts = append(acts, Log{Level: level, Msg: fmt.Sprintf("PID=%d %s", ev.PID, how),
 			Args: []any{"pid", ev.PID, "epoch", epoch, "code", ev.Code}})
+	}
+	if c.watching {
+		acts = append(acts, StopWatch{Epoch: epoch})
 	}
 	if r := m.restart; r != nil && r.pid == ev.PID {
 		reason := r.failure
@@ -373,10 +407,12 @@ func (m *Machine) timerFired(t Timer) []Action {
 		// its death takes the usual abnormal-exit path.
 		r := m.restart
 		r.failure = fmt.Sprintf("epoch %d not ready within --ready-timeout=%s", r.epoch, m.policy.ReadyTimeout)
-		return []Action{
-			Log{Level: slog.LevelError, Msg: r.failure + "; killing it", Args: []any{"epoch", r.epoch, "pid", r.pid}},
-			Kill{PID: r.pid, Signal: syscall.SIGKILL},
+		acts := []Action{Log{Level: slog.LevelError, Msg: r.failure + "; killing it", Args: []any{"epoch", r.epoch, "pid", r.pid}}}
+		if i := m.indexOf(r.pid); i >= 0 && m.children[i].watching {
+			m.children[i].watching = false
+			acts = append(acts, StopWatch{Epoch: r.epoch})
 		}
+		return append(acts, Kill{PID: r.pid, Signal: syscall.SIGKILL})
 	}
 	return nil // a timer of a phase or restart already left
 }
@@ -394,7 +430,7 @@ func (m *Machine) kill(level slog.Level, why string) []Action {
 	m.code = ExitError
 	acts := []Action{Log{Level: level, Msg: why}}
 	acts = append(acts, m.notify(Notify{Stopping: true, Status: "shutting down: " + why})...)
-	acts = append(acts, m.failWaiters("shutdown in progress: "+why)...)
+	acts = append(acts, m.abandonRestarts("shutdown in progress: "+why)...)
 	acts = append(acts, m.signalAll(syscall.SIGKILL, "force killing PID=%d")...)
 	if len(m.children) == 0 {
 		return append(acts, m.exit(m.code, "")...)
@@ -434,9 +470,11 @@ func (m *Machine) notify(n Notify) []Action {
 	return []Action{n}
 }
 
+// exit ends the machine with code. A reload still waiting (the last epoch
+// exited during a check) is answered first.
 func (m *Machine) exit(code int, why string) []Action {
 	m.phase = exited
-	var acts []Action
+	acts := m.abandonRestarts("the restarter is exiting")
 	if why != "" {
 		acts = append(acts, info(why))
 	}
@@ -457,25 +495,4 @@ func info(msg string, args ...any) Log { return Log{Level: slog.LevelInfo, Msg: 
 
 func logf(level slog.Level, format string, a ...any) Log {
 	return Log{Level: level, Msg: fmt.Sprintf(format, a...)}
-}
-
-// signalName returns the conventional name of sig, such as SIGHUP.
-func signalName(sig syscall.Signal) string {
-	switch sig {
-	case syscall.SIGHUP:
-		return "SIGHUP"
-	case syscall.SIGINT:
-		return "SIGINT"
-	case syscall.SIGTERM:
-		return "SIGTERM"
-	case syscall.SIGUSR1:
-		return "SIGUSR1"
-	case syscall.SIGKILL:
-		return "SIGKILL"
-	case syscall.SIGSEGV:
-		return "SIGSEGV"
-	case syscall.SIGABRT:
-		return "SIGABRT"
-	}
-	return fmt.Sprintf("signal %d", int(sig))
 }

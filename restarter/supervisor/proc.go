@@ -7,16 +7,45 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"os/signal"
 	"runtime"
 	"sync"
 	"syscall"
 	"time"
 	"unsafe"
 
+	"github.com/coreos/go-systemd/v22/daemon"
 	"golang.org/x/sys/unix"
 )
 
-// This file is the OS layer: the only code that forks, signals and reaps.
+// This file is the OS layer: the only code that forks, signals and reaps,
+// and the only code in the restarter that calls unix.*.
+
+// newOSEnv returns the real operating system, as the event loop uses it.
+func newOSEnv() osEnv {
+	f := newForker()
+	return osEnv{
+		notifySignal: func(sig os.Signal) <-chan os.Signal {
+			ch := make(chan os.Signal, 1)
+			signal.Notify(ch, sig)
+			return ch
+		},
+		start:           f.start,
+		kill:            kill,
+		reap:            reap,
+		reapOrphans:     f.reapOrphans,
+		becomeSubreaper: becomeSubreaper,
+		runHelper:       f.runHelper,
+		afterFunc: func(d time.Duration, fn func()) func() bool {
+			return time.AfterFunc(d, fn).Stop
+		},
+		sdNotify:      func(state string) error { _, err := daemon.SdNotify(false, state); return err },
+		monotonicUsec: monotonicUsec,
+		getpid:        os.Getpid,
+		environ:       os.Environ,
+		getenv:        os.Getenv,
+	}
+}
 
 // forker starts every child from one OS thread that lives as long as the
 // restarter. Envoy sets PR_SET_PDEATHSIG, which the kernel ties to the
@@ -144,8 +173,8 @@ func (f *forker) start(path string, argv, env []string, dir string) (int, error)
 // reap collects every child in pids that has terminated, without blocking,
 // and returns one Exited event for each. Children are reaped by pid, so
 // processes the restarter did not start as epochs are left alone.
-func reap(pids []int) []Event {
-	var events []Event
+func reap(pids []int) []Exited {
+	var events []Exited
 	for _, pid := range pids {
 		var status unix.WaitStatus
 		for {
@@ -168,8 +197,8 @@ func reap(pids []int) []Event {
 // every pid it returns is an orphan re-parented to the restarter. It peeks
 // (WNOWAIT) first: a helper's status belongs to os/exec, and the pass stops
 // there until the helper has been waited for (its end triggers a new pass).
-func (f *forker) reapOrphans() []Event {
-	var events []Event
+func (f *forker) reapOrphans() []Exited {
+	var events []Exited
 	for {
 		var info unix.Siginfo
 		err := unix.Waitid(unix.P_ALL, 0, &info, unix.WEXITED|unix.WNOHANG|unix.WNOWAIT, nil)
@@ -204,6 +233,14 @@ func exitedEvent(pid int, status unix.WaitStatus) Exited {
 		return Exited{PID: pid, Signal: syscall.Signal(status.Signal())}
 	}
 	return Exited{PID: pid, Code: status.ExitStatus()}
+}
+
+// signalName returns the conventional name of sig, such as SIGHUP.
+func signalName(sig syscall.Signal) string {
+	if name := unix.SignalName(sig); name != "" {
+		return name
+	}
+	return fmt.Sprintf("signal %d", int(sig))
 }
 
 // kill sends sig to pid. ESRCH is not an error worth reporting: the child

@@ -1,7 +1,6 @@
 package supervisor
 
 import (
-	"log/slog"
 	"syscall"
 	"testing"
 	"time"
@@ -17,66 +16,77 @@ var safePolicy = Policy{
 	Clock: func() time.Time { return testNow },
 }
 
+// Reload requests, each with its own waiter.
+var w1, w2, w3, w4 = newWaiter(), newWaiter(), newWaiter(), newWaiter()
+
+func newWaiter() Waiter { return make(chan controlReply, 1) }
+
+var (
+	readyTimeout     = SetTimer{Timer: ReadyTimeoutTimer, After: 10 * time.Second}
+	stopReadyTimeout = StopTimer{Timer: ReadyTimeoutTimer}
+)
+
 func checking(epoch int) []Action {
-	return []Action{
-		Notify{Reloading: true, Status: "hot restart to epoch " + itoa(epoch)},
-		say("checking before hot restart to epoch "+itoa(epoch), "epoch", epoch),
-		RunCheck{Epoch: epoch},
-	}
+	return do(Notify{Reloading: true, Status: "hot restart to epoch " + itoa(epoch)}, RunCheck{Epoch: epoch})
 }
 
-func forkedWatched(epoch, pid int) step {
-	return step{Spawned{Epoch: epoch, PID: pid}, []Action{
-		say("forked new child process with PID="+itoa(pid), "pid", pid, "epoch", epoch),
-		WatchReady{Epoch: epoch, PID: pid},
-		SetTimer{Timer: ReadyTimeoutTimer, After: 10 * time.Second},
-	}}
+// watched: epoch is spawned as pid, and probed until ready or the timeout.
+func watched(epoch, pid int) step {
+	return step{Spawned{Epoch: epoch, PID: pid}, do(WatchReady{Epoch: epoch, PID: pid}, readyTimeout)}
 }
 
-func readyLive(epoch, pid int) []Action {
-	return []Action{
-		say("epoch "+itoa(epoch)+" is ready", "epoch", epoch, "pid", pid),
-		Notify{Ready: true, Status: "epoch " + itoa(epoch) + " live (PID=" + itoa(pid) + ")"},
-	}
+func live(epoch, pid int) Notify {
+	return Notify{Ready: true, Status: "epoch " + itoa(epoch) + " live (PID=" + itoa(pid) + ")"}
 }
 
-func queued(epoch int, what string) Action {
-	return say("hot restart to epoch " + itoa(epoch) + " in progress; " + what + " queued for after it")
+func failed(epoch int, reason string) Notify {
+	return Notify{Ready: true, Status: "hot restart to epoch " + itoa(epoch) + " failed: " + reason}
 }
+
+const shuttingDown = "shutting down: " + abnormal
+
+const abnormal = "Due to abnormal exit, force killing all child processes and exiting"
 
 // epoch0Ready: epoch 0 (pid 100) started and ready.
 var epoch0Ready = []step{
-	{Started{}, forking(0)},
-	forkedWatched(0, 100),
-	{Ready{Epoch: 0}, readyLive(0, 100)},
+	{Started{}, do(Spawn{Epoch: 0})},
+	watched(0, 100),
+	{Ready{Epoch: 0}, do(stopReadyTimeout, live(0, 100))},
 }
 
+// epoch1Starting: epoch 0 ready, epoch 1 (pid 101) spawned after its check,
+// not ready yet.
+var epoch1Starting = then(epoch0Ready,
+	step{hup, checking(1)},
+	step{CheckFinished{Epoch: 1}, do(Spawn{Epoch: 1})},
+	watched(1, 101),
+)
+
 func TestMachineSafeRestarts(t *testing.T) {
-	hup := Signaled{Signal: syscall.SIGHUP}
 	tests := []struct {
 		name   string
 		steps  []step
 		status Status
 	}{
 		{
-			name:  "epoch 0 is ready: READY=1",
+			name:  "epoch 0 is ready: READY=1, and its ready timeout is stopped",
 			steps: epoch0Ready,
 			status: Status{Phase: "running", Epochs: []EpochStatus{{Epoch: 0, PID: 100, Started: testNow, State: "live"}},
 				LastRestart: &RestartStatus{Epoch: 0, Result: "ok", At: testNow}},
 		},
 		{
 			name: "SIGHUPs during a restart are coalesced into one restart after readiness",
-			steps: append(append([]step{}, epoch0Ready...),
-				step{hup, cat(say("got SIGHUP"), checking(1))},
-				step{hup, cat(say("got SIGHUP"), queued(1, "SIGHUP"))},
-				step{CheckFinished{Epoch: 1}, cat(say("check passed for epoch 1", "epoch", 1), forking(1))},
-				forkedWatched(1, 101),
-				step{hup, cat(say("got SIGHUP"), queued(1, "SIGHUP"))},
-				step{hup, cat(say("got SIGHUP"), queued(1, "SIGHUP"))},
+			steps: then(epoch0Ready,
+				step{hup, checking(1)},
+				step{hup, nil}, // queued
+				step{CheckFinished{Epoch: 1}, do(Spawn{Epoch: 1})},
+				watched(1, 101),
+				step{hup, nil},
+				step{hup, nil},
 				// Epoch 2 starts only once epoch 1 is ready: never two initializing.
-				step{Ready{Epoch: 1}, cat(readyLive(1, 101), say("starting the queued hot restart"), checking(2))},
-				step{CheckFinished{Epoch: 2}, cat(say("check passed for epoch 2", "epoch", 2), forking(2))},
-				forkedWatched(2, 102),
+				step{Ready{Epoch: 1}, cat(do(stopReadyTimeout, live(1, 101)), checking(2))},
+				step{CheckFinished{Epoch: 2}, do(Spawn{Epoch: 2})},
+				watched(2, 102),
 			),
 			status: Status{Phase: "running",
 				Epochs: []EpochStatus{
@@ -90,19 +100,10 @@ func TestMachineSafeRestarts(t *testing.T) {
 		},
 		{
 			name: "SIGUSR1 reaches a starting epoch only once it is ready",
-			steps: append(append([]step{}, epoch0Ready...),
-				step{hup, cat(say("got SIGHUP"), checking(1))},
-				step{CheckFinished{Epoch: 1}, cat(say("check passed for epoch 1", "epoch", 1), forking(1))},
-				forkedWatched(1, 101),
-				step{Signaled{Signal: syscall.SIGUSR1}, cat(say("got SIGUSR1"),
-					sending("SIGUSR1", syscall.SIGUSR1, 100, 0),
-					say("deferring SIGUSR1 to PID=101 until epoch 1 is ready", "pid", 101, "epoch", 1))},
-				step{Signaled{Signal: syscall.SIGUSR1}, cat(say("got SIGUSR1"),
-					sending("SIGUSR1", syscall.SIGUSR1, 100, 0),
-					say("deferring SIGUSR1 to PID=101 until epoch 1 is ready", "pid", 101, "epoch", 1))},
-				step{Ready{Epoch: 1}, cat(say("epoch 1 is ready", "epoch", 1, "pid", 101),
-					sending("SIGUSR1", syscall.SIGUSR1, 101, 1), // once, for both
-					Notify{Ready: true, Status: "epoch 1 live (PID=101)"})},
+			steps: then(epoch1Starting,
+				step{usr1, do(sends(100, syscall.SIGUSR1))},
+				step{usr1, do(sends(100, syscall.SIGUSR1))},
+				step{Ready{Epoch: 1}, do(sends(101, syscall.SIGUSR1), stopReadyTimeout, live(1, 101))}, // once, for both
 			),
 			status: Status{Phase: "running",
 				Epochs: []EpochStatus{
@@ -114,16 +115,12 @@ func TestMachineSafeRestarts(t *testing.T) {
 		},
 		{
 			name: "a failed check starts no epoch; the running epochs keep serving",
-			steps: append(append([]step{}, epoch0Ready...),
-				step{hup, cat(say("got SIGHUP"), checking(1))},
-				step{CheckFinished{Epoch: 1, Err: "validate.sh: exit status 1", Output: "error: bad listener\nsecond line\n"}, cat(
-					Log{Level: slog.LevelError, Msg: "check refused hot restart to epoch 1: validate.sh: exit status 1", Args: []any{"epoch", 1}},
-					Log{Level: slog.LevelError, Msg: "check output: error: bad listener", Args: []any{"epoch", 1}},
-					Log{Level: slog.LevelError, Msg: "check output: second line", Args: []any{"epoch", 1}},
-					Notify{Ready: true, Status: "hot restart to epoch 1 failed: check failed: validate.sh: exit status 1"},
-				)},
+			steps: then(epoch0Ready,
+				step{hup, checking(1)},
+				step{CheckFinished{Epoch: 1, Err: "validate.sh: exit status 1", Output: "error: bad listener\nsecond line\n"},
+					do(failed(1, "check failed: validate.sh: exit status 1"))},
 				// The next attempt reuses epoch 1: Envoy needs consecutive epochs.
-				step{hup, cat(say("got SIGHUP"), checking(1))},
+				step{hup, checking(1)},
 			),
 			status: Status{Phase: "running", Epochs: []EpochStatus{{Epoch: 0, PID: 100, Started: testNow, State: "live"}},
 				Restart:     &RestartStatus{Epoch: 1, Stage: "checking"},
@@ -132,13 +129,10 @@ func TestMachineSafeRestarts(t *testing.T) {
 		},
 		{
 			name: "a SIGHUP queued behind a failed check retries it (the config may be fixed by now)",
-			steps: append(append([]step{}, epoch0Ready...),
-				step{hup, cat(say("got SIGHUP"), checking(1))},
-				step{hup, cat(say("got SIGHUP"), queued(1, "SIGHUP"))},
-				step{CheckFinished{Epoch: 1, Err: "exit status 1"}, cat(
-					Log{Level: slog.LevelError, Msg: "check refused hot restart to epoch 1: exit status 1", Args: []any{"epoch", 1}},
-					Notify{Ready: true, Status: "hot restart to epoch 1 failed: check failed: exit status 1"},
-					say("starting the queued hot restart"), checking(1))},
+			steps: then(epoch0Ready,
+				step{hup, checking(1)},
+				step{hup, nil},
+				step{CheckFinished{Epoch: 1, Err: "exit status 1"}, cat(do(failed(1, "check failed: exit status 1")), checking(1))},
 			),
 			status: Status{Phase: "running", Epochs: []EpochStatus{{Epoch: 0, PID: 100, Started: testNow, State: "live"}},
 				Restart:     &RestartStatus{Epoch: 1, Stage: "checking"},
@@ -147,14 +141,14 @@ func TestMachineSafeRestarts(t *testing.T) {
 		},
 		{
 			name: "a queued SIGHUP is not lost when the new epoch exits 0 before it is ready",
-			steps: append(append([]step{}, epoch0Ready...),
-				step{hup, cat(say("got SIGHUP"), checking(1))},
-				step{hup, cat(say("got SIGHUP"), queued(1, "SIGHUP"))},
-				step{CheckFinished{Epoch: 1}, cat(say("check passed for epoch 1", "epoch", 1), forking(1))},
-				forkedWatched(1, 101),
-				step{Exited{PID: 101}, cat(exitedOK(101, 1),
-					Notify{Ready: true, Status: "hot restart to epoch 1 failed: epoch 1 exited with code=0 before it was ready"},
-					say("starting the queued hot restart"), checking(2))},
+			steps: then(epoch0Ready,
+				step{hup, checking(1)},
+				step{hup, nil},
+				step{CheckFinished{Epoch: 1}, do(Spawn{Epoch: 1})},
+				watched(1, 101),
+				// Its watch and ready timeout are stopped with it.
+				step{Exited{PID: 101}, cat(do(StopWatch{Epoch: 1}, stopReadyTimeout,
+					failed(1, "epoch 1 exited with code=0 before it was ready")), checking(2))},
 			),
 			status: Status{Phase: "running", Epochs: []EpochStatus{{Epoch: 0, PID: 100, Started: testNow, State: "live"}},
 				Restart:     &RestartStatus{Epoch: 2, Stage: "checking"},
@@ -162,47 +156,52 @@ func TestMachineSafeRestarts(t *testing.T) {
 				Counters:    Counters{SIGHUPs: 2, Restarts: 2, RestartsFailed: 1}},
 		},
 		{
-			name: "a new epoch not ready in time is killed and counts as failed",
-			steps: append(append([]step{}, epoch0Ready...),
-				step{hup, cat(say("got SIGHUP"), checking(1))},
-				step{CheckFinished{Epoch: 1}, cat(say("check passed for epoch 1", "epoch", 1), forking(1))},
-				forkedWatched(1, 101),
-				step{TimerFired{Timer: ReadyTimeoutTimer}, cat(
-					Log{Level: slog.LevelError, Msg: "epoch 1 not ready within --ready-timeout=10s; killing it", Args: []any{"epoch", 1, "pid", 101}},
-					Kill{PID: 101, Signal: syscall.SIGKILL})},
-				step{Ready{Epoch: 1}, cat(say("epoch 1 is ready", "epoch", 1, "pid", 101))}, // too late: already failed
-				step{Exited{PID: 101, Signal: syscall.SIGKILL}, cat(
-					killedBy(101, 1, syscall.SIGKILL),
-					Notify{Ready: true, Status: "hot restart to epoch 1 failed: epoch 1 not ready within --ready-timeout=10s"},
-					warn(abnormal),
-					Notify{Stopping: true, Status: "shutting down: " + abnormal},
-					forceKill(100, 0), SetTimer{Timer: KillWaitTimer, After: KillWait})},
+			name: "a new epoch not ready in time is killed, its watch stopped, and counts as failed",
+			steps: then(epoch1Starting,
+				step{TimerFired{Timer: ReadyTimeoutTimer}, do(StopWatch{Epoch: 1}, sends(101, syscall.SIGKILL))},
+				step{Ready{Epoch: 1}, nil}, // from the stopped watch: too late
+				step{Exited{PID: 101, Signal: syscall.SIGKILL}, do(
+					failed(1, "epoch 1 not ready within --ready-timeout=10s"),
+					Notify{Stopping: true, Status: shuttingDown},
+					sends(100, syscall.SIGKILL), killWait)},
 			),
 			status: Status{Phase: "killing", Epochs: []EpochStatus{{Epoch: 0, PID: 100, Started: testNow, State: "live"}},
 				LastRestart: &RestartStatus{Epoch: 1, Result: "failed", Reason: "epoch 1 not ready within --ready-timeout=10s", At: testNow},
 				Counters:    Counters{SIGHUPs: 1, Restarts: 1, RestartsFailed: 1}},
 		},
 		{
+			name: "a ready timeout left from an earlier restart kills nothing",
+			steps: then(epoch1Starting,
+				step{Ready{Epoch: 1}, do(stopReadyTimeout, live(1, 101))},
+				step{TimerFired{Timer: ReadyTimeoutTimer}, nil},
+			),
+			status: Status{Phase: "running",
+				Epochs: []EpochStatus{
+					{Epoch: 0, PID: 100, Started: testNow, State: "draining"},
+					{Epoch: 1, PID: 101, Started: testNow, State: "live"},
+				},
+				LastRestart: &RestartStatus{Epoch: 1, Result: "ok", At: testNow},
+				Counters:    Counters{SIGHUPs: 1, Restarts: 1}},
+		},
+		{
 			name: "reloads are answered with the outcome of the restart they started or joined",
-			steps: append(append([]step{}, epoch0Ready...),
-				step{ReloadRequested{ID: 1}, checking(1)},
-				step{ReloadRequested{ID: 2}, cat(queued(1, "reload request"))},
-				step{CheckFinished{Epoch: 1}, cat(say("check passed for epoch 1", "epoch", 1), forking(1))},
-				forkedWatched(1, 101),
-				step{Ready{Epoch: 1}, cat(say("epoch 1 is ready", "epoch", 1, "pid", 101), ReloadResult{ID: 1, OK: true, Epoch: 1},
-					Notify{Ready: true, Status: "epoch 1 live (PID=101)"}, say("starting the queued hot restart"), checking(2))},
-				step{CheckFinished{Epoch: 2, Err: "exit status 1"}, cat(
-					Log{Level: slog.LevelError, Msg: "check refused hot restart to epoch 2: exit status 1", Args: []any{"epoch", 2}},
-					ReloadResult{ID: 2, Epoch: 2, Reason: "check failed: exit status 1"},
-					Notify{Ready: true, Status: "hot restart to epoch 2 failed: check failed: exit status 1"})},
-				step{ReloadRequested{ID: 3}, checking(2)},
-				step{Signaled{Signal: syscall.SIGTERM}, cat(say("got SIGTERM"),
+			steps: then(epoch0Ready,
+				step{ReloadRequested{Waiter: w1}, checking(1)},
+				step{ReloadRequested{Waiter: w2}, nil},
+				step{CheckFinished{Epoch: 1}, do(Spawn{Epoch: 1})},
+				watched(1, 101),
+				step{Ready{Epoch: 1}, cat(do(stopReadyTimeout, ReloadResult{Waiter: w1, OK: true, Epoch: 1}, live(1, 101)), checking(2))},
+				step{CheckFinished{Epoch: 2, Err: "exit status 1"}, do(
+					ReloadResult{Waiter: w2, Epoch: 2, Reason: "check failed: exit status 1"},
+					failed(2, "check failed: exit status 1"))},
+				step{ReloadRequested{Waiter: w3}, checking(2)},
+				step{term, do(
 					Notify{Stopping: true, Status: "shutting down"},
-					ReloadResult{ID: 3, Epoch: 2, Reason: "shutdown in progress"},
-					sending("TERM", syscall.SIGTERM, 100, 0), sending("TERM", syscall.SIGTERM, 101, 1),
-					SetTimer{Timer: TermWaitTimer, After: testTermWait})},
-				step{ReloadRequested{ID: 4}, cat(ReloadResult{ID: 4, Reason: "shutdown in progress"})},
-				step{CheckFinished{Epoch: 2}, nil}, // abandoned by the shutdown
+					StopCheck{Epoch: 2},
+					ReloadResult{Waiter: w3, Epoch: 2, Reason: "shutdown in progress"},
+					sends(100, syscall.SIGTERM), sends(101, syscall.SIGTERM), termWait)},
+				step{ReloadRequested{Waiter: w4}, do(ReloadResult{Waiter: w4, Reason: "shutdown in progress"})},
+				step{CheckFinished{Epoch: 2}, nil}, // from the stopped check
 			),
 			status: Status{Phase: "terminating",
 				Epochs: []EpochStatus{
@@ -213,31 +212,92 @@ func TestMachineSafeRestarts(t *testing.T) {
 				Counters:    Counters{Reloads: 4, Restarts: 3, RestartsFailed: 2, ChecksFailed: 1}},
 		},
 		{
-			name: "an epoch dying before it is ready fails its restart and everything",
-			steps: append(append([]step{}, epoch0Ready...),
-				step{ReloadRequested{ID: 1}, checking(1)},
-				step{CheckFinished{Epoch: 1}, cat(say("check passed for epoch 1", "epoch", 1), forking(1))},
-				forkedWatched(1, 101),
-				step{Exited{PID: 101, Code: 1}, cat(exitedCode(101, 1, 1),
-					ReloadResult{ID: 1, Epoch: 1, Reason: "epoch 1 exited with code=1 before it was ready"},
-					Notify{Ready: true, Status: "hot restart to epoch 1 failed: epoch 1 exited with code=1 before it was ready"},
-					warn(abnormal), Notify{Stopping: true, Status: "shutting down: " + abnormal},
-					forceKill(100, 0), SetTimer{Timer: KillWaitTimer, After: KillWait})},
+			name: "an epoch dying before it is ready fails its restart, its queued one and everything",
+			steps: then(epoch0Ready,
+				step{ReloadRequested{Waiter: w1}, checking(1)},
+				step{CheckFinished{Epoch: 1}, do(Spawn{Epoch: 1})},
+				watched(1, 101),
+				step{ReloadRequested{Waiter: w2}, nil}, // queued
+				step{Exited{PID: 101, Code: 1}, do(
+					StopWatch{Epoch: 1}, stopReadyTimeout,
+					ReloadResult{Waiter: w1, Epoch: 1, Reason: "epoch 1 exited with code=1 before it was ready"},
+					failed(1, "epoch 1 exited with code=1 before it was ready"),
+					Notify{Stopping: true, Status: shuttingDown},
+					ReloadResult{Waiter: w2, Reason: "shutdown in progress: " + abnormal},
+					sends(100, syscall.SIGKILL), killWait)},
 			),
 			status: Status{Phase: "killing", Epochs: []EpochStatus{{Epoch: 0, PID: 100, Started: testNow, State: "live"}},
 				LastRestart: &RestartStatus{Epoch: 1, Result: "failed", Reason: "epoch 1 exited with code=1 before it was ready", At: testNow},
+				Counters:    Counters{Reloads: 2, Restarts: 1, RestartsFailed: 1}},
+		},
+		{
+			name: "SIGTERM while an epoch starts stops its watch and ready timeout",
+			steps: then(epoch1Starting,
+				step{ReloadRequested{Waiter: w1}, nil}, // queued
+				step{term, do(
+					Notify{Stopping: true, Status: "shutting down"},
+					stopReadyTimeout,
+					ReloadResult{Waiter: w1, Reason: "shutdown in progress"},
+					StopWatch{Epoch: 1},
+					sends(100, syscall.SIGTERM), sends(101, syscall.SIGTERM), termWait)},
+				step{Ready{Epoch: 1}, nil}, // from the stopped watch
+				step{Exited{PID: 101}, nil},
+				step{Exited{PID: 100}, do(Exit{Code: 0})},
+			),
+			status: Status{Phase: "exited", Epochs: []EpochStatus{},
+				LastRestart: &RestartStatus{Epoch: 1, Result: "failed", Reason: "shutdown in progress", At: testNow},
+				Counters:    Counters{SIGHUPs: 1, Reloads: 1, Restarts: 1, RestartsFailed: 1}},
+		},
+		{
+			name: "the last epoch exiting during a check answers the reload before the exit",
+			steps: then(epoch0Ready,
+				step{ReloadRequested{Waiter: w1}, checking(1)},
+				step{ReloadRequested{Waiter: w2}, nil}, // queued
+				step{Exited{PID: 100}, do(
+					StopCheck{Epoch: 1},
+					ReloadResult{Waiter: w1, Epoch: 1, Reason: "the restarter is exiting"},
+					ReloadResult{Waiter: w2, Reason: "the restarter is exiting"},
+					Exit{Code: 0})},
+				step{CheckFinished{Epoch: 1}, nil},
+			),
+			status: Status{Phase: "exited", Epochs: []EpochStatus{},
+				LastRestart: &RestartStatus{Epoch: 1, Result: "failed", Reason: "the restarter is exiting", At: testNow},
+				Counters:    Counters{Reloads: 2, Restarts: 1, RestartsFailed: 1}},
+		},
+		{
+			name: "the last epoch dying during a check: the reload is answered, exit 1",
+			steps: then(epoch0Ready,
+				step{ReloadRequested{Waiter: w1}, checking(1)},
+				step{Exited{PID: 100, Signal: syscall.SIGSEGV}, do(
+					Notify{Stopping: true, Status: shuttingDown},
+					StopCheck{Epoch: 1},
+					ReloadResult{Waiter: w1, Epoch: 1, Reason: "shutdown in progress: " + abnormal},
+					Exit{Code: 1})},
+			),
+			status: Status{Phase: "exited", Epochs: []EpochStatus{},
+				LastRestart: &RestartStatus{Epoch: 1, Result: "failed", Reason: "shutdown in progress: " + abnormal, At: testNow},
+				Counters:    Counters{Reloads: 1, Restarts: 1, RestartsFailed: 1}},
+		},
+		{
+			name: "a failed spawn answers the reload and KILLs the others",
+			steps: then(epoch0Ready,
+				step{ReloadRequested{Waiter: w1}, checking(1)},
+				step{CheckFinished{Epoch: 1}, do(Spawn{Epoch: 1})},
+				step{SpawnFailed{Epoch: 1, Err: "cannot execute /x: too many open files (errno=24 EMFILE)"}, do(
+					ReloadResult{Waiter: w1, Epoch: 1, Reason: "epoch could not be started: cannot execute /x: too many open files (errno=24 EMFILE)"},
+					failed(1, "epoch could not be started: cannot execute /x: too many open files (errno=24 EMFILE)"),
+					Notify{Stopping: true, Status: shuttingDown},
+					sends(100, syscall.SIGKILL), killWait)},
+			),
+			status: Status{Phase: "killing", Epochs: []EpochStatus{{Epoch: 0, PID: 100, Started: testNow, State: "live"}},
+				LastRestart: &RestartStatus{Epoch: 1, Result: "failed", Reason: "epoch could not be started: cannot execute /x: too many open files (errno=24 EMFILE)", At: testNow},
 				Counters:    Counters{Reloads: 1, Restarts: 1, RestartsFailed: 1}},
 		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			m := NewMachine(safePolicy)
-			for i, s := range tt.steps {
-				got := m.Handle(s.ev)
-				if diff := cmp.Diff(s.want, got); diff != "" {
-					t.Fatalf("step %d (%T%+v): actions mismatch (-want +got):\n%s", i, s.ev, s.ev, diff)
-				}
-			}
+			play(t, m, tt.steps)
 			want := tt.status
 			if want.Epochs == nil {
 				want.Epochs = []EpochStatus{}
@@ -274,7 +334,7 @@ func TestMachineNeverTwoEpochsInitializing(t *testing.T) {
 	}
 	feed(Started{})
 	for i := 0; i < 300; i++ {
-		feed(Signaled{Signal: syscall.SIGHUP})
+		feed(hup)
 		if i%3 == 0 {
 			for e := range starting {
 				delete(starting, e)

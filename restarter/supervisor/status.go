@@ -49,7 +49,7 @@ type Counters struct {
 
 // Status returns a snapshot of the machine's state.
 func (m *Machine) Status() Status {
-	s := Status{Phase: phaseNames[m.phase], Epochs: []EpochStatus{}, Queued: m.pending, Counters: m.counters}
+	s := Status{Phase: phaseNames[m.phase], Epochs: []EpochStatus{}, Queued: m.queued != nil, Counters: m.counters}
 	newestReady := -1
 	for _, c := range m.children {
 		if c.ready {

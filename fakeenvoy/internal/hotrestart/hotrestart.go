@@ -93,10 +93,10 @@ func OpenDynamic(s Settings, log Logger, random func() uint32) (*HotRestart, err
 	return nil, ErrNoDynamicBaseID
 }
 
-// Close closes both sockets and detaches the region (the last one out
-// removes it). Call it only on a clean exit.
+// Close closes both sockets and unmaps the region, which stays in
+// /dev/shm as Envoy's does. Call it only on a clean exit.
 func (h *HotRestart) Close() {
 	h.Child.ep.Close()
 	h.Parent.ep.Close()
-	h.Shm.Detach()
+	h.Shm.Unmap()
 }

@@ -1,6 +1,7 @@
 package hotrestart
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -12,6 +13,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
+
+	"github.com/envoy-restarter/restarter/internal/envoyshm"
 )
 
 func TestNamesFollowEnvoy(t *testing.T) {
@@ -21,7 +24,7 @@ func TestNamesFollowEnvoy(t *testing.T) {
 	assert.Equal(t, "/tmp/hr_parent_71", SocketName("/tmp/hr", "parent", 7, 4))
 	assert.Equal(t, "/envoy_shared_memory_0", SharedMemoryName(0))
 	assert.Equal(t, "/envoy_shared_memory_42949672950", SharedMemoryName(1<<32-1), "no overflow")
-	assert.Equal(t, "11.32", VersionString(11))
+	assert.Equal(t, fmt.Sprintf("11.%d", envoyshm.Size), VersionString(11))
 }
 
 func TestEncodeDecodeRoundTrip(t *testing.T) {
@@ -175,7 +178,7 @@ func TestPathSocketModeAndRemoval(t *testing.T) {
 
 func TestSharedMemoryLifecycle(t *testing.T) {
 	base := 270_000_000 + rand.Uint32N(1_000_000)
-	t.Cleanup(func() { _ = unix.Unlink(shmPath(SharedMemoryName(base))) })
+	t.Cleanup(func() { _ = unix.Unlink(envoyshm.Path(base)) })
 
 	_, err := AttachSharedMemory(base, 1, Version)
 	var fatal *FatalError
@@ -184,6 +187,9 @@ func TestSharedMemoryLifecycle(t *testing.T) {
 
 	s0, err := AttachSharedMemory(base, 0, Version)
 	require.NoError(t, err)
+	fi, err := os.Stat(envoyshm.Path(base))
+	require.NoError(t, err)
+	assert.Equal(t, int64(envoyshm.Size), fi.Size(), "truncated to sizeof(SharedMemory)")
 	assert.True(t, s0.Initializing())
 	_, err = AttachSharedMemory(base, 1, Version)
 	assert.ErrorIs(t, err, ErrStillInitializing)
@@ -196,10 +202,44 @@ func TestSharedMemoryLifecycle(t *testing.T) {
 	s1, err := AttachSharedMemory(base, 1, Version)
 	require.NoError(t, err)
 	s1.ClearInitializing()
-	s0.Detach()
-	assert.True(t, RegionExists(base), "epoch 1 still attached")
-	s1.Detach()
-	assert.False(t, RegionExists(base), "the last one out removes the region")
+	s0.Unmap()
+	s1.Unmap()
+	assert.True(t, RegionExists(base), "nobody removes the region, as in Envoy")
+
+	// A later epoch 0 replaces it, whatever state it was left in.
+	stale, err := AttachSharedMemory(base, 1, Version)
+	require.NoError(t, err)
+	stale.Unmap() // dies holding INITIALIZING
+	fresh, err := AttachSharedMemory(base, 0, Version)
+	require.NoError(t, err, "epoch 0 unlinks and recreates")
+	fresh.Unmap()
+}
+
+// Another program mapping the region with Envoy's layout reads and writes
+// the very flag fakeenvoy uses: the restarter's INITIALIZING gate.
+func TestSharedMemoryIsEnvoysLayout(t *testing.T) {
+	base := 275_000_000 + rand.Uint32N(1_000_000)
+	t.Cleanup(func() { _ = unix.Unlink(envoyshm.Path(base)) })
+	s0, err := AttachSharedMemory(base, 0, Version)
+	require.NoError(t, err)
+	defer s0.Unmap()
+
+	f, err := os.OpenFile(envoyshm.Path(base), os.O_RDWR, 0)
+	require.NoError(t, err)
+	defer f.Close()
+	mem, err := unix.Mmap(int(f.Fd()), 0, envoyshm.Size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+	require.NoError(t, err)
+	defer unix.Munmap(mem)
+	assert.Equal(t, uint64(envoyshm.Size), binary.NativeEndian.Uint64(mem[envoyshm.OffsetSize:]))
+	assert.Equal(t, uint64(11), binary.NativeEndian.Uint64(mem[envoyshm.OffsetVersion:]))
+	assert.Equal(t, envoyshm.FlagInitializing, binary.NativeEndian.Uint64(mem[envoyshm.OffsetFlags:]))
+
+	s0.ClearInitializing()
+	assert.Equal(t, uint64(0), binary.NativeEndian.Uint64(mem[envoyshm.OffsetFlags:]))
+	outside, err := envoyshm.NewRegion(mem)
+	require.NoError(t, err)
+	assert.False(t, outside.SetInitializing(), "a supervisor may set or clear it too")
+	assert.True(t, s0.Initializing())
 }
 
 func TestOpenDynamicSkipsTakenIDs(t *testing.T) {

@@ -4,7 +4,11 @@
 // epoch, child.go drives an older one, shm.go holds the shared flags.
 package hotrestart
 
-import "fmt"
+import (
+	"fmt"
+
+	"github.com/envoy-restarter/restarter/internal/envoyshm"
+)
 
 // MaxConcurrentProcesses is why socket ids wrap at 3: epoch N+1 starting
 // makes N terminate N-1, so at most three epochs are alive.
@@ -22,6 +26,4 @@ func SocketName(socketPath, role string, baseID, epoch uint32) string {
 }
 
 // SharedMemoryName is the POSIX shared memory name, /envoy_shared_memory_<base*10>.
-func SharedMemoryName(baseID uint32) string {
-	return fmt.Sprintf("/envoy_shared_memory_%d", ScaledBaseID(baseID))
-}
+func SharedMemoryName(baseID uint32) string { return envoyshm.Name(baseID) }

@@ -51,6 +51,9 @@ type Options struct {
 type ExitError struct {
 	Code    int
 	Message string
+	// Raw says Message is printed exactly, without a trailing newline, as
+	// Envoy prints --hot-restart-version.
+	Raw bool
 }
 
 func (e *ExitError) Error() string { return e.Message }
@@ -195,7 +198,7 @@ func Parse(args []string, hotRestartVersion func(enabled bool) string) (*Options
 		return nil, err
 	}
 	if o.printHotRestartVersion {
-		return nil, &ExitError{Code: 0, Message: hotRestartVersion(!o.DisableHotRestart)}
+		return nil, &ExitError{Code: 0, Message: hotRestartVersion(!o.DisableHotRestart), Raw: true}
 	}
 	return o, nil
 }

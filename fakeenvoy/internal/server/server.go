@@ -65,7 +65,10 @@ func Main(args []string, execNanos int64) int {
 	if err != nil {
 		var exit *options.ExitError
 		if errors.As(err, &exit) {
-			if exit.Message != "" {
+			switch {
+			case exit.Raw:
+				fmt.Fprint(os.Stderr, exit.Message)
+			case exit.Message != "":
 				fmt.Fprintln(os.Stderr, exit.Message)
 			}
 			return exit.Code

@@ -3,34 +3,32 @@ package supervisor
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"os/exec"
 	"strconv"
 	"time"
 )
 
-// This file runs the helpers of a safe hot restart: the pre-restart check
-// and the readiness probes. Each runs in its own goroutine and reports one
-// event; the event loop owns everything else.
+// This file is the readiness probe of a new epoch (--ready-url,
+// --ready-cmd). A watcher runs in its own goroutine and reports one event;
+// the event loop owns everything else.
 
 // readyPollInterval is how often a readiness probe runs.
 const readyPollInterval = 100 * time.Millisecond
 
-// runCheck runs --check for epoch with env and reports the outcome.
-func (r *runner) runCheck(ctx context.Context, epoch int, env []string) CheckFinished {
-	ctx, cancel := context.WithTimeout(ctx, r.cfg.CheckTimeout)
-	defer cancel()
-	cmd := exec.Command(r.cfg.Check[0], r.cfg.Check[1:]...)
-	cmd.Env, cmd.Dir = env, r.cfg.Dir
-	out, err := r.forker.runHelper(ctx, cmd)
-	switch {
-	case err == nil:
-		return CheckFinished{Epoch: epoch, Output: out}
-	case ctx.Err() == context.DeadlineExceeded:
-		return CheckFinished{Epoch: epoch, Err: fmt.Sprintf("%s did not finish within --check-timeout=%s", r.cfg.Check[0], r.cfg.CheckTimeout), Output: out}
-	default:
-		return CheckFinished{Epoch: epoch, Err: fmt.Sprintf("%s: %v", r.cfg.Check[0], err), Output: out}
-	}
+// startWatch starts the readiness watcher of epoch (process pid); StopWatch
+// stops it.
+func (r *runner) startWatch(epoch, pid int) {
+	ctx, cancel := context.WithCancel(r.ctx)
+	r.watches[epoch] = cancel
+	go func() {
+		// The machine's ready timeout decides when to give up; this bound only
+		// keeps a watcher from outliving it by much if no StopWatch came.
+		wctx, stop := context.WithTimeout(ctx, r.cfg.ReadyTimeout+time.Second)
+		defer stop()
+		if ev, ok := r.watchReady(wctx, epoch, pid); ok {
+			r.report(ctx, ev)
+		}
+	}()
 }
 
 // watchReady probes epoch (process pid) every readyPollInterval until it is
@@ -86,8 +84,8 @@ func (r *runner) probeCmd(ctx context.Context, epoch, pid int) bool {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	cmd := exec.Command(r.cfg.ReadyCmd[0], r.cfg.ReadyCmd[1:]...)
-	cmd.Env = append(r.env(epoch), "ENVOY_PID="+strconv.Itoa(pid))
+	cmd.Env = append(r.childEnv(epoch), "ENVOY_PID="+strconv.Itoa(pid))
 	cmd.Dir = r.cfg.Dir
-	_, err := r.forker.runHelper(ctx, cmd)
+	_, err := r.sys.runHelper(ctx, cmd)
 	return err == nil
 }

@@ -1,0 +1,88 @@
+package supervisor
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+)
+
+// This file is the pre-restart check (--check) and the base id
+// (--base-id-path) it reads first, and the environment both give the
+// epochs and their helpers.
+
+// startCheck begins the pre-restart check of epoch: it reads the base id
+// (with --base-id-path), then runs --check in the background. When the
+// outcome is already known it returns it with ok=false.
+func (r *runner) startCheck(epoch int) (CheckFinished, bool) {
+	if r.cfg.BaseIDPath != "" {
+		id, err := readBaseID(r.cfg.BaseIDPath)
+		if err != nil {
+			return CheckFinished{Epoch: epoch, Err: "base id: " + err.Error()}, false
+		}
+		r.baseID = id
+	}
+	if len(r.cfg.Check) == 0 {
+		return CheckFinished{Epoch: epoch}, false
+	}
+	env := r.childEnv(epoch)
+	ctx, cancel := context.WithCancel(r.ctx)
+	r.check = cancel
+	go func() { r.report(ctx, r.runCheck(ctx, epoch, env)) }()
+	return CheckFinished{}, true
+}
+
+// runCheck runs --check for epoch with env and reports the outcome.
+func (r *runner) runCheck(ctx context.Context, epoch int, env []string) CheckFinished {
+	ctx, cancel := context.WithTimeout(ctx, r.cfg.CheckTimeout)
+	defer cancel()
+	cmd := exec.Command(r.cfg.Check[0], r.cfg.Check[1:]...)
+	cmd.Env, cmd.Dir = env, r.cfg.Dir
+	out, err := r.sys.runHelper(ctx, cmd)
+	switch {
+	case err == nil:
+		return CheckFinished{Epoch: epoch, Output: out}
+	case ctx.Err() == context.DeadlineExceeded:
+		return CheckFinished{Epoch: epoch, Err: fmt.Sprintf("%s did not finish within --check-timeout=%s", r.cfg.Check[0], r.cfg.CheckTimeout), Output: out}
+	default:
+		return CheckFinished{Epoch: epoch, Err: fmt.Sprintf("%s: %v", r.cfg.Check[0], err), Output: out}
+	}
+}
+
+// childEnv returns the environment of epoch's start script and helpers: the
+// restarter's own, with RESTART_EPOCH and, with --base-id-path,
+// ENVOY_BASE_ID_PATH and (for epochs after 0) ENVOY_BASE_ID.
+func (r *runner) childEnv(epoch int) []string {
+	set := []string{"RESTART_EPOCH=" + strconv.Itoa(epoch)}
+	if r.cfg.BaseIDPath != "" {
+		set = append(set, "ENVOY_BASE_ID_PATH="+r.cfg.BaseIDPath)
+		if epoch > 0 && r.baseID != "" {
+			set = append(set, "ENVOY_BASE_ID="+r.baseID)
+		}
+	}
+	env := r.sys.environ()
+	out := make([]string, 0, len(env)+len(set))
+	for _, kv := range env {
+		name, _, _ := strings.Cut(kv, "=")
+		if name == "RESTART_EPOCH" || (r.cfg.BaseIDPath != "" && (name == "ENVOY_BASE_ID" || name == "ENVOY_BASE_ID_PATH")) {
+			continue
+		}
+		out = append(out, kv)
+	}
+	return append(out, set...)
+}
+
+// readBaseID reads the decimal base id Envoy wrote to path.
+func readBaseID(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", err
+	}
+	id := strings.TrimSpace(string(b))
+	if _, err := strconv.ParseUint(id, 10, 32); err != nil {
+		return "", fmt.Errorf("%s: %q is not a base id", path, id)
+	}
+	return id, nil
+}

@@ -1,0 +1,53 @@
+package supervisor
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"runtime/debug"
+)
+
+// Version is the restarter's version; release builds set it with
+// -ldflags "-X github.com/envoy-restarter/restarter/restarter/supervisor.Version=v1.2.3".
+var Version = ""
+
+// Main runs the restarter with the command line args (without the program
+// name) and returns its exit code: ExitClean, ExitError or ExitUsage.
+func Main(args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && (args[0] == "status" || args[0] == "reload") {
+		return clientMain(args[0], args[1:], stdout, stderr)
+	}
+	cfg, err := ParseArgs(args, stdout)
+	var usage *UsageError
+	switch {
+	case errors.Is(err, errHelp):
+		return ExitClean
+	case errors.Is(err, errVersion):
+		fmt.Fprintf(stdout, "restarter %s\n", version())
+		return ExitClean
+	case errors.As(err, &usage):
+		fmt.Fprintf(stderr, "restarter: %s\n", usage)
+		return ExitUsage
+	case err != nil:
+		fmt.Fprintf(stderr, "restarter: %v\n", err)
+		return ExitUsage
+	}
+	return Run(cfg, NewLogger(stdout, cfg.LogFormat))
+}
+
+func version() string {
+	if Version != "" {
+		return Version
+	}
+	if info, ok := debug.ReadBuildInfo(); ok {
+		if info.Main.Version != "" && info.Main.Version != "(devel)" {
+			return info.Main.Version
+		}
+		for _, s := range info.Settings {
+			if s.Key == "vcs.revision" {
+				return "devel-" + s.Value
+			}
+		}
+	}
+	return "devel"
+}

@@ -1,0 +1,250 @@
+package supervisor
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// fakeOS is an operating system for the event loop, in process: children
+// are pids in a table, signals are channels the test sends on, timers fire
+// when the test says so. Like a kernel, it turns a child's death into a
+// zombie to reap and a SIGCHLD (coalesced). Children exit 0 on SIGTERM (as
+// Envoy does) unless stubborn, and die by SIGKILL.
+type fakeOS struct {
+	mu       sync.Mutex
+	lastPID  int
+	live     map[int]bool
+	zombies  map[int]Exited // exited, waiting to be reaped
+	orphans  []Exited       // exited orphans, for reapOrphans
+	calls    []string       // what the loop asked for, in order
+	timers   []*fakeTimer
+	signals  map[syscall.Signal]chan os.Signal
+	stubborn bool // children ignore SIGTERM
+
+	// startErr, when set, fails every start; onStart runs after a start.
+	startErr error
+	onStart  func(pid int)
+	// runHelper answers checks and readiness commands; nil runs them for real.
+	runHelper func(ctx context.Context, cmd *exec.Cmd) (string, error)
+	getenv    map[string]string
+}
+
+// fakeTimer is one afterFunc call.
+type fakeTimer struct {
+	after   time.Duration
+	fn      func()
+	stopped bool
+}
+
+func newFakeOS() *fakeOS {
+	return &fakeOS{
+		lastPID: 99,
+		live:    map[int]bool{},
+		zombies: map[int]Exited{},
+		signals: map[syscall.Signal]chan os.Signal{},
+		getenv:  map[string]string{},
+	}
+}
+
+func (f *fakeOS) env() osEnv {
+	return osEnv{
+		notifySignal: func(sig os.Signal) <-chan os.Signal {
+			f.mu.Lock()
+			defer f.mu.Unlock()
+			ch := make(chan os.Signal, 1)
+			f.signals[sig.(syscall.Signal)] = ch
+			return ch
+		},
+		start:           f.start,
+		kill:            f.kill,
+		reap:            f.reap,
+		reapOrphans:     f.reapOrphans,
+		becomeSubreaper: func() error { f.record("%s", "subreaper"); return nil },
+		runHelper: func(ctx context.Context, cmd *exec.Cmd) (string, error) {
+			if f.runHelper != nil {
+				return f.runHelper(ctx, cmd)
+			}
+			var out bytes.Buffer
+			cmd.Stdout, cmd.Stderr = &out, &out
+			go func() { <-ctx.Done(); _ = cmd.Cancel() }()
+			return out.String(), cmd.Run()
+		},
+		afterFunc: func(d time.Duration, fn func()) func() bool {
+			f.mu.Lock()
+			defer f.mu.Unlock()
+			t := &fakeTimer{after: d, fn: fn}
+			f.timers = append(f.timers, t)
+			return func() bool {
+				f.mu.Lock()
+				defer f.mu.Unlock()
+				was := !t.stopped
+				t.stopped = true
+				return was
+			}
+		},
+		sdNotify: func(state string) error {
+			f.record("notify %s", strings.ReplaceAll(state, "\n", " "))
+			return nil
+		},
+		monotonicUsec: func() int64 { return 1234 },
+		getpid:        func() int { return 4242 },
+		environ:       func() []string { return []string{"PATH=/bin", "RESTART_EPOCH=7"} },
+		getenv:        func(k string) string { return f.getenv[k] },
+	}
+}
+
+func (f *fakeOS) record(format string, a ...any) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls = append(f.calls, fmt.Sprintf(format, a...))
+}
+
+// takeCalls returns the calls recorded since the last takeCalls.
+func (f *fakeOS) takeCalls() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	calls := f.calls
+	f.calls = nil
+	return calls
+}
+
+func (f *fakeOS) start(path string, argv, env []string, dir string) (int, error) {
+	f.mu.Lock()
+	if f.startErr != nil {
+		f.mu.Unlock()
+		return 0, f.startErr
+	}
+	f.lastPID++
+	pid := f.lastPID
+	f.live[pid] = true
+	f.calls = append(f.calls, fmt.Sprintf("start %s pid=%d %s", strings.Join(argv, " "), pid, epochOf(env)))
+	onStart := f.onStart
+	f.mu.Unlock()
+	if onStart != nil {
+		onStart(pid)
+	}
+	return pid, nil
+}
+
+func epochOf(env []string) string {
+	for _, kv := range env {
+		if strings.HasPrefix(kv, "RESTART_EPOCH=") {
+			return kv
+		}
+	}
+	return "no RESTART_EPOCH"
+}
+
+func (f *fakeOS) kill(pid int, sig syscall.Signal) error {
+	f.record("kill %d %s", pid, signalName(sig))
+	switch {
+	case sig == syscall.SIGKILL:
+		f.exit(Exited{PID: pid, Signal: sig})
+	case sig == syscall.SIGTERM && !f.stubborn:
+		f.exit(Exited{PID: pid})
+	}
+	return nil
+}
+
+// exit makes a live child exit with ev's status and raises SIGCHLD.
+func (f *fakeOS) exit(ev Exited) {
+	f.mu.Lock()
+	if !f.live[ev.PID] {
+		f.mu.Unlock()
+		return
+	}
+	delete(f.live, ev.PID)
+	f.zombies[ev.PID] = ev
+	f.mu.Unlock()
+	f.raise(syscall.SIGCHLD)
+}
+
+// raise delivers sig; like the kernel, a signal already pending coalesces.
+func (f *fakeOS) raise(sig syscall.Signal) {
+	f.mu.Lock()
+	ch := f.signals[sig]
+	f.mu.Unlock()
+	select {
+	case ch <- sig:
+	default:
+	}
+}
+
+func (f *fakeOS) reap(pids []int) []Exited {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []Exited
+	for _, pid := range pids {
+		if ev, ok := f.zombies[pid]; ok {
+			delete(f.zombies, pid)
+			out = append(out, ev)
+		}
+	}
+	return out
+}
+
+func (f *fakeOS) reapOrphans() []Exited {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := f.orphans
+	f.orphans = nil
+	return out
+}
+
+// fire runs the i-th timer's function, stopped or not: a stopped timer's
+// firing may already be on its way, and the loop must drop it.
+func (f *fakeOS) fire(i int) {
+	f.mu.Lock()
+	t := f.timers[i]
+	f.mu.Unlock()
+	t.fn()
+}
+
+// livePIDs returns how many children are alive or unreaped.
+func (f *fakeOS) running() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.live) + len(f.zombies)
+}
+
+// testConfig is a Config for a fake start script.
+func testConfig() Config {
+	return Config{Command: "./start.sh", Path: "/srv/start.sh", Args: []string{"-x"}, TermWait: testTermWait,
+		CheckTimeout: 5 * time.Second, ReadyTimeout: 10 * time.Second, LogFormat: "text"}
+}
+
+// fakeRunner returns a runner over a fake OS, logging into the returned
+// buffer.
+func fakeRunner(t *testing.T, cfg Config, f *fakeOS) (*runner, *syncBuffer) {
+	t.Helper()
+	var logs syncBuffer
+	r := newRunner(cfg, NewLogger(&logs, "text"), f.env())
+	t.Cleanup(r.cancel)
+	return r, &logs
+}
+
+// syncBuffer is a bytes.Buffer safe for the logger and the test at once.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}

@@ -1,0 +1,333 @@
+package supervisor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/envoy-restarter/restarter/internal/atomicfile"
+)
+
+// runner is the event loop: the one goroutine that owns the Machine, turns
+// signals, reaped children, timers, helper outcomes and control requests
+// into events, and performs the actions through sys.
+type runner struct {
+	cfg     Config
+	log     *slog.Logger
+	sys     osEnv
+	machine *Machine
+	signals signals
+	timers  map[Timer]func() bool // stops each armed timer
+	gen     map[Timer]int         // the generation of each timer; older firings are dropped
+	fired   chan timerFiring
+	async   chan outcome               // outcomes of checks and readiness probes
+	check   context.CancelFunc         // stops the check in progress
+	watches map[int]context.CancelFunc // stops each epoch's readiness watcher
+	ctx     context.Context
+	cancel  context.CancelFunc // stops checks and probes still running
+	control *controlServer
+	baseID  string // epoch 0's base id, read from --base-id-path
+}
+
+// outcome is the event a check or readiness watcher reports, with the
+// context it ran under: once that is cancelled (StopCheck, StopWatch), the
+// event is stale and dropped.
+type outcome struct {
+	ev  Event
+	ctx context.Context
+}
+
+// signals are the channels of the signals the restarter handles.
+type signals struct {
+	chld, hup, usr1, term, intr <-chan os.Signal
+}
+
+type timerFiring struct {
+	timer Timer
+	gen   int
+}
+
+// Run supervises cfg.Command until the restarter should exit, and returns
+// the exit code. It catches SIGHUP, SIGUSR1, SIGTERM, SIGINT and SIGCHLD
+// for the rest of the process's life (the caller is expected to exit with
+// the code). Every child it started has been reaped by then (unless one
+// survived SIGKILL for KillWait, which is logged), and its control socket
+// and pid file are removed.
+func Run(cfg Config, log *slog.Logger) int {
+	return newRunner(cfg, log, newOSEnv()).run()
+}
+
+// newRunner returns the event loop for cfg over sys. The signal handlers
+// are installed at once and never removed: between Run's return and the
+// process's exit, a late SIGHUP or SIGTERM must not kill the restarter by
+// its default action and replace the exit code with "killed by signal".
+func newRunner(cfg Config, log *slog.Logger, sys osEnv) *runner {
+	ctx, cancel := context.WithCancel(context.Background())
+	return &runner{
+		cfg: cfg,
+		log: log,
+		sys: sys,
+		machine: NewMachine(Policy{
+			TermWait:     cfg.TermWait,
+			Check:        len(cfg.Check) > 0 || cfg.BaseIDPath != "",
+			Readiness:    cfg.readiness(),
+			ReadyTimeout: cfg.ReadyTimeout,
+			Notify:       sys.getenv("NOTIFY_SOCKET") != "",
+		}),
+		signals: signals{
+			chld: sys.notifySignal(syscall.SIGCHLD),
+			hup:  sys.notifySignal(syscall.SIGHUP),
+			usr1: sys.notifySignal(syscall.SIGUSR1),
+			term: sys.notifySignal(syscall.SIGTERM),
+			intr: sys.notifySignal(syscall.SIGINT),
+		},
+		timers:  map[Timer]func() bool{},
+		gen:     map[Timer]int{},
+		fired:   make(chan timerFiring, 4),
+		async:   make(chan outcome, 16),
+		watches: map[int]context.CancelFunc{},
+		ctx:     ctx,
+		cancel:  cancel,
+	}
+}
+
+// run is the event loop; it returns the exit code.
+func (r *runner) run() int {
+	defer r.cancel()
+	defer r.stopTimers()
+
+	r.log.Info("starting hot-restarter with target: "+r.cfg.Command, "target", r.cfg.Command, "path", r.cfg.Path, "version", version())
+	if code, ok := r.setUp(); !ok {
+		return code
+	}
+	defer r.tearDown()
+
+	events := []Event{Started{}}
+	for {
+		if code, done := r.handle(events); done {
+			return code
+		}
+		events = r.next()
+	}
+}
+
+// next waits for what happens next and returns it as events, nil when it
+// was stale (a stopped timer, check or watch). Exits are always collected
+// first, so the machine sees a child's death before a signal, timer or
+// request that arrived at the same moment.
+func (r *runner) next() []Event {
+	var calls chan controlCall // nil (never ready) without a control socket
+	if r.control != nil {
+		calls = r.control.calls
+	}
+	sig := r.signals
+	select {
+	case <-sig.chld:
+		return r.reap()
+	case <-sig.hup:
+		return append(r.reap(), Signaled{Signal: syscall.SIGHUP})
+	case <-sig.usr1:
+		return append(r.reap(), Signaled{Signal: syscall.SIGUSR1})
+	case <-sig.term:
+		return append(r.reap(), Signaled{Signal: syscall.SIGTERM})
+	case <-sig.intr:
+		return append(r.reap(), Signaled{Signal: syscall.SIGINT})
+	case o := <-r.async:
+		if o.ctx.Err() != nil {
+			return nil // its check or watch was stopped
+		}
+		r.finished(o.ev)
+		return append(r.reap(), o.ev)
+	case c := <-calls:
+		return append(r.reap(), r.controlCall(c)...)
+	case f := <-r.fired:
+		if f.gen != r.gen[f.timer] {
+			return nil // stopped or set again since
+		}
+		return append(r.reap(), TimerFired{Timer: f.timer})
+	}
+}
+
+// setUp does what must happen before epoch 0: subreaper, pid file, control
+// socket. On failure it has undone what it did and returns the exit code.
+func (r *runner) setUp() (int, bool) {
+	if r.cfg.Subreaper || r.sys.getpid() == 1 {
+		if err := r.sys.becomeSubreaper(); err != nil {
+			r.log.Error(err.Error())
+			return ExitError, false
+		}
+		r.cfg.Subreaper = true
+	}
+	if r.cfg.PIDFile != "" {
+		if err := atomicfile.Write(r.cfg.PIDFile, []byte(strconv.Itoa(r.sys.getpid())+"\n")); err != nil {
+			r.log.Error(fmt.Sprintf("pid file: %v", err))
+			return ExitError, false
+		}
+	}
+	if r.cfg.ControlSocket != "" {
+		s, err := listenControl(r.cfg.ControlSocket, func(msg string) { r.log.Warn(msg) })
+		if err != nil {
+			r.log.Error(err.Error())
+			r.tearDown()
+			return ExitError, false
+		}
+		r.control = s
+	}
+	return 0, true
+}
+
+func (r *runner) tearDown() {
+	if r.control != nil {
+		r.control.close()
+	}
+	if r.cfg.PIDFile != "" {
+		os.Remove(r.cfg.PIDFile)
+	}
+}
+
+// handle feeds events to the machine and performs its actions; a Spawn's
+// outcome is fed back before anything else. It reports the exit code once
+// the machine asks to exit.
+func (r *runner) handle(events []Event) (code int, done bool) {
+	for len(events) > 0 {
+		ev := events[0]
+		events = events[1:]
+		for _, a := range r.machine.Handle(ev) {
+			switch a := a.(type) {
+			case Log:
+				r.log.Log(context.Background(), a.Level, a.Msg, a.Args...)
+			case Spawn:
+				events = append([]Event{r.spawn(a.Epoch)}, events...)
+			case Kill:
+				if err := r.sys.kill(a.PID, a.Signal); err != nil {
+					r.log.Error(err.Error())
+				}
+			case SetTimer:
+				r.setTimer(a.Timer, a.After)
+			case StopTimer:
+				r.stopTimer(a.Timer)
+			case RunCheck:
+				if ev, ok := r.startCheck(a.Epoch); !ok {
+					events = append([]Event{ev}, events...)
+				}
+			case StopCheck:
+				r.stopCheck()
+			case WatchReady:
+				r.startWatch(a.Epoch, a.PID)
+			case StopWatch:
+				r.stopWatch(a.Epoch)
+			case Notify:
+				r.notify(a)
+			case ReloadResult:
+				epoch := a.Epoch
+				a.Waiter <- controlReply{OK: a.OK, Error: a.Reason, Epoch: &epoch} // buffered: never blocks
+			case Exit:
+				return a.Code, true
+			}
+		}
+	}
+	return 0, false
+}
+
+func (r *runner) spawn(epoch int) Event {
+	if epoch == 0 && r.cfg.BaseIDPath != "" {
+		// A file left by an earlier run must not pass for this epoch 0's id.
+		if err := os.Remove(r.cfg.BaseIDPath); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			r.log.Warn(fmt.Sprintf("base id: %v", err))
+		}
+	}
+	pid, err := r.sys.start(r.cfg.Path, append([]string{r.cfg.Command}, r.cfg.Args...), r.childEnv(epoch), r.cfg.Dir)
+	if err != nil {
+		return SpawnFailed{Epoch: epoch, Err: err.Error()}
+	}
+	return Spawned{Epoch: epoch, PID: pid}
+}
+
+func (r *runner) controlCall(c controlCall) []Event {
+	if c.command == "status" {
+		s := r.machine.Status()
+		c.reply <- controlReply{OK: true, Status: &s}
+		return nil
+	}
+	return []Event{ReloadRequested{Waiter: c.reply}}
+}
+
+// finished releases the check or watch that reported ev.
+func (r *runner) finished(ev Event) {
+	switch ev := ev.(type) {
+	case CheckFinished:
+		r.stopCheck()
+	case Ready:
+		r.stopWatch(ev.Epoch)
+	}
+}
+
+// stopCheck cancels the check in progress, if any: its process is killed
+// and its outcome dropped.
+func (r *runner) stopCheck() {
+	if r.check != nil {
+		r.check()
+		r.check = nil
+	}
+}
+
+// stopWatch cancels epoch's readiness watcher, if any; its outcome is
+// dropped.
+func (r *runner) stopWatch(epoch int) {
+	if stop := r.watches[epoch]; stop != nil {
+		stop()
+		delete(r.watches, epoch)
+	}
+}
+
+// report hands the outcome of work running under ctx to the event loop,
+// unless the loop has stopped.
+func (r *runner) report(ctx context.Context, ev Event) {
+	select {
+	case r.async <- outcome{ev: ev, ctx: ctx}:
+	case <-r.ctx.Done():
+	}
+}
+
+// reap collects the exits of epochs and, as subreaper, of orphans.
+func (r *runner) reap() []Event {
+	var events []Event
+	for _, ev := range r.sys.reap(r.machine.PIDs()) {
+		events = append(events, ev)
+	}
+	if r.cfg.Subreaper {
+		for _, ev := range r.sys.reapOrphans() {
+			events = append(events, ev)
+		}
+	}
+	return events
+}
+
+func (r *runner) setTimer(t Timer, after time.Duration) {
+	if stop := r.timers[t]; stop != nil {
+		stop()
+	}
+	r.gen[t]++
+	f := timerFiring{timer: t, gen: r.gen[t]}
+	r.timers[t] = r.sys.afterFunc(after, func() { r.fired <- f })
+}
+
+func (r *runner) stopTimer(t Timer) {
+	if stop := r.timers[t]; stop != nil {
+		stop()
+		delete(r.timers, t)
+	}
+	r.gen[t]++ // a firing already on its way is dropped
+}
+
+func (r *runner) stopTimers() {
+	for _, stop := range r.timers {
+		stop()
+	}
+}
