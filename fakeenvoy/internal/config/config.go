@@ -355,11 +355,11 @@ func address(a *corev3.Address) (Address, error) {
 }
 
 func listener(l *listenerv3.Listener, clusters map[string]Cluster) (Listener, error) {
+	// enable_reuse_port defaults to true (the deprecated reuse_port can
+	// only ask for what is already the default).
 	out := Listener{Name: l.GetName(), ReusePort: true}
 	if l.GetEnableReusePort() != nil {
 		out.ReusePort = l.GetEnableReusePort().GetValue()
-	} else if l.GetReusePort() {
-		out.ReusePort = true
 	}
 	main, err := address(l.GetAddress())
 	if err != nil {
