@@ -324,12 +324,16 @@ func build(b *bootstrapv3.Bootstrap) (*Config, error) {
 // hot restart (a divergence listed in the README).
 func generatedName(i int) string { return "listener_" + strconv.Itoa(i) }
 
-// addressText names a listener in an error before its address is known good.
+// addressText names a listener in an error before its address is known
+// good, as Envoy's address string would.
 func addressText(a *corev3.Address) string {
-	if conv, err := address(a); err == nil {
-		return conv.String()
+	switch {
+	case a.GetSocketAddress() != nil:
+		return netJoin(a.GetSocketAddress().GetAddress(), a.GetSocketAddress().GetPortValue())
+	case a.GetPipe() != nil:
+		return a.GetPipe().GetPath()
 	}
-	return prototext.MarshalOptions{}.Format(a)
+	return "(no address)"
 }
 
 func address(a *corev3.Address) (Address, error) {
@@ -340,7 +344,7 @@ func address(a *corev3.Address) (Address, error) {
 			return Address{}, fmt.Errorf("fakeenvoy listens on TCP only, not %s", sa.GetProtocol())
 		}
 		if sa.GetNamedPort() != "" || sa.GetResolverName() != "" {
-			return Address{}, fmt.Errorf("fakeenvoy needs a numeric IP address and port_value, got %s", sa)
+			return Address{}, errors.New("fakeenvoy needs a port_value, not named_port or resolver_name")
 		}
 		ip, err := netip.ParseAddr(sa.GetAddress())
 		if err != nil || ip.Zone() != "" {
@@ -351,7 +355,7 @@ func address(a *corev3.Address) (Address, error) {
 		p := a.GetPipe()
 		return Address{Path: p.GetPath(), Mode: os.FileMode(p.GetMode())}, nil
 	}
-	return Address{}, fmt.Errorf("fakeenvoy supports socket_address and pipe addresses, got %s", prototext.MarshalOptions{}.Format(a))
+	return Address{}, errors.New("fakeenvoy supports socket_address and pipe addresses only")
 }
 
 func listener(l *listenerv3.Listener, clusters map[string]Cluster) (Listener, error) {

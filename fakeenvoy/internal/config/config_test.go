@@ -178,7 +178,7 @@ func TestRejectionsInEnvoysWords(t *testing.T) {
 		},
 		"bad ip": {
 			"static_resources: {listeners: [{name: a, address: {socket_address: {address: localhost, port_value: 1}}, filter_chains: [{}]}]}\n",
-			`error adding listener 'socket_address:{address:"localhost" port_value:1}': malformed IP address: localhost`,
+			"error adding listener 'localhost:1': malformed IP address: localhost",
 		},
 		"duplicate listener names": {
 			hcmDoc(okHCM) + strings.TrimPrefix(hcmDoc(okHCM), "static_resources:\n  listeners:\n"),
