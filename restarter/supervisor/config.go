@@ -12,6 +12,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/envoy-restarter/restarter/internal/repeated"
 )
 
 // Config is the restarter's command line, validated.
@@ -58,12 +60,6 @@ type Config struct {
 
 // readiness reports whether new epochs are probed for readiness.
 func (c Config) readiness() bool { return c.ReadyURL != "" || len(c.ReadyCmd) > 0 }
-
-// stringList is a repeatable string flag.
-type stringList []string
-
-func (l *stringList) String() string     { return strings.Join(*l, " ") }
-func (l *stringList) Set(v string) error { *l = append(*l, v); return nil }
 
 // UsageError is a bad command line: the restarter prints it on one line and
 // exits with ExitUsage.
@@ -132,7 +128,7 @@ func ParseArgs(args []string, stdout io.Writer) (Config, error) {
 	fs.DurationVar(&cfg.TermWait, "term-wait", 30*time.Second, "how long children get to exit after SIGTERM before they are KILLed")
 	fs.StringVar(&cfg.LogFormat, "log-format", "text", "log format: text (Envoy's format) or json")
 	fs.BoolVar(&cfg.Subreaper, "subreaper", false, "reap orphaned descendants (PR_SET_CHILD_SUBREAPER); implied when running as PID 1")
-	var check, checkArgs, readyCmd, readyCmdArgs stringList
+	var check, checkArgs, readyCmd, readyCmdArgs repeated.Strings
 	fs.Var(&check, "check", "pre-restart `command`, run before every hot restart with the new RESTART_EPOCH; non-zero refuses the restart (the running epochs keep serving)")
 	fs.Var(&checkArgs, "check-arg", "an `argument` for --check (repeatable, in order)")
 	fs.DurationVar(&cfg.CheckTimeout, "check-timeout", 60*time.Second, "how long one run of --check may take")

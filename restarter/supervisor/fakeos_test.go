@@ -32,7 +32,8 @@ type fakeOS struct {
 	// startErr, when set, fails every start; onStart runs after a start.
 	startErr error
 	onStart  func(pid int)
-	// runHelper answers checks and readiness commands; nil runs them for real.
+	// runHelper answers checks and readiness commands; nil runs them for
+	// real, with the real OS layer's forker.
 	runHelper func(ctx context.Context, cmd *exec.Cmd) (string, error)
 	getenv    map[string]string
 }
@@ -72,10 +73,7 @@ func (f *fakeOS) env() osEnv {
 			if f.runHelper != nil {
 				return f.runHelper(ctx, cmd)
 			}
-			var out bytes.Buffer
-			cmd.Stdout, cmd.Stderr = &out, &out
-			go func() { <-ctx.Done(); _ = cmd.Cancel() }()
-			return out.String(), cmd.Run()
+			return testForker.runHelper(ctx, cmd)
 		},
 		afterFunc: func(d time.Duration, fn func()) func() bool {
 			f.mu.Lock()
@@ -208,7 +206,7 @@ func (f *fakeOS) fire(i int) {
 	t.fn()
 }
 
-// livePIDs returns how many children are alive or unreaped.
+// running returns how many children are alive or not yet reaped.
 func (f *fakeOS) running() int {
 	f.mu.Lock()
 	defer f.mu.Unlock()

@@ -102,7 +102,7 @@ func (r *runner) run() int {
 	defer r.cancel()
 	defer r.stopTimers()
 
-	r.log.Info("starting hot-restarter with target: "+r.cfg.Command, "target", r.cfg.Command, "path", r.cfg.Path, "version", version())
+	r.logStart()
 	if code, ok := r.setUp(); !ok {
 		return code
 	}
@@ -152,6 +152,11 @@ func (r *runner) next() []Event {
 		}
 		return append(r.reap(), TimerFired{Timer: f.timer})
 	}
+}
+
+// logStart logs hot-restarter.py's first line.
+func (r *runner) logStart() {
+	r.log.Info("starting hot-restarter with target: "+r.cfg.Command, "target", r.cfg.Command, "path", r.cfg.Path, "version", version())
 }
 
 // setUp does what must happen before epoch 0: subreaper, pid file, control
@@ -315,7 +320,12 @@ func (r *runner) setTimer(t Timer, after time.Duration) {
 	}
 	r.gen[t]++
 	f := timerFiring{timer: t, gen: r.gen[t]}
-	r.timers[t] = r.sys.afterFunc(after, func() { r.fired <- f })
+	r.timers[t] = r.sys.afterFunc(after, func() {
+		select {
+		case r.fired <- f:
+		case <-r.ctx.Done(): // the loop has stopped
+		}
+	})
 }
 
 func (r *runner) stopTimer(t Timer) {

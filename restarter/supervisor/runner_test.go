@@ -160,6 +160,43 @@ func TestLoopDropsStaleTimersAndOutcomes(t *testing.T) {
 	require.Equal(t, []Event{Exited{PID: 101, Signal: syscall.SIGKILL}}, got)
 }
 
+func TestLoopStopsProbingADeadEpoch(t *testing.T) {
+	// Given an epoch 1 whose readiness command never succeeds,
+	f := newFakeOS()
+	cfg := testConfig()
+	cfg.ReadyCmd = []string{"/bin/ready"}
+	probing := make(chan struct{}, 1)
+	stopped := make(chan struct{})
+	f.runHelper = func(ctx context.Context, cmd *exec.Cmd) (string, error) {
+		if slices.Contains(cmd.Env, "RESTART_EPOCH=0") {
+			return "", nil
+		}
+		select {
+		case probing <- struct{}{}:
+		default:
+		}
+		<-ctx.Done()
+		close(stopped)
+		return "", ctx.Err()
+	}
+	r, _ := fakeRunner(t, cfg, f)
+	handle(t, r, Started{})
+	handle(t, r, nextWithin(t, r)...) // epoch 0 ready
+	handle(t, r, hup)
+	<-probing
+	// when it exits 0 before it is ready,
+	f.exit(Exited{PID: 101})
+	handle(t, r, nextWithin(t, r)...)
+	// then its probe is stopped at once, not at --ready-timeout.
+	select {
+	case <-stopped:
+	case <-time.After(5 * time.Second):
+		t.Fatal("still probing a dead epoch")
+	}
+	require.Empty(t, r.watches)
+	require.True(t, f.timers[1].stopped, "its ready timeout is stopped too")
+}
+
 func TestLoopStopsTheCheckOnShutdown(t *testing.T) {
 	// Given a check that runs until it is stopped, and an epoch that takes
 	// its time to exit on SIGTERM,
@@ -204,8 +241,7 @@ func TestCheckOutcomes(t *testing.T) {
 			f := newFakeOS()
 			cfg := testConfig()
 			cfg.Check, cfg.CheckTimeout = tt.check, tt.timeout
-			r, _ := fakeRunner(t, cfg, f)
-			r.sys.runHelper = testForker.runHelper // the real OS layer's
+			r, _ := fakeRunner(t, cfg, f) // checks run for real
 			_, pending := r.startCheck(1)
 			require.True(t, pending)
 			require.Equal(t, []Event{tt.want}, nextWithin(t, r))

@@ -22,6 +22,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/envoy-restarter/restarter/internal/repeated"
 )
 
 // bench holds the settings every measurement reads.
@@ -36,12 +38,6 @@ type bench struct {
 	drainTime, parentShutdownTime         time.Duration
 }
 
-// stringList is a repeatable flag.
-type stringList []string
-
-func (l *stringList) String() string     { return strings.Join(*l, ", ") }
-func (l *stringList) Set(v string) error { *l = append(*l, v); return nil }
-
 func main() {
 	if os.Getenv(floorRoleEnv) == "floor" {
 		os.Exit(floorMain(os.Args[1:]))
@@ -51,7 +47,7 @@ func main() {
 
 func run() int {
 	b := &bench{}
-	var restarters stringList
+	var restarters repeated.Strings
 	flag.Var(&restarters, "restarter", "a restarter command line to measure, split on spaces, the start script appended; repeatable. \"this\" is this project's restarter with --term-wait (default: this)")
 	flag.StringVar(&b.restarter, "restarter-bin", os.Getenv("RESTARTER_BENCH_RESTARTER"), "this project's restarter binary (default $RESTARTER_BENCH_RESTARTER, else built with go build)")
 	flag.StringVar(&b.fakeenvoy, "fakeenvoy-bin", os.Getenv("RESTARTER_BENCH_FAKEENVOY"), "the fakeenvoy binary (default $RESTARTER_BENCH_FAKEENVOY, else built with go build)")
@@ -104,7 +100,7 @@ func run() int {
 	}
 	b.footprintRestarts = min(b.footprintRestarts, b.restarts)
 	if len(restarters) == 0 {
-		restarters = stringList{"this"}
+		restarters = repeated.Strings{"this"}
 	}
 	want := map[string]bool{}
 	for _, p := range strings.Split(*phases, ",") {
