@@ -4,9 +4,12 @@
 # from this repository (go build's cache makes later builds instant) unless
 # $FAKEENVOY names a binary. Every setting can be overridden from the
 # environment:
-#   FAKEENVOY                  fakeenvoy binary (default: build one)
+#   FAKEENVOY                  fakeenvoy binary (default: build one, which
+#                              needs `go` on PATH)
 #   FAKEENVOY_CACHE_DIR        where the built binary and base id live
-#                              (default: ${XDG_CACHE_HOME:-$HOME/.cache}/envoy-restarter)
+#                              (default: ${XDG_CACHE_HOME:-$HOME/.cache}/envoy-restarter,
+#                              or /tmp/envoy-restarter-$UID with neither set,
+#                              as under runit, s6, supervisord or env -i)
 #   FAKEENVOY_CONFIG           bootstrap (default: examples/fakeenvoy.yaml)
 #   ENVOY_BASE_ID_PATH         base id file (set by `restarter --base-id-path`;
 #                              default: $FAKEENVOY_CACHE_DIR/fakeenvoy.base-id)
@@ -23,11 +26,27 @@ set -eu
 
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/.." && pwd)
-cache_dir=${FAKEENVOY_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/envoy-restarter}
+if [ -n "${FAKEENVOY_CACHE_DIR:-}" ]; then
+	cache_dir=$FAKEENVOY_CACHE_DIR
+elif [ -n "${XDG_CACHE_HOME:-}" ]; then
+	cache_dir=$XDG_CACHE_HOME/envoy-restarter
+elif [ -n "${HOME:-}" ]; then
+	cache_dir=$HOME/.cache/envoy-restarter
+else
+	cache_dir=${TMPDIR:-/tmp}/envoy-restarter-$(id -u)
+fi
 mkdir -p "$cache_dir"
 
 if [ -z "${FAKEENVOY:-}" ]; then
+	if ! command -v go >/dev/null 2>&1; then
+		echo "start_fakeenvoy.sh: go not found on PATH: set FAKEENVOY to a built fakeenvoy (go build -o fakeenvoy ./fakeenvoy)" >&2
+		exit 1
+	fi
 	FAKEENVOY=$cache_dir/fakeenvoy
+	if [ -z "${HOME:-}" ]; then
+		# go keeps its caches under $HOME unless told otherwise.
+		export GOCACHE="${GOCACHE:-$cache_dir/go-build}" GOPATH="${GOPATH:-$cache_dir/go}"
+	fi
 	(cd "$repo" && go build -o "$FAKEENVOY" ./fakeenvoy)
 fi
 

@@ -24,6 +24,7 @@ func TestHandOffUnderLoadLosesNothing(t *testing.T) {
 	sb := newSandbox(t)
 	e0 := sb.start(0, "-c", sb.config("e0.yaml", 0), "--fake-state-path", sb.path("state.json"))
 	st0 := readState(t, sb.path("state.json"), 0)
+	e0.WaitLine(startedLine, 1, wait)
 	_, port, err := net.SplitHostPort(st0.Listeners["web"])
 	require.NoError(t, err)
 	p, _ := strconv.Atoi(port)
@@ -32,7 +33,7 @@ func TestHandOffUnderLoadLosesNothing(t *testing.T) {
 	proctest.WaitFor(t, wait, "load on epoch 0", func() bool { return len(l.Answered()) > 50 })
 
 	e1 := sb.start(1, "-c", sb.config("e1.yaml", p), "--fake-state-path", sb.path("state.json"),
-		"--drain-time-s", "0.2", "--parent-shutdown-time-s", "0.5")
+		"--fake-drain-time", "200ms", "--fake-parent-shutdown-time", "500ms")
 	e1.WaitLine(regexp.QuoteMeta("listener 'web' on "+st0.Listeners["web"]+" (from parent)"), 1, wait)
 	e0.WaitLine("shutting down admin due to child startup", 1, wait)
 	e0.WaitLine("closing and draining listeners", 1, wait)

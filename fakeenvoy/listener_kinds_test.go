@@ -170,7 +170,7 @@ func TestHotRestartThroughEachListenerKind(t *testing.T) {
 				doc += "    enable_reuse_port: false\n"
 			}
 			e1 := sb.start(1, "-c", write("e1.yaml", listenerDoc(doc)), "--fake-state-path", sb.path("state1.json"),
-				"--drain-time-s", "0.2", "--parent-shutdown-time-s", "600")
+				"--fake-drain-time", "200ms", "--parent-shutdown-time-s", "600")
 			for _, a := range all {
 				_, target := a.dialTarget()
 				e1.WaitLine(regexp.QuoteMeta("listener 'kinds' on "+target+" (from parent)"), 1, wait)

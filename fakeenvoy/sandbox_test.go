@@ -65,11 +65,15 @@ func (sb *sandbox) start(epoch int, args ...string) *proctest.Proc {
 }
 
 // startRaw runs fakeenvoy in the sandbox's dir with exactly args.
-// startRunning is start, then waits for the epoch's main dispatch loop.
+// startedLine is fakeenvoy's own line once an epoch is fully up: LIVE,
+// its parent told to drain and INITIALIZING cleared, so the next epoch may start.
+const startedLine = "workers started: parent told to drain, INITIALIZING cleared"
+
+// startRunning is start, then waits for the epoch to be fully up.
 func (sb *sandbox) startRunning(epoch int, args ...string) *proctest.Proc {
 	sb.t.Helper()
 	p := sb.start(epoch, args...)
-	p.WaitLine("starting main dispatch loop", 1, wait)
+	p.WaitLine(startedLine, 1, wait)
 	return p
 }
 

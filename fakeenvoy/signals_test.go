@@ -51,7 +51,7 @@ func TestSIGHUPIsEatenAndSIGTERMExitsCleanly(t *testing.T) {
 	assert.True(t, e0.Alive())
 	e0.Signal(syscall.SIGTERM)
 	assert.Equal(t, proctest.Exit{}, e0.Wait(wait))
-	assert.Contains(t, e0.Output(), "caught SIGTERM")
+	assert.Contains(t, e0.Output(), "caught ENVOY_SIGTERM")
 	assert.True(t, strings.HasSuffix(e0.Output(), "exiting"))
 	assert.Empty(t, sb.leftovers())
 }
@@ -169,7 +169,7 @@ func TestPathSocketsAreRemovedOnExit(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, os.FileMode(0o640), fi.Mode().Perm())
 
-	e1 := sb.start(1, "-c", cfg, "--socket-path", prefix, "--parent-shutdown-time-s", "0.1")
+	e1 := sb.start(1, "-c", cfg, "--socket-path", prefix, "--fake-parent-shutdown-time", "100ms")
 	assert.Equal(t, proctest.Exit{}, e0.Wait(wait))
 	e1.WaitLine(regexp.QuoteMeta("all dependencies initialized. starting workers"), 1, wait)
 	e1.Signal(syscall.SIGTERM)

@@ -70,34 +70,52 @@ func TestHotRestartUnderLoad(t *testing.T) {
 	sb.requireAllGone()
 }
 
-// Scenario 8: SIGHUP while the previous epoch is still initializing takes
-// Envoy's "previous envoy process is still initializing" path: the new
-// epoch exits 1, and the restarter (hot-restarter.py's policy) kills the
-// initializing epoch and exits 1.
+// Scenario 8: SIGHUP while the previous epoch is still initializing. By
+// default the init gate sees Envoy's INITIALIZING flag and holds the SIGHUP
+// until the epoch is done; with --init-gate off it takes Envoy's "previous
+// envoy process is still initializing" path: the new epoch exits 1, and the
+// restarter (hot-restarter.py's policy) kills the initializing epoch and
+// exits 1.
 func TestSIGHUPWhilePreviousEpochInitializing(t *testing.T) {
 	t.Parallel()
-	// Given epoch 0 still initializing (not LIVE for a long while),
-	sb := newSandbox(t, `fakeenvoy --base-id "$BASE_ID" --fake-ready-delay 60s`+"\n")
-	r := sb.start()
-	e0 := sb.waitForked(0)
-	admin := r.WaitLine(epochLine(e0.PID, `admin address: (\S+)$`), 1, wait)[1]
-	r.WaitLine(epochLine(e0.PID, `starting main dispatch loop$`), 1, wait)
-	status, body := httpStatus(t, "http://"+admin+"/ready")
-	require.Equal(t, 503, status)
-	require.Equal(t, "INITIALIZING", body)
+	for _, gate := range []string{"auto", "off"} {
+		t.Run("init-gate="+gate, func(t *testing.T) {
+			t.Parallel()
+			// Given epoch 0 still initializing (not LIVE for a long while),
+			sb := newSandbox(t, `fakeenvoy --base-id "$BASE_ID" --fake-ready-delay 60s`+"\n")
+			r := sb.start("--init-gate", gate)
+			e0 := sb.waitForked(0)
+			admin := r.WaitLine(epochLine(e0.PID, `admin address: (\S+)$`), 1, wait)[1]
+			r.WaitLine(epochLine(e0.PID, `starting main dispatch loop$`), 1, wait)
+			status, body := httpStatus(t, "http://"+admin+"/ready")
+			require.Equal(t, 503, status)
+			require.Equal(t, "INITIALIZING", body)
 
-	// when the operator hot restarts,
-	r.Signal(syscall.SIGHUP)
+			// when the operator hot restarts,
+			r.Signal(syscall.SIGHUP)
 
-	// then epoch 1 refuses, as Envoy does, and exits 1,
-	e1 := sb.waitForked(1)
-	r.WaitLine(`^previous envoy process is still initializing$`, 1, wait)
-	require.Equal(t, "exited with code=1", sb.waitReaped(e1))
-	// and the restarter kills epoch 0 and exits 1.
-	require.Equal(t, proctest.Exit{Code: 1}, r.Wait(wait))
-	r.WaitLine(abnormalRE, 1, wait)
-	require.Equal(t, "was killed with signal=9", sb.waitReaped(e0))
-	sb.requireAllGone()
+			if gate == "auto" {
+				// then the SIGHUP waits for epoch 0's flag to clear,
+				r.WaitLine(`epoch 0 is still initializing; SIGHUP queued for after it$`, 1, wait)
+				require.Empty(t, r.Lines(`new child process at epoch 1`))
+				// and SIGTERM stops epoch 0 cleanly.
+				r.Signal(syscall.SIGTERM)
+				require.Equal(t, proctest.Exit{Code: 0}, r.Wait(wait))
+				require.Empty(t, r.Lines(`new child process at epoch 1`))
+				sb.requireAllGone()
+				return
+			}
+			// then epoch 1 refuses, as Envoy does, and exits 1,
+			e1 := sb.waitForked(1)
+			r.WaitLine(`^previous envoy process is still initializing$`, 1, wait)
+			require.Equal(t, "exited with code=1", sb.waitReaped(e1))
+			// and the restarter kills epoch 0 and exits 1.
+			require.Equal(t, proctest.Exit{Code: 1}, r.Wait(wait))
+			r.WaitLine(abnormalRE, 1, wait)
+			require.Equal(t, "was killed with signal=9", sb.waitReaped(e0))
+			sb.requireAllGone()
+		})
+	}
 }
 
 // Scenario 9: SIGHUP during shutdown starts no new epoch.

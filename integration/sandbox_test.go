@@ -7,13 +7,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
-	"net"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
-	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -33,9 +30,9 @@ func TestMain(m *testing.M) {
 const (
 	wait = proctest.Timeout
 
-	// drainTime and parentShutdownTime are fakeenvoy's --drain-time-s and
-	// --parent-shutdown-time-s in every sandbox: fractions, so a hot restart
-	// completes in well under a second.
+	// drainTime and parentShutdownTime are fakeenvoy's --fake-drain-time
+	// and --fake-parent-shutdown-time in every sandbox (Envoy's own flags
+	// take whole seconds), so a hot restart completes in well under a second.
 	drainTime          = 100 * time.Millisecond
 	parentShutdownTime = 400 * time.Millisecond
 
@@ -77,7 +74,7 @@ func newSandbox(t *testing.T, body string) *sandbox {
 		fakeenvoy: proctest.Binary(t, "fakeenvoy"),
 	}
 	sb.socketPath = socketPrefix(sb.dir, sb.baseID)
-	sb.port = freePort(t)
+	sb.port = proctest.FreePort(t)
 	sb.accessLog = sb.path("access.log")
 	sb.config = sb.writeConfig("envoy.yaml", sb.port)
 	// A crashed or killed epoch leaves the shared memory region behind, as
@@ -124,46 +121,6 @@ func removeRegion(baseID uint32) {
 	os.Remove(fmt.Sprintf("/dev/shm/envoy_shared_memory_%d", uint64(baseID)*10))
 }
 
-var (
-	portsMu sync.Mutex
-	ports   = map[int]bool{}
-)
-
-// freePort returns a loopback TCP port nobody listens on, for a listener
-// that must keep its port across hot restarts (Envoy hands a listen socket
-// over by address, so a port-0 listener would get a new port each epoch).
-// It is chosen below the kernel's ephemeral range, so that no client
-// connection of this or another test takes it between the check and
-// fakeenvoy's bind, and verified free by binding it.
-func freePort(t *testing.T) int {
-	t.Helper()
-	low := 32768
-	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
-		if f := strings.Fields(string(b)); len(f) == 2 {
-			if n, err := strconv.Atoi(f[0]); err == nil && n > 12000 {
-				low = n
-			}
-		}
-	}
-	portsMu.Lock()
-	defer portsMu.Unlock()
-	for range 1000 {
-		port := 10000 + rand.IntN(low-10000)
-		if ports[port] {
-			continue
-		}
-		ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
-		if err != nil {
-			continue
-		}
-		ln.Close()
-		ports[port] = true
-		return port
-	}
-	t.Fatal("no free loopback port below the ephemeral range")
-	return 0
-}
-
 func (sb *sandbox) path(name string) string { return filepath.Join(sb.dir, name) }
 
 // addr is the listener's address.
@@ -190,7 +147,7 @@ BASE_ID=%d
 DIR=%q
 fakeenvoy() {
 	exec "$FAKEENVOY" --config-path "$CONFIG" --restart-epoch "$RESTART_EPOCH" \
-		--socket-path %q --drain-time-s %s --parent-shutdown-time-s %s \
+		--socket-path %q --fake-drain-time %s --fake-parent-shutdown-time %s \
 		--fake-hot-restart-retry-delay 20ms \
 		--fake-state-path "$DIR/state.$RESTART_EPOCH.json" "$@"
 }
@@ -200,11 +157,9 @@ fakeenvoy() {
 func (sb *sandbox) writeScript(name, body string) string {
 	sb.t.Helper()
 	pre := fmt.Sprintf(scriptPreamble, sb.fakeenvoy, sb.config, sb.baseID, sb.dir, sb.socketPath,
-		seconds(drainTime), seconds(parentShutdownTime))
+		drainTime, parentShutdownTime)
 	return proctest.Script(sb.t, sb.dir, name, pre+body)
 }
-
-func seconds(d time.Duration) string { return strconv.FormatFloat(d.Seconds(), 'f', -1, 64) }
 
 // start runs the restarter with flags on the sandbox's start script. Its
 // output holds the epochs' logs too (they inherit its stdout and stderr),
@@ -245,12 +200,16 @@ func epochLine(pid int, message string) string {
 	return `^\[[^]]+\]\[` + strconv.Itoa(pid) + `\]\[[a-z]+\]\[[a-z]+\] \[[^]]+\] ` + message
 }
 
-// waitLive waits for epoch n to be forked and LIVE (its main dispatch loop
-// running, its state file saying LIVE) and returns its state.
+// startedRE is fakeenvoy's own line once an epoch is fully up: LIVE, its
+// parent told to drain, INITIALIZING cleared, its state file written.
+const startedRE = `workers started: parent told to drain, INITIALIZING cleared$`
+
+// waitLive waits for epoch n to be forked and fully up (its state file
+// saying LIVE) and returns its state.
 func (sb *sandbox) waitLive(n int) (epoch, state) {
 	sb.t.Helper()
 	e := sb.waitForked(n)
-	sb.restarter.WaitLine(epochLine(e.PID, `starting main dispatch loop$`), 1, wait)
+	sb.restarter.WaitLine(epochLine(e.PID, startedRE), 1, wait)
 	st := sb.readState(n)
 	require.Equal(sb.t, "LIVE", st.State, "epoch %d state", n)
 	require.Equal(sb.t, e.PID, st.PID, "epoch %d pid", n)

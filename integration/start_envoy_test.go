@@ -33,7 +33,7 @@ func TestExampleStartEnvoyScriptRunsUnchanged(t *testing.T) {
 		"ENVOY_INOTIFY_MAX_USER_WATCHES="+strings.TrimSpace(string(watches)),
 	)
 	r := proctest.Start(t, proctest.Options{Dir: sb.dir, Env: env}, proctest.Binary(t, "restarter"),
-		script, "--drain-time-s", seconds(drainTime), "--parent-shutdown-time-s", seconds(parentShutdownTime))
+		script, "--fake-drain-time", drainTime.String(), "--fake-parent-shutdown-time", parentShutdownTime.String())
 	sb.restarter = r
 
 	// when the restarter starts it, then envoy runs as epoch 0 with the
@@ -98,7 +98,7 @@ func waitServing(t *testing.T, sb *sandbox, n int) (epoch, serverInfo) {
 	t.Helper()
 	e := sb.waitForked(n)
 	admin := sb.restarter.WaitLine(epochLine(e.PID, `admin address: (\S+)$`), 1, wait)[1]
-	sb.restarter.WaitLine(epochLine(e.PID, `starting main dispatch loop$`), 1, wait)
+	sb.restarter.WaitLine(epochLine(e.PID, startedRE), 1, wait)
 	var info serverInfo
 	require.NoError(t, json.Unmarshal([]byte(httpGet(t, "http://"+admin+"/server_info")), &info))
 	require.Equal(t, "LIVE", info.State)

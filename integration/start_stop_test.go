@@ -47,7 +47,7 @@ func testStartAndStop(t *testing.T, sig syscall.Signal, name string) {
 	require.Equal(t, proctest.Exit{Code: 0}, r.Wait(wait))
 	r.WaitLine(`got `+name+`$`, 1, wait)
 	r.WaitLine(`sending TERM to PID=`+strconv.Itoa(e0.PID)+`$`, 1, wait)
-	r.WaitLine(epochLine(e0.PID, `caught SIGTERM$`), 1, wait)
+	r.WaitLine(epochLine(e0.PID, `caught ENVOY_SIGTERM$`), 1, wait)
 	require.Equal(t, "exited with code=0", sb.waitReaped(e0))
 	r.WaitLine(`all children exited cleanly$`, 1, wait)
 	sb.requireAllGone()

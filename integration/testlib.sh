@@ -170,7 +170,7 @@ YAML
 #!/bin/sh
 exec "$FAKEENVOY" --config-path "$WORK/envoy.yaml" --restart-epoch "\$RESTART_EPOCH" \\
 	--base-id $BASE_ID --socket-path "$sockets" \\
-	--drain-time-s 0.1 --parent-shutdown-time-s 0.4
+	--fake-drain-time 100ms --fake-parent-shutdown-time 400ms
 SH
 	chmod +x "$WORK/start.sh"
 }

@@ -295,6 +295,10 @@ func TestUsageErrors(t *testing.T) {
 		{"directory", []string{dir}, `restarter: COMMAND "` + dir + `": is a directory`},
 		{"bad term wait", []string{"--term-wait", "0s", script}, `restarter: invalid value "0s" for flag -term-wait: must be positive`},
 		{"bad log format", []string{"--log-format", "xml", script}, `restarter: invalid value "xml" for flag -log-format: must be text or json`},
+		{"bad init gate", []string{"--init-gate", "on", script}, `restarter: invalid value "on" for flag -init-gate: must be auto or off`},
+		{"bad failed-restart policy", []string{"--on-failed-restart", "retry", script}, `restarter: invalid value "retry" for flag -on-failed-restart: must be exit or keep`},
+		{"ready-url port out of range", []string{"--ready-url", "http://127.0.0.1:65536/server_info", script}, `restarter: invalid value "http://127.0.0.1:65536/server_info" for flag -ready-url: port 65536 out of range 1-65535`},
+		{"ready-url not http", []string{"--ready-url", "https://127.0.0.1:9901/ready", script}, `restarter: invalid value "https://127.0.0.1:9901/ready" for flag -ready-url: must be an http:// URL (for anything else use --ready-cmd)`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -191,9 +191,9 @@ func TestReadinessTimeoutFailsTheReload(t *testing.T) {
 
 	// then the reload fails with the reason, and the restarter shuts everything down.
 	require.Equal(t, supervisor.ExitReloadFailed, code)
-	require.Equal(t, "restarter reload: hot restart to epoch 1 failed: epoch 1 not ready within --ready-timeout=500ms\n", errOut)
+	require.Equal(t, "restarter reload: hot restart to epoch 1 failed: epoch 1 not ready within --ready-timeout=500ms: "+ready+": exit status 1\n", errOut)
 	require.Equal(t, proctest.Exit{Code: 1}, r.Wait(wait))
-	r.WaitLine(`epoch 1 not ready within --ready-timeout=500ms; killing it`, 1, wait)
+	r.WaitLine(`epoch 1 not ready within --ready-timeout=500ms: .*ready.sh: exit status 1; killing it`, 1, wait)
 	r.WaitLine(`Due to abnormal exit, force killing all child processes and exiting`, 1, wait)
 }
 

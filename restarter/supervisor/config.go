@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -56,6 +55,10 @@ type Config struct {
 	ControlSocket string
 	// PIDFile is written with the restarter's pid, "" for none.
 	PIDFile string
+	// InitGate is "auto" (watch Envoy's INITIALIZING flag) or "off".
+	InitGate string
+	// OnFailedRestart is "exit" (hot-restarter.py's policy) or "keep".
+	OnFailedRestart string
 }
 
 // readiness reports whether new epochs are probed for readiness.
@@ -95,7 +98,9 @@ Signals:
   SIGUSR1          forwarded to every live child (Envoy reopens its access logs)
   SIGTERM, SIGINT  TERM every child, wait up to --term-wait, KILL the rest, exit
   SIGCHLD          a child exiting 0 drained (keep running); any other exit
-                   KILLs every child and exits 1; no children left: exit
+                   KILLs every child and exits 1 (with --on-failed-restart
+                   keep, a new epoch failing before it is ready does not);
+                   no children left: exit
 
 Exit codes:
   0  every child exited cleanly
@@ -103,7 +108,10 @@ Exit codes:
      pid file or control socket could not be set up
   2  usage error (bad flag, missing or non-executable COMMAND)
 
-Safe hot restarts (all off by default, which is hot-restarter.py's behaviour):
+Safe hot restarts. Recommended: --on-failed-restart keep, the init gate
+(--init-gate auto, the default), --check with the start script in
+--mode validate, and --control-socket. Apart from the gate, all are off by
+default, which is hot-restarter.py's behaviour:
   --check runs before every hot restart and can refuse it; --ready-url or
   --ready-cmd make a restart last until the new epoch is ready, and SIGHUPs
   meanwhile are coalesced into one restart after it; --control-socket serves
@@ -132,12 +140,14 @@ func ParseArgs(args []string, stdout io.Writer) (Config, error) {
 	fs.Var(&check, "check", "pre-restart `command`, run before every hot restart with the new RESTART_EPOCH; non-zero refuses the restart (the running epochs keep serving)")
 	fs.Var(&checkArgs, "check-arg", "an `argument` for --check (repeatable, in order)")
 	fs.DurationVar(&cfg.CheckTimeout, "check-timeout", 60*time.Second, "how long one run of --check may take")
-	fs.StringVar(&cfg.ReadyURL, "ready-url", "", "readiness probe: a new epoch is ready when this `URL` answers 200 (Envoy's admin /ready; with /server_info, also its state and epoch must match)")
+	fs.StringVar(&cfg.ReadyURL, "ready-url", "", "readiness probe: a new epoch is ready when this http:// `URL` answers 200; give Envoy's admin /server_info, whose state must be LIVE and restart_epoch the new epoch's (not /ready: the admin port passes between epochs, and the old epoch answers /ready until the new one takes it over)")
 	fs.Var(&readyCmd, "ready-cmd", "readiness probe: a new epoch is ready when this `command` exits 0 (run every 100ms with RESTART_EPOCH and ENVOY_PID)")
 	fs.Var(&readyCmdArgs, "ready-cmd-arg", "an `argument` for --ready-cmd (repeatable, in order)")
 	fs.DurationVar(&cfg.ReadyTimeout, "ready-timeout", 60*time.Second, "how long a new epoch gets to become ready before it counts as failed")
 	fs.StringVar(&cfg.BaseIDPath, "base-id-path", "", "the `file` epoch 0 writes its base id to (Envoy's --base-id-path); later epochs get it as ENVOY_BASE_ID")
 	fs.StringVar(&cfg.ControlSocket, "control-socket", "", "serve the status and reload subcommands on this unix socket `path` (mode 0600, the restarter's user and root only)")
+	fs.StringVar(&cfg.InitGate, "init-gate", "auto", "auto: never start an epoch while the newest one holds Envoy's INITIALIZING flag (found in its shared memory region; inert for a child that is not Envoy), heal a flag left set by an epoch that died initializing; off: do neither")
+	fs.StringVar(&cfg.OnFailedRestart, "on-failed-restart", "exit", "exit: a new epoch that fails kills every epoch and the restarter exits 1 (hot-restarter.py's policy); keep: the older epochs keep serving and the next hot restart reuses the epoch number")
 	fs.StringVar(&cfg.PIDFile, "pid-file", "", "write the restarter's pid to this `file` (atomically; removed at exit)")
 	help := fs.Bool("help", false, "print this help and exit")
 	fs.BoolVar(help, "h", false, "print this help and exit")
@@ -153,6 +163,10 @@ func ParseArgs(args []string, stdout io.Writer) (Config, error) {
 		return cfg, errVersion
 	case cfg.TermWait <= 0:
 		return cfg, usageErrorf("invalid value %q for flag -term-wait: must be positive", cfg.TermWait)
+	case cfg.InitGate != "auto" && cfg.InitGate != "off":
+		return cfg, usageErrorf("invalid value %q for flag -init-gate: must be auto or off", cfg.InitGate)
+	case cfg.OnFailedRestart != "exit" && cfg.OnFailedRestart != "keep":
+		return cfg, usageErrorf("invalid value %q for flag -on-failed-restart: must be exit or keep", cfg.OnFailedRestart)
 	case cfg.LogFormat != "text" && cfg.LogFormat != "json":
 		return cfg, usageErrorf("invalid value %q for flag -log-format: must be text or json", cfg.LogFormat)
 	case len(check) > 1:
@@ -173,8 +187,8 @@ func ParseArgs(args []string, stdout io.Writer) (Config, error) {
 		return cfg, usageErrorf("missing COMMAND: the start script to run (see restarter --help)")
 	}
 	if cfg.ReadyURL != "" {
-		if u, err := url.Parse(cfg.ReadyURL); err != nil || u.Scheme != "http" || u.Host == "" {
-			return cfg, usageErrorf("invalid value %q for flag -ready-url: must be an http:// URL (for anything else use --ready-cmd)", cfg.ReadyURL)
+		if _, err := parseProbeURL(cfg.ReadyURL); err != nil {
+			return cfg, usageErrorf("invalid value %q for flag -ready-url: %v", cfg.ReadyURL, err)
 		}
 	}
 	cfg.Command, cfg.Args = fs.Arg(0), fs.Args()[1:]

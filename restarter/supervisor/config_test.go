@@ -30,7 +30,7 @@ func TestParseArgs(t *testing.T) {
 	sh, err := filepath.Abs("/bin/sh")
 	require.NoError(t, err)
 	defaults := Config{Command: "start.sh", Path: start, Args: []string{}, Dir: dir, TermWait: 30 * time.Second,
-		LogFormat: "text", CheckTimeout: time.Minute, ReadyTimeout: time.Minute}
+		LogFormat: "text", CheckTimeout: time.Minute, ReadyTimeout: time.Minute, InitGate: "auto", OnFailedRestart: "exit"}
 	with := func(change func(*Config)) Config { c := defaults; change(&c); return c }
 
 	tests := []struct {
@@ -53,6 +53,7 @@ func TestParseArgs(t *testing.T) {
 			c.ReadyCmd, c.ReadyTimeout = []string{found, "-c"}, 9*time.Second
 		})},
 		{[]string{"--ready-url", "http://127.0.0.1:9901/ready", "start.sh"}, with(func(c *Config) { c.ReadyURL = "http://127.0.0.1:9901/ready" })},
+		{[]string{"--init-gate", "off", "--on-failed-restart", "keep", "start.sh"}, with(func(c *Config) { c.InitGate, c.OnFailedRestart = "off", "keep" })},
 		{[]string{"--base-id-path", "base", "--control-socket", "/run/c.sock", "--pid-file", "r.pid", "start.sh"}, with(func(c *Config) {
 			// relative to the working directory under bazel run
 			c.BaseIDPath, c.ControlSocket, c.PIDFile = filepath.Join(dir, "base"), "/run/c.sock", filepath.Join(dir, "r.pid")
@@ -106,6 +107,10 @@ func TestParseArgsUsageErrors(t *testing.T) {
 		{[]string{"--check-timeout", "-1s", "start.sh"}, `invalid value "-1s" for flag -check-timeout: must be positive`},
 		{[]string{"--ready-timeout", "0s", "start.sh"}, `invalid value "0s" for flag -ready-timeout: must be positive`},
 		{[]string{"--ready-url", "https://x/ready", "start.sh"}, `invalid value "https://x/ready" for flag -ready-url: must be an http:// URL (for anything else use --ready-cmd)`},
+		{[]string{"--ready-url", "http://x:0/ready", "start.sh"}, `invalid value "http://x:0/ready" for flag -ready-url: port 0 out of range 1-65535`},
+		{[]string{"--ready-url", "http://x:65536/ready", "start.sh"}, `invalid value "http://x:65536/ready" for flag -ready-url: port 65536 out of range 1-65535`},
+		{[]string{"--init-gate", "on", "start.sh"}, `invalid value "on" for flag -init-gate: must be auto or off`},
+		{[]string{"--on-failed-restart", "retry", "start.sh"}, `invalid value "retry" for flag -on-failed-restart: must be exit or keep`},
 		{[]string{"missing.sh"}, `COMMAND "missing.sh": no such file`},
 		{[]string{"sub"}, `COMMAND "sub": is a directory`},
 		{[]string{"plain.txt"}, `COMMAND "plain.txt": not executable (permission denied)`},

@@ -18,8 +18,13 @@ type Started struct{}
 // exits arrive as Exited).
 type Signaled struct{ Signal syscall.Signal }
 
-// Spawned reports that epoch Epoch is running as process PID.
-type Spawned struct{ Epoch, PID int }
+// Spawned reports that epoch Epoch is running as process PID. Envoy is
+// true when earlier epochs were seen in Envoy's shared memory region: this
+// one will set INITIALIZING too.
+type Spawned struct {
+	Epoch, PID int
+	Envoy      bool
+}
 
 // SpawnFailed reports that epoch Epoch could not be started (fork or exec
 // failed); Err says why, naming the path and errno.
@@ -51,6 +56,28 @@ type CheckFinished struct {
 // Ready reports that epoch Epoch passed its readiness probe.
 type Ready struct{ Epoch int }
 
+// NotReady reports why epoch Epoch failed its readiness probe, each time
+// the reason changes; the machine names the last one if the epoch is never
+// ready.
+type NotReady struct {
+	Epoch  int
+	Reason string
+}
+
+// InitStarted reports that epoch Epoch was seen holding Envoy's
+// INITIALIZING flag.
+type InitStarted struct{ Epoch int }
+
+// InitDone reports that epoch Epoch cleared Envoy's INITIALIZING flag, or,
+// with Warning, that the gate cannot watch it (an unknown region layout).
+type InitDone struct {
+	Epoch   int
+	Warning string
+}
+
+// InitCleared reports that a ClearInit found the flag set and cleared it.
+type InitCleared struct{ Epoch, PID int }
+
 // ReloadRequested is a hot restart asked for through the control socket.
 // The Machine answers it with exactly one ReloadResult to Waiter, whatever
 // happens (the restart's outcome, a shutdown, the restarter's exit).
@@ -69,6 +96,10 @@ func (Exited) isEvent()          {}
 func (TimerFired) isEvent()      {}
 func (CheckFinished) isEvent()   {}
 func (Ready) isEvent()           {}
+func (NotReady) isEvent()        {}
+func (InitStarted) isEvent()     {}
+func (InitDone) isEvent()        {}
+func (InitCleared) isEvent()     {}
 func (ReloadRequested) isEvent() {}
 
 // Action is something the Machine asks the OS layer to do, in order.
@@ -120,6 +151,17 @@ type StopCheck struct{ Epoch int }
 // ready; the OS layer answers with Ready, at most once.
 type WatchReady struct{ Epoch, PID int }
 
+// WatchInit asks for epoch Epoch (process PID) to be watched in Envoy's
+// shared memory region: InitStarted when it holds the INITIALIZING flag,
+// InitDone once it cleared it. An epoch that never maps the region (not
+// Envoy) gets neither.
+type WatchInit struct{ Epoch, PID int }
+
+// ClearInit asks for Envoy's INITIALIZING flag to be cleared, because epoch
+// Epoch (process PID) died before clearing it and no other epoch is
+// starting. The OS layer answers InitCleared if it was set.
+type ClearInit struct{ Epoch, PID int }
+
 // StopWatch stops probing epoch Epoch (it died, timed out or the restarter
 // is shutting down); its Ready, even one already on its way, is dropped.
 type StopWatch struct{ Epoch int }
@@ -151,6 +193,8 @@ func (Exit) isAction()         {}
 func (RunCheck) isAction()     {}
 func (WatchReady) isAction()   {}
 func (Notify) isAction()       {}
+func (WatchInit) isAction()    {}
+func (ClearInit) isAction()    {}
 func (ReloadResult) isAction() {}
 
 // Timer names the machine's timers.

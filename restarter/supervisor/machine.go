@@ -28,6 +28,15 @@ type Policy struct {
 	ReadyTimeout time.Duration
 	// Notify emits Notify actions for the service manager.
 	Notify bool
+	// InitGate watches Envoy's INITIALIZING flag (WatchInit): no epoch is
+	// forked while the newest one is initializing, an epoch is ready only
+	// once it cleared the flag, and a flag left set by an epoch that died
+	// initializing is cleared (ClearInit).
+	InitGate bool
+	// KeepOnFailedRestart keeps the older epochs serving when a new epoch
+	// fails before it is ready (--on-failed-restart keep); the next attempt
+	// reuses its epoch number.
+	KeepOnFailedRestart bool
 	// Clock stamps the status; nil means time.Now.
 	Clock func() time.Time
 }
@@ -47,10 +56,16 @@ var phaseNames = [...]string{"running", "terminating", "killing", "exited"}
 type child struct {
 	pid, epoch int
 	started    time.Time
-	ready      bool
+	ready      bool // passed the readiness probe (or there is none)
 	watching   bool // a readiness watcher probes it (WatchReady, not yet stopped)
-	usr1       bool // a SIGUSR1 waits for the epoch to be ready
+	// initializing: Envoy's INITIALIZING flag is, or is about to be, set by
+	// this epoch. The epoch is live once ready and not initializing.
+	initializing bool
+	initDone     bool // the flag was seen cleared: initializing never comes back
+	usr1         bool // a SIGUSR1 waits for the epoch to be live
 }
+
+func (c *child) live() bool { return c.ready && !c.initializing }
 
 // restart is a hot restart in progress: from the pre-restart check (or the
 // spawn) until the new epoch is ready.
@@ -59,13 +74,16 @@ type restart struct {
 	checking bool     // a check runs (RunCheck, not yet finished or stopped)
 	pid      int      // the new epoch's pid once spawned
 	failure  string   // why it is being failed, once decided (readiness timeout)
+	notReady string   // the last reason the readiness probe gave
+	timed    bool     // its ReadyTimeoutTimer was set at the spawn
 	waiters  []Waiter // reload requests answered with its outcome
 }
 
 // readyTimerArmed reports whether r's ReadyTimeoutTimer is set and has not
-// fired: from its epoch's spawn, with a readiness probe, until it is done.
+// fired: from its epoch's spawn (with a readiness probe or the init gate
+// on an Envoy epoch) until it is done.
 func (m *Machine) readyTimerArmed(r *restart) bool {
-	return m.policy.Readiness && r.pid != 0 && r.failure == ""
+	return r.timed && r.pid != 0 && r.failure == ""
 }
 
 // queuedRestart is the hot restart that SIGHUPs and reloads asked for while
@@ -112,6 +130,15 @@ func (m *Machine) PIDs() []int {
 	return pids
 }
 
+// Newest returns the newest live child's epoch and pid, ok=false for none.
+func (m *Machine) Newest() (epoch, pid int, ok bool) {
+	if len(m.children) == 0 {
+		return 0, 0, false
+	}
+	c := m.children[len(m.children)-1]
+	return c.epoch, c.pid, true
+}
+
 // Handle applies ev and returns the actions to perform, in order.
 func (m *Machine) Handle(ev Event) []Action {
 	if m.phase == exited {
@@ -125,6 +152,9 @@ func (m *Machine) Handle(ev Event) []Action {
 	case SpawnFailed:
 		acts := []Action{logf(slog.LevelError, "epoch %d: %s", ev.Epoch, ev.Err)}
 		acts = append(acts, m.finishRestart(false, "epoch could not be started: "+ev.Err)...)
+		if m.keeps(ev.Epoch) {
+			return append(acts, m.keep(ev.Epoch)...)
+		}
 		return append(acts, m.abort()...)
 	case Exited:
 		return m.exited(ev)
@@ -136,6 +166,20 @@ func (m *Machine) Handle(ev Event) []Action {
 		return m.checkFinished(ev)
 	case Ready:
 		return m.ready(ev.Epoch)
+	case NotReady:
+		if r := m.restart; r != nil && r.epoch == ev.Epoch && r.pid != 0 {
+			r.notReady = ev.Reason
+			return []Action{Log{Level: slog.LevelDebug, Msg: fmt.Sprintf("epoch %d not ready yet: %s", ev.Epoch, ev.Reason), Args: []any{"epoch", ev.Epoch}}}
+		}
+		return nil
+	case InitStarted:
+		return m.initStarted(ev.Epoch)
+	case InitDone:
+		return m.initDone(ev)
+	case InitCleared:
+		m.counters.InitFlagsCleared++
+		return []Action{Log{Level: slog.LevelWarn, Msg: fmt.Sprintf("cleared Envoy's INITIALIZING flag, left set by epoch %d (PID=%d) which died initializing (envoyproxy/envoy#33446)", ev.Epoch, ev.PID),
+			Args: []any{"epoch", ev.Epoch, "pid", ev.PID}}}
 	case ReloadRequested:
 		m.counters.Reloads++
 		if m.phase != running {
@@ -149,14 +193,18 @@ func (m *Machine) Handle(ev Event) []Action {
 // requestRestart starts a hot restart for waiters (none for a SIGHUP), or
 // folds the request into the one that follows the restart in progress.
 func (m *Machine) requestRestart(what string, waiters ...Waiter) []Action {
-	if r := m.restart; r != nil {
-		if m.queued == nil {
-			m.queued = &queuedRestart{}
-		}
-		m.queued.waiters = append(m.queued.waiters, waiters...)
+	r, c := m.restart, m.initializingChild()
+	if r == nil && c == nil {
+		return m.beginRestart(waiters)
+	}
+	if m.queued == nil {
+		m.queued = &queuedRestart{}
+	}
+	m.queued.waiters = append(m.queued.waiters, waiters...)
+	if r != nil {
 		return []Action{info(fmt.Sprintf("hot restart to epoch %d in progress; %s queued for after it", r.epoch, what))}
 	}
-	return m.beginRestart(waiters)
+	return []Action{info(fmt.Sprintf("epoch %d is still initializing; %s queued for after it", c.epoch, what), "epoch", c.epoch)}
 }
 
 // beginRestart starts epoch nextEpoch: through the pre-restart check when
@@ -186,22 +234,30 @@ func (m *Machine) spawn(r *restart) []Action {
 }
 
 func (m *Machine) spawned(ev Spawned) []Action {
-	c := child{pid: ev.PID, epoch: ev.Epoch, started: m.policy.Clock(), ready: !m.policy.Readiness}
+	gated := m.policy.InitGate && ev.Envoy
+	c := child{pid: ev.PID, epoch: ev.Epoch, started: m.policy.Clock(), ready: !m.policy.Readiness, initializing: gated}
 	acts := []Action{info(fmt.Sprintf("forked new child process with PID=%d", ev.PID), "pid", ev.PID, "epoch", ev.Epoch)}
+	if m.policy.InitGate {
+		acts = append(acts, WatchInit{Epoch: ev.Epoch, PID: ev.PID})
+	}
 	r := m.restart
 	if r == nil || r.epoch != ev.Epoch {
 		m.children = append(m.children, c)
 		return acts
 	}
 	r.pid = ev.PID
-	if !m.policy.Readiness {
+	if !m.policy.Readiness && !gated {
 		m.children = append(m.children, c)
 		acts = append(acts, m.finishRestart(true, "")...)
 		return append(acts, m.startQueued()...)
 	}
-	c.watching = true
+	if m.policy.Readiness {
+		c.watching = true
+		acts = append(acts, WatchReady{Epoch: ev.Epoch, PID: ev.PID})
+	}
 	m.children = append(m.children, c)
-	return append(acts, WatchReady(ev), SetTimer{Timer: ReadyTimeoutTimer, After: m.policy.ReadyTimeout})
+	r.timed = true
+	return append(acts, SetTimer{Timer: ReadyTimeoutTimer, After: m.policy.ReadyTimeout})
 }
 
 func (m *Machine) checkFinished(ev CheckFinished) []Action {
@@ -231,16 +287,98 @@ func (m *Machine) ready(epoch int) []Action {
 	}
 	c := &m.children[i]
 	c.ready, c.watching = true, false
-	acts := []Action{info(fmt.Sprintf("epoch %d is ready", epoch), "epoch", epoch, "pid", c.pid)}
+	return m.becameLive(i)
+}
+
+// initStarted: the watcher saw epoch's INITIALIZING flag set, though the
+// epoch was not known to be Envoy when it was forked (epoch 0, normally).
+func (m *Machine) initStarted(epoch int) []Action {
+	i := m.indexOfEpoch(epoch)
+	if i < 0 || m.children[i].initializing || m.children[i].initDone {
+		return nil
+	}
+	m.children[i].initializing = true
+	return []Action{info(fmt.Sprintf("epoch %d is initializing (Envoy's INITIALIZING flag is set)", epoch), "epoch", epoch)}
+}
+
+// initDone: epoch cleared INITIALIZING, or the gate gave up on it (Warning).
+func (m *Machine) initDone(ev InitDone) []Action {
+	i := m.indexOfEpoch(ev.Epoch)
+	if i < 0 || m.children[i].initDone {
+		return nil
+	}
+	c := &m.children[i]
+	c.initDone = true
+	var acts []Action
+	if ev.Warning != "" {
+		acts = append(acts, Log{Level: slog.LevelWarn, Msg: fmt.Sprintf("init gate off for epoch %d: %s", ev.Epoch, ev.Warning), Args: []any{"epoch", ev.Epoch}})
+	}
+	if !c.initializing {
+		return acts
+	}
+	c.initializing = false
+	acts = append(acts, info(fmt.Sprintf("epoch %d finished initializing", ev.Epoch), "epoch", ev.Epoch, "pid", c.pid))
+	if !c.ready {
+		return acts
+	}
+	acts = append(acts, m.becameLive(i)...)
+	return append(acts, m.startQueued()...)
+}
+
+// becameLive follows up on child i being ready and done initializing: a
+// held SIGUSR1, and the restart that started it.
+func (m *Machine) becameLive(i int) []Action {
+	c := &m.children[i]
+	if !c.live() {
+		return nil
+	}
+	acts := []Action{info(fmt.Sprintf("epoch %d is ready", c.epoch), "epoch", c.epoch, "pid", c.pid)}
 	if c.usr1 {
 		c.usr1 = false
 		acts = append(acts, info(fmt.Sprintf("sending SIGUSR1 to PID=%d", c.pid), "pid", c.pid, "epoch", c.epoch), Kill{PID: c.pid, Signal: syscall.SIGUSR1})
 	}
-	if r := m.restart; r != nil && r.epoch == epoch && r.failure == "" {
+	if r := m.restart; r != nil && r.epoch == c.epoch && r.failure == "" {
 		acts = append(acts, m.finishRestart(true, "")...)
 		acts = append(acts, m.startQueued()...)
 	}
 	return acts
+}
+
+// keeps reports whether a failure of epoch, the new epoch of the restart
+// that just failed, leaves the older epochs serving.
+func (m *Machine) keeps(epoch int) bool {
+	return m.policy.KeepOnFailedRestart && epoch > 0 && m.phase == running && len(m.children) > 0
+}
+
+// keep follows a failed restart to epoch under --on-failed-restart keep:
+// the older epochs keep serving and the next attempt reuses the number
+// (Envoy requires consecutive epochs).
+func (m *Machine) keep(epoch int) []Action {
+	m.nextEpoch = epoch
+	acts := []Action{Log{Level: slog.LevelWarn, Msg: fmt.Sprintf("keeping epoch %d serving; the next hot restart tries epoch %d again", m.children[len(m.children)-1].epoch, epoch),
+		Args: []any{"epoch", epoch}}}
+	return append(acts, m.startQueued()...)
+}
+
+// heal clears the INITIALIZING flag that epoch (process pid), which died
+// initializing, may have left set, unless another epoch is starting: then
+// the flag is that one's (envoyproxy/envoy#33446).
+func (m *Machine) heal(epoch, pid int) []Action {
+	if !m.policy.InitGate || m.phase != running || m.initializingChild() != nil || (m.restart != nil && m.restart.pid != 0) {
+		return nil
+	}
+	return []Action{ClearInit{Epoch: epoch, PID: pid}}
+}
+
+// initializingChild returns the epoch holding (or about to hold) Envoy's
+// INITIALIZING flag, or nil.
+func (m *Machine) initializingChild() *child {
+	for i := range m.children {
+		if m.children[i].initializing {
+			return &m.children[i]
+		}
+	}
+	return nil
 }
 
 // finishRestart ends the restart in progress (if any) with its outcome:
@@ -287,7 +425,7 @@ func (m *Machine) finishRestart(ok bool, reason string) []Action {
 // again: the config may have been fixed meanwhile.
 func (m *Machine) startQueued() []Action {
 	q := m.queued
-	if q == nil || m.restart != nil || m.phase != running {
+	if q == nil || m.restart != nil || m.phase != running || m.initializingChild() != nil {
 		return nil
 	}
 	m.queued = nil
@@ -368,7 +506,9 @@ func (m *Machine) exited(ev Exited) []Action {
 	if c.watching {
 		acts = append(acts, StopWatch{Epoch: epoch})
 	}
+	failed := false // the new epoch of the restart in progress died before it was ready
 	if r := m.restart; r != nil && r.pid == ev.PID {
+		failed = true
 		reason := r.failure
 		if reason == "" {
 			reason = fmt.Sprintf("epoch %d %s before it was ready", epoch, how)
@@ -377,9 +517,17 @@ func (m *Machine) exited(ev Exited) []Action {
 	}
 	clean := ev.Signal == 0 && ev.Code == 0
 	switch {
+	case failed && m.keeps(epoch):
+		if c.initializing {
+			acts = append(acts, m.heal(epoch, ev.PID)...)
+		}
+		return append(acts, m.keep(epoch)...)
 	case m.phase == running && !clean:
 		return append(acts, m.abort()...)
 	case len(m.children) > 0:
+		if c.initializing {
+			acts = append(acts, m.heal(epoch, ev.PID)...)
+		}
 		return append(acts, m.startQueued()...)
 	case m.phase == running:
 		return append(acts, m.exit(ExitClean, "exiting due to lack of child processes")...)
@@ -406,7 +554,16 @@ func (m *Machine) timerFired(t Timer) []Action {
 		// A new epoch that never gets ready counts as failed: it is killed, and
 		// its death takes the usual abnormal-exit path.
 		r := m.restart
-		r.failure = fmt.Sprintf("epoch %d not ready within --ready-timeout=%s", r.epoch, m.policy.ReadyTimeout)
+		why := r.notReady
+		if i := m.indexOf(r.pid); i >= 0 && m.children[i].initializing {
+			why = "Envoy's INITIALIZING flag is still set"
+			if r.notReady != "" {
+				why += "; " + r.notReady
+			}
+		} else if why == "" {
+			why = "no probe has finished yet"
+		}
+		r.failure = fmt.Sprintf("epoch %d not ready within --ready-timeout=%s: %s", r.epoch, m.policy.ReadyTimeout, why)
 		acts := []Action{Log{Level: slog.LevelError, Msg: r.failure + "; killing it", Args: []any{"epoch", r.epoch, "pid", r.pid}}}
 		if i := m.indexOf(r.pid); i >= 0 && m.children[i].watching {
 			m.children[i].watching = false
@@ -445,7 +602,7 @@ func (m *Machine) forwardUSR1() []Action {
 	var acts []Action
 	for i := range m.children {
 		c := &m.children[i]
-		if !c.ready {
+		if !c.live() {
 			c.usr1 = true
 			acts = append(acts, info(fmt.Sprintf("deferring SIGUSR1 to PID=%d until epoch %d is ready", c.pid, c.epoch), "pid", c.pid, "epoch", c.epoch))
 			continue

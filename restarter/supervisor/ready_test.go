@@ -42,13 +42,14 @@ func TestProbeURL(t *testing.T) {
 		cfg := testConfig()
 		cfg.ReadyURL = srv.URL + tt.path
 		r, _ := fakeRunner(t, cfg, newFakeOS())
-		require.Equal(t, tt.want, r.probeURL(context.Background(), 1), tt.path)
+		err := r.probeURL(context.Background(), 1)
+		require.Equal(t, tt.want, err == nil, "%s: %v", tt.path, err)
 	}
 	// Epoch 2 is not ready while epoch 1 still answers /server_info.
 	cfg := testConfig()
 	cfg.ReadyURL = srv.URL + "/server_info/epoch1"
 	r, _ := fakeRunner(t, cfg, newFakeOS())
-	require.False(t, r.probeURL(context.Background(), 2))
+	require.ErrorContains(t, r.probeURL(context.Background(), 2), "answered by restart_epoch 1, not 2")
 }
 
 func TestWatchReadyByURL(t *testing.T) {
@@ -66,6 +67,8 @@ func TestWatchReadyByURL(t *testing.T) {
 	r, _ := fakeRunner(t, cfg, newFakeOS())
 	r.startWatch(0, 100)
 	time.AfterFunc(150*time.Millisecond, func() { close(ready) }) // a few probes fail first
+	// the failing probes' reason is reported (once: it does not change), then Ready.
+	require.Equal(t, []Event{NotReady{Epoch: 0, Reason: "GET " + cfg.ReadyURL + ": status 503"}}, nextWithin(t, r))
 	require.Equal(t, []Event{Ready{Epoch: 0}}, nextWithin(t, r))
 
 	// A watch whose context ends gives up silently.
@@ -73,8 +76,9 @@ func TestWatchReadyByURL(t *testing.T) {
 	cancel()
 	cfg.ReadyURL = "http://127.0.0.1:1/ready"
 	r, _ = fakeRunner(t, cfg, newFakeOS())
-	_, ok := r.watchReady(ctx, 1, 101)
-	require.False(t, ok)
+	var reported []Event
+	r.watchReady(ctx, 1, 101, func(ev Event) { reported = append(reported, ev) })
+	require.Empty(t, reported)
 }
 
 func TestProbeCmdEnvironment(t *testing.T) {
@@ -84,6 +88,6 @@ func TestProbeCmdEnvironment(t *testing.T) {
 	cfg := testConfig()
 	cfg.ReadyCmd = []string{"/bin/ready", "--fast"}
 	r, _ := fakeRunner(t, cfg, f)
-	require.True(t, r.probeCmd(context.Background(), 3, 103))
+	require.NoError(t, r.probeCmd(context.Background(), 3, 103))
 	require.Equal(t, "PATH=/bin RESTART_EPOCH=3 ENVOY_PID=103", strings.Join(env, " "))
 }

@@ -32,7 +32,10 @@ type runner struct {
 	ctx     context.Context
 	cancel  context.CancelFunc // stops checks and probes still running
 	control *controlServer
-	baseID  string // epoch 0's base id, read from --base-id-path
+	baseID  string    // epoch 0's base id, read from --base-id-path
+	gate    *initGate // Envoy's INITIALIZING flag; nil with --init-gate off
+	// initWatches stops the INITIALIZING watch of each epoch, by pid.
+	initWatches map[int]context.CancelFunc
 }
 
 // outcome is the event a check or readiness watcher reports, with the
@@ -69,16 +72,24 @@ func Run(cfg Config, log *slog.Logger) int {
 // its default action and replace the exit code with "killed by signal".
 func newRunner(cfg Config, log *slog.Logger, sys osEnv) *runner {
 	ctx, cancel := context.WithCancel(context.Background())
+	var gate *initGate
+	if cfg.InitGate == "auto" {
+		gate = &initGate{discoverFor: cfg.ReadyTimeout}
+	}
 	return &runner{
-		cfg: cfg,
-		log: log,
-		sys: sys,
+		gate:        gate,
+		initWatches: map[int]context.CancelFunc{},
+		cfg:         cfg,
+		log:         log,
+		sys:         sys,
 		machine: NewMachine(Policy{
-			TermWait:     cfg.TermWait,
-			Check:        len(cfg.Check) > 0 || cfg.BaseIDPath != "",
-			Readiness:    cfg.readiness(),
-			ReadyTimeout: cfg.ReadyTimeout,
-			Notify:       sys.getenv("NOTIFY_SOCKET") != "",
+			TermWait:            cfg.TermWait,
+			Check:               len(cfg.Check) > 0 || cfg.BaseIDPath != "",
+			Readiness:           cfg.readiness(),
+			ReadyTimeout:        cfg.ReadyTimeout,
+			Notify:              sys.getenv("NOTIFY_SOCKET") != "",
+			InitGate:            cfg.InitGate == "auto",
+			KeepOnFailedRestart: cfg.OnFailedRestart == "keep",
 		}),
 		signals: signals{
 			chld: sys.notifySignal(syscall.SIGCHLD),
@@ -131,7 +142,7 @@ func (r *runner) next() []Event {
 	case <-sig.chld:
 		return r.reap()
 	case <-sig.hup:
-		return append(r.reap(), Signaled{Signal: syscall.SIGHUP})
+		return append(r.reapAndLookAtInit(), Signaled{Signal: syscall.SIGHUP})
 	case <-sig.usr1:
 		return append(r.reap(), Signaled{Signal: syscall.SIGUSR1})
 	case <-sig.term:
@@ -145,7 +156,7 @@ func (r *runner) next() []Event {
 		r.finished(o.ev)
 		return append(r.reap(), o.ev)
 	case c := <-calls:
-		return append(r.reap(), r.controlCall(c)...)
+		return append(r.reapAndLookAtInit(), r.controlCall(c)...)
 	case f := <-r.fired:
 		if f.gen != r.gen[f.timer] {
 			return nil // stopped or set again since
@@ -227,6 +238,18 @@ func (r *runner) handle(events []Event) (code int, done bool) {
 				r.startWatch(a.Epoch, a.PID)
 			case StopWatch:
 				r.stopWatch(a.Epoch)
+			case WatchInit:
+				ctx, cancel := context.WithCancel(r.ctx)
+				r.initWatches[a.PID] = cancel
+				go r.gate.watchInit(ctx, a.Epoch, a.PID, r.baseID, func(ev Event) { r.report(ctx, ev) })
+			case ClearInit:
+				cleared, err := r.gate.clearInit(r.baseID)
+				if err != nil {
+					r.log.Warn(fmt.Sprintf("init gate: %v", err))
+				}
+				if cleared {
+					events = append([]Event{InitCleared(a)}, events...)
+				}
 			case Notify:
 				r.notify(a)
 			case ReloadResult:
@@ -251,7 +274,7 @@ func (r *runner) spawn(epoch int) Event {
 	if err != nil {
 		return SpawnFailed{Epoch: epoch, Err: err.Error()}
 	}
-	return Spawned{Epoch: epoch, PID: pid}
+	return Spawned{Epoch: epoch, PID: pid, Envoy: r.gate != nil && r.gate.known()}
 }
 
 func (r *runner) controlCall(c controlCall) []Event {
@@ -300,10 +323,28 @@ func (r *runner) report(ctx context.Context, ev Event) {
 	}
 }
 
+// reapAndLookAtInit reaps, then, before a hot restart request, looks at
+// the newest epoch's INITIALIZING flag at once: its watcher may not have
+// found the region yet (epoch 0, in its first moments).
+func (r *runner) reapAndLookAtInit() []Event {
+	events := r.reap()
+	if r.gate == nil {
+		return events
+	}
+	if epoch, pid, ok := r.machine.Newest(); ok && r.gate.initializingNow(pid) {
+		events = append(events, InitStarted{Epoch: epoch})
+	}
+	return events
+}
+
 // reap collects the exits of epochs and, as subreaper, of orphans.
 func (r *runner) reap() []Event {
 	var events []Event
 	for _, ev := range r.sys.reap(r.machine.PIDs()) {
+		if stop := r.initWatches[ev.PID]; stop != nil {
+			stop() // the epoch is gone: so is its INITIALIZING watch
+			delete(r.initWatches, ev.PID)
+		}
 		events = append(events, ev)
 	}
 	if r.cfg.Subreaper {

@@ -161,12 +161,12 @@ func TestMachineSafeRestarts(t *testing.T) {
 				step{TimerFired{Timer: ReadyTimeoutTimer}, do(StopWatch{Epoch: 1}, sends(101, syscall.SIGKILL))},
 				step{Ready{Epoch: 1}, nil}, // from the stopped watch: too late
 				step{Exited{PID: 101, Signal: syscall.SIGKILL}, do(
-					failed(1, "epoch 1 not ready within --ready-timeout=10s"),
+					failed(1, "epoch 1 not ready within --ready-timeout=10s: no probe has finished yet"),
 					Notify{Stopping: true, Status: shuttingDown},
 					sends(100, syscall.SIGKILL), killWait)},
 			),
 			status: Status{Phase: "killing", Epochs: []EpochStatus{{Epoch: 0, PID: 100, Started: testNow, State: "live"}},
-				LastRestart: &RestartStatus{Epoch: 1, Result: "failed", Reason: "epoch 1 not ready within --ready-timeout=10s", At: testNow},
+				LastRestart: &RestartStatus{Epoch: 1, Result: "failed", Reason: "epoch 1 not ready within --ready-timeout=10s: no probe has finished yet", At: testNow},
 				Counters:    Counters{SIGHUPs: 1, Restarts: 1, RestartsFailed: 1}},
 		},
 		{
@@ -295,17 +295,21 @@ func TestMachineSafeRestarts(t *testing.T) {
 		},
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			m := NewMachine(safePolicy)
-			play(t, m, tt.steps)
-			want := tt.status
-			if want.Epochs == nil {
-				want.Epochs = []EpochStatus{}
-			}
-			if diff := cmp.Diff(want, m.Status()); diff != "" {
-				t.Errorf("status mismatch (-want +got):\n%s", diff)
-			}
-		})
+		t.Run(tt.name, func(t *testing.T) { playToStatus(t, safePolicy, tt.steps, tt.status) })
+	}
+}
+
+// playToStatus plays steps on a machine following p, then compares its
+// status with want (nil Epochs meaning none).
+func playToStatus(t *testing.T, p Policy, steps []step, want Status) {
+	t.Helper()
+	m := NewMachine(p)
+	play(t, m, steps)
+	if want.Epochs == nil {
+		want.Epochs = []EpochStatus{}
+	}
+	if diff := cmp.Diff(want, m.Status()); diff != "" {
+		t.Errorf("status mismatch (-want +got):\n%s", diff)
 	}
 }
 
@@ -315,9 +319,18 @@ func TestMachineSafeRestarts(t *testing.T) {
 func TestMachineNeverTwoEpochsInitializing(t *testing.T) {
 	p := safePolicy
 	p.Check = false
+	stormOneStartingAtATime(t, p, false, func(epoch int) Event { return Ready{Epoch: epoch} })
+}
+
+// stormOneStartingAtATime feeds 300 SIGHUPs to a machine following p, with
+// the epochs spawned (as Envoy when envoy) and done(epoch) for each starting
+// epoch after every third, and checks that no epoch is spawned while
+// another is starting and that the SIGHUPs were coalesced.
+func stormOneStartingAtATime(t *testing.T, p Policy, envoy bool, done func(epoch int) Event) {
+	t.Helper()
 	m := NewMachine(p)
 	pid := 100
-	starting := map[int]bool{} // epochs spawned and not ready yet
+	starting := map[int]bool{} // epochs spawned and not done yet
 	var feed func(ev Event)
 	feed = func(ev Event) {
 		t.Helper()
@@ -328,7 +341,7 @@ func TestMachineNeverTwoEpochsInitializing(t *testing.T) {
 				}
 				starting[s.Epoch] = true
 				pid++
-				feed(Spawned{Epoch: s.Epoch, PID: pid})
+				feed(Spawned{Epoch: s.Epoch, PID: pid, Envoy: envoy})
 			}
 		}
 	}
@@ -338,11 +351,11 @@ func TestMachineNeverTwoEpochsInitializing(t *testing.T) {
 		if i%3 == 0 {
 			for e := range starting {
 				delete(starting, e)
-				feed(Ready{Epoch: e})
+				feed(done(e))
 			}
 		}
 	}
 	if got := m.Status().Counters.Restarts; got < 50 || got > 101 {
-		t.Fatalf("%d restarts for 300 SIGHUPs with a ready every 3rd; want them coalesced to about 100", got)
+		t.Fatalf("%d restarts for 300 SIGHUPs, one done every 3rd; want them coalesced to about 100", got)
 	}
 }

@@ -45,6 +45,9 @@ type Counters struct {
 	Restarts       int `json:"restarts"`
 	RestartsFailed int `json:"restarts_failed"`
 	ChecksFailed   int `json:"checks_failed"`
+	// InitFlagsCleared counts INITIALIZING flags cleared after an epoch died
+	// initializing (envoyproxy/envoy#33446).
+	InitFlagsCleared int `json:"init_flags_cleared"`
 }
 
 // Status returns a snapshot of the machine's state.
@@ -52,14 +55,14 @@ func (m *Machine) Status() Status {
 	s := Status{Phase: phaseNames[m.phase], Epochs: []EpochStatus{}, Queued: m.queued != nil, Counters: m.counters}
 	newestReady := -1
 	for _, c := range m.children {
-		if c.ready {
+		if c.live() {
 			newestReady = c.epoch
 		}
 	}
 	for _, c := range m.children {
 		state := "draining"
 		switch {
-		case !c.ready:
+		case !c.live():
 			state = "starting"
 		case c.epoch == newestReady:
 			state = "live"

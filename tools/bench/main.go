@@ -34,6 +34,7 @@ type bench struct {
 	restarts, footprintRestarts, termRuns int
 	churnRestarts, clients                int
 	stormSignals, stormRuns               int
+	gateRuns                              int
 	idle, settle, stormSettle, termWait   time.Duration
 	drainTime, parentShutdownTime         time.Duration
 }
@@ -60,12 +61,13 @@ func run() int {
 	flag.IntVar(&b.clients, "clients", 16, "concurrent HTTP clients under churn")
 	flag.IntVar(&b.stormSignals, "storm-signals", 1000, "SIGHUPs in a storm")
 	flag.IntVar(&b.stormRuns, "storm-runs", 3, "storms")
+	flag.IntVar(&b.gateRuns, "gate-runs", 50, "SIGHUP pairs timed for the init gate's wake-up (this project's restarter only)")
 	flag.DurationVar(&b.stormSettle, "storm-settle", time.Second, "wait after a storm before counting zombies and sending SIGTERM")
 	flag.DurationVar(&b.settle, "settle", 250*time.Millisecond, "wait after a new epoch is LIVE before the next SIGHUP (more than --parent-shutdown-time, so one epoch is left)")
 	flag.DurationVar(&b.termWait, "term-wait", 2*time.Second, "--term-wait given to this project's restarter")
-	flag.DurationVar(&b.drainTime, "drain-time", 100*time.Millisecond, "fakeenvoy's --drain-time-s")
-	flag.DurationVar(&b.parentShutdownTime, "parent-shutdown-time", 150*time.Millisecond, "fakeenvoy's --parent-shutdown-time-s")
-	phases := flag.String("phases", "latency,shutdown,churn,storm", "measurements to run (latency includes the footprint)")
+	flag.DurationVar(&b.drainTime, "drain-time", 100*time.Millisecond, "fakeenvoy's --fake-drain-time")
+	flag.DurationVar(&b.parentShutdownTime, "parent-shutdown-time", 150*time.Millisecond, "fakeenvoy's --fake-parent-shutdown-time")
+	phases := flag.String("phases", "latency,shutdown,churn,storm,gate", "measurements to run (latency includes the footprint)")
 	jsonPath := flag.String("json", "bench-results.json", "where to write the figures as JSON (empty: nowhere)")
 	plotPath := flag.String("plot", "bench-latency.png", "where to write the latency plot (empty: nowhere)")
 	replot := flag.String("replot", "", "only redraw the plot (--plot) from a JSON file an earlier run wrote")
@@ -90,6 +92,7 @@ func run() int {
 			"churn-restarts":     func() { b.churnRestarts = 8 },
 			"storm-signals":      func() { b.stormSignals = 300 },
 			"storm-runs":         func() { b.stormRuns = 1 },
+			"gate-runs":          func() { b.gateRuns = 10 },
 			"storm-settle":       func() { b.stormSettle = 300 * time.Millisecond },
 		}
 		for name, apply := range defaults {
@@ -188,6 +191,12 @@ func run() int {
 			res.Storm = &s
 			reportError(r.Label, "storm", s.Error)
 		}
+		if r.This && want["gate"] {
+			progress("%s: %d SIGHUP pairs through the init gate", r.Label, b.gateRuns)
+			g := b.runGate(r)
+			res.Gate = &g
+			reportError(r.Label, "gate", g.Error)
+		}
 		report.Results = append(report.Results, res)
 	}
 
@@ -251,7 +260,7 @@ func reportError(label, phase, msg string) {
 // parseRestarter turns a --restarter value into a command line.
 func (b *bench) parseRestarter(spec string) Restarter {
 	if spec == "this" || spec == "" {
-		return Restarter{Label: "restarter", Argv: []string{b.restarter, "--term-wait", b.termWait.String()}}
+		return Restarter{Label: "restarter", Argv: []string{b.restarter, "--term-wait", b.termWait.String()}, This: true}
 	}
 	argv := strings.Fields(spec)
 	return Restarter{Label: filepath.Base(argv[len(argv)-1]), Argv: argv}

@@ -187,6 +187,34 @@ func (b *bench) runChurn(r Restarter) (res ChurnResult) {
 		res.Error = err.Error()
 		return res
 	}
+	l := b.startLoad(addr, &res)
+	stopClients := l.stop
+	time.Sleep(b.settle)
+	for epoch := 1; epoch <= b.churnRestarts; epoch++ {
+		if err := in.signal(syscall.SIGHUP); err != nil {
+			stopClients()
+			res.Error = fmt.Sprintf("SIGHUP for epoch %d: %v", epoch, err)
+			return res
+		}
+		if _, err := in.waitLive(epoch); err != nil {
+			stopClients()
+			res.Error = fmt.Sprintf("epoch %d: %v", epoch, err)
+			return res
+		}
+		time.Sleep(b.settle)
+	}
+	stopClients()
+	return res
+}
+
+// load is b.clients concurrent HTTP clients (half on fresh connections,
+// half on keep-alive ones, as Go's client keeps them) sending to addr and
+// counting into res until stop.
+type load struct {
+	stop func() // stops the clients and waits for them
+}
+
+func (b *bench) startLoad(addr string, res *ChurnResult) *load {
 	ctx, cancel := context.WithCancel(context.Background())
 	var (
 		mu     sync.Mutex
@@ -245,27 +273,11 @@ func (b *bench) runChurn(r Restarter) (res ChurnResult) {
 			}
 		}()
 	}
-	stopClients := func() {
+	return &load{stop: func() {
 		cancel()
 		wg.Wait()
 		res.EpochsServing = len(epochs)
-	}
-	time.Sleep(b.settle)
-	for epoch := 1; epoch <= b.churnRestarts; epoch++ {
-		if err := in.signal(syscall.SIGHUP); err != nil {
-			stopClients()
-			res.Error = fmt.Sprintf("SIGHUP for epoch %d: %v", epoch, err)
-			return res
-		}
-		if _, err := in.waitLive(epoch); err != nil {
-			stopClients()
-			res.Error = fmt.Sprintf("epoch %d: %v", epoch, err)
-			return res
-		}
-		time.Sleep(b.settle)
-	}
-	stopClients()
-	return res
+	}}
 }
 
 // StormResult is measurement 5: a burst of SIGHUPs, then SIGTERM.
@@ -276,6 +288,8 @@ type StormResult struct {
 	// zombie and no process behind.
 	Survived        int     `json:"survived"`
 	ServiceSurvived int     `json:"service_survived"`
+	Requests        int64   `json:"requests"`
+	FailedRequests  int64   `json:"failed_requests"`
 	Zombies         int     `json:"zombies_max"`
 	PeakProcesses   int     `json:"peak_processes_max"`
 	ExitMs          Summary `json:"storm_end_to_exit"`
@@ -293,6 +307,9 @@ type StormRun struct {
 	Zombies          int     `json:"zombies_after_settle"`
 	LeftBehind       int     `json:"processes_left_behind"`
 	PeakProcesses    int     `json:"peak_processes"`
+	// Load is the traffic sent through the listener from before the storm
+	// until SIGTERM (or the restarter's own exit).
+	Load ChurnResult `json:"load"`
 }
 
 func (b *bench) runStorm(r Restarter) (res StormResult) {
@@ -310,6 +327,8 @@ func (b *bench) runStorm(r Restarter) (res StormResult) {
 		if !sr.ExitedBeforeTERM {
 			res.ServiceSurvived++
 		}
+		res.Requests += sr.Load.Sent
+		res.FailedRequests += sr.Load.Failed
 		res.Zombies = max(res.Zombies, sr.Zombies)
 		res.PeakProcesses = max(res.PeakProcesses, sr.PeakProcesses)
 		exits = append(exits, sr.ExitAfterStormMs)
@@ -325,6 +344,20 @@ func (b *bench) stormOnce(r Restarter) (StormRun, error) {
 		return sr, err
 	}
 	defer in.close()
+
+	addr, err := in.listenerAddress()
+	if err != nil {
+		return sr, err
+	}
+	l := b.startLoad(addr, &sr.Load)
+	loadStopped := false
+	stopLoad := func() {
+		if !loadStopped {
+			loadStopped = true
+			l.stop()
+		}
+	}
+	defer stopLoad()
 
 	samplerDone := make(chan struct{})
 	peak := 0
@@ -353,8 +386,10 @@ func (b *bench) stormOnce(r Restarter) (StormRun, error) {
 	select {
 	case <-in.exited:
 		sr.ExitedBeforeTERM = true
+		stopLoad()
 	case <-time.After(b.stormSettle):
 		sr.Zombies = snapshotTree(in.pid).Zombies
+		stopLoad() // before SIGTERM: requests refused at shutdown are not the storm's
 		_ = in.signal(syscall.SIGTERM)
 	}
 	if !in.waitExit(b.termWait + 35*time.Second) {

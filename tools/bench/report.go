@@ -49,6 +49,7 @@ type Result struct {
 	Shutdown *ShutdownResult `json:"shutdown,omitempty"`
 	Churn    *ChurnResult    `json:"churn,omitempty"`
 	Storm    *StormResult    `json:"storm,omitempty"`
+	Gate     *GateResult     `json:"init_gate,omitempty"`
 }
 
 // Target is one of the issue's targets, judged for one restarter.
@@ -167,6 +168,27 @@ func (r *Report) WriteMarkdown(w io.Writer) {
 		}
 		return fmt.Sprintf("%d of %d / %s", st.ServiceSurvived, len(st.Runs), num(st.ExitMs.P50, 0))
 	})
+	row("storm: requests through it / failed", func(res Result) string {
+		st := res.Storm
+		if st == nil || len(st.Runs) == 0 {
+			return dash
+		}
+		return fmt.Sprintf("%d / %d", st.Requests, st.FailedRequests)
+	})
+	row("init gate: flag clear → queued epoch forked, p50 / p99 ms", func(res Result) string {
+		g := res.Gate
+		if g == nil || g.Runs == 0 {
+			return dash
+		}
+		return fmt.Sprintf("%s / %s (%d)", num(g.ClearToFork.P50, 2), num(g.ClearToFork.P99, 2), g.Runs)
+	})
+	row("init gate: flag clear → queued epoch executing, p50 / p99 ms", func(res Result) string {
+		g := res.Gate
+		if g == nil || g.Runs == 0 {
+			return dash
+		}
+		return fmt.Sprintf("%s / %s", num(g.ClearToExec.P50, 2), num(g.ClearToExec.P99, 2))
+	})
 	writeTable(w, header, rows)
 }
 
@@ -239,6 +261,12 @@ func (r *Report) Targets() []Target {
 		if st := res.Storm; st != nil && len(st.Runs) > 0 {
 			add("storm survived with zero zombies", st.Survived == len(st.Runs) && st.Zombies == 0,
 				fmt.Sprintf("%d of %d runs, %d zombies", st.Survived, len(st.Runs), st.Zombies))
+			add("storm: service up through every storm, zero failed requests", st.ServiceSurvived == len(st.Runs) && st.FailedRequests == 0,
+				fmt.Sprintf("%d of %d runs, %d failed of %d requests", st.ServiceSurvived, len(st.Runs), st.FailedRequests, st.Requests))
+		}
+		if g := res.Gate; g != nil && g.Runs > 0 {
+			add("init gate: flag clear → queued epoch forked p50 ≤ 5 ms", g.ClearToFork.P50 <= 5 && g.Error == "",
+				fmt.Sprintf("p50 %s ms, p99 %s ms over %d (±%s ms)", num(g.ClearToFork.P50, 2), num(g.ClearToFork.P99, 2), g.Runs, num(g.ResolutionMs, 2)))
 		}
 	}
 	return out

@@ -38,8 +38,12 @@ else
 	read -r base < "$d/base-id"
 	set -- --base-id "$base"
 fi
+if [ -e "$d/ready-delay" ]; then
+	read -r delay < "$d/ready-delay"
+	set -- "$@" --fake-ready-delay "$delay"
+fi
 exec %[2]s --restart-epoch "$RESTART_EPOCH" -c "$d/envoy.yaml" \
-	--drain-time-s %[3]s --parent-shutdown-time-s %[4]s --fake-reuse-port-zero \
+	--fake-drain-time %[3]s --fake-parent-shutdown-time %[4]s --fake-reuse-port-zero \
 	--fake-exec-timestamp-path "$d/exec.$RESTART_EPOCH" \
 	--fake-state-path "$d/state.$RESTART_EPOCH" "$@"
 `
@@ -49,6 +53,7 @@ type Restarter struct {
 	Label string   // the column name in the report
 	Argv  []string // the start script is appended
 	Env   []string // added to the bench's environment
+	This  bool     // this project's restarter
 }
 
 // instance is one restarter running in its own sandbox (temp dir, process
@@ -99,7 +104,7 @@ func (b *bench) launch(r Restarter) (*instance, error) {
 		return fail(err)
 	}
 	text := fmt.Sprintf(startScript, shellQuote(dir), shellQuote(b.fakeenvoy),
-		seconds(b.drainTime), seconds(b.parentShutdownTime))
+		b.drainTime, b.parentShutdownTime)
 	if err := os.WriteFile(script, []byte(text), 0o755); err != nil {
 		return fail(err)
 	}
@@ -246,8 +251,6 @@ func reapOrphans(pgid int) {
 }
 
 func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
-
-func seconds(d time.Duration) string { return strconv.FormatFloat(d.Seconds(), 'f', -1, 64) }
 
 // watcher reports when files appear in a directory (fakeenvoy writes them
 // by rename), timestamped on arrival with CLOCK_MONOTONIC.

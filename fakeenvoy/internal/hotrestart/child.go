@@ -24,6 +24,7 @@ type Child struct {
 	ep         *Endpoint
 	parentName string
 	terminated bool
+	skipStats  bool
 	retryDelay time.Duration
 	log        Logger
 }
@@ -123,18 +124,32 @@ func (c *Child) DrainParentListeners() error {
 	return c.send(Message{Type: RequestDrainListeners}, true)
 }
 
-// TerminateParent tells the parent to exit; afterwards no more messages go out.
-func (c *Child) TerminateParent() error { return c.terminateParent(true) }
+// ParentStats is the stats exchange a child makes at every stats flush
+// until it has terminated its parent (none with
+// --skip-hot-restart-parent-stats): Envoy's getParentStats. ok is false
+// when no request was made. A refused send is retried and then fatal, as
+// is any reply but a stats reply.
+func (c *Child) ParentStats() (reply Message, ok bool, err error) {
+	if c.terminated || c.skipStats {
+		return Message{}, false, nil
+	}
+	if err := c.send(Message{Type: RequestStats}, true); err != nil {
+		return Message{}, false, err
+	}
+	m, _, err := c.receive(ReplyStats)
+	if err != nil {
+		return Message{}, false, &FatalError{"Hot restart parent did not respond as expected to get stats request."}
+	}
+	return m, true, nil
+}
 
-// TerminateParentAtExit is TerminateParent for an epoch that is exiting
-// itself: it tries once, since the parent may well be gone already (both
-// got SIGTERM from the restarter), and retrying would delay the exit.
-func (c *Child) TerminateParentAtExit() error { return c.terminateParent(false) }
-
-func (c *Child) terminateParent(retry bool) error {
+// TerminateParent tells the parent to exit; afterwards no more messages go
+// out. Like every message, a refused send is retried ten times and then
+// fatal: an epoch shutting down whose parent died aborts.
+func (c *Child) TerminateParent() error {
 	if c.terminated {
 		return nil
 	}
 	c.terminated = true
-	return c.send(Message{Type: RequestTerminate}, retry)
+	return c.send(Message{Type: RequestTerminate}, true)
 }

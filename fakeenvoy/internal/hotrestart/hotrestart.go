@@ -13,38 +13,62 @@ type Settings struct {
 	SocketPath               string
 	SocketMode               uint32
 	SkipHotRestartOnNoParent bool
-	Version                  uint64
-	RetryDelay               time.Duration
+	// SkipHotRestartParentStats is --skip-hot-restart-parent-stats.
+	SkipHotRestartParentStats bool
+	Version                   uint64
+	RetryDelay                time.Duration
 }
 
-// HotRestart is one epoch's hot restart state: its two domain sockets and
-// the shared memory region.
+// HotRestart is one epoch's hot restart state: its four domain sockets
+// (main and UDP forwarding, as child and as parent) and the shared memory
+// region. The UDP forwarding sockets are bound, as Envoy binds them, and
+// otherwise unused: fakeenvoy has no UDP listeners.
 type HotRestart struct {
-	BaseID uint32
-	Child  *Child
-	Parent *Parent
-	Shm    *SharedMemory
+	BaseID  uint32
+	Child   *Child
+	Parent  *Parent
+	Shm     *SharedMemory
+	sockets []*Endpoint
 }
 
-// Open binds this epoch's child then parent socket and attaches the shared
-// memory region, in Envoy's order. Errors are *BindError,
+// Open binds this epoch's sockets and attaches the shared memory region,
+// in Envoy's order: the child's main and UDP-forwarding sockets, the
+// parent's two, then the region. Errors are *BindError,
 // ErrStillInitializing or *FatalError.
 func Open(s Settings, log Logger) (*HotRestart, error) {
 	scaled := ScaledBaseID(s.BaseID)
-	id := s.Epoch % MaxConcurrentProcesses
-	childEP, err := Bind(SocketName(s.SocketPath, "child", s.BaseID, s.Epoch), s.SocketMode, scaled, id)
+	var bound []*Endpoint
+	bind := func(path, role string) (*Endpoint, error) {
+		ep, err := Bind(SocketName(path, role, s.BaseID, s.Epoch), s.SocketMode, scaled, s.Epoch)
+		if err != nil {
+			for _, b := range bound {
+				b.Close()
+			}
+			return nil, err
+		}
+		bound = append(bound, ep)
+		return ep, nil
+	}
+	udpPath := s.SocketPath + "_udp"
+	childEP, err := bind(s.SocketPath, "child")
 	if err != nil {
 		return nil, err
 	}
-	parentEP, err := Bind(SocketName(s.SocketPath, "parent", s.BaseID, s.Epoch), s.SocketMode, scaled, id)
+	if _, err := bind(udpPath, "child"); err != nil {
+		return nil, err
+	}
+	parentEP, err := bind(s.SocketPath, "parent")
 	if err != nil {
-		childEP.Close()
+		return nil, err
+	}
+	if _, err := bind(udpPath, "parent"); err != nil {
 		return nil, err
 	}
 	shm, err := AttachSharedMemory(s.BaseID, s.Epoch, s.Version)
 	if err != nil {
-		childEP.Close()
-		parentEP.Close()
+		for _, b := range bound {
+			b.Close()
+		}
 		return nil, err
 	}
 	h := &HotRestart{
@@ -52,6 +76,7 @@ func Open(s Settings, log Logger) (*HotRestart, error) {
 		Child: &Child{
 			ep:         childEP,
 			terminated: s.Epoch == 0,
+			skipStats:  s.SkipHotRestartParentStats,
 			retryDelay: s.RetryDelay,
 			log:        log,
 		},
@@ -60,7 +85,8 @@ func Open(s Settings, log Logger) (*HotRestart, error) {
 			childName: SocketName(s.SocketPath, "child", s.BaseID, s.Epoch+1),
 			log:       log,
 		},
-		Shm: shm,
+		Shm:     shm,
+		sockets: bound,
 	}
 	if s.Epoch > 0 {
 		h.Child.parentName = SocketName(s.SocketPath, "parent", s.BaseID, s.Epoch-1)
@@ -96,7 +122,8 @@ func OpenDynamic(s Settings, log Logger, random func() uint32) (*HotRestart, err
 // Close closes both sockets and unmaps the region, which stays in
 // /dev/shm as Envoy's does. Call it only on a clean exit.
 func (h *HotRestart) Close() {
-	h.Child.ep.Close()
-	h.Parent.ep.Close()
+	for _, ep := range h.sockets {
+		ep.Close()
+	}
 	h.Shm.Unmap()
 }

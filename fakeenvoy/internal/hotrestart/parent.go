@@ -20,6 +20,9 @@ type ParentHandler interface {
 	DrainListeners()
 	// Terminate begins a clean exit, as SIGTERM does.
 	Terminate()
+	// Stats answers a stats request: this epoch's hot restart generation
+	// and its open connections.
+	Stats() (generation, connections uint64)
 }
 
 // Parent is this epoch answering epoch+1.
@@ -69,6 +72,9 @@ func (p *Parent) handle(h ParentHandler, m Message) {
 		if fd >= 0 {
 			closeFD(fd)
 		}
+	case RequestStats:
+		generation, connections := h.Stats()
+		p.reply(Message{Type: ReplyStats, Generation: generation, NumConnections: connections}, -1)
 	case RequestDrainListeners:
 		h.DrainListeners()
 	case RequestTerminate:

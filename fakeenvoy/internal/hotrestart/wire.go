@@ -23,8 +23,10 @@ const (
 	RequestDrainListeners   Type = "request.drain_listeners"
 	RequestTerminate        Type = "request.terminate"
 	RequestTestConnection   Type = "request.test_connection"
+	RequestStats            Type = "request.stats"
 	ReplyShutdownAdmin      Type = "reply.shutdown_admin"
 	ReplyPassListenSocket   Type = "reply.pass_listen_socket"
+	ReplyStats              Type = "reply.stats"
 	ReplyDidntRecognize     Type = "reply.didnt_recognize_your_last_message"
 	headerSize                   = 8
 	maxMessageSize               = 4096
@@ -43,12 +45,17 @@ type Message struct {
 	OriginalStartTimeUnixSeconds int64 `json:"original_start_time_unix_seconds,omitempty"`
 	// HasFD says a ReplyPassListenSocket carries a socket.
 	HasFD bool `json:"has_fd,omitempty"`
+	// Generation and NumConnections answer RequestStats: the parent's
+	// server.hot_restart_generation gauge and its open connections.
+	Generation     uint64 `json:"generation,omitempty"`
+	NumConnections uint64 `json:"num_connections,omitempty"`
 }
 
 func (t Type) valid() bool {
 	switch t {
 	case RequestShutdownAdmin, RequestPassListenSocket, RequestDrainListeners, RequestTerminate,
-		RequestTestConnection, ReplyShutdownAdmin, ReplyPassListenSocket, ReplyDidntRecognize:
+		RequestTestConnection, RequestStats, ReplyShutdownAdmin, ReplyPassListenSocket, ReplyStats,
+		ReplyDidntRecognize:
 		return true
 	}
 	return false
@@ -107,7 +114,9 @@ type Endpoint struct {
 	bound os.FileInfo // the path socket as bound; nil for an abstract name
 }
 
-// BindError is Envoy's domain socket bind failure.
+// BindError is Envoy's domain socket bind failure. ID is the epoch as
+// given, not reduced modulo three: Envoy reduces a copy for the name and
+// prints the original.
 type BindError struct {
 	ScaledBaseID uint64
 	ID           uint32

@@ -4,7 +4,6 @@ package options
 
 import (
 	"fmt"
-	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -12,25 +11,27 @@ import (
 
 // Options is the parsed command line.
 type Options struct {
-	ConfigPath               string
-	RestartEpoch             uint32
-	BaseID                   uint32
-	UseDynamicBaseID         bool
-	BaseIDPath               string
-	DrainTime                time.Duration
-	ParentShutdownTime       time.Duration
-	DrainStrategy            string // "gradual" or "immediate"
-	DisableHotRestart        bool
-	SocketPath               string
-	SocketMode               uint32 // 0 for abstract socket paths, as in Envoy
-	Mode                     string // "serve", "validate" or "init_only"
-	ServiceCluster           string
-	ServiceNode              string
-	ServiceZone              string
-	LogPath                  string
-	LogLevel                 string
-	Concurrency              uint32
-	SkipHotRestartOnNoParent bool
+	ConfigPath                string
+	RestartEpoch              uint32
+	BaseID                    uint32
+	UseDynamicBaseID          bool
+	BaseIDPath                string
+	DrainTime                 time.Duration
+	ParentShutdownTime        time.Duration
+	DrainStrategy             string // "gradual" or "immediate"
+	DisableHotRestart         bool
+	SocketPath                string
+	SocketMode                uint32 // 0 for abstract socket paths, as in Envoy
+	Mode                      string // "serve", "validate" or "init_only"
+	ServiceCluster            string
+	ServiceNode               string
+	ServiceZone               string
+	LogPath                   string
+	LogLevel                  string
+	Concurrency               uint32
+	SkipHotRestartOnNoParent  bool
+	SkipHotRestartParentStats bool
+	AdminAddressPath          string
 
 	// fakeenvoy's own knobs; Envoy has none of these.
 	FakeReadyDelay           time.Duration
@@ -40,6 +41,16 @@ type Options struct {
 	FakeHotRestartRetryDelay time.Duration
 	FakeHotRestartVersion    uint64 // 0: the built-in version
 	FakeReusePortZero        bool
+	// FakeStatsFlushInterval is how often a child asks its parent for
+	// stats: Envoy's stats_flush_interval, 5s by default.
+	FakeStatsFlushInterval time.Duration
+	// FakeLiveGap is the time between LIVE (init manager done) and the
+	// workers-started callback that drains the parent and clears
+	// INITIALIZING; in Envoy it is the time the workers take to start.
+	FakeLiveGap time.Duration
+
+	// Sub-second overrides of --drain-time-s and --parent-shutdown-time-s.
+	fakeDrainTime, fakeParentShutdownTime time.Duration
 
 	socketModeText         string
 	printHotRestartVersion bool
@@ -73,7 +84,6 @@ const (
 	kString kind = iota
 	kBool
 	kUint32
-	kSeconds
 	kDuration
 	kUint64
 )
@@ -93,20 +103,22 @@ func flags() map[string]flagSpec {
 	u32 := func(f func(o *Options, n uint32)) flagSpec {
 		return flagSpec{kUint32, func(o *Options, v any) { f(o, v.(uint32)) }}
 	}
+	// Envoy's time flags are uint32 whole seconds.
 	secs := func(f func(o *Options, d time.Duration)) flagSpec {
-		return flagSpec{kSeconds, func(o *Options, v any) { f(o, v.(time.Duration)) }}
+		return flagSpec{kUint32, func(o *Options, v any) { f(o, time.Duration(v.(uint32))*time.Second) }}
 	}
 	dur := func(f func(o *Options, d time.Duration)) flagSpec {
 		return flagSpec{kDuration, func(o *Options, v any) { f(o, v.(time.Duration)) }}
 	}
 	m := map[string]flagSpec{
-		"--config-path":                   str(func(o *Options, s string) { o.ConfigPath = s }),
-		"--restart-epoch":                 u32(func(o *Options, n uint32) { o.RestartEpoch = n }),
-		"--base-id":                       u32(func(o *Options, n uint32) { o.BaseID = n }),
-		"--use-dynamic-base-id":           boolean(func(o *Options) { o.UseDynamicBaseID = true }),
-		"--base-id-path":                  str(func(o *Options, s string) { o.BaseIDPath = s }),
-		"--drain-time-s":                  secs(func(o *Options, d time.Duration) { o.DrainTime = d }),
-		"--parent-shutdown-time-s":        secs(func(o *Options, d time.Duration) { o.ParentShutdownTime = d }),
+		"--config-path":         str(func(o *Options, s string) { o.ConfigPath = s }),
+		"--restart-epoch":       u32(func(o *Options, n uint32) { o.RestartEpoch = n }),
+		"--base-id":             u32(func(o *Options, n uint32) { o.BaseID = n }),
+		"--use-dynamic-base-id": boolean(func(o *Options) { o.UseDynamicBaseID = true }),
+		"--base-id-path":        str(func(o *Options, s string) { o.BaseIDPath = s }),
+		// The later of a time flag and its --fake-... stand-in wins.
+		"--drain-time-s":                  secs(func(o *Options, d time.Duration) { o.DrainTime, o.fakeDrainTime = d, -1 }),
+		"--parent-shutdown-time-s":        secs(func(o *Options, d time.Duration) { o.ParentShutdownTime, o.fakeParentShutdownTime = d, -1 }),
 		"--drain-strategy":                str(func(o *Options, s string) { o.DrainStrategy = s }),
 		"--disable-hot-restart":           boolean(func(o *Options) { o.DisableHotRestart = true }),
 		"--socket-path":                   str(func(o *Options, s string) { o.SocketPath = s }),
@@ -121,6 +133,8 @@ func flags() map[string]flagSpec {
 		"--component-log-level":           str(func(*Options, string) {}),
 		"--concurrency":                   u32(func(o *Options, n uint32) { o.Concurrency = n }),
 		"--skip-hot-restart-on-no-parent": boolean(func(o *Options) { o.SkipHotRestartOnNoParent = true }),
+		"--skip-hot-restart-parent-stats": boolean(func(o *Options) { o.SkipHotRestartParentStats = true }),
+		"--admin-address-path":            str(func(o *Options, s string) { o.AdminAddressPath = s }),
 		"--hot-restart-version":           boolean(func(o *Options) { o.printHotRestartVersion = true }),
 
 		"--fake-ready-delay":             dur(func(o *Options, d time.Duration) { o.FakeReadyDelay = d }),
@@ -130,6 +144,10 @@ func flags() map[string]flagSpec {
 		"--fake-hot-restart-retry-delay": dur(func(o *Options, d time.Duration) { o.FakeHotRestartRetryDelay = d }),
 		"--fake-reuse-port-zero":         boolean(func(o *Options) { o.FakeReusePortZero = true }),
 		"--fake-hot-restart-version":     {kUint64, func(o *Options, v any) { o.FakeHotRestartVersion = v.(uint64) }},
+		"--fake-stats-flush-interval":    dur(func(o *Options, d time.Duration) { o.FakeStatsFlushInterval = d }),
+		"--fake-live-gap":                dur(func(o *Options, d time.Duration) { o.FakeLiveGap = d }),
+		"--fake-drain-time":              dur(func(o *Options, d time.Duration) { o.fakeDrainTime = d }),
+		"--fake-parent-shutdown-time":    dur(func(o *Options, d time.Duration) { o.fakeParentShutdownTime = d }),
 	}
 	m["-c"] = m["--config-path"]
 	m["-l"] = m["--log-level"]
@@ -147,8 +165,16 @@ func Defaults() *Options {
 		LogLevel:                 "info",
 		socketModeText:           "600",
 		FakeHotRestartRetryDelay: time.Second,
+		FakeStatsFlushInterval:   5 * time.Second,
+		FakeLiveGap:              DefaultLiveGap,
+		fakeDrainTime:            -1,
+		fakeParentShutdownTime:   -1,
 	}
 }
+
+// DefaultLiveGap is --fake-live-gap's default: about what Envoy's workers
+// take to start after the init manager reports LIVE.
+const DefaultLiveGap = 5 * time.Millisecond
 
 // Parse parses args (without the program name). hotRestartVersion renders
 // the --hot-restart-version answer; its argument is whether hot restart is
@@ -210,8 +236,6 @@ func convert(k kind, s string) (any, error) {
 		return uint32(n), err
 	case kUint64:
 		return strconv.ParseUint(s, 10, 64)
-	case kSeconds:
-		return ParseSeconds(s)
 	case kDuration:
 		d, err := time.ParseDuration(s)
 		if err == nil && d < 0 {
@@ -222,20 +246,16 @@ func convert(k kind, s string) (any, error) {
 	return s, nil
 }
 
-// ParseSeconds reads a non-negative number of seconds. Envoy takes whole
-// seconds; fakeenvoy also takes fractions ("0.2") so tests run fast.
-func ParseSeconds(s string) (time.Duration, error) {
-	if s == "" || strings.ContainsAny(s, "eEnNiI+-_xX") {
-		return 0, fmt.Errorf("not a plain number of seconds: %q", s)
-	}
-	f, err := strconv.ParseFloat(s, 64)
-	if err != nil || f < 0 || f > math.MaxInt64/float64(time.Second) {
-		return 0, fmt.Errorf("not a number of seconds: %q", s)
-	}
-	return time.Duration(f * float64(time.Second)), nil
-}
-
 func (o *Options) check() error {
+	if o.fakeDrainTime >= 0 {
+		o.DrainTime = o.fakeDrainTime
+	}
+	if o.fakeParentShutdownTime >= 0 {
+		o.ParentShutdownTime = o.fakeParentShutdownTime
+	}
+	if o.FakeStatsFlushInterval <= 0 {
+		return malformed("error: --fake-stats-flush-interval must be positive")
+	}
 	switch o.Mode {
 	case "serve", "validate", "init_only":
 	default:
@@ -278,8 +298,8 @@ Envoy's flags (same names, defaults and errors as Envoy):
   --base-id N                       base id for shared memory and domain sockets (0)
   --use-dynamic-base-id             pick an unused base id (epoch 0 only)
   --base-id-path PATH               write the base id in use to PATH
-  --drain-time-s SECONDS            drain time (600; fractions allowed)
-  --parent-shutdown-time-s SECONDS  time before the parent is terminated (900; fractions allowed)
+  --drain-time-s SECONDS            drain time, whole seconds (600)
+  --parent-shutdown-time-s SECONDS  time before the parent is terminated, whole seconds (900)
   --drain-strategy gradual|immediate
   --hot-restart-version             print the hot restart version and exit
   --disable-hot-restart             no hot restart (version "disabled")
@@ -291,6 +311,8 @@ Envoy's flags (same names, defaults and errors as Envoy):
   -l, --log-level LEVEL             accepted; fakeenvoy logs at info
   --concurrency N                   accepted and reported
   --skip-hot-restart-on-no-parent   start like epoch 0 when the parent is gone
+  --skip-hot-restart-parent-stats   never ask the parent for stats
+  --admin-address-path PATH         write the admin's ip:port to PATH once bound
 
 fakeenvoy's own test knobs:
   --fake-ready-delay DURATION       stay INITIALIZING this long before LIVE
@@ -300,5 +322,9 @@ fakeenvoy's own test knobs:
   --fake-hot-restart-retry-delay D  delay between refused sends to the parent (1s)
   --fake-hot-restart-version N      pretend to be built with hot restart version N
   --fake-reuse-port-zero            port-0 listeners inherit the parent's socket by name
+  --fake-drain-time DURATION        --drain-time-s as a Go duration (100ms); the later wins
+  --fake-parent-shutdown-time D     --parent-shutdown-time-s as a Go duration; the later wins
+  --fake-stats-flush-interval D     interval of the stats exchange with the parent (5s)
+  --fake-live-gap DURATION          LIVE before the parent is drained and INITIALIZING cleared (5ms)
 `
 }

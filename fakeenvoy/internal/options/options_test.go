@@ -13,7 +13,7 @@ import (
 
 func version(enabled bool) string {
 	if enabled {
-		return "11.32"
+		return "11.104"
 	}
 	return "disabled"
 }
@@ -24,24 +24,27 @@ func TestDefaultsAreEnvoys(t *testing.T) {
 	want := &Options{
 		DrainTime: 600 * time.Second, ParentShutdownTime: 900 * time.Second, DrainStrategy: "gradual",
 		SocketPath: "@envoy_domain_socket", SocketMode: 0, Mode: "serve", LogLevel: "info",
-		FakeHotRestartRetryDelay: time.Second,
+		FakeHotRestartRetryDelay: time.Second, FakeStatsFlushInterval: 5 * time.Second, FakeLiveGap: DefaultLiveGap,
 	}
 	assert.Empty(t, cmp.Diff(want, o, cmpopts.IgnoreUnexported(Options{})))
 }
 
 func TestParseAcceptsEnvoysSpellings(t *testing.T) {
 	o, err := Parse([]string{
-		"-c", "/etc/envoy.yaml", "--restart-epoch", "3", "--base-id=7", "--drain-time-s", "0.2",
-		"--parent-shutdown-time-s=1.5", "--socket-path", "/tmp/hr", "--socket-mode", "644",
+		"-c", "/etc/envoy.yaml", "--restart-epoch", "3", "--base-id=7", "--drain-time-s", "2",
+		"--parent-shutdown-time-s=15", "--socket-path", "/tmp/hr", "--socket-mode", "644",
 		"--drain-strategy", "immediate", "--mode", "init_only", "--skip-hot-restart-on-no-parent",
 		"--fake-ready-delay", "250ms", "--fake-ignore-sigterm", "--service-node", "n1",
+		"--skip-hot-restart-parent-stats", "--admin-address-path", "/tmp/admin",
 	}, version)
 	require.NoError(t, err)
 	assert.Equal(t, "/etc/envoy.yaml", o.ConfigPath)
 	assert.Equal(t, uint32(3), o.RestartEpoch)
 	assert.Equal(t, uint32(7), o.BaseID)
-	assert.Equal(t, 200*time.Millisecond, o.DrainTime)
-	assert.Equal(t, 1500*time.Millisecond, o.ParentShutdownTime)
+	assert.Equal(t, 2*time.Second, o.DrainTime)
+	assert.Equal(t, 15*time.Second, o.ParentShutdownTime)
+	assert.True(t, o.SkipHotRestartParentStats)
+	assert.Equal(t, "/tmp/admin", o.AdminAddressPath)
 	assert.Equal(t, uint32(0o644), o.SocketMode)
 	assert.Equal(t, "immediate", o.DrainStrategy)
 	assert.Equal(t, "init_only", o.Mode)
@@ -63,9 +66,12 @@ func TestParseErrors(t *testing.T) {
 		{[]string{"--socket-path", "/tmp/x", "--socket-mode", "9"}, 1, "error: invalid socket-mode '9'"},
 		{[]string{"--restart-epoch", "x"}, 1, "PARSE ERROR: Argument: --restart-epoch\n             Couldn't read argument value from string 'x'"},
 		{[]string{"--drain-time-s", "-1"}, 1, "PARSE ERROR: Argument: --drain-time-s"},
+		{[]string{"--drain-time-s", "0.1"}, 1, "PARSE ERROR: Argument: --drain-time-s\n             Couldn't read argument value from string '0.1'"},
+		{[]string{"--parent-shutdown-time-s", "1.5"}, 1, "PARSE ERROR: Argument: --parent-shutdown-time-s"},
+		{[]string{"--fake-stats-flush-interval", "0s"}, 1, "error: --fake-stats-flush-interval must be positive"},
 		{[]string{"--base-id"}, 1, "PARSE ERROR: Argument: --base-id\n             Missing a value"},
 		{[]string{"--bogus"}, 1, "PARSE ERROR: Argument: --bogus\n             Couldn't find match for argument"},
-		{[]string{"--hot-restart-version"}, 0, "11.32"},
+		{[]string{"--hot-restart-version"}, 0, "11.104"},
 		{[]string{"--hot-restart-version", "--disable-hot-restart"}, 0, "disabled"},
 	} {
 		_, err := Parse(tc.args, version)
@@ -82,14 +88,16 @@ func TestDynamicBaseIDAtEpochZeroIsFine(t *testing.T) {
 	assert.True(t, o.UseDynamicBaseID)
 }
 
-func TestParseSeconds(t *testing.T) {
-	for in, want := range map[string]time.Duration{"0": 0, "600": 600 * time.Second, "0.2": 200 * time.Millisecond, "1.": time.Second} {
-		got, err := ParseSeconds(in)
-		require.NoError(t, err, in)
-		assert.Equal(t, want, got, in)
-	}
-	for _, in := range []string{"", "-1", "1e3", "NaN", "Inf", "0x10", "1s", "+1"} {
-		_, err := ParseSeconds(in)
-		assert.Error(t, err, in)
-	}
+// Envoy takes whole seconds; sub-second times are fakeenvoy's own flags.
+// Of a flag and its stand-in, the later wins, so a start script can give
+// defaults that a scenario's own arguments override.
+func TestFakeTimeOverrides(t *testing.T) {
+	o, err := Parse([]string{"--drain-time-s", "5", "--fake-drain-time", "100ms",
+		"--fake-parent-shutdown-time=250ms", "--parent-shutdown-time-s", "9",
+		"--fake-stats-flush-interval", "20ms", "--fake-live-gap", "0s"}, version)
+	require.NoError(t, err)
+	assert.Equal(t, 100*time.Millisecond, o.DrainTime)
+	assert.Equal(t, 9*time.Second, o.ParentShutdownTime)
+	assert.Equal(t, 20*time.Millisecond, o.FakeStatsFlushInterval)
+	assert.Equal(t, time.Duration(0), o.FakeLiveGap)
 }

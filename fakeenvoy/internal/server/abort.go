@@ -3,6 +3,7 @@ package server
 import (
 	"os"
 	"os/signal"
+	"runtime"
 	"syscall"
 	"unsafe"
 
@@ -20,6 +21,10 @@ func abort() { dieBySignal(unix.SIGABRT) }
 // the default action is restored first. Core dumps are switched off so
 // tests leave nothing behind.
 func dieBySignal(sig unix.Signal) {
+	// Stay on this OS thread: the signal is sent to it, and is delivered as
+	// the tgkill returns; a goroutine moved to another thread in between
+	// would reach os.Exit first and end with a code instead of the signal.
+	runtime.LockOSThread()
 	_ = unix.Setrlimit(unix.RLIMIT_CORE, &unix.Rlimit{})
 	// struct kernel_sigaction {handler, flags, restorer, mask}; all zero is SIG_DFL.
 	var action [4]uint64

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"regexp"
 	"strings"
 	"time"
 
@@ -22,6 +23,11 @@ type admin struct {
 
 func (s *Server) startAdmin(ln net.Listener) {
 	mux := http.NewServeMux()
+	mux.HandleFunc("/", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("content-type", "text/plain")
+		w.WriteHeader(http.StatusNotFound)
+		fmt.Fprintln(w, "invalid path. admin commands are:")
+	})
 	mux.HandleFunc("/ready", s.handleReady)
 	mux.HandleFunc("/server_info", s.handleServerInfo)
 	mux.HandleFunc("/hot_restart_version", func(w http.ResponseWriter, _ *http.Request) {
@@ -30,8 +36,59 @@ func (s *Server) startAdmin(ln net.Listener) {
 	mux.HandleFunc("/listeners", s.handleListeners)
 	mux.HandleFunc("/stats", s.handleStats)
 	mux.HandleFunc("/quitquitquit", s.handleQuit)
-	s.admin = &admin{ln: ln, http: &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}}
+	s.admin = &admin{ln: ln, http: &http.Server{Handler: envoyHTTP1(mux), ReadHeaderTimeout: 10 * time.Second}}
 	go func() { _ = s.admin.http.Serve(ln) }()
+}
+
+// upgradeRequired is what Envoy's HTTP/1 codec answers a request below
+// HTTP/1.1 (accept_http_10 is off by default, and the admin has no way
+// to turn it on); the connection is then closed.
+const upgradeRequired = "HTTP/1.1 426 Upgrade Required\r\ncontent-length: 16\r\ncontent-type: text/plain\r\nserver: envoy\r\nconnection: close\r\n\r\nUpgrade Required"
+
+// envoyHTTP1 makes net/http behave as Envoy's HTTP/1 codec does where a
+// client can tell: HTTP/1.0 (and older) gets 426 Upgrade Required and the
+// connection is closed; HTTP/1.1 replies are chunked (no content-length).
+func envoyHTTP1(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !r.ProtoAtLeast(1, 1) {
+			if hj, ok := w.(http.Hijacker); ok {
+				if conn, buf, err := hj.Hijack(); err == nil {
+					_, _ = buf.WriteString(upgradeRequired)
+					_ = buf.Flush()
+					_ = conn.Close()
+					return
+				}
+			}
+			w.Header().Set("connection", "close")
+			http.Error(w, "Upgrade Required", http.StatusUpgradeRequired)
+			return
+		}
+		h.ServeHTTP(&chunkedWriter{ResponseWriter: w}, r)
+	})
+}
+
+// chunkedWriter flushes right after the headers, so net/http cannot add a
+// content-length and the body goes out chunked, as Envoy's admin sends it.
+type chunkedWriter struct {
+	http.ResponseWriter
+	wroteHeader bool
+}
+
+func (c *chunkedWriter) WriteHeader(code int) {
+	if c.wroteHeader {
+		return
+	}
+	c.wroteHeader = true
+	c.ResponseWriter.Header().Set("server", "envoy")
+	c.ResponseWriter.WriteHeader(code)
+	if f, ok := c.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+func (c *chunkedWriter) Write(b []byte) (int, error) {
+	c.WriteHeader(http.StatusOK)
+	return c.ResponseWriter.Write(b)
 }
 
 func (s *Server) handleReady(w http.ResponseWriter, _ *http.Request) {
@@ -141,22 +198,50 @@ func protoAddress(a net.Addr) *corev3.Address {
 	return nil
 }
 
-func (s *Server) handleStats(w http.ResponseWriter, _ *http.Request) {
+// handleStats answers /stats with the server gauges Envoy has that
+// fakeenvoy can mean, sorted as Envoy sorts them; ?filter= keeps the names
+// the regular expression (RE2, as Envoy's default engine) matches.
+func (s *Server) handleStats(w http.ResponseWriter, r *http.Request) {
+	var filter *regexp.Regexp
+	if f := r.URL.Query().Get("filter"); f != "" {
+		var err error
+		if filter, err = regexp.Compile(f); err != nil {
+			w.Header().Set("content-type", "text/plain")
+			w.WriteHeader(http.StatusBadRequest)
+			fmt.Fprintf(w, "Invalid re2 regex")
+			return
+		}
+	}
 	state := map[string]int{"LIVE": 0, "DRAINING": 1, "PRE_INITIALIZING": 2, "INITIALIZING": 3}[s.stateName()]
-	live := 0
-	if state == 0 {
-		live = 1
+	own := uint64(max(s.connections.Load(), 0))
+	parent := s.parentConnections.Load()
+	stats := []struct {
+		name  string
+		value uint64
+	}{
+		{"server.hot_restart_epoch", uint64(s.opts.RestartEpoch)},
+		{"server.hot_restart_generation", s.generation()},
+		// 1 from start-up: Envoy sets it as it initialises, before LIVE.
+		{"server.live", 1},
+		{"server.parent_connections", parent},
+		{"server.state", uint64(state)},
+		{"server.total_connections", own + parent},
 	}
 	w.Header().Set("content-type", "text/plain")
-	fmt.Fprintf(w, "server.hot_restart_epoch: %d\nserver.hot_restart_generation: %d\nserver.live: %d\nserver.state: %d\n",
-		s.opts.RestartEpoch, s.opts.RestartEpoch+1, live, state)
+	for _, st := range stats {
+		if filter == nil || filter.MatchString(st.name) {
+			fmt.Fprintf(w, "%s: %d\n", st.name, st.value)
+		}
+	}
 }
 
+// handleQuit is /quitquitquit: it mutates server state, so Envoy's admin
+// takes POST only.
 func (s *Server) handleQuit(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodPost {
 		w.Header().Set("content-type", "text/plain")
 		w.WriteHeader(http.StatusMethodNotAllowed)
-		fmt.Fprintln(w, "This endpoint requires POST.")
+		fmt.Fprintf(w, "Method %s not allowed, POST required.", r.Method)
 		return
 	}
 	fmt.Fprintln(w, "OK")

@@ -4,8 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
+	"net/http"
 	"os"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -18,12 +21,59 @@ import (
 // here or received from the parent) and, once workers start, a server on
 // each that answers as the listener's HTTP connection manager says.
 type listener struct {
-	cfg      config.Listener
-	sockets  []*socket
-	router   *router // nil: the listener's network filter is parsed, not served
-	epoch    uint32
-	pid      int
-	draining *atomic.Bool
+	cfg         config.Listener
+	sockets     []*socket
+	router      *router // nil: the listener's network filter is parsed, not served
+	epoch       uint32
+	pid         int
+	drain       *drainManager
+	connections *atomic.Int64
+}
+
+// drainManager is Envoy's DrainManagerImpl for a hot restart drain: once
+// started, each response decides whether to ask the client to close
+// (connection: close). immediate: always. gradual: with probability
+// elapsed/drain time, so closes spread over the drain time; at or past it,
+// always.
+type drainManager struct {
+	strategy  string
+	drainTime time.Duration
+	random    func(n int64) int64 // rand.Int64N unless a test sets it
+	mu        sync.Mutex
+	began     time.Time // zero until the drain starts
+}
+
+func (d *drainManager) start() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.began.IsZero() {
+		d.began = time.Now()
+	}
+}
+
+func (d *drainManager) draining() bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return !d.began.IsZero()
+}
+
+// drainClose says whether this response should carry connection: close.
+func (d *drainManager) drainClose() bool {
+	d.mu.Lock()
+	began := d.began
+	d.mu.Unlock()
+	if began.IsZero() {
+		return false
+	}
+	elapsed := time.Since(began)
+	if d.strategy == "immediate" || d.drainTime <= 0 || elapsed >= d.drainTime {
+		return true
+	}
+	random := d.random
+	if random == nil {
+		random = rand.Int64N
+	}
+	return elapsed > time.Duration(random(int64(d.drainTime)))
 }
 
 // socket is one of a listener's listen sockets.
@@ -31,7 +81,7 @@ type socket struct {
 	addr      config.Address // as configured: the key a child asks for it by
 	ln        net.Listener
 	inherited bool
-	stop      func(ctx context.Context) error // set by serve
+	stop      func() error // set by serve
 }
 
 // local is the socket's actual address, as /listeners reports it.
@@ -115,17 +165,33 @@ func (l *listener) serve(newHTTP func(*listener) httpServer) {
 		}
 		srv := newHTTP(l)
 		go func() { _ = srv.Serve(s.ln) }()
-		s.stop = srv.Shutdown
+		s.stop = srv.Close
+	}
+}
+
+// newHTTPServer is the HTTP server on each of a listener's sockets; it
+// counts the connections for server.total_connections.
+func newHTTPServer(l *listener) httpServer {
+	return &http.Server{Handler: l.router, ReadHeaderTimeout: 10 * time.Second, ConnState: l.countConnection}
+}
+
+// countConnection keeps server.total_connections.
+func (l *listener) countConnection(_ net.Conn, state http.ConnState) {
+	switch state {
+	case http.StateNew:
+		l.connections.Add(1)
+	case http.StateClosed, http.StateHijacked:
+		l.connections.Add(-1)
 	}
 }
 
 // httpServer is the part of *http.Server a listener drives.
 type httpServer interface {
 	Serve(net.Listener) error
-	Shutdown(ctx context.Context) error
+	Close() error
 }
 
-func acceptAndClose(ln net.Listener) func(context.Context) error {
+func acceptAndClose(ln net.Listener) func() error {
 	go func() {
 		for {
 			c, err := ln.Accept()
@@ -135,17 +201,18 @@ func acceptAndClose(ln net.Listener) func(context.Context) error {
 			c.Close()
 		}
 	}()
-	return func(context.Context) error { return ln.Close() }
+	return ln.Close
 }
 
-// close stops the listener: in-flight requests get until ctx ends.
-func (l *listener) close(ctx context.Context) {
+// close stops the listener. Open connections are closed, not waited on:
+// Envoy's workers exit with the process.
+func (l *listener) close() {
 	for _, s := range l.sockets {
 		if s.stop == nil {
 			_ = s.ln.Close()
 			continue
 		}
-		if err := s.stop(ctx); err != nil && !errors.Is(err, net.ErrClosed) {
+		if err := s.stop(); err != nil && !errors.Is(err, net.ErrClosed) {
 			_ = s.ln.Close()
 		}
 	}
@@ -166,5 +233,3 @@ func bindError(a config.Address, err error) error {
 	}
 	return fmt.Errorf("cannot bind '%s': %v", a, err)
 }
-
-const shutdownGrace = 5 * time.Second

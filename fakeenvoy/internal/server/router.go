@@ -43,7 +43,7 @@ func (rt *router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h := w.Header()
 	h.Set("x-fakeenvoy-epoch", strconv.FormatUint(uint64(l.epoch), 10))
 	h.Set("x-fakeenvoy-pid", strconv.Itoa(l.pid))
-	if l.draining.Load() {
+	if l.drain.drainClose() {
 		// A draining Envoy asks HTTP/1.1 clients to go elsewhere.
 		h.Set("connection", "close")
 	}

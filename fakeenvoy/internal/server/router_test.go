@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync/atomic"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -79,7 +78,7 @@ func TestRouterServesRoutesHealthChecksAndClusters(t *testing.T) {
 
 	c, err := config.Parse([]byte(routerDoc(upstream.Listener.Addr().String(), closed)))
 	require.NoError(t, err)
-	l := &listener{cfg: c.Listeners[0], epoch: 3, pid: 42, draining: &atomic.Bool{}}
+	l := &listener{cfg: c.Listeners[0], epoch: 3, pid: 42, drain: &drainManager{}}
 	l.router = &router{l: l, http: c.Listeners[0].HTTP, clusters: c.Clusters}
 	front := httptest.NewServer(l.router)
 	defer front.Close()

@@ -4,12 +4,10 @@
 package server
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
-	"net/http"
 	"os"
 	"os/signal"
 	"strconv"
@@ -25,11 +23,12 @@ import (
 	"github.com/envoy-restarter/restarter/internal/atomicfile"
 )
 
-// States as /server_info names them.
+// States as /server_info names them. Envoy reports DRAINING only while
+// its health check is failed (/healthcheck/fail, which fakeenvoy lacks): a
+// parent draining for a hot restart stays LIVE.
 const (
 	stateInitializing int32 = iota
 	stateLive
-	stateDraining
 )
 
 // Server is one running epoch. Everything that changes it runs on the
@@ -43,7 +42,7 @@ type Server struct {
 	startTime     time.Time
 	originalStart int64
 	state         atomic.Int32
-	draining      atomic.Bool
+	drain         *drainManager
 	admin         *admin
 	listeners     []*listener
 	accessLogs    map[string]*accessLog
@@ -51,6 +50,16 @@ type Server struct {
 	done          chan struct{}
 	quit          chan struct{}
 	quitOnce      sync.Once
+	// connections counts open connections on the listeners (not the admin).
+	connections atomic.Int64
+	// parentGeneration and parentConnections are the parent's figures
+	// from the last stats exchange; the generation is kept after the
+	// parent is gone, as Envoy retains its gauge.
+	parentGeneration  atomic.Uint64
+	parentConnections atomic.Uint64
+	// statsFlush is Envoy's stat flush timer; nil once the admin was shut
+	// down for a child (Envoy resets the timer then).
+	statsFlush *time.Timer
 }
 
 // Main runs fakeenvoy with args (without the program name) and returns the
@@ -94,6 +103,7 @@ func Main(args []string, execNanos int64) int {
 		events:     make(chan func()), done: make(chan struct{}), quit: make(chan struct{}),
 	}
 	s.originalStart = s.startTime.Unix()
+	s.drain = &drainManager{strategy: opts.DrainStrategy, drainTime: opts.DrainTime}
 	if opts.Mode == "validate" {
 		return s.validate()
 	}
@@ -115,23 +125,32 @@ func (s *Server) hotRestartVersion() string {
 }
 
 func (s *Server) stateName() string {
-	switch s.state.Load() {
-	case stateLive:
+	if s.state.Load() == stateLive {
 		return "LIVE"
-	case stateDraining:
-		return "DRAINING"
 	}
 	return "INITIALIZING"
 }
 
-// validate is --mode validate: check the config, touch no hot restart state.
+// validate is --mode validate: check the config, touch no hot restart
+// state. Envoy prints the verdict on stdout; a failure is its critical log
+// line only (validateConfig swallows the exception), exit 1.
 func (s *Server) validate() int {
 	if _, err := config.Load(s.opts.ConfigPath); err != nil {
 		s.log.Critical("main", "error initializing configuration '%s': %v", s.opts.ConfigPath, err)
 		return 1
 	}
-	s.log.Info("main", "configuration '%s' OK", s.opts.ConfigPath)
+	fmt.Printf("configuration '%s' OK\n", s.opts.ConfigPath)
 	return 0
+}
+
+// configError is a failure while the server initialises (bad bootstrap,
+// an access log that cannot be opened, a port taken): Envoy logs it as
+// critical, its main prints the bare message on stderr, and it exits 1.
+// INITIALIZING stays set, as it does when Envoy dies here.
+func (s *Server) configError(err error) int {
+	s.log.Critical("main", "error initializing configuration '%s': %v", s.opts.ConfigPath, err)
+	fmt.Fprintln(os.Stderr, err)
+	return 1
 }
 
 // fatal handles an error the way Envoy's main does: aborts for PANIC and
@@ -150,8 +169,8 @@ func (s *Server) openHotRestart() error {
 	o := s.opts
 	settings := hotrestart.Settings{
 		BaseID: o.BaseID, Epoch: o.RestartEpoch, SocketPath: o.SocketPath, SocketMode: o.SocketMode,
-		SkipHotRestartOnNoParent: o.SkipHotRestartOnNoParent, Version: s.version(),
-		RetryDelay: o.FakeHotRestartRetryDelay,
+		SkipHotRestartOnNoParent: o.SkipHotRestartOnNoParent, SkipHotRestartParentStats: o.SkipHotRestartParentStats,
+		Version: s.version(), RetryDelay: o.FakeHotRestartRetryDelay,
 	}
 	var err error
 	if o.UseDynamicBaseID {
@@ -184,42 +203,37 @@ func (s *Server) run() int {
 			return s.fatal(&hotrestart.FatalError{Message: fmt.Sprintf("prctl(PR_SET_PDEATHSIG): %v", err)})
 		}
 	}
-	s.log.Info("main", "initializing epoch %d (base id=%d, hot restart version=%s).", o.RestartEpoch, s.baseID, s.hotRestartVersion())
+	s.log.Info("main", "initializing epoch %d (base id=%d, hot restart version=%s)", o.RestartEpoch, s.baseID, s.hotRestartVersion())
 	cfg, err := config.Load(o.ConfigPath)
 	if err != nil {
-		// INITIALIZING stays set, as it does when Envoy dies here.
-		s.log.Critical("main", "error initializing configuration '%s': %v", o.ConfigPath, err)
-		return 1
+		return s.configError(err)
 	}
 	s.cfg = cfg
 	if o.Mode == "init_only" {
+		// Envoy never reaches the workers-started callback in this mode,
+		// so INITIALIZING stays set.
 		if s.hr != nil {
-			s.hr.Shm.ClearInitializing()
 			s.hr.Close()
 		}
 		return 0
 	}
-	for _, l := range cfg.Listeners {
-		for _, p := range l.HTTP.AccessLogPathList() {
-			if s.accessLogs[p] != nil {
-				continue
-			}
-			a, err := openAccessLog(p)
-			if err != nil {
-				s.log.Critical("main", "error initializing configuration '%s': %v", o.ConfigPath, err)
-				return 1
-			}
-			s.accessLogs[p] = a
-		}
-	}
 	if err := s.initialize(); err != nil {
-		return s.fatal(err)
+		var fatal *hotrestart.FatalError
+		if errors.As(err, &fatal) {
+			return s.fatal(err)
+		}
+		return s.configError(err)
 	}
 	return s.dispatch()
 }
 
-// initialize takes over from the parent (admin first, then each listen
-// socket) and binds whatever the parent could not hand over.
+// initialize follows Envoy's InstanceImpl::initialize after the bootstrap
+// is loaded: ask the parent to shut down its admin (it then terminates its
+// own parent), bind the admin, then build the listeners (sockets from the
+// parent, or bound here) and open their access logs. Failures from here on
+// come after the parent lost its admin: the new epoch exits 1 and the old
+// one keeps serving without an admin, as with Envoy. Last, the stats flush
+// timer is armed.
 func (s *Server) initialize() error {
 	if s.hr != nil {
 		start, err := s.hr.Child.ShutdownParentAdmin()
@@ -230,13 +244,11 @@ func (s *Server) initialize() error {
 			s.originalStart = start
 		}
 	}
-	if a := s.cfg.Admin; a != nil {
-		ln, err := net.Listen("tcp", a.String())
-		if err != nil {
-			return fmt.Errorf("cannot bind '%s': %w", a, errors.Unwrap(errors.Unwrap(err)))
-		}
-		s.startAdmin(ln)
-		s.log.Info("main", "admin address: %s", ln.Addr())
+	if err := s.bindAdmin(); err != nil {
+		return err
+	}
+	if err := s.openAccessLogs(); err != nil {
+		return err
 	}
 	for _, c := range s.cfg.Listeners {
 		l, err := s.newListener(c)
@@ -245,6 +257,46 @@ func (s *Server) initialize() error {
 		}
 		s.listeners = append(s.listeners, l)
 	}
+	s.statsFlush = time.NewTimer(s.opts.FakeStatsFlushInterval)
+	return nil
+}
+
+// bindAdmin binds the admin listener and writes --admin-address-path.
+func (s *Server) bindAdmin() error {
+	a := s.cfg.Admin
+	if a == nil {
+		s.log.Warn("main", "No admin address given, so no admin HTTP server started.")
+		return nil
+	}
+	ln, err := net.Listen("tcp", a.String())
+	if err != nil {
+		return fmt.Errorf("cannot bind '%s': %w", a, errors.Unwrap(errors.Unwrap(err)))
+	}
+	s.startAdmin(ln)
+	s.log.Info("main", "admin address: %s", ln.Addr())
+	if p := s.opts.AdminAddressPath; p != "" {
+		// ip:port, no newline, as Envoy writes it; failure is only logged.
+		if err := os.WriteFile(p, []byte(ln.Addr().String()), 0o644); err != nil {
+			s.log.Critical("main", "cannot open admin address output file %s for writing.", p)
+		}
+	}
+	return nil
+}
+
+// openAccessLogs opens each access log path once.
+func (s *Server) openAccessLogs() error {
+	for _, l := range s.cfg.Listeners {
+		for _, p := range l.HTTP.AccessLogPathList() {
+			if s.accessLogs[p] != nil {
+				continue
+			}
+			a, err := openAccessLog(p)
+			if err != nil {
+				return err
+			}
+			s.accessLogs[p] = a
+		}
+	}
 	return nil
 }
 
@@ -252,7 +304,7 @@ func (s *Server) initialize() error {
 // parent by address (Envoy's duplicateParentListenSocket) and bound here
 // when the parent has none.
 func (s *Server) newListener(c config.Listener) (*listener, error) {
-	l := &listener{cfg: c, epoch: s.opts.RestartEpoch, pid: os.Getpid(), draining: &s.draining}
+	l := &listener{cfg: c, epoch: s.opts.RestartEpoch, pid: os.Getpid(), drain: s.drain, connections: &s.connections}
 	if c.HTTP != nil {
 		rt := &router{l: l, http: c.HTTP, clusters: s.cfg.Clusters}
 		for _, p := range c.HTTP.AccessLogPaths {
@@ -301,79 +353,127 @@ func (s *Server) dispatch() int {
 		go s.hr.Parent.Serve(parentHandler{s})
 	}
 
-	var ready, parentShutdown <-chan time.Time
+	var ready, workersStarted, parentShutdown <-chan time.Time
 	if s.opts.FakeReadyDelay > 0 {
 		ready = time.After(s.opts.FakeReadyDelay)
-	} else if !s.startWorkers(&parentShutdown) {
-		return 1
+	} else {
+		workersStarted = s.goLive()
 	}
 	s.log.Info("main", "starting main dispatch loop")
-loop:
 	for {
+		var statsFlush <-chan time.Time
+		if s.statsFlush != nil {
+			statsFlush = s.statsFlush.C
+		}
 		select {
 		case sig := <-sigs:
 			if s.onSignal(sig) {
-				break loop
+				return s.shutdown()
 			}
 		case f := <-s.events:
 			f()
 		case <-ready:
 			ready = nil
-			if !s.startWorkers(&parentShutdown) {
-				return 1
+			workersStarted = s.goLive()
+		case <-workersStarted:
+			workersStarted = nil
+			if err := s.onWorkersStarted(); err != nil {
+				return s.fatal(err)
+			}
+			if s.hr != nil {
+				// Armed by every epoch, as Envoy's drain manager does; a
+				// no-op without a parent but for the log line.
+				parentShutdown = time.After(s.opts.ParentShutdownTime)
+			}
+		case <-statsFlush:
+			if err := s.flushStats(); err != nil {
+				return s.fatal(err)
 			}
 		case <-parentShutdown:
 			parentShutdown = nil
+			s.log.Info("main", "shutting down parent after drain")
 			if err := s.hr.Child.TerminateParent(); err != nil {
 				return s.fatal(err)
 			}
 		case <-s.quit:
-			s.log.Info("main", "shutting down server instance")
-			break loop
+			return s.shutdown()
 		}
 	}
-	close(s.done)
-	if s.hr != nil {
-		_ = s.hr.Child.TerminateParentAtExit()
-	}
-	s.log.Info("main", "main dispatch loop exited")
-	s.stop()
-	s.log.Info("main", "exiting")
-	return 0
 }
 
-// startWorkers is the moment an epoch becomes LIVE: accept, tell the parent
-// to drain, clear INITIALIZING, and arm the parent shutdown timer.
-func (s *Server) startWorkers(parentShutdown *<-chan time.Time) bool {
+// goLive is the init manager completing: /ready and /server_info say LIVE
+// and the workers start. The workers-started callback, which drains the
+// parent and clears INITIALIZING, comes --fake-live-gap later: in Envoy it
+// waits for the worker threads, so "LIVE but still INITIALIZING" is real.
+func (s *Server) goLive() <-chan time.Time {
 	s.log.Info("config", "all dependencies initialized. starting workers")
 	for _, l := range s.listeners {
-		l.serve(func(l *listener) httpServer {
-			return &http.Server{Handler: l.router, ReadHeaderTimeout: 10 * time.Second}
-		})
+		l.serve(newHTTPServer)
 	}
-	if s.hr != nil {
-		hasParent := s.hr.Child.HasParent()
-		if err := s.hr.Child.DrainParentListeners(); err != nil {
-			s.fatal(err)
-			return false
-		}
-		s.hr.Shm.ClearInitializing()
-		if hasParent {
-			*parentShutdown = time.After(s.opts.ParentShutdownTime)
-		}
-	}
-	s.state.Store(stateLive)
-	if err := s.writeState(); err != nil {
+	// The state file is written first, so whoever sees LIVE on /ready
+	// finds it; like /ready, it may say LIVE while INITIALIZING is set.
+	if err := s.writeState(stateLive); err != nil {
 		s.log.Error("main", "cannot write state file: %v", err)
 	}
-	return true
+	s.state.Store(stateLive)
+	return time.After(s.opts.FakeLiveGap)
 }
 
-// onSignal handles one signal; it returns true when the server should exit.
+// onWorkersStarted is Envoy's workers-started callback: update the server
+// stats (a stats exchange with the parent), tell the parent to drain, clear
+// INITIALIZING. Then fakeenvoy says so in a line of its own.
+func (s *Server) onWorkersStarted() error {
+	if err := s.exchangeStats(); err != nil {
+		return err
+	}
+	if s.hr != nil {
+		if err := s.hr.Child.DrainParentListeners(); err != nil {
+			return err
+		}
+		s.hr.Shm.ClearInitializing()
+	}
+	s.log.Info("fakeenvoy", "workers started: parent told to drain, INITIALIZING cleared")
+	return nil
+}
+
+// flushStats is the periodic stats flush: a stats exchange with the
+// parent until the parent is terminated, then the timer is re-armed.
+func (s *Server) flushStats() error {
+	if err := s.exchangeStats(); err != nil {
+		return err
+	}
+	if s.statsFlush != nil {
+		s.statsFlush.Reset(s.opts.FakeStatsFlushInterval)
+	}
+	return nil
+}
+
+// exchangeStats asks the parent for its stats, as Envoy's
+// mergeParentStatsIfAny does: a dead parent is fatal (ten refused sends,
+// then abort).
+func (s *Server) exchangeStats() error {
+	if s.hr == nil {
+		return nil
+	}
+	reply, ok, err := s.hr.Child.ParentStats()
+	if err != nil || !ok {
+		s.parentConnections.Store(0)
+		return err
+	}
+	s.parentGeneration.Store(reply.Generation)
+	s.parentConnections.Store(reply.NumConnections)
+	return nil
+}
+
+// generation is server.hot_restart_generation: this epoch's one plus what
+// the parent last reported, as Envoy's accumulating gauge merges it.
+func (s *Server) generation() uint64 { return 1 + s.parentGeneration.Load() }
+
+// onSignal handles one signal; it returns true when the server should shut down.
 func (s *Server) onSignal(sig os.Signal) bool {
 	switch sig {
 	case syscall.SIGTERM:
-		s.log.Warn("main", "caught SIGTERM")
+		s.log.Warn("main", "caught ENVOY_SIGTERM")
 		if s.opts.FakeIgnoreSIGTERM {
 			s.log.Warn("main", "ignoring SIGTERM (--fake-ignore-sigterm)")
 			return false
@@ -381,7 +481,7 @@ func (s *Server) onSignal(sig os.Signal) bool {
 	case syscall.SIGINT:
 		s.log.Warn("main", "caught SIGINT")
 	case syscall.SIGUSR1:
-		s.log.Warn("main", "caught SIGUSR1. Reopening access logs.")
+		s.log.Info("main", "caught SIGUSR1. Reopening access logs.")
 		for _, a := range s.accessLogs {
 			if err := a.reopen(); err != nil {
 				s.log.Error("main", "cannot reopen access log %s: %v", a.path, err)
@@ -395,19 +495,37 @@ func (s *Server) onSignal(sig os.Signal) bool {
 		s.log.Warn("main", "caught and eating SIGHUP. See documentation for how to hot restart.")
 		return false
 	}
-	s.log.Info("main", "shutting down server instance")
 	return true
 }
 
-// stop closes everything: in-flight requests get a bounded time to finish.
+// shutdown is Envoy's InstanceImpl::shutdown then terminate: the parent,
+// if not yet terminated, is told to exit (a dead one is fatal, as every
+// message to it is), the loop exits, and everything is closed.
+func (s *Server) shutdown() int {
+	s.log.Info("main", "shutting down server instance")
+	if s.hr != nil {
+		if err := s.hr.Child.TerminateParent(); err != nil {
+			return s.fatal(err)
+		}
+	}
+	close(s.done)
+	s.log.Info("main", "main dispatch loop exited")
+	s.stop()
+	s.log.Info("main", "exiting")
+	return 0
+}
+
+// stop closes everything. Open connections are closed, not waited on:
+// Envoy's workers exit with the process.
 func (s *Server) stop() {
+	if s.statsFlush != nil {
+		s.statsFlush.Stop()
+	}
 	if s.admin != nil {
 		_ = s.admin.http.Close()
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
-	defer cancel()
 	for _, l := range s.listeners {
-		l.close(ctx)
+		l.close()
 	}
 	for _, a := range s.accessLogs {
 		a.close()
@@ -436,12 +554,17 @@ func (h parentHandler) ShutdownAdmin() int64 {
 	s := h.s
 	s.onDispatcher(func() {
 		s.log.Warn("main", "shutting down admin due to child startup")
+		if s.statsFlush != nil {
+			s.statsFlush.Stop()
+			s.statsFlush = nil
+		}
 		if s.admin != nil {
 			_ = s.admin.http.Close()
 		}
 		s.log.Warn("main", "terminating parent process")
 		if err := s.hr.Child.TerminateParent(); err != nil {
-			s.log.Error("main", "%v", err)
+			// A grandparent that died: fatal here, as in Envoy.
+			s.fatal(err)
 		}
 	})
 	return s.originalStart
@@ -450,7 +573,7 @@ func (h parentHandler) ShutdownAdmin() int64 {
 func (h parentHandler) ListenSocket(address, name string, byName bool) int {
 	fd := -1
 	h.s.onDispatcher(func() {
-		if h.s.draining.Load() {
+		if h.s.drain.draining() {
 			return
 		}
 		for _, l := range h.s.listeners {
@@ -471,9 +594,9 @@ func (h parentHandler) ListenSocket(address, name string, byName bool) int {
 func (h parentHandler) DrainListeners() {
 	s := h.s
 	s.onDispatcher(func() {
+		// Drain first, so a client that saw the log line sees the drain.
+		s.drain.start()
 		s.log.Info("main", "closing and draining listeners")
-		s.state.Store(stateDraining)
-		s.draining.Store(true)
 		for _, l := range s.listeners {
 			l.stopAccepting()
 		}
@@ -483,6 +606,14 @@ func (h parentHandler) DrainListeners() {
 func (h parentHandler) Terminate() {
 	// Envoy signals itself, so the exit takes exactly the SIGTERM path.
 	_ = syscall.Kill(os.Getpid(), syscall.SIGTERM)
+}
+
+func (h parentHandler) Stats() (generation, connections uint64) {
+	h.s.onDispatcher(func() {
+		generation = h.s.generation()
+		connections = uint64(max(h.s.connections.Load(), 0))
+	})
+	return generation, connections
 }
 
 // State is the --fake-state-path document.
@@ -496,12 +627,13 @@ type State struct {
 	Listeners         map[string]string `json:"listeners"`
 }
 
-func (s *Server) writeState() error {
+func (s *Server) writeState(state int32) error {
 	if s.opts.FakeStatePath == "" {
 		return nil
 	}
+	name := map[int32]string{stateInitializing: "INITIALIZING", stateLive: "LIVE"}[state]
 	st := State{
-		PID: os.Getpid(), Epoch: s.opts.RestartEpoch, BaseID: s.baseID, State: s.stateName(),
+		PID: os.Getpid(), Epoch: s.opts.RestartEpoch, BaseID: s.baseID, State: name,
 		HotRestartVersion: s.hotRestartVersion(), Listeners: map[string]string{},
 	}
 	if s.admin != nil {

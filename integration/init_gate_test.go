@@ -1,0 +1,248 @@
+package integration
+
+import (
+	"bufio"
+	"fmt"
+	"net"
+	"os"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/envoy-restarter/restarter/internal/fakeenvoytest"
+	"github.com/envoy-restarter/restarter/internal/proctest"
+)
+
+// The scenarios of "never take a healthy Envoy down": Envoy's own
+// INITIALIZING flag as the gate (on by default), --on-failed-restart keep,
+// the #33446 wedge healed, and the readiness probe against an admin that
+// speaks only HTTP/1.1.
+
+// slowBody makes an epoch stay INITIALIZING for a minute while the file
+// "slow" exists in the sandbox, and 20ms otherwise.
+const slowBody = `if [ -e "$DIR/slow" ]; then set -- --fake-ready-delay 60s "$@"; else set -- --fake-ready-delay 20ms "$@"; fi
+fakeenvoy --base-id "$BASE_ID" "$@"
+`
+
+// newestEpoch returns the epoch number of the last "forking ... at epoch N".
+func newestEpoch(r *proctest.Proc) int {
+	lines := r.Lines(`forking and execing new child process at epoch \d+$`)
+	if len(lines) == 0 {
+		return -1
+	}
+	n, _ := strconv.Atoi(regexp.MustCompile(`epoch (\d+)$`).FindStringSubmatch(lines[len(lines)-1])[1])
+	return n
+}
+
+func TestSIGHUPStormWithNoFlags(t *testing.T) {
+	t.Parallel()
+	// Given the restarter with no flags at all, epochs that take a while to
+	// initialize, and a load running through the listener,
+	sb := newSandbox(t, `fakeenvoy --base-id "$BASE_ID" --fake-ready-delay 20ms "$@"`+"\n")
+	r := sb.start()
+	sb.waitLive(0)
+	l := fakeenvoytest.StartLoad(t, sb.addr(), 4)
+
+	// when 1000 SIGHUPs arrive as fast as they can be sent,
+	for range 1000 {
+		r.Signal(syscall.SIGHUP)
+	}
+
+	// then the init gate coalesces them: no epoch starts while another holds
+	// Envoy's INITIALIZING flag, none fails, no request fails,
+	proctest.WaitFor(t, wait, "the newest epoch ready", func() bool {
+		n := newestEpoch(r)
+		return n > 0 && len(r.Lines(`epoch `+strconv.Itoa(n)+` is ready$`)) == 1
+	})
+	l.Finish()
+	require.Empty(t, l.Failed())
+	require.Positive(t, l.Served(0))
+	require.Empty(t, r.Lines(`previous envoy process is still initializing|Due to abnormal exit|failed`))
+	requireOneInitializingAtATime(t, r, 2)
+	_, zombies := proctest.Children(r.PID())
+	require.Zero(t, zombies)
+
+	// and SIGTERM ends it cleanly, leaving nothing behind.
+	r.Signal(syscall.SIGTERM)
+	require.Equal(t, proctest.Exit{Code: 0}, r.Wait(wait))
+	sb.requireAllGone()
+}
+
+func TestKeepServingWhenAHotRestartFails(t *testing.T) {
+	t.Parallel()
+	// Given --on-failed-restart keep, epoch 0 serving under load,
+	sb := newSafeSandbox(t, slowBody)
+	r := sb.start("--on-failed-restart", "keep", "--control-socket", sb.sock, "--ready-timeout", "3s")
+	sb.waitLive(0)
+	l := fakeenvoytest.StartLoad(t, sb.addr(), 4)
+	forks := 1
+	attempt := func(why string) (int, string) {
+		t.Helper()
+		code, out := sb.reload()
+		forks++
+		t.Logf("%s: reload exited %d: %s", why, code, strings.TrimSpace(out))
+		return code, out
+	}
+
+	// when a bad config is pushed: reload fails naming the reason,
+	sb.breakConfig()
+	code, out := attempt("bad config")
+	require.Equal(t, 1, code)
+	require.Contains(t, out, "hot restart to epoch 1 failed: epoch 1 exited with code=1 before it was ready")
+	s := sb.status()
+	require.Equal(t, "running", s.Phase)
+	require.Equal(t, 1, s.Counters.RestartsFailed)
+	require.Equal(t, "failed", s.LastRestart.Result)
+	sb.fixConfig()
+
+	// when the new epoch is SIGKILLed while it initializes,
+	require.NoError(t, os.WriteFile(sb.path("slow"), nil, 0o644))
+	forks++
+	pid, _, out := sb.killInitializing(forks)
+	require.Contains(t, out, "hot restart to epoch 1 failed: epoch 1 was killed with signal=9 before it was ready")
+	// the flag it left set is cleared (envoyproxy/envoy#33446),
+	r.WaitLine(`cleared Envoy's INITIALIZING flag, left set by epoch 1 \(PID=`+strconv.Itoa(pid)+`\)`, 1, wait)
+
+	// when the new epoch never gets ready,
+	code, out = attempt("readiness timeout")
+	require.Equal(t, 1, code)
+	require.Contains(t, out, "hot restart to epoch 1 failed: epoch 1 not ready within --ready-timeout=3s: Envoy's INITIALIZING flag is still set")
+	require.NoError(t, os.Remove(sb.path("slow")))
+
+	// when the start script cannot be executed,
+	require.NoError(t, os.Chmod(sb.script, 0o644))
+	code, out = sb.reload()
+	require.Equal(t, 1, code)
+	require.Contains(t, out, "hot restart to epoch 1 failed: epoch could not be started: cannot execute")
+	require.NoError(t, os.Chmod(sb.script, 0o755))
+
+	// then every time epoch 0 kept serving, and the next good reload is
+	// epoch 1: the number is reused, as Envoy requires.
+	code, out = attempt("good")
+	require.Equal(t, 0, code, out)
+	s = sb.waitIdle()
+	require.Equal(t, "running", s.Phase)
+	require.Equal(t, 4, s.Counters.RestartsFailed)
+	require.Equal(t, 1, s.LastRestart.Epoch)
+	require.Equal(t, "ok", s.LastRestart.Result)
+	require.Equal(t, 1, s.Epochs[len(s.Epochs)-1].Epoch)
+	l.Finish()
+	require.Empty(t, l.Failed())
+	require.Empty(t, r.Lines(abnormalRE))
+	r.Signal(syscall.SIGTERM)
+	require.Equal(t, proctest.Exit{Code: 0}, r.Wait(wait))
+	sb.requireAllGone()
+}
+
+// killInitializing reloads, SIGKILLs the epoch the reload starts (the
+// forks-th forked) once it initializes, and returns its pid and the
+// reload's exit code and output.
+func (sb *safeSandbox) killInitializing(forks int) (int, int, string) {
+	sb.t.Helper()
+	type result struct {
+		code int
+		out  string
+	}
+	reloaded := make(chan result, 1)
+	go func() { code, out := sb.reload(); reloaded <- result{code, out} }()
+	pid := sb.restarter.WaitPID(forkedRE, forks, wait)
+	sb.restarter.WaitLine(epochLine(pid, `initializing epoch 1`), 1, wait)
+	signal(sb.t, pid, syscall.SIGKILL)
+	res := <-reloaded
+	return pid, res.code, res.out
+}
+
+// The #33446 wedge: an epoch killed while initializing leaves Envoy's
+// INITIALIZING flag set, and every later hot restart fails with "previous
+// envoy process is still initializing" -- unless the restarter heals it.
+func TestWedgeOfAnEpochKilledInitializing(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		gate     string
+		reloadOK bool
+	}{
+		{gate: "auto", reloadOK: true},
+		{gate: "off", reloadOK: false},
+	} {
+		t.Run("init-gate="+tc.gate, func(t *testing.T) {
+			t.Parallel()
+			// Given epoch 1 killed in the middle of its initialisation,
+			sb := newSafeSandbox(t, slowBody)
+			// (--ready-url: without the gate, an epoch is otherwise live at once,
+			// and a live epoch's death takes everything down)
+			r := sb.start("--init-gate", tc.gate, "--on-failed-restart", "keep", "--control-socket", sb.sock, "--ready-url", sb.readyURL())
+			sb.waitLive(0)
+			require.NoError(t, os.WriteFile(sb.path("slow"), nil, 0o644))
+			_, code, _ := sb.killInitializing(2)
+			require.Equal(t, 1, code)
+			require.NoError(t, os.Remove(sb.path("slow")))
+
+			// when a good reload follows,
+			code, out := sb.reload()
+
+			// then it succeeds only if the flag was healed.
+			if tc.reloadOK {
+				require.Equal(t, 0, code, out)
+				require.Len(t, r.Lines(`cleared Envoy's INITIALIZING flag`), 1)
+			} else {
+				require.Equal(t, 1, code, out)
+				require.Contains(t, out, "hot restart to epoch 1 failed: epoch 1 exited with code=1")
+				r.WaitLine(`previous envoy process is still initializing`, 1, wait)
+				require.Empty(t, r.Lines(`cleared Envoy's INITIALIZING flag`))
+			}
+			require.Equal(t, "running", sb.status().Phase, "epoch 0 keeps serving")
+			r.Signal(syscall.SIGTERM)
+			require.Equal(t, proctest.Exit{Code: 0}, r.Wait(wait))
+			sb.requireAllGone()
+		})
+	}
+}
+
+func TestReadyURLAgainstAnAdminThatRefusesHTTP10(t *testing.T) {
+	t.Parallel()
+	for _, path := range []string{"/ready", "/server_info"} {
+		t.Run(strings.TrimPrefix(path, "/"), func(t *testing.T) {
+			t.Parallel()
+			// Given fakeenvoy's admin, which answers HTTP/1.0 with 426 and
+			// HTTP/1.1 chunked, as Envoy's does,
+			sb := newSafeSandbox(t, `fakeenvoy --base-id "$BASE_ID" --fake-ready-delay 100ms "$@"`+"\n")
+			url := fmt.Sprintf("http://127.0.0.1:%d%s", sb.adminPort, path)
+			r := sb.start("--ready-url", url, "--control-socket", sb.sock, "--ready-timeout", "20s")
+			sb.waitReady(0)
+			require.Equal(t, "HTTP/1.1 426 Upgrade Required", rawStatusLine(t, sb.adminPort, "GET "+path+" HTTP/1.0\r\n\r\n"))
+
+			// when reloads ask the probe to wait for each new epoch,
+			for n := 1; n <= 2; n++ {
+				code, out := sb.reload()
+
+				// then each succeeds, with the epoch LIVE.
+				require.Equal(t, 0, code, out)
+				require.Equal(t, "LIVE", sb.readState(n).State)
+			}
+			require.Empty(t, r.Lines(`not ready within`))
+			r.Signal(syscall.SIGTERM)
+			require.Equal(t, proctest.Exit{Code: 0}, r.Wait(wait))
+			sb.requireAllGone()
+		})
+	}
+}
+
+// rawStatusLine sends request to the admin on port and returns the status
+// line of the answer.
+func rawStatusLine(t *testing.T, port int, request string) string {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), wait)
+	require.NoError(t, err)
+	defer c.Close()
+	require.NoError(t, c.SetDeadline(time.Now().Add(wait)))
+	_, err = c.Write([]byte(request))
+	require.NoError(t, err)
+	line, err := bufio.NewReader(c).ReadString('\n')
+	require.NoError(t, err)
+	return strings.TrimSpace(line)
+}

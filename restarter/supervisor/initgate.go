@@ -1,0 +1,352 @@
+package supervisor
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/envoy-restarter/restarter/internal/envoyshm"
+)
+
+// This file is the OS side of the init gate (--init-gate auto): it finds
+// Envoy's hot restart shared memory region, maps it, and watches the
+// INITIALIZING bit of its flags_ word, the bit a starting Envoy sets and
+// checks (a second epoch that finds it set exits 1 with "previous envoy
+// process is still initializing").
+//
+// Finding the region needs no configuration: Envoy maps
+// /dev/shm/envoy_shared_memory_<base id*10>, so it shows in the epoch's
+// /proc/PID/maps (or in a child's, for a start script that does not exec);
+// with --base-id-path the restarter also knows the name from the base id.
+// All epochs of one restarter share the region, so it is found once.
+//
+// Waking up: Envoy sets and clears the bit with plain atomic operations, no
+// futex wake, and a write through a mapping raises no inotify event, so
+// there is nothing to block on. The watcher polls the mapped word every
+// initPoll while an epoch initializes (an atomic load, about a thousand a
+// second for the second or so an epoch takes), and not at all otherwise:
+// the queued restart forks within about a millisecond of the flag clearing.
+
+// Polling periods of the gate.
+const (
+	initPoll        = time.Millisecond      // the flag word, while an epoch initializes
+	mapsPoll        = 10 * time.Millisecond // /proc/PID/maps, until the epoch maps the region
+	mappedGrace     = 2 * time.Millisecond  // mapped and still clear this long: attached and done
+	discoverPollMax = 100 * time.Millisecond
+)
+
+// initGate holds the region once found; watchers of every epoch share it.
+type initGate struct {
+	discoverFor time.Duration // how long an epoch is searched for the region before it counts as not Envoy
+
+	mu     sync.Mutex
+	region *mappedRegion
+}
+
+// mappedRegion is Envoy's region, mapped read-write (to heal a wedged flag).
+type mappedRegion struct {
+	path string
+	envoyshm.Region
+}
+
+// known reports whether the region was found: the children are Envoy.
+func (g *initGate) known() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.region != nil
+}
+
+func (g *initGate) current() *mappedRegion {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.region
+}
+
+// find returns the region, mapping it from path if it is not mapped yet.
+func (g *initGate) find(path string) (*mappedRegion, error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.region != nil {
+		return g.region, nil
+	}
+	r, err := mapRegion(path)
+	if err != nil {
+		return nil, err
+	}
+	g.region = r
+	return r, nil
+}
+
+// mapRegion maps Envoy's region at path after checking that it has Envoy's
+// layout: its file size, size_ and version_ must be this platform's.
+func mapRegion(path string) (*mappedRegion, error) {
+	fd, err := unix.Open(path, unix.O_RDWR|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0)
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	defer unix.Close(fd)
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return nil, fmt.Errorf("stat %s: %w", path, err)
+	}
+	if st.Size != envoyshm.Size {
+		return nil, fmt.Errorf("%s is %d bytes, not Envoy's %d-byte hot restart version %s layout", path, st.Size, envoyshm.Size, envoyshm.VersionString(envoyshm.Version))
+	}
+	mem, err := unix.Mmap(fd, 0, envoyshm.Size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+	if err != nil {
+		return nil, fmt.Errorf("mmap %s: %w", path, err)
+	}
+	region, err := envoyshm.NewRegion(mem)
+	if err == nil {
+		err = region.Check(envoyshm.Version)
+	}
+	if err != nil {
+		err = fmt.Errorf("%s: size_ %d, version_ %d: not Envoy's hot restart version %s layout", path,
+			wordAt(mem, envoyshm.OffsetSize), wordAt(mem, envoyshm.OffsetVersion), envoyshm.VersionString(envoyshm.Version))
+		unix.Munmap(mem)
+		return nil, err
+	}
+	// The mapping lives as long as the restarter: nothing unmaps it.
+	return &mappedRegion{path: path, Region: region}, nil
+}
+
+func wordAt(mem []byte, off int) uint64 {
+	if len(mem) < off+8 {
+		return 0
+	}
+	var v uint64
+	for i := 7; i >= 0; i-- {
+		v = v<<8 | uint64(mem[off+i])
+	}
+	return v
+}
+
+// watchInit watches epoch (process pid) until it has cleared Envoy's
+// INITIALIZING flag, reporting InitStarted when it is seen holding it and
+// InitDone when it is done (or, with a warning, when the region's layout is
+// unknown). An epoch not found mapping the region within discoverFor while
+// the region is unknown is not Envoy: nothing is reported. baseID, when not
+// "", names the region too. It returns when ctx is done or the epoch is gone.
+func (g *initGate) watchInit(ctx context.Context, epoch, pid int, baseID string, report func(Event)) {
+	region, err := g.discover(ctx, pid, baseID)
+	if err != nil {
+		report(InitDone{Epoch: epoch, Warning: err.Error()})
+		return
+	}
+	if region == nil {
+		return
+	}
+	tick := time.NewTicker(initPoll)
+	defer tick.Stop()
+	seenSet := false
+	var mappedAt, lastMaps time.Time
+	for {
+		set := region.Initializing()
+		switch {
+		case set && !seenSet:
+			seenSet = true
+			report(InitStarted{Epoch: epoch})
+		case !set && seenSet:
+			report(InitDone{Epoch: epoch})
+			return
+		case !set && !mappedAt.IsZero() && time.Since(mappedAt) >= mappedGrace:
+			// Mapped, and the flag stayed clear: the epoch set and cleared it
+			// between two looks (Envoy sets it right after mapping).
+			report(InitDone{Epoch: epoch})
+			return
+		}
+		if time.Since(lastMaps) >= mapsPoll {
+			lastMaps = time.Now()
+			path, alive := regionInMaps(pid)
+			if !alive {
+				return
+			}
+			if !set && mappedAt.IsZero() && path == region.path {
+				mappedAt = lastMaps
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+// discover returns the region: already known, named by baseID, or found in
+// the maps of pid (or its children), polling with back-off for up to
+// discoverFor. It returns nil, nil for a child that is not Envoy.
+func (g *initGate) discover(ctx context.Context, pid int, baseID string) (*mappedRegion, error) {
+	if r := g.current(); r != nil {
+		return r, nil
+	}
+	if baseID != "" {
+		if id, err := strconv.ParseUint(baseID, 10, 32); err == nil {
+			if _, err := os.Stat(envoyshm.Path(uint32(id))); err == nil {
+				return g.find(envoyshm.Path(uint32(id)))
+			}
+		}
+	}
+	start := time.Now()
+	wait := initPoll
+	for {
+		path, alive := regionInMaps(pid)
+		switch {
+		case path != "":
+			return g.find(path)
+		case !alive || time.Since(start) > g.discoverFor:
+			return nil, nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil, nil
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, discoverPollMax)
+	}
+}
+
+// regionPrefix starts the path of every Envoy region in /proc/PID/maps.
+const regionPrefix = "/dev/shm/envoy_shared_memory_"
+
+// regionInMaps returns the path of the Envoy region pid (or a child or
+// grandchild of it: a start script that does not exec) has mapped, if any,
+// and whether pid is still running (a zombie has no mappings).
+func regionInMaps(pid int) (path string, alive bool) {
+	// First: forked (vfork: our own address space, our mapping of the
+	// region included) and not yet exec'd, nothing of the epoch is there
+	// yet. Checked before the maps are read, so they are the new image's.
+	if notExecedYet(pid) {
+		return "", true
+	}
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/maps")
+	if err != nil || len(b) == 0 {
+		// Empty maps: a zombie, or a process in the middle of an exec (the
+		// start script exec'ing Envoy); only the former is gone.
+		return "", processRunning(pid)
+	}
+	if p := regionIn(b); p != "" {
+		return p, true
+	}
+	for _, child := range childrenOf(pid) {
+		if b, err := os.ReadFile("/proc/" + strconv.Itoa(child) + "/maps"); err == nil {
+			if p := regionIn(b); p != "" {
+				return p, true
+			}
+		}
+		for _, grandchild := range childrenOf(child) {
+			if b, err := os.ReadFile("/proc/" + strconv.Itoa(grandchild) + "/maps"); err == nil {
+				if p := regionIn(b); p != "" {
+					return p, true
+				}
+			}
+		}
+	}
+	return "", true
+}
+
+// processRunning reports whether pid exists and is not a zombie.
+func processRunning(pid int) bool {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return false
+	}
+	i := bytes.LastIndexByte(b, ')')
+	return i >= 0 && i+2 < len(b) && b[i+2] != 'Z' && b[i+2] != 'X'
+}
+
+// selfExe is the restarter's own executable, as /proc shows it.
+var selfExe, _ = os.Readlink("/proc/self/exe")
+
+// notExecedYet reports whether pid still runs the restarter's executable:
+// a child between fork and exec.
+func notExecedYet(pid int) bool {
+	exe, err := os.Readlink("/proc/" + strconv.Itoa(pid) + "/exe")
+	return err == nil && exe == selfExe
+}
+
+// regionIn returns the first live Envoy region in a maps file's content.
+func regionIn(maps []byte) string {
+	sc := bufio.NewScanner(bytes.NewReader(maps))
+	sc.Buffer(make([]byte, 0, 4096), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		i := strings.Index(line, regionPrefix)
+		if i < 0 || strings.HasSuffix(line, " (deleted)") {
+			continue
+		}
+		return line[i:]
+	}
+	return ""
+}
+
+// childrenOf lists pid's children (every thread's), from /proc.
+func childrenOf(pid int) []int {
+	tasks, err := os.ReadDir("/proc/" + strconv.Itoa(pid) + "/task")
+	if err != nil {
+		return nil
+	}
+	var out []int
+	for _, t := range tasks {
+		b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/task/" + t.Name() + "/children")
+		if err != nil {
+			continue
+		}
+		for _, f := range strings.Fields(string(b)) {
+			if n, err := strconv.Atoi(f); err == nil {
+				out = append(out, n)
+			}
+		}
+	}
+	return out
+}
+
+// initializingNow reports whether pid (or a child of it) has mapped
+// Envoy's region, not known until now, and holds its INITIALIZING flag.
+// Once the region is known, the epochs' watchers tell.
+func (g *initGate) initializingNow(pid int) bool {
+	if g.known() {
+		return false
+	}
+	path, _ := regionInMaps(pid)
+	if path == "" {
+		return false
+	}
+	region, err := g.find(path)
+	if err != nil {
+		return false // the epoch's watcher reports the unknown layout
+	}
+	return region.Initializing()
+}
+
+// clearInit clears a flag left set by a dead epoch, and reports whether it
+// was set. Only the event loop calls it, when no epoch is starting.
+func (g *initGate) clearInit(baseID string) (bool, error) {
+	region := g.current()
+	if region == nil && baseID != "" {
+		id, err := strconv.ParseUint(baseID, 10, 32)
+		if err != nil {
+			return false, err
+		}
+		if region, err = g.find(envoyshm.Path(uint32(id))); err != nil {
+			if errors.Is(err, unix.ENOENT) {
+				return false, nil
+			}
+			return false, err
+		}
+	}
+	if region == nil || !region.Initializing() {
+		return false, nil
+	}
+	region.ClearInitializing()
+	return true, nil
+}

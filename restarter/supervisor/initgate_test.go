@@ -1,0 +1,236 @@
+package supervisor
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
+
+	"github.com/envoy-restarter/restarter/internal/envoyshm"
+)
+
+// envoyRegionFile creates, in /dev/shm, a region laid out as Envoy lays it
+// out (size_, version_, two pthread mutexes, flags_), with the given size_,
+// version_ and file length, under a base id no other test uses. It returns
+// the path and the base id; the file is removed when the test ends.
+func envoyRegionFile(t *testing.T, size, version uint64, length int) (string, string) {
+	t.Helper()
+	id := 1_000_000 + rand.Uint32N(400_000_000)
+	path := envoyshm.Path(id)
+	b := make([]byte, length)
+	if length >= 16 {
+		binary.LittleEndian.PutUint64(b[0:], size)
+		binary.LittleEndian.PutUint64(b[8:], version)
+	}
+	require.NoError(t, os.WriteFile(path, b, 0o600))
+	t.Cleanup(func() { os.Remove(path) })
+	return path, fmt.Sprint(id)
+}
+
+// mapForTest maps path in this process, as an Envoy epoch does: the test
+// process then plays the epoch, in its own /proc/self/maps (and is not
+// taken for a child of the restarter's that has not exec'd yet).
+func mapForTest(t *testing.T, path string) []byte {
+	t.Helper()
+	old := selfExe
+	selfExe = "/not/the/test/binary"
+	t.Cleanup(func() { selfExe = old })
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	require.NoError(t, err)
+	defer f.Close()
+	mem, err := unix.Mmap(int(f.Fd()), 0, envoyshm.Size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+	require.NoError(t, err)
+	t.Cleanup(func() { unix.Munmap(mem) })
+	return mem
+}
+
+func TestMapRegionChecksEnvoysLayout(t *testing.T) {
+	path, _ := envoyRegionFile(t, envoyshm.Size, envoyshm.Version, envoyshm.Size)
+	r, err := mapRegion(path)
+	require.NoError(t, err)
+	require.False(t, r.Initializing())
+
+	// The flag lives at flags_' offset: 16 + 2 * sizeof(pthread_mutex_t).
+	mem := mapForTest(t, path)
+	binary.LittleEndian.PutUint64(mem[16+2*envoyshm.PthreadMutexSize:], 1|1<<7)
+	require.True(t, r.Initializing())
+	r.ClearInitializing()
+	require.Equal(t, uint64(1<<7), binary.LittleEndian.Uint64(mem[envoyshm.OffsetFlags:]), "only bit 0 is cleared")
+
+	path, _ = envoyRegionFile(t, envoyshm.Size, 10, envoyshm.Size)
+	_, err = mapRegion(path)
+	require.ErrorContains(t, err, fmt.Sprintf("size_ %d, version_ 10: not Envoy's hot restart version 11.%d layout", envoyshm.Size, envoyshm.Size))
+
+	path, _ = envoyRegionFile(t, 32, envoyshm.Version, envoyshm.Size)
+	_, err = mapRegion(path)
+	require.ErrorContains(t, err, "size_ 32, version_ 11: not Envoy's")
+
+	path, _ = envoyRegionFile(t, 32, envoyshm.Version, 32) // fakeenvoy's old 32-byte region
+	_, err = mapRegion(path)
+	require.ErrorContains(t, err, fmt.Sprintf("is 32 bytes, not Envoy's %d-byte", envoyshm.Size))
+
+	_, err = mapRegion(filepath.Join(t.TempDir(), "missing"))
+	require.ErrorContains(t, err, "no such file")
+}
+
+func TestRegionInMaps(t *testing.T) {
+	maps := strings.Join([]string{
+		"55d0c0a00000-55d0c0a21000 r--p 00000000 08:01 1234 /usr/local/bin/envoy",
+		"7f0000000000-7f0000001000 rw-s 00000000 00:19 99 /dev/shm/envoy_shared_memory_70 (deleted)",
+		"7f0000001000-7f0000002000 rw-s 00000000 00:19 100 /dev/shm/envoy_shared_memory_0",
+		"7ffd00000000-7ffd00021000 rw-p 00000000 00:00 0 [stack]",
+	}, "\n")
+	require.Equal(t, "/dev/shm/envoy_shared_memory_0", regionIn([]byte(maps)))
+	require.Equal(t, "", regionIn([]byte("7f0000000000-7f0000001000 r--p 00000000 08:01 1 /lib/libc.so.6\n")))
+
+	path, _ := envoyRegionFile(t, envoyshm.Size, envoyshm.Version, envoyshm.Size)
+	mapForTest(t, path)
+	got, alive := regionInMaps(os.Getpid())
+	require.True(t, alive)
+	require.Equal(t, path, got)
+	_, alive = regionInMaps(1 << 30) // no such process
+	require.False(t, alive)
+}
+
+// events collects what a watcher reports.
+type events chan Event
+
+func (e events) report(ev Event) { e <- ev }
+
+func (e events) next(t *testing.T) Event {
+	t.Helper()
+	select {
+	case ev := <-e:
+		return ev
+	case <-time.After(10 * time.Second):
+		t.Fatal("no event from the watcher within 10s")
+		return nil
+	}
+}
+
+func TestWatchInitFollowsTheFlag(t *testing.T) {
+	// Given a region mapped by "the epoch" (this process), holding INITIALIZING,
+	path, _ := envoyRegionFile(t, envoyshm.Size, envoyshm.Version, envoyshm.Size)
+	mem := mapForTest(t, path)
+	flags := mem[envoyshm.OffsetFlags:]
+	binary.LittleEndian.PutUint64(flags, 1)
+	g := &initGate{discoverFor: 10 * time.Second}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	got := make(events, 4)
+	done := make(chan struct{})
+	go func() { defer close(done); g.watchInit(ctx, 3, os.Getpid(), "", got.report) }()
+
+	// the watcher finds it in /proc/PID/maps and reports the flag set,
+	require.Equal(t, InitStarted{Epoch: 3}, got.next(t))
+	require.True(t, g.known())
+
+	// and, once the epoch clears it, that it is done.
+	cleared := time.Now()
+	binary.LittleEndian.PutUint64(flags, 0)
+	require.Equal(t, InitDone{Epoch: 3}, got.next(t))
+	t.Logf("flag clear to InitDone: %v", time.Since(cleared))
+	<-done
+}
+
+func TestWatchInitEpochDoneBeforeItWasSeen(t *testing.T) {
+	// An epoch that mapped the region and already cleared the flag is done.
+	path, id := envoyRegionFile(t, envoyshm.Size, envoyshm.Version, envoyshm.Size)
+	mapForTest(t, path)
+	g := &initGate{discoverFor: 10 * time.Second}
+	got := make(events, 4)
+	g.watchInit(context.Background(), 1, os.Getpid(), id, got.report)
+	require.Equal(t, InitDone{Epoch: 1}, got.next(t))
+}
+
+func TestWatchInitUnknownLayoutWarns(t *testing.T) {
+	path, _ := envoyRegionFile(t, envoyshm.Size, 12, envoyshm.Size)
+	mapForTest(t, path)
+	g := &initGate{discoverFor: 10 * time.Second}
+	got := make(events, 4)
+	g.watchInit(context.Background(), 2, os.Getpid(), "", got.report)
+	ev := got.next(t).(InitDone)
+	require.Equal(t, 2, ev.Epoch)
+	require.Contains(t, ev.Warning, "version_ 12: not Envoy's hot restart version")
+	require.False(t, g.known())
+}
+
+func TestNotExecedYet(t *testing.T) {
+	// This process runs its own executable: it is what a child between
+	// fork and exec looks like, sharing the restarter's mappings.
+	require.True(t, notExecedYet(os.Getpid()))
+	sleep := exec.Command("sleep", "30")
+	require.NoError(t, sleep.Start())
+	defer func() { sleep.Process.Kill(); sleep.Wait() }()
+	require.False(t, notExecedYet(sleep.Process.Pid))
+}
+
+func TestWatchInitNotEnvoy(t *testing.T) {
+	// A process that maps no region is not Envoy: after discoverFor, nothing
+	// was reported.
+	sleep := exec.Command("sleep", "30")
+	require.NoError(t, sleep.Start())
+	defer func() { sleep.Process.Kill(); sleep.Wait() }()
+	g := &initGate{discoverFor: 50 * time.Millisecond}
+	got := make(events, 4)
+	g.watchInit(context.Background(), 0, sleep.Process.Pid, "", got.report)
+	require.Empty(t, got)
+	require.False(t, g.known())
+}
+
+func TestClearInitHealsTheWedge(t *testing.T) {
+	path, id := envoyRegionFile(t, envoyshm.Size, envoyshm.Version, envoyshm.Size)
+	mem := mapForTest(t, path)
+	binary.LittleEndian.PutUint64(mem[envoyshm.OffsetFlags:], 1)
+	g := &initGate{}
+
+	cleared, err := g.clearInit(id) // found from the base id
+	require.NoError(t, err)
+	require.True(t, cleared)
+	require.Zero(t, binary.LittleEndian.Uint64(mem[envoyshm.OffsetFlags:]))
+
+	cleared, err = g.clearInit(id)
+	require.NoError(t, err)
+	require.False(t, cleared, "nothing to clear")
+
+	cleared, err = (&initGate{}).clearInit("")
+	require.NoError(t, err)
+	require.False(t, cleared, "no region known")
+}
+
+func TestInitializingNowFindsTheRegionOnce(t *testing.T) {
+	// Given an epoch (this process) holding the flag, its region unknown,
+	path, _ := envoyRegionFile(t, envoyshm.Size, envoyshm.Version, envoyshm.Size)
+	mem := mapForTest(t, path)
+	binary.LittleEndian.PutUint64(mem[envoyshm.OffsetFlags:], 1)
+	g := &initGate{}
+
+	// a restart request looks and finds it initializing;
+	require.True(t, g.initializingNow(os.Getpid()))
+	require.True(t, g.known())
+	// once the region is known, the watchers tell, not this look.
+	require.False(t, g.initializingNow(os.Getpid()))
+}
+
+func TestProcessRunning(t *testing.T) {
+	require.True(t, processRunning(os.Getpid()))
+	// A child that exited and is not reaped yet is a zombie: gone.
+	child := exec.Command("true")
+	require.NoError(t, child.Start())
+	deadline := time.Now().Add(10 * time.Second)
+	for processRunning(child.Process.Pid) {
+		require.True(t, time.Now().Before(deadline), "child still running after 10s")
+		time.Sleep(time.Millisecond)
+	}
+	require.NoError(t, child.Wait())
+	require.False(t, processRunning(child.Process.Pid), "reaped")
+}
