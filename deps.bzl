@@ -2,6 +2,14 @@ load("@bazel_gazelle//:deps.bzl", "go_repository")
 
 def go_dependencies():
     go_repository(
+        name = "com_github_bazelbuild_rules_go",
+        build_file_generation = "clean",
+        build_file_proto_mode = "disable_global",
+        importpath = "github.com/bazelbuild/rules_go",
+        sum = "h1:apGSxTTrFUyLNvX9NQmF4CbntWAO0/S5eALeVgB/6Qk=",
+        version = "v0.60.0",
+    )
+    go_repository(
         name = "com_github_cncf_xds_go",
         build_file_generation = "clean",
         build_file_proto_mode = "disable_global",
@@ -66,12 +74,28 @@ def go_dependencies():
         version = "v5.1.0",
     )
     go_repository(
+        name = "com_github_gogo_protobuf",
+        build_file_generation = "clean",
+        build_file_proto_mode = "disable_global",
+        importpath = "github.com/gogo/protobuf",
+        sum = "h1:Ov1cvc58UF3b5XjBnZv7+opcTcQFZebYjWzi34vdm4Q=",
+        version = "v1.3.2",
+    )
+    go_repository(
+        name = "com_github_golang_mock",
+        build_file_generation = "clean",
+        build_file_proto_mode = "disable_global",
+        importpath = "github.com/golang/mock",
+        sum = "h1:YojYx61/OLFsiv6Rw1Z96LpldJIy31o+UHmwAUMJ6/U=",
+        version = "v1.7.0-rc.1",
+    )
+    go_repository(
         name = "com_github_golang_protobuf",
         build_file_generation = "clean",
         build_file_proto_mode = "disable_global",
         importpath = "github.com/golang/protobuf",
-        sum = "h1:KhyjKVUg7Usr/dYsdSqoFveMYd5ko72D+zANwlG1mmg=",
-        version = "v1.5.3",
+        sum = "h1:i7eJL8qZTpSEXOPTxNKhASYpMn+8e5Q6AdndVa1dWek=",
+        version = "v1.5.4",
     )
     go_repository(
         name = "com_github_google_go_cmp",
@@ -250,12 +274,28 @@ def go_dependencies():
         version = "v1.11.0",
     )
     go_repository(
+        name = "org_golang_google_genproto",
+        build_file_generation = "clean",
+        build_file_proto_mode = "disable_global",
+        importpath = "google.golang.org/genproto",
+        sum = "h1:387Y+JbxF52bmesc8kq1NyYIp33dnxCw6eiA7JMsTmw=",
+        version = "v0.0.0-20250115164207-1a7da9e5054f",
+    )
+    go_repository(
         name = "org_golang_google_genproto_googleapis_api",
         build_file_generation = "clean",
         build_file_proto_mode = "disable_global",
         importpath = "google.golang.org/genproto/googleapis/api",
         sum = "h1:97PfJ4tCxY5C7NzzgGqQEMZmXbISdvSArNNEOoUGKBg=",
         version = "v0.0.0-20260720211330-0afa2a65878a",
+    )
+    go_repository(
+        name = "org_golang_google_genproto_googleapis_bytestream",
+        build_file_generation = "clean",
+        build_file_proto_mode = "disable_global",
+        importpath = "google.golang.org/genproto/googleapis/bytestream",
+        sum = "h1:7FlucM2tFADtEDnIlDrR12KdRqV48B1GSTU1U6uKSiY=",
+        version = "v0.0.0-20251124214823-79d6a2a48846",
     )
     go_repository(
         name = "org_golang_google_genproto_googleapis_rpc",
@@ -274,12 +314,28 @@ def go_dependencies():
         version = "v1.84.0",
     )
     go_repository(
+        name = "org_golang_google_grpc_cmd_protoc_gen_go_grpc",
+        build_file_generation = "clean",
+        build_file_proto_mode = "disable_global",
+        importpath = "google.golang.org/grpc/cmd/protoc-gen-go-grpc",
+        sum = "h1:F29+wU6Ee6qgu9TddPgooOdaqsxTMunOoj8KA5yuS5A=",
+        version = "v1.5.1",
+    )
+    go_repository(
         name = "org_golang_google_protobuf",
         build_file_generation = "clean",
         build_file_proto_mode = "disable_global",
         importpath = "google.golang.org/protobuf",
         sum = "h1:pJOKDDOyeXErUroCihFAd5LQuwXBSpVnKGrj5o/fwxc=",
         version = "v1.36.12",
+    )
+    go_repository(
+        name = "org_golang_x_crypto",
+        build_file_generation = "clean",
+        build_file_proto_mode = "disable_global",
+        importpath = "golang.org/x/crypto",
+        sum = "h1:SHs+kF4LP+f+p14esP5jAoDpHU8Gu/v9lFRK6IT5imM=",
+        version = "v0.39.0",
     )
     go_repository(
         name = "org_golang_x_mod",

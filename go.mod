@@ -3,6 +3,7 @@ module github.com/envoy-restarter/restarter
 go 1.26.0
 
 require (
+	github.com/bazelbuild/rules_go v0.60.0
 	github.com/coreos/go-systemd/v22 v22.7.0
 	github.com/envoyproxy/go-control-plane/envoy v1.40.0
 	github.com/google/go-cmp v0.7.0

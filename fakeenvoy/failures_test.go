@@ -16,6 +16,7 @@ import (
 
 	"github.com/envoy-restarter/restarter/fakeenvoy/internal/hotrestart"
 	"github.com/envoy-restarter/restarter/internal/envoyshm"
+	"github.com/envoy-restarter/restarter/internal/fakeenvoytest"
 	"github.com/envoy-restarter/restarter/internal/proctest"
 )
 
@@ -92,9 +93,9 @@ func TestMissingParentSkippedStartsAfresh(t *testing.T) {
 	e0.Signal(syscall.SIGKILL)
 	e0.Wait(wait)
 
-	e1 := sb.start(1, "-c", cfg, "--skip-hot-restart-on-no-parent", "--fake-state-path", sb.path("s.json"))
+	e1 := sb.start(1, "-c", cfg, "--skip-hot-restart-on-no-parent", "--fake-state-path", sb.Path("s.json"))
 	e1.WaitLine(regexp.QuoteMeta("hot restart sendmsg() connection refused, falling back to regular restart"), 1, wait)
-	readState(t, sb.path("s.json"), 1)
+	readState(t, sb.Path("s.json"), 1)
 	e1.Signal(syscall.SIGINT)
 	assert.Equal(t, proctest.Exit{}, e1.Wait(wait))
 }
@@ -107,7 +108,7 @@ func TestDomainSocketInUse(t *testing.T) {
 	e0 := sb.startRunning(0, "-c", cfg)
 	again := sb.start(0, "-c", cfg)
 	assert.Equal(t, proctest.Exit{Code: 1}, again.Wait(wait))
-	assert.Equal(t, fmt.Sprintf("unable to bind domain socket with base_id=%d, id=0, errno=98 (see --base-id option)", uint64(sb.baseID)*10),
+	assert.Equal(t, fmt.Sprintf("unable to bind domain socket with base_id=%d, id=0, errno=98 (see --base-id option)", uint64(sb.BaseID)*10),
 		again.Output())
 	assert.True(t, e0.Alive())
 }
@@ -128,14 +129,15 @@ func TestHotRestartVersionMismatchAborts(t *testing.T) {
 // above epoch 0.
 func TestDynamicBaseID(t *testing.T) {
 	sb := newSandbox(t)
+	sb.RemoveRegionOf(sb.Path("base-id"))
 	cfg := sb.config("c.yaml", 0)
-	e0 := sb.startRaw("--restart-epoch", "0", "--use-dynamic-base-id", "--base-id-path", sb.path("base-id"),
-		"-c", cfg, "--fake-state-path", sb.path("s.json"))
-	st := readState(t, sb.path("s.json"), 0)
-	b, err := os.ReadFile(sb.path("base-id"))
+	e0 := sb.startRaw("--restart-epoch", "0", "--use-dynamic-base-id", "--base-id-path", sb.Path("base-id"),
+		"-c", cfg, "--fake-state-path", sb.Path("s.json"))
+	st := readState(t, sb.Path("s.json"), 0)
+	b, err := os.ReadFile(sb.Path("base-id"))
 	require.NoError(t, err)
 	assert.Equal(t, strconv.FormatUint(uint64(st.BaseID), 10), string(b))
-	dynamic := &sandbox{t: t, dir: sb.dir, baseID: st.BaseID}
+	dynamic := &sandbox{Sandbox: &fakeenvoytest.Sandbox{Dir: sb.Dir, BaseID: st.BaseID}, t: t}
 
 	e1 := sb.startRaw("--restart-epoch", "1", "--use-dynamic-base-id", "-c", cfg)
 	assert.Equal(t, proctest.Exit{Code: 1}, e1.Wait(wait))
@@ -145,16 +147,15 @@ func TestDynamicBaseID(t *testing.T) {
 	assert.Equal(t, proctest.Exit{}, e0.Wait(wait))
 	assert.Empty(t, dynamic.leftovers())
 	assert.True(t, hotrestart.RegionExists(st.BaseID), "the region stays, as Envoy's does")
-	_ = os.Remove(envoyshm.Path(st.BaseID))
 }
 
 // --mode validate checks the config and touches no hot restart state.
 func TestValidateMode(t *testing.T) {
 	sb := newSandbox(t)
 	good := sb.config("good.yaml", 0)
-	bad := sb.path("bad.yaml")
+	bad := sb.Path("bad.yaml")
 	require.NoError(t, os.WriteFile(bad, []byte("admin: {bogus: 1}\n"), 0o644))
-	base := strconv.FormatUint(uint64(sb.baseID), 10)
+	base := strconv.FormatUint(uint64(sb.BaseID), 10)
 
 	ok := sb.startRaw("--mode", "validate", "-c", good, "--base-id", base)
 	assert.Equal(t, proctest.Exit{}, ok.Wait(wait))
@@ -163,7 +164,7 @@ func TestValidateMode(t *testing.T) {
 	assert.Equal(t, proctest.Exit{Code: 1}, failed.Wait(wait))
 	assert.Contains(t, failed.Output(), "error initializing configuration '"+bad+"'")
 	assert.Empty(t, sb.leftovers())
-	assert.False(t, hotrestart.RegionExists(sb.baseID))
+	assert.False(t, hotrestart.RegionExists(sb.BaseID))
 }
 
 func TestHotRestartVersionFlag(t *testing.T) {
@@ -196,7 +197,7 @@ func TestValidateModeAcceptsEnvoysIntegrationBootstraps(t *testing.T) {
 	for _, f := range append(files, "../examples/fakeenvoy.yaml") {
 		abs, err := filepath.Abs(f)
 		require.NoError(t, err)
-		p := sb.startRaw("--mode", "validate", "-c", abs, "--base-id", strconv.FormatUint(uint64(sb.baseID), 10))
+		p := sb.startRaw("--mode", "validate", "-c", abs, "--base-id", strconv.FormatUint(uint64(sb.BaseID), 10))
 		assert.Equal(t, proctest.Exit{}, p.Wait(wait), "%s:\n%s", f, p.Output())
 		assert.Contains(t, p.Output(), "configuration '"+abs+"' OK")
 	}

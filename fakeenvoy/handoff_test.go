@@ -22,8 +22,8 @@ import (
 // of the sandbox is left behind.
 func TestHandOffUnderLoadLosesNothing(t *testing.T) {
 	sb := newSandbox(t)
-	e0 := sb.start(0, "-c", sb.config("e0.yaml", 0), "--fake-state-path", sb.path("state.json"))
-	st0 := readState(t, sb.path("state.json"), 0)
+	e0 := sb.start(0, "-c", sb.config("e0.yaml", 0), "--fake-state-path", sb.Path("state.json"))
+	st0 := readState(t, sb.Path("state.json"), 0)
 	e0.WaitLine(startedLine, 1, wait)
 	_, port, err := net.SplitHostPort(st0.Listeners["web"])
 	require.NoError(t, err)
@@ -32,7 +32,7 @@ func TestHandOffUnderLoadLosesNothing(t *testing.T) {
 	l := fakeenvoytest.StartLoad(t, st0.Listeners["web"], 8)
 	proctest.WaitFor(t, wait, "load on epoch 0", func() bool { return len(l.Answered()) > 50 })
 
-	e1 := sb.start(1, "-c", sb.config("e1.yaml", p), "--fake-state-path", sb.path("state.json"),
+	e1 := sb.start(1, "-c", sb.config("e1.yaml", p), "--fake-state-path", sb.Path("state.json"),
 		"--fake-drain-time", "200ms", "--fake-parent-shutdown-time", "500ms")
 	e1.WaitLine(regexp.QuoteMeta("listener 'web' on "+st0.Listeners["web"]+" (from parent)"), 1, wait)
 	e0.WaitLine("shutting down admin due to child startup", 1, wait)
@@ -46,12 +46,12 @@ func TestHandOffUnderLoadLosesNothing(t *testing.T) {
 
 	assert.Empty(t, l.Failed(), "refused or reset requests during the hand-off")
 	assert.Positive(t, l.Served(0))
-	st1 := readState(t, sb.path("state.json"), 1)
+	st1 := readState(t, sb.Path("state.json"), 1)
 	assert.Equal(t, st0.Listeners["web"], st1.Listeners["web"], "the same socket, the same address")
 
 	e1.Signal(syscall.SIGTERM)
 	assert.Equal(t, proctest.Exit{}, e1.Wait(wait))
-	assertAccessLogOnce(t, []string{sb.path("access.log")}, len(l.Answered()))
+	assertAccessLogOnce(t, []string{sb.Path("access.log")}, len(l.Answered()))
 	assert.Empty(t, sb.leftovers(), "sockets or shared memory left after the last epoch")
 }
 

@@ -144,11 +144,11 @@ func TestHotRestartThroughEachListenerKind(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			sb := newSandbox(t)
 			write := func(file, doc string) string {
-				require.NoError(t, os.WriteFile(sb.path(file), []byte(doc), 0o644))
-				return sb.path(file)
+				require.NoError(t, os.WriteFile(sb.Path(file), []byte(doc), 0o644))
+				return sb.Path(file)
 			}
-			e0 := sb.start(0, "-c", write("e0.yaml", listenerDoc(addresses(sb.dir))), "--fake-state-path", sb.path("state0.json"))
-			st0 := readState(t, sb.path("state0.json"), 0)
+			e0 := sb.start(0, "-c", write("e0.yaml", listenerDoc(addresses(sb.Dir))), "--fake-state-path", sb.Path("state0.json"))
+			st0 := readState(t, sb.Path("state0.json"), 0)
 			before := listeners(t, st0.AdminAddress)
 			require.Len(t, before, 1)
 			all := append([]protoAddress{before[0].LocalAddress}, before[0].Additional...)
@@ -169,13 +169,13 @@ func TestHotRestartThroughEachListenerKind(t *testing.T) {
 			} else if a := all[0]; a.SocketAddress != nil {
 				doc += "    enable_reuse_port: false\n"
 			}
-			e1 := sb.start(1, "-c", write("e1.yaml", listenerDoc(doc)), "--fake-state-path", sb.path("state1.json"),
+			e1 := sb.start(1, "-c", write("e1.yaml", listenerDoc(doc)), "--fake-state-path", sb.Path("state1.json"),
 				"--fake-drain-time", "200ms", "--parent-shutdown-time-s", "600")
 			for _, a := range all {
 				_, target := a.dialTarget()
 				e1.WaitLine(regexp.QuoteMeta("listener 'kinds' on "+target+" (from parent)"), 1, wait)
 			}
-			st1 := readState(t, sb.path("state1.json"), 1)
+			st1 := readState(t, sb.Path("state1.json"), 1)
 			e0.WaitLine("closing and draining listeners", 1, wait)
 			assert.Equal(t, before, listeners(t, st1.AdminAddress), "/listeners?format=json before and after")
 			for _, a := range all {
@@ -201,9 +201,9 @@ func TestHotRestartThroughEachListenerKind(t *testing.T) {
 func TestAddressMismatchBindsAFreshSocket(t *testing.T) {
 	sb := newSandbox(t)
 	doc := listenerDoc("    address: " + socketAddress("127.0.0.1:0") + "\n")
-	require.NoError(t, os.WriteFile(sb.path("c.yaml"), []byte(doc), 0o644))
-	e0 := sb.startRunning(0, "-c", sb.path("c.yaml"))
-	e1 := sb.start(1, "-c", sb.path("c.yaml"), "--parent-shutdown-time-s", "600")
+	require.NoError(t, os.WriteFile(sb.Path("c.yaml"), []byte(doc), 0o644))
+	e0 := sb.startRunning(0, "-c", sb.Path("c.yaml"))
+	e1 := sb.start(1, "-c", sb.Path("c.yaml"), "--parent-shutdown-time-s", "600")
 	e1.WaitLine(`listener 'kinds' on 127\.0\.0\.1:\d+ \(bound\)`, 1, wait)
 	e0.WaitLine("closing and draining listeners", 1, wait)
 	e1.Signal(syscall.SIGTERM)

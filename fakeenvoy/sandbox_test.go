@@ -2,9 +2,7 @@ package main
 
 import (
 	"encoding/json"
-	"math/rand/v2"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -17,41 +15,31 @@ import (
 	"github.com/envoy-restarter/restarter/internal/proctest"
 )
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	proctest.Cleanup()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { proctest.Main(m) }
 
 const wait = proctest.Timeout
 
-// sandbox is one scenario's private world: a temp dir, a base id of its
-// own (so its domain sockets and shared memory collide with nobody's) and
-// kernel-chosen loopback ports.
+// sandbox is fakeenvoytest's sandbox (a temp dir, a base id of its own, so
+// its domain sockets and shared memory collide with nobody's) running
+// fakeenvoy directly, with kernel-chosen loopback ports.
 type sandbox struct {
+	*fakeenvoytest.Sandbox
 	t         *testing.T
-	dir       string
-	baseID    uint32
 	fakeenvoy string
 }
 
 func newSandbox(t *testing.T) *sandbox {
 	t.Helper()
 	t.Parallel()
-	sb := &sandbox{t: t, dir: t.TempDir(), baseID: 200_000_000 + rand.Uint32N(60_000_000), fakeenvoy: proctest.Binary(t, "fakeenvoy")}
-	t.Cleanup(func() { _ = os.Remove(envoyshm.Path(sb.baseID)) })
-	return sb
+	return &sandbox{Sandbox: fakeenvoytest.NewSandbox(t), t: t, fakeenvoy: proctest.Binary(t, "fakeenvoy")}
 }
-
-func (sb *sandbox) path(name string) string { return filepath.Join(sb.dir, name) }
 
 // config writes a bootstrap with one listener on port (0: kernel's choice)
 // logging to access.log, and an admin on a kernel-chosen port.
 func (sb *sandbox) config(name string, port int) string {
 	sb.t.Helper()
-	doc := fakeenvoytest.Bootstrap{Port: port, Listener: "web", Body: "hello\n", AccessLog: sb.path("access.log")}.YAML()
-	p := sb.path(name)
-	if err := os.WriteFile(p, []byte(doc), 0o644); err != nil {
+	p, err := sb.WriteBootstrap(name, fakeenvoytest.Bootstrap{Port: port, Listener: "web", Body: "hello\n", AccessLog: sb.Path("access.log")})
+	if err != nil {
 		sb.t.Fatal(err)
 	}
 	return p
@@ -60,7 +48,7 @@ func (sb *sandbox) config(name string, port int) string {
 // start runs fakeenvoy at epoch with the sandbox's base id and args.
 func (sb *sandbox) start(epoch int, args ...string) *proctest.Proc {
 	sb.t.Helper()
-	full := append([]string{"--restart-epoch", strconv.Itoa(epoch), "--base-id", strconv.FormatUint(uint64(sb.baseID), 10)}, args...)
+	full := append([]string{"--restart-epoch", strconv.Itoa(epoch), "--base-id", strconv.FormatUint(uint64(sb.BaseID), 10)}, args...)
 	return sb.startRaw(full...)
 }
 
@@ -79,7 +67,7 @@ func (sb *sandbox) startRunning(epoch int, args ...string) *proctest.Proc {
 
 func (sb *sandbox) startRaw(args ...string) *proctest.Proc {
 	sb.t.Helper()
-	return proctest.Start(sb.t, proctest.Options{Dir: sb.dir}, sb.fakeenvoy, args...)
+	return proctest.Start(sb.t, proctest.Options{Dir: sb.Dir}, sb.fakeenvoy, args...)
 }
 
 // readState waits for the state file to say the epoch is LIVE.
@@ -103,7 +91,7 @@ func readState(t *testing.T, path string, epoch uint32) server.State {
 // program would, and reads INITIALIZING where Envoy keeps it.
 func (sb *sandbox) initializingFlag() bool {
 	sb.t.Helper()
-	f, err := os.Open(envoyshm.Path(sb.baseID))
+	f, err := os.Open(envoyshm.Path(sb.BaseID))
 	if err != nil {
 		sb.t.Fatal(err)
 	}
@@ -139,7 +127,7 @@ func (sb *sandbox) leftovers() []string {
 		}
 		id := f[7][strings.LastIndex(f[7], "_")+1:]
 		n, _ := strconv.ParseUint(id, 10, 64)
-		if n/10 == uint64(sb.baseID) {
+		if n/10 == uint64(sb.BaseID) {
 			out = append(out, f[7])
 		}
 	}

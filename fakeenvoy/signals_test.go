@@ -73,20 +73,20 @@ func TestFakeIgnoreSIGTERM(t *testing.T) {
 // line is lost or duplicated across the two files.
 func TestSIGUSR1ReopensLogsWithoutLosingLines(t *testing.T) {
 	sb := newSandbox(t)
-	logPath := sb.path("envoy.log")
-	e0 := sb.start(0, "-c", sb.config("c.yaml", 0), "--log-path", logPath, "--fake-state-path", sb.path("s.json"))
-	st := readState(t, sb.path("s.json"), 0)
+	logPath := sb.Path("envoy.log")
+	e0 := sb.start(0, "-c", sb.config("c.yaml", 0), "--log-path", logPath, "--fake-state-path", sb.Path("s.json"))
+	st := readState(t, sb.Path("s.json"), 0)
 	url := "http://" + st.Listeners["web"] + "/"
 
 	l := fakeenvoytest.StartLoad(t, st.Listeners["web"], 4)
 	proctest.WaitFor(t, wait, "load", func() bool { return len(l.Answered()) > 30 })
-	require.NoError(t, os.Rename(sb.path("access.log"), sb.path("access.log.1")))
+	require.NoError(t, os.Rename(sb.Path("access.log"), sb.Path("access.log.1")))
 	require.NoError(t, os.Rename(logPath, logPath+".1"))
 	e0.Signal(syscall.SIGUSR1)
 	// The message goes to the old file, then the files are reopened.
 	proctest.WaitFor(t, wait, "the reopened logs", func() bool {
 		_, errLog := os.Stat(logPath)
-		_, errAccess := os.Stat(sb.path("access.log"))
+		_, errAccess := os.Stat(sb.Path("access.log"))
 		return errLog == nil && errAccess == nil
 	})
 	before := len(l.Answered())
@@ -98,7 +98,7 @@ func TestSIGUSR1ReopensLogsWithoutLosingLines(t *testing.T) {
 
 	e0.Signal(syscall.SIGTERM)
 	assert.Equal(t, proctest.Exit{}, e0.Wait(wait))
-	assertAccessLogOnce(t, []string{sb.path("access.log.1"), sb.path("access.log")}, len(l.Answered())+1)
+	assertAccessLogOnce(t, []string{sb.Path("access.log.1"), sb.Path("access.log")}, len(l.Answered())+1)
 	old, err := os.ReadFile(logPath + ".1")
 	require.NoError(t, err)
 	assert.Contains(t, string(old), "caught SIGUSR1. Reopening access logs.")
@@ -110,9 +110,9 @@ func TestSIGUSR1ReopensLogsWithoutLosingLines(t *testing.T) {
 // The admin endpoints answer as Envoy's do, and /quitquitquit exits 0.
 func TestAdminEndpoints(t *testing.T) {
 	sb := newSandbox(t)
-	e0 := sb.start(0, "-c", sb.config("c.yaml", 0), "--fake-state-path", sb.path("s.json"),
-		"--fake-exec-timestamp-path", sb.path("exec-ts"), "--service-cluster", "demo")
-	st := readState(t, sb.path("s.json"), 0)
+	e0 := sb.start(0, "-c", sb.config("c.yaml", 0), "--fake-state-path", sb.Path("s.json"),
+		"--fake-exec-timestamp-path", sb.Path("exec-ts"), "--service-cluster", "demo")
+	st := readState(t, sb.Path("s.json"), 0)
 	admin := "http://" + st.AdminAddress
 
 	code, body := get(t, admin+"/ready")
@@ -137,14 +137,14 @@ func TestAdminEndpoints(t *testing.T) {
 	require.NoError(t, json.Unmarshal([]byte(body), &info))
 	assert.Equal(t, "LIVE", info.State)
 	assert.Equal(t, st.PID, info.PID)
-	assert.Equal(t, sb.baseID, info.CommandLineOptions.BaseID)
+	assert.Equal(t, sb.BaseID, info.CommandLineOptions.BaseID)
 	assert.Equal(t, "demo", info.CommandLineOptions.ServiceCluster)
 
 	code, body = do(t, http.MethodGet, "http://"+st.Listeners["web"]+"/x", "id-1")
 	assert.Equal(t, 200, code)
 	assert.Equal(t, "hello\nfakeenvoy epoch=0 pid="+strconv.Itoa(st.PID)+"\n", body)
 
-	ts, err := os.ReadFile(sb.path("exec-ts"))
+	ts, err := os.ReadFile(sb.Path("exec-ts"))
 	require.NoError(t, err)
 	_, err = strconv.ParseInt(string(ts), 10, 64)
 	assert.NoError(t, err)
@@ -161,10 +161,10 @@ func TestAdminEndpoints(t *testing.T) {
 // from --socket-mode) and are removed on a clean exit.
 func TestPathSocketsAreRemovedOnExit(t *testing.T) {
 	sb := newSandbox(t)
-	prefix := filepath.Join(sb.dir, "hr")
+	prefix := filepath.Join(sb.Dir, "hr")
 	cfg := sb.config("c.yaml", 0)
 	e0 := sb.startRunning(0, "-c", cfg, "--socket-path", prefix, "--socket-mode", "640")
-	child := prefix + "_child_" + strconv.FormatUint(uint64(sb.baseID)*10, 10)
+	child := prefix + "_child_" + strconv.FormatUint(uint64(sb.BaseID)*10, 10)
 	fi, err := os.Stat(child)
 	require.NoError(t, err)
 	assert.Equal(t, os.FileMode(0o640), fi.Mode().Perm())

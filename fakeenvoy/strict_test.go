@@ -68,8 +68,8 @@ func rawGet(t *testing.T, addr, path, proto string) string {
 // default, and its HTTP/1.1 replies are chunked.
 func TestAdminRefusesHTTP10AndChunksReplies(t *testing.T) {
 	sb := newSandbox(t)
-	sb.startRunning(0, "-c", sb.config("c.yaml", 0), "--admin-address-path", sb.path("admin"))
-	b, err := os.ReadFile(sb.path("admin"))
+	sb.startRunning(0, "-c", sb.config("c.yaml", 0), "--admin-address-path", sb.Path("admin"))
+	b, err := os.ReadFile(sb.Path("admin"))
 	require.NoError(t, err)
 	admin := string(b)
 	assert.Regexp(t, `^127\.0\.0\.1:[0-9]+$`, admin, "ip:port, no newline")
@@ -92,9 +92,9 @@ func TestAdminRefusesHTTP10AndChunksReplies(t *testing.T) {
 func TestAdminStats(t *testing.T) {
 	sb := newSandbox(t)
 	cfg := sb.config("c.yaml", 0)
-	e0 := sb.startRunning(0, "-c", cfg, "--admin-address-path", sb.path("admin0"), "--fake-parent-shutdown-time", "1h")
-	e1 := sb.startRunning(1, "-c", cfg, "--admin-address-path", sb.path("admin1"), "--fake-parent-shutdown-time", "1h")
-	b, err := os.ReadFile(sb.path("admin1"))
+	e0 := sb.startRunning(0, "-c", cfg, "--admin-address-path", sb.Path("admin0"), "--fake-parent-shutdown-time", "1h")
+	e1 := sb.startRunning(1, "-c", cfg, "--admin-address-path", sb.Path("admin1"), "--fake-parent-shutdown-time", "1h")
+	b, err := os.ReadFile(sb.Path("admin1"))
 	require.NoError(t, err)
 	admin := "http://" + string(b)
 
@@ -179,7 +179,7 @@ func TestDeadParentAbortsChildAtShutdown(t *testing.T) {
 func TestDeadGrandparentAbortsParentAtShutdownAdmin(t *testing.T) {
 	sb := newSandbox(t)
 	e1 := orphanedChild(sb, "1h")
-	sb.start(2, "-c", sb.path("c.yaml")) // blocks for the reply that never comes, as Envoy's child would
+	sb.start(2, "-c", sb.Path("c.yaml")) // blocks for the reply that never comes, as Envoy's child would
 	assertAbortedAfterRetries(t, e1)
 	assert.Regexp(t, `(?s)shutting down admin due to child startup.*terminating parent process.*`+
 		regexp.QuoteMeta("hot restart sendmsg() failed: returned -1, errno 111"), e1.Output())
@@ -193,11 +193,11 @@ func TestLateFailureAfterShutdownAdmin(t *testing.T) {
 	sb := newSandbox(t)
 	cfg := sb.config("c.yaml", 0)
 	e0 := sb.startRunning(0, "-c", cfg, "--fake-parent-shutdown-time", "1h")
-	e1 := sb.startRunning(1, "-c", cfg, "--fake-parent-shutdown-time", "1h", "--fake-state-path", sb.path("s1.json"))
-	st1 := readState(t, sb.path("s1.json"), 1)
+	e1 := sb.startRunning(1, "-c", cfg, "--fake-parent-shutdown-time", "1h", "--fake-state-path", sb.Path("s1.json"))
+	st1 := readState(t, sb.Path("s1.json"), 1)
 
-	bad := sb.path("bad.yaml")
-	missing := sb.path("no/such/dir/access.log")
+	bad := sb.Path("bad.yaml")
+	missing := sb.Path("no/such/dir/access.log")
 	require.NoError(t, os.WriteFile(bad, []byte(fakeenvoytest.Bootstrap{Listener: "web", Body: "x", AccessLog: missing}.YAML()), 0o644))
 	e2 := sb.start(2, "-c", bad)
 	assert.Equal(t, proctest.Exit{Code: 1}, e2.Wait(wait))
@@ -231,7 +231,7 @@ func TestEnvoysMessages(t *testing.T) {
 	e1.Signal(syscall.SIGTERM)
 	assert.Equal(t, proctest.Exit{}, e1.Wait(wait))
 
-	base := strconv.FormatUint(uint64(sb.baseID), 10)
+	base := strconv.FormatUint(uint64(sb.BaseID), 10)
 	assert.Regexp(t, `\] initializing epoch 0 \(base id=`+base+`, hot restart version=11\.[0-9]+\)\n`, e0.Output(), "no trailing period")
 	assert.Regexp(t, `(?s)shutting down due to child request\n.*caught ENVOY_SIGTERM\n.*shutting down server instance\n.*main dispatch loop exited\n.*exiting$`, e0.Output())
 	assert.Regexp(t, `(?s)\[warning\]\[main\] .* caught ENVOY_SIGTERM\n.*shutting down server instance\n.*main dispatch loop exited\n.*exiting$`, e1.Output())
@@ -242,7 +242,7 @@ func TestEnvoysMessages(t *testing.T) {
 func TestValidateOutput(t *testing.T) {
 	sb := newSandbox(t)
 	good := sb.config("good.yaml", 0)
-	bad := sb.path("bad.yaml")
+	bad := sb.Path("bad.yaml")
 	require.NoError(t, os.WriteFile(bad, []byte("admin: {bogus: 1}\n"), 0o644))
 	stdout, stderr, code := runSplit(t, sb.fakeenvoy, "--mode", "validate", "-c", good)
 	assert.Equal(t, 0, code)
@@ -287,7 +287,7 @@ func TestBindErrorAndUDPSockets(t *testing.T) {
 	sb := newSandbox(t)
 	cfg := sb.config("c.yaml", 0)
 	sb.startRunning(0, "-c", cfg)
-	scaled := uint64(sb.baseID) * 10
+	scaled := uint64(sb.BaseID) * 10
 	for _, role := range []string{"child", "parent", "udp_child", "udp_parent"} {
 		assert.Contains(t, sb.leftovers(), fmt.Sprintf("@envoy_domain_socket_%s_%d", role, scaled))
 	}
@@ -301,8 +301,8 @@ func TestBindErrorAndUDPSockets(t *testing.T) {
 func TestParentClosesOpenConnectionsAtExit(t *testing.T) {
 	sb := newSandbox(t)
 	cfg := sb.config("c.yaml", 0)
-	e0 := sb.start(0, "-c", cfg, "--fake-state-path", sb.path("s0.json"))
-	st0 := readState(t, sb.path("s0.json"), 0)
+	e0 := sb.start(0, "-c", cfg, "--fake-state-path", sb.Path("s0.json"))
+	st0 := readState(t, sb.Path("s0.json"), 0)
 	e0.WaitLine(startedLine, 1, wait)
 	conn, err := net.DialTimeout("tcp", st0.Listeners["web"], wait)
 	require.NoError(t, err)
@@ -329,9 +329,9 @@ func TestParentClosesOpenConnectionsAtExit(t *testing.T) {
 // as the drain starts (gradual is unit-tested in internal/server).
 func TestImmediateDrainClosesAtOnce(t *testing.T) {
 	sb := newSandbox(t)
-	e0 := sb.start(0, "-c", sb.config("c.yaml", 0), "--fake-state-path", sb.path("s0.json"),
+	e0 := sb.start(0, "-c", sb.config("c.yaml", 0), "--fake-state-path", sb.Path("s0.json"),
 		"--drain-strategy", "immediate", "--fake-drain-time", "1h")
-	st0 := readState(t, sb.path("s0.json"), 0)
+	st0 := readState(t, sb.Path("s0.json"), 0)
 	e0.WaitLine(startedLine, 1, wait)
 	conn, err := net.DialTimeout("tcp", st0.Listeners["web"], wait)
 	require.NoError(t, err)

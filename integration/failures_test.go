@@ -21,7 +21,7 @@ func TestNewEpochWithBadConfig(t *testing.T) {
 	sb := newSandbox(t, `[ "$RESTART_EPOCH" -eq 0 ] || CONFIG="$DIR/broken.yaml"
 fakeenvoy --base-id "$BASE_ID"
 `)
-	broken := sb.path("broken.yaml")
+	broken := sb.Path("broken.yaml")
 	require.NoError(t, os.WriteFile(broken, []byte("static_resources:\n  clusters: []\n  bogus_field: 1\n"), 0o644))
 	r := sb.start()
 	e0, _ := sb.waitLive(0)

@@ -101,7 +101,7 @@ func TestKeepServingWhenAHotRestartFails(t *testing.T) {
 	sb.fixConfig()
 
 	// when the new epoch is SIGKILLed while it initializes,
-	require.NoError(t, os.WriteFile(sb.path("slow"), nil, 0o644))
+	require.NoError(t, os.WriteFile(sb.Path("slow"), nil, 0o644))
 	forks++
 	pid, _, out := sb.killInitializing(forks)
 	require.Contains(t, out, "hot restart to epoch 1 failed: epoch 1 was killed with signal=9 before it was ready")
@@ -112,7 +112,7 @@ func TestKeepServingWhenAHotRestartFails(t *testing.T) {
 	code, out = attempt("readiness timeout")
 	require.Equal(t, 1, code)
 	require.Contains(t, out, "hot restart to epoch 1 failed: epoch 1 not ready within --ready-timeout=3s: Envoy's INITIALIZING flag is still set")
-	require.NoError(t, os.Remove(sb.path("slow")))
+	require.NoError(t, os.Remove(sb.Path("slow")))
 
 	// when the start script cannot be executed,
 	require.NoError(t, os.Chmod(sb.script, 0o644))
@@ -177,10 +177,10 @@ func TestWedgeOfAnEpochKilledInitializing(t *testing.T) {
 			// and a live epoch's death takes everything down)
 			r := sb.start("--init-gate", tc.gate, "--on-failed-restart", "keep", "--control-socket", sb.sock, "--ready-url", sb.readyURL())
 			sb.waitLive(0)
-			require.NoError(t, os.WriteFile(sb.path("slow"), nil, 0o644))
+			require.NoError(t, os.WriteFile(sb.Path("slow"), nil, 0o644))
 			_, code, _ := sb.killInitializing(2)
 			require.Equal(t, 1, code)
-			require.NoError(t, os.Remove(sb.path("slow")))
+			require.NoError(t, os.Remove(sb.Path("slow")))
 
 			// when a good reload follows,
 			code, out := sb.reload()

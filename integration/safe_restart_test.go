@@ -35,7 +35,7 @@ func newSafeSandbox(t *testing.T, body string) *safeSandbox {
 	sb := newSandbox(t, body)
 	sb.adminPort = proctest.FreePort(t)
 	sb.config = sb.writeConfig("envoy.yaml", sb.port)
-	return &safeSandbox{sandbox: sb, sock: sb.path("control.sock")}
+	return &safeSandbox{sandbox: sb, sock: sb.Path("control.sock")}
 }
 
 // waitReady waits until the restarter found epoch n ready (LIVE on its
@@ -97,6 +97,16 @@ func (sb *safeSandbox) waitIdle() supervisor.Status {
 		return s.Restart == nil && !s.Queued
 	})
 	return s
+}
+
+// waitBurstHandled waits, after a burst of SIGHUPs, until the restarter
+// handled one (a restarter still waiting for the CPU is idle too) and then
+// until it is idle, and returns that status. The first SIGHUP handled starts
+// a restart, and any other still pending is handled before it ends.
+func (sb *safeSandbox) waitBurstHandled() supervisor.Status {
+	sb.t.Helper()
+	sb.restarter.WaitLine(`got SIGHUP$`, 1, wait)
+	return sb.waitIdle()
 }
 
 // breakConfig makes the config invalid (an unknown field, which Envoy
@@ -179,21 +189,37 @@ func TestSIGHUPBurstIsCoalesced(t *testing.T) {
 	tick.Stop()
 
 	// then they become a few restarts, one after the other, and none fails.
-	s := sb.waitIdle()
+	s := sb.waitBurstHandled()
 	require.Equal(t, "running", s.Phase)
-	require.GreaterOrEqual(t, s.Counters.Restarts, 2)
+	// (At least one: signals pending at once are one for the kernel, so
+	// ten SIGHUPs sent while the restarter waits for the CPU may be one.)
+	require.GreaterOrEqual(t, s.Counters.Restarts, 1)
 	require.LessOrEqual(t, s.Counters.Restarts, 3, "10 SIGHUPs within one 300ms initialization coalesce")
+	require.LessOrEqual(t, s.Counters.Restarts, len(r.Lines(`got SIGHUP$`)), "restarts without a SIGHUP")
 	require.Zero(t, s.Counters.RestartsFailed)
 	require.Empty(t, r.Lines(`previous envoy process is still initializing`))
 	requireOneInitializingAtATime(t, r, 1)
+	requireGrandparentsTold(t, r.Output(), sb.forked())
 	last := s.LastRestart.Epoch
 	sb.waitReady(last)
 	waitServed(t, l, last)
 	l.Finish()
-	require.Empty(t, l.Failed())
+	requireNoRefusedConnection(t, l)
 	r.Signal(syscall.SIGTERM)
 	require.Equal(t, proctest.Exit{Code: 0}, r.Wait(wait))
 	sb.requireAllGone()
+}
+
+// requireNoRefusedConnection checks what Envoy guarantees to clients under
+// a burst of hot restarts: the listen socket passes from epoch to epoch, so
+// no connection is refused. It does not promise that every request is
+// answered: an epoch started right after its parent went live terminates
+// its grandparent at once, with the requests it still holds, before its
+// drain time is over (for no-loss restarts, see TestHotRestartUnderLoad).
+func requireNoRefusedConnection(t *testing.T, l *fakeenvoytest.Load) {
+	t.Helper()
+	require.Empty(t, l.Refused(), "refused connections")
+	t.Logf("%d requests answered, %d cut short by a terminated epoch", len(l.Answered()), len(l.Failed()))
 }
 
 // requireOneInitializingAtATime checks, from the restarter's log, that every
@@ -237,17 +263,22 @@ func TestSIGHUPStormWithReadinessGate(t *testing.T) {
 	}
 
 	// then the storm is coalesced and the service survives it: no failed
-	// restart, no failed request, no zombie, a clean exit on SIGTERM.
-	s := sb.waitIdle()
+	// restart, no refused connection, no zombie left, a clean exit on SIGTERM.
+	s := sb.waitBurstHandled()
 	require.Equal(t, "running", s.Phase)
 	require.Zero(t, s.Counters.RestartsFailed)
 	require.Empty(t, r.Lines(`previous envoy process is still initializing|Due to abnormal exit`))
 	requireOneInitializingAtATime(t, r, 1)
-	_, zombies := proctest.Children(r.PID())
-	require.Zero(t, zombies)
+	// (A child is a zombie for a moment between its exit and the reap: wait
+	// for the restarter to reap every one, rather than sample once.)
+	proctest.WaitFor(t, wait, "the restarter to reap every child that exited", func() bool {
+		_, zombies := proctest.Children(r.PID())
+		return zombies == 0
+	})
+	requireGrandparentsTold(t, r.Output(), sb.forked())
 	sb.waitReady(s.LastRestart.Epoch)
 	l.Finish()
-	require.Empty(t, l.Failed())
+	requireNoRefusedConnection(t, l)
 	r.Signal(syscall.SIGTERM)
 	require.Equal(t, proctest.Exit{Code: 0}, r.Wait(wait))
 	sb.requireAllGone()
@@ -259,7 +290,8 @@ func TestReloadExitCodes(t *testing.T) {
 	sb := newSafeSandbox(t, `if [ "$RESTART_EPOCH" = 2 ]; then set -- --fake-ready-delay 60s "$@"; fi
 fakeenvoy --base-id "$BASE_ID" "$@"
 `)
-	r := sb.startSafe("--ready-timeout", "1s")
+	// (5s: a healthy epoch must get ready within it on a busy machine.)
+	r := sb.startSafe("--ready-timeout", "5s")
 	sb.waitReady(0)
 
 	// a reload to a good config exits 0,
@@ -278,7 +310,7 @@ fakeenvoy --base-id "$BASE_ID" "$@"
 	sb.fixConfig()
 	code, out = sb.reload()
 	require.Equal(t, 1, code)
-	require.Equal(t, "restarter reload: hot restart to epoch 2 failed: epoch 2 not ready within --ready-timeout=1s: Envoy's INITIALIZING flag is still set; GET "+sb.readyURL()+": epoch 2 is INITIALIZING\n", out)
+	require.Equal(t, "restarter reload: hot restart to epoch 2 failed: epoch 2 not ready within --ready-timeout=5s: Envoy's INITIALIZING flag is still set; GET "+sb.readyURL()+": epoch 2 is INITIALIZING\n", out)
 	require.Equal(t, proctest.Exit{Code: 1}, r.Wait(wait))
 	r.WaitLine(abnormalRE, 1, wait)
 	sb.requireAllGone()
@@ -290,9 +322,10 @@ func TestBaseIDHandOffAcrossFiveRestarts(t *testing.T) {
 	// and the restarter handing the base id over,
 	sb := newSafeSandbox(t, "")
 	script, env := sb.startEnvoyScript()
-	baseIDPath := sb.path("base-id")
+	baseIDPath := sb.Path("base-id")
+	sb.RemoveRegionOf(baseIDPath)
 	env = append(env, "ENVOY_INOTIFY_MAX_USER_WATCHES=") // this scenario is not about the sysctl
-	r := proctest.Start(t, proctest.Options{Dir: sb.dir, Env: env}, proctest.Binary(t, "restarter"),
+	r := proctest.Start(t, proctest.Options{Dir: sb.Dir, Env: env}, proctest.Binary(t, "restarter"),
 		"--base-id-path", baseIDPath, "--ready-url", sb.readyURL(), script,
 		"--fake-drain-time", drainTime.String(), "--fake-parent-shutdown-time", parentShutdownTime.String())
 	sb.restarter = r
@@ -303,6 +336,12 @@ func TestBaseIDHandOffAcrossFiveRestarts(t *testing.T) {
 	require.Equal(t, id, info.Options.BaseID)
 	for n := 1; n <= 5; n++ {
 		r.WaitLine(`epoch `+strconv.Itoa(n-1)+` is ready`, 1, wait)
+		// Epoch n takes the domain socket ids of epoch n-3 (ids wrap at 3),
+		// which its child told to terminate but which may still be exiting:
+		// Envoy promises the telling, not the exit.
+		if n >= 3 {
+			sb.waitReaped(sb.forked()[n-3])
+		}
 		r.Signal(syscall.SIGHUP)
 		_, info := waitServing(t, sb.sandbox, n)
 

@@ -23,7 +23,8 @@ func TestExampleStartEnvoyScriptRunsUnchanged(t *testing.T) {
 	// fakeenvoy), the config in ENVOY_CONFIG and a dynamic base id file,
 	sb := newSandbox(t, "")
 	script, env := sb.startEnvoyScript()
-	baseIDPath := sb.path("base-id")
+	baseIDPath := sb.Path("base-id")
+	sb.RemoveRegionOf(baseIDPath)
 	watches, err := os.ReadFile("/proc/sys/fs/inotify/max_user_watches")
 	require.NoError(t, err)
 	env = append(env,
@@ -32,7 +33,7 @@ func TestExampleStartEnvoyScriptRunsUnchanged(t *testing.T) {
 		// not raise a host-wide limit.
 		"ENVOY_INOTIFY_MAX_USER_WATCHES="+strings.TrimSpace(string(watches)),
 	)
-	r := proctest.Start(t, proctest.Options{Dir: sb.dir, Env: env}, proctest.Binary(t, "restarter"),
+	r := proctest.Start(t, proctest.Options{Dir: sb.Dir, Env: env}, proctest.Binary(t, "restarter"),
 		script, "--fake-drain-time", drainTime.String(), "--fake-parent-shutdown-time", parentShutdownTime.String())
 	sb.restarter = r
 
@@ -71,10 +72,10 @@ func TestExampleStartEnvoyScriptRunsUnchanged(t *testing.T) {
 func (sb *sandbox) startEnvoyScript() (script string, env []string) {
 	sb.t.Helper()
 	script = proctest.Runfile(sb.t, "START_ENVOY_SH", "../examples/start_envoy.sh")
-	bin := sb.path("bin")
+	bin := sb.Path("bin")
 	require.NoError(sb.t, os.Mkdir(bin, 0o755))
 	require.NoError(sb.t, os.Symlink(sb.fakeenvoy, filepath.Join(bin, "envoy")))
-	sb.removeRegionOf(sb.path("base-id"))
+	sb.RemoveRegionOf(sb.Path("base-id"))
 	return script, []string{"PATH=" + bin + ":" + os.Getenv("PATH"), "ENVOY_CONFIG=" + sb.config}
 }
 

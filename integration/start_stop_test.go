@@ -14,6 +14,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/envoy-restarter/restarter/internal/envoyshm"
 	"github.com/envoy-restarter/restarter/internal/proctest"
 )
 
@@ -52,7 +53,7 @@ func testStartAndStop(t *testing.T, sig syscall.Signal, name string) {
 	r.WaitLine(`all children exited cleanly$`, 1, wait)
 	sb.requireAllGone()
 	require.Len(t, sb.forked(), 1)
-	_, err := os.Stat("/dev/shm/envoy_shared_memory_" + strconv.FormatUint(uint64(sb.baseID)*10, 10))
+	_, err := os.Stat(envoyshm.Path(sb.BaseID))
 	require.NoError(t, err, "the shared memory region stays, as Envoy leaves it (the sandbox removes it)")
 }
 

@@ -89,7 +89,9 @@ wait_for() {
 
 # free_port prints a loopback port nobody listens on, below the kernel's
 # ephemeral range (so no client connection takes it before fakeenvoy binds
-# it): a listener must keep its port across hot restarts.
+# it): a listener must keep its port across hot restarts. It skips the ports
+# the Go scenarios' sandboxes reserved (an abstract unix socket each, see
+# internal/proctest/ports.go).
 free_port() {
 	local low port hex
 	low=$(cut -f1 /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
@@ -97,7 +99,8 @@ free_port() {
 	while :; do
 		port=$((10000 + (RANDOM * 32768 + RANDOM) % (low - 10000)))
 		hex=$(printf '%04X' "$port")
-		if ! grep -q ":$hex 00000000:0000 0A" /proc/net/tcp 2>/dev/null; then
+		if ! grep -q ":$hex 00000000:0000 0A" /proc/net/tcp 2>/dev/null &&
+			! grep -q "@fakeenvoytest-port-$port\$" /proc/net/unix 2>/dev/null; then
 			echo "$port"
 			return
 		fi

@@ -17,11 +17,7 @@ import (
 	"github.com/envoy-restarter/restarter/internal/proctest"
 )
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	proctest.Cleanup()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { proctest.Main(m) }
 
 // childScript is a tiny stand-in for Envoy: it reports its epoch, arguments
 // and directory once its signal handlers are in place, logs USR1, and exits 0
@@ -69,6 +65,7 @@ func TestEpochsArgsAndEnvironment(t *testing.T) {
 	}
 	require.Empty(t, cmp.Diff(want, got))
 	r.WaitLine(`forking and execing new child process at epoch 2`, 1, wait)
+	r.WaitLine(forkedRE, 3, wait)
 	require.Len(t, r.Lines(`got SIGHUP`), 2)
 
 	// and SIGTERM ends every epoch and the restarter, exit 0.
@@ -115,6 +112,7 @@ func TestSIGUSR1IsForwardedToEveryChild(t *testing.T) {
 
 	r.WaitLine(`epoch 0 pid=\d+ got USR1`, 1, wait)
 	r.WaitLine(`epoch 1 pid=\d+ got USR1`, 1, wait)
+	r.WaitLine(forkedRE, 2, wait)
 	for _, pid := range forkedPIDs(r) {
 		r.WaitLine(`sending SIGUSR1 to PID=`+strconv.Itoa(pid), 1, wait)
 	}
@@ -166,6 +164,7 @@ func TestEpochKilledBySignalKillsTheOthers(t *testing.T) {
 	r.WaitLine(`child epoch=0 `, 1, wait)
 	r.Signal(syscall.SIGHUP)
 	r.WaitLine(`child epoch=1 `, 1, wait)
+	r.WaitLine(forkedRE, 2, wait) // the log is written off the event loop: it may trail the child's
 	pids := forkedPIDs(r)
 
 	require.NoError(t, syscall.Kill(pids[1], syscall.SIGSEGV))
@@ -251,6 +250,7 @@ func TestRestarterKilledLeavesNoChild(t *testing.T) {
 	r.WaitLine(`child epoch=0 `, 1, wait)
 	r.Signal(syscall.SIGHUP)
 	r.WaitLine(`child epoch=1 `, 1, wait)
+	r.WaitLine(forkedRE, 2, wait) // the log is written off the event loop: it may trail the child's
 	pids := forkedPIDs(r)
 
 	r.Signal(syscall.SIGKILL)

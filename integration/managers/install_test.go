@@ -26,11 +26,7 @@ import (
 
 const wait = proctest.Timeout
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	proctest.Cleanup()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { proctest.Main(m) }
 
 // examplesDir is the repository's examples/ directory (under Bazel, found
 // through the runfiles path of one of its files).

@@ -1,8 +1,10 @@
 package fakeenvoytest
 
 import (
+	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"sort"
 	"strconv"
@@ -24,6 +26,7 @@ type Load struct {
 	next     int
 	ok       []string // request ids answered 200
 	failures []string
+	refused  []string    // failures to connect
 	epochs   map[int]int // responses per epoch
 }
 
@@ -69,6 +72,9 @@ func (l *Load) get(client *http.Client, id string) {
 	defer l.mu.Unlock()
 	if err != nil {
 		l.failures = append(l.failures, id+": "+err.Error())
+		if op := (*net.OpError)(nil); errors.As(err, &op) && op.Op == "dial" {
+			l.refused = append(l.refused, id+": "+err.Error())
+		}
 		return
 	}
 	l.ok = append(l.ok, id)
@@ -100,6 +106,14 @@ func (l *Load) Answered() []string {
 	ids := append([]string(nil), l.ok...)
 	sort.Strings(ids)
 	return ids
+}
+
+// Refused returns the failed requests that got no connection (refused,
+// reset or timed out while connecting), with their errors.
+func (l *Load) Refused() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]string(nil), l.refused...)
 }
 
 // Failed returns every failed request with its error.

@@ -7,13 +7,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
-)
-
-var (
-	portsMu sync.Mutex
-	ports   = map[int]bool{}
 )
 
 // FreePort returns a loopback TCP port nobody listens on, for a listener
@@ -22,7 +16,11 @@ var (
 // or an admin port a readiness URL names. It is chosen below the kernel's
 // ephemeral range, so that no client connection of this or another test
 // takes it between the check and fakeenvoy's bind, and verified free by
-// binding it; a test binary never gets the same port twice.
+// binding it. It is reserved until the test ends by an abstract unix socket
+// named after the port, which every FreePort on the host checks and holds:
+// two tests, in this process or any other (parallel test binaries, Bazel's
+// --runs_per_test, another checkout's tests), never get the same port.
+// (integration/testlib.sh's free_port skips reserved ports too.)
 func FreePort(t testing.TB) int {
 	t.Helper()
 	low := 32768
@@ -33,19 +31,19 @@ func FreePort(t testing.TB) int {
 			}
 		}
 	}
-	portsMu.Lock()
-	defer portsMu.Unlock()
 	for range 1000 {
 		port := 10000 + rand.IntN(low-10000)
-		if ports[port] {
-			continue
+		reservation, err := net.Listen("unix", "@fakeenvoytest-port-"+strconv.Itoa(port))
+		if err != nil {
+			continue // another test's
 		}
 		ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
 		if err != nil {
+			reservation.Close()
 			continue
 		}
 		ln.Close()
-		ports[port] = true
+		t.Cleanup(func() { reservation.Close() })
 		return port
 	}
 	t.Fatal("no free loopback port below the ephemeral range")

@@ -8,7 +8,6 @@ package proctest
 import (
 	"bufio"
 	"bytes"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -21,6 +20,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/bazelbuild/rules_go/go/runfiles"
 )
 
 // Timeout bounds every wait in a scenario unless the test gives its own.
@@ -66,61 +67,35 @@ func Binary(t testing.TB, name string) string {
 	return out
 }
 
-// Cleanup removes the binaries Binary built; call it from TestMain after the
-// tests ran.
-func Cleanup() {
+// Main is the TestMain of a package whose tests use Binary: it runs the
+// tests, removes the binaries Binary built, and exits with the tests' code.
+//
+//	func TestMain(m *testing.M) { proctest.Main(m) }
+func Main(m *testing.M) {
+	code := m.Run()
 	if buildDir != "" {
 		os.RemoveAll(buildDir)
 	}
+	os.Exit(code)
 }
 
 // fromEnv resolves the runfiles path in the environment variable env, if
-// set; a path that cannot be resolved fails the test.
+// set (as $(rlocationpath ...) gives it, repository mapping included); a
+// path that cannot be resolved fails the test.
 func fromEnv(t testing.TB, env string) (string, bool) {
 	t.Helper()
 	p := os.Getenv(env)
 	if p == "" {
 		return "", false
 	}
-	path, err := runfile(p)
+	path, err := runfiles.Rlocation(p)
+	if err == nil {
+		_, err = os.Stat(path)
+	}
 	if err != nil {
-		t.Fatalf("%s=%s: %v", env, p, err)
+		t.Fatalf("%s=%s: not found in the runfiles: %v", env, p, err)
 	}
 	return path, true
-}
-
-// runfile resolves a Bazel runfiles path (as $(rlocationpath ...) gives) to a
-// file path; an absolute or existing path is returned as it is.
-func runfile(p string) (string, error) {
-	if filepath.IsAbs(p) {
-		return p, nil
-	}
-	if _, err := os.Stat(p); err == nil {
-		return filepath.Abs(p)
-	}
-	for _, root := range []string{os.Getenv("RUNFILES_DIR"), os.Getenv("TEST_SRCDIR")} {
-		if root == "" {
-			continue
-		}
-		if cand := filepath.Join(root, p); fileExists(cand) {
-			return cand, nil
-		}
-	}
-	if mf := os.Getenv("RUNFILES_MANIFEST_FILE"); mf != "" {
-		if b, err := os.ReadFile(mf); err == nil {
-			for _, line := range strings.Split(string(b), "\n") {
-				if k, v, ok := strings.Cut(line, " "); ok && k == p {
-					return v, nil
-				}
-			}
-		}
-	}
-	return "", errors.New("not found in runfiles")
-}
-
-func fileExists(p string) bool {
-	_, err := os.Stat(p)
-	return err == nil
 }
 
 // Proc is a running process whose stdout and stderr are recorded.
@@ -141,6 +116,10 @@ type Proc struct {
 type Options struct {
 	Dir string   // working directory; the test's temp dir when empty
 	Env []string // added to the test's environment
+	// Stdout, when set, receives the process's stdout and stderr instead of
+	// the recorder (a pipe or FIFO the test controls); Lines and WaitLine
+	// then see nothing.
+	Stdout *os.File
 }
 
 // Start starts path with args in its own process group, with Pdeathsig so it
@@ -155,19 +134,27 @@ func Start(t testing.TB, opts Options, path string, args ...string) *Proc {
 	}
 	cmd.Env = append(os.Environ(), opts.Env...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	pr, pw, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stdout, cmd.Stderr = pw, pw
 	p := &Proc{t: t, Cmd: cmd, name: filepath.Base(path), changed: make(chan struct{})}
-	if err := cmd.Start(); err != nil {
-		pr.Close()
+	if opts.Stdout != nil {
+		cmd.Stdout, cmd.Stderr = opts.Stdout, opts.Stdout
+		p.eof = true // nothing to record
+		if err := cmd.Start(); err != nil {
+			t.Fatalf("start %s: %v", path, err)
+		}
+	} else {
+		pr, pw, err := os.Pipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		cmd.Stdout, cmd.Stderr = pw, pw
+		if err := cmd.Start(); err != nil {
+			pr.Close()
+			pw.Close()
+			t.Fatalf("start %s: %v", path, err)
+		}
 		pw.Close()
-		t.Fatalf("start %s: %v", path, err)
+		go p.read(pr)
 	}
-	pw.Close()
-	go p.read(pr)
 	go func() {
 		cmd.Wait()
 		p.mu.Lock()

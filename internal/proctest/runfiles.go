@@ -1,6 +1,7 @@
 package proctest
 
 import (
+	"os"
 	"path/filepath"
 	"testing"
 )
@@ -17,7 +18,7 @@ func Runfile(t testing.TB, env, fallback string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !fileExists(path) {
+	if _, err := os.Stat(path); err != nil {
 		t.Fatalf("%s: not found (set %s to its runfiles path)", path, env)
 	}
 	return path

@@ -52,10 +52,11 @@ func (r *runner) runCheck(ctx context.Context, epoch int, env []string) CheckFin
 }
 
 // childEnv returns the environment of epoch's start script and helpers: the
-// restarter's own, with RESTART_EPOCH and, with --base-id-path,
-// ENVOY_BASE_ID_PATH and (for epochs after 0) ENVOY_BASE_ID.
+// restarter's own, less NOTIFY_SOCKET, with RESTART_EPOCH, RESTARTER_INSTANCE
+// and, with --base-id-path, ENVOY_BASE_ID_PATH and (for epochs after 0)
+// ENVOY_BASE_ID.
 func (r *runner) childEnv(epoch int) []string {
-	set := []string{"RESTART_EPOCH=" + strconv.Itoa(epoch)}
+	set := []string{"RESTART_EPOCH=" + strconv.Itoa(epoch), instanceEnv + "=" + r.instance}
 	if r.cfg.BaseIDPath != "" {
 		set = append(set, "ENVOY_BASE_ID_PATH="+r.cfg.BaseIDPath)
 		if epoch > 0 && r.baseID != "" {
@@ -66,7 +67,9 @@ func (r *runner) childEnv(epoch int) []string {
 	out := make([]string, 0, len(env)+len(set))
 	for _, kv := range env {
 		name, _, _ := strings.Cut(kv, "=")
-		if name == "RESTART_EPOCH" || (r.cfg.BaseIDPath != "" && (name == "ENVOY_BASE_ID" || name == "ENVOY_BASE_ID_PATH")) {
+		// NOTIFY_SOCKET is the restarter's: an epoch or helper that used it
+		// would speak for the restarter to the service manager.
+		if name == "RESTART_EPOCH" || name == "NOTIFY_SOCKET" || name == instanceEnv || (r.cfg.BaseIDPath != "" && (name == "ENVOY_BASE_ID" || name == "ENVOY_BASE_ID_PATH")) {
 			continue
 		}
 		out = append(out, kv)

@@ -96,17 +96,24 @@ const usageTail = `
 Signals:
   SIGHUP           start the next epoch (ignored once shutdown began)
   SIGUSR1          forwarded to every live child (Envoy reopens its access logs)
-  SIGTERM, SIGINT  TERM every child, wait up to --term-wait, KILL the rest, exit
+  SIGTERM, SIGINT, SIGQUIT
+                   TERM every child, wait up to --term-wait, KILL the rest,
+                   exit; a second one during the wait KILLs at once
   SIGCHLD          a child exiting 0 drained (keep running); any other exit
                    KILLs every child and exits 1 (with --on-failed-restart
                    keep, a new epoch failing before it is ready does not);
-                   no children left: exit
+                   no children left: exit. An epoch killed by a stop signal
+                   is held 1s: if the restarter gets one too (a signal to
+                   the whole group), it is a stop
+  SIGUSR2, SIGPIPE ignored (logged once)
 
 Exit codes:
   0  every child exited cleanly
   1  a child failed, was force killed, or could not be started; or the
-     pid file or control socket could not be set up
-  2  usage error (bad flag, missing or non-executable COMMAND)
+     pid file, control socket or base id file could not be set up, or
+     processes of an earlier run are still running
+  2  usage error (bad flag, missing or non-executable COMMAND, a
+     --base-id-path that holds something other than a base id)
 
 Safe hot restarts. Recommended: --on-failed-restart keep, the init gate
 (--init-gate auto, the default), --check with the start script in
@@ -116,7 +123,8 @@ default, which is hot-restarter.py's behaviour:
   --ready-cmd make a restart last until the new epoch is ready, and SIGHUPs
   meanwhile are coalesced into one restart after it; --control-socket serves
   "restarter status" (JSON) and "restarter reload" (waits for the outcome:
-  exit 0 ready, 1 failed, 2 usage, 3 restarter unreachable). With
+  exit 0 ready, 1 failed, 2 usage, 3 restarter unreachable, 4 --timeout
+  expired with the restart still in progress). With
   NOTIFY_SOCKET set (systemd Type=notify), READY=1, RELOADING=1 and
   STOPPING=1 are sent.
 
@@ -144,11 +152,11 @@ func ParseArgs(args []string, stdout io.Writer) (Config, error) {
 	fs.Var(&readyCmd, "ready-cmd", "readiness probe: a new epoch is ready when this `command` exits 0 (run every 100ms with RESTART_EPOCH and ENVOY_PID)")
 	fs.Var(&readyCmdArgs, "ready-cmd-arg", "an `argument` for --ready-cmd (repeatable, in order)")
 	fs.DurationVar(&cfg.ReadyTimeout, "ready-timeout", 60*time.Second, "how long a new epoch gets to become ready before it counts as failed")
-	fs.StringVar(&cfg.BaseIDPath, "base-id-path", "", "the `file` epoch 0 writes its base id to (Envoy's --base-id-path); later epochs get it as ENVOY_BASE_ID")
+	fs.StringVar(&cfg.BaseIDPath, "base-id-path", "", "the `file` epoch 0 writes its base id to (Envoy's --base-id-path); later epochs get it as ENVOY_BASE_ID. Removed before epoch 0 if empty or a base id; anything else there is an error")
 	fs.StringVar(&cfg.ControlSocket, "control-socket", "", "serve the status and reload subcommands on this unix socket `path` (mode 0600, the restarter's user and root only)")
 	fs.StringVar(&cfg.InitGate, "init-gate", "auto", "auto: never start an epoch while the newest one holds Envoy's INITIALIZING flag (found in its shared memory region; inert for a child that is not Envoy), heal a flag left set by an epoch that died initializing; off: do neither")
 	fs.StringVar(&cfg.OnFailedRestart, "on-failed-restart", "exit", "exit: a new epoch that fails kills every epoch and the restarter exits 1 (hot-restarter.py's policy); keep: the older epochs keep serving and the next hot restart reuses the epoch number")
-	fs.StringVar(&cfg.PIDFile, "pid-file", "", "write the restarter's pid to this `file` (atomically; removed at exit)")
+	fs.StringVar(&cfg.PIDFile, "pid-file", "", "write the restarter's pid to this `file`, taken with flock (removed at exit if it still holds that pid)")
 	help := fs.Bool("help", false, "print this help and exit")
 	fs.BoolVar(help, "h", false, "print this help and exit")
 	version := fs.Bool("version", false, "print the version and exit")
@@ -214,6 +222,11 @@ func ParseArgs(args []string, stdout io.Writer) (Config, error) {
 	for _, p := range []*string{&cfg.BaseIDPath, &cfg.ControlSocket, &cfg.PIDFile} {
 		if *p != "" && !filepath.IsAbs(*p) && cfg.Dir != "" {
 			*p = filepath.Join(cfg.Dir, *p)
+		}
+	}
+	if cfg.ControlSocket != "" {
+		if err := checkSocketPath(cfg.ControlSocket); err != nil {
+			return cfg, usageErrorf("flag -control-socket: %v", err)
 		}
 	}
 	return cfg, nil

@@ -24,11 +24,40 @@ const maxRequest = 4096
 // controlTimeout bounds reading a request and writing a reply.
 const controlTimeout = 5 * time.Second
 
+// maxControlConns caps the control connections open at once; a connection
+// beyond it is closed at once. Each costs a file descriptor, and a flood of
+// idle ones must not take the descriptors a hot restart needs.
+const maxControlConns = 16
+
+// fdReserve is how many file descriptors below the RLIMIT_NOFILE limit a
+// control connection may never take: they stay free for forking the next
+// epoch (which needs two) and running its helpers.
+const fdReserve = 8
+
+// Backoff bounds of the accept loop after an error such as EMFILE.
+const (
+	minAcceptBackoff = 5 * time.Millisecond
+	maxAcceptBackoff = time.Second
+)
+
 // Exit codes of `restarter status` and `restarter reload`.
 const (
 	ExitReloadFailed = 1 // the hot restart failed (check, epoch, readiness) or was abandoned
 	ExitUnreachable  = 3 // the control socket could not be reached or answered nonsense
+	ExitInProgress   = 4 // reload: --timeout expired while the hot restart was still in progress
 )
+
+// maxSocketPath is the longest path a unix socket address holds (sun_path
+// is 108 bytes with the terminating NUL).
+const maxSocketPath = 107
+
+// checkSocketPath says why path cannot name a unix socket, if it cannot.
+func checkSocketPath(path string) error {
+	if len(path) > maxSocketPath {
+		return fmt.Errorf("control socket %s: the path is %d bytes, longer than the %d a unix socket path can hold; choose a shorter one", path, len(path), maxSocketPath)
+	}
+	return nil
+}
 
 type controlRequest struct {
 	Command string `json:"command"`
@@ -55,6 +84,7 @@ type controlServer struct {
 	calls chan controlCall
 	done  chan struct{} // closed when the event loop stops answering
 	log   func(msg string)
+	slots chan struct{} // one token per open connection, maxControlConns at most
 	// handlers counts connections being served, so that close can let the
 	// answers the event loop already gave reach their clients.
 	handlers sync.WaitGroup
@@ -83,7 +113,8 @@ func listenControl(path string, logError func(string)) (*controlServer, error) {
 		ln.Close()
 		return nil, fmt.Errorf("control socket: %w", err)
 	}
-	s := &controlServer{ln: ln, calls: make(chan controlCall), done: make(chan struct{}), served: make(chan struct{}), log: logError}
+	s := &controlServer{ln: ln, calls: make(chan controlCall), done: make(chan struct{}), served: make(chan struct{}), log: logError,
+		slots: make(chan struct{}, maxControlConns)}
 	go s.serve()
 	return s, nil
 }
@@ -109,18 +140,66 @@ func (s *controlServer) close() {
 	}
 }
 
+// serve accepts connections until the socket is closed. An accept error
+// (EMFILE above all) is logged once and retried with backoff; it never
+// ends the loop.
 func (s *controlServer) serve() {
 	defer close(s.served)
+	var backoff time.Duration
+	refusing := false // a refusal was logged and nothing was admitted since
 	for {
 		conn, err := s.ln.AcceptUnix()
 		if err != nil {
-			return // closed
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			if backoff == 0 {
+				s.log(fmt.Sprintf("control socket: accept: %v; retrying with backoff", err))
+				backoff = minAcceptBackoff
+			} else {
+				backoff = min(2*backoff, maxAcceptBackoff)
+			}
+			select {
+			case <-time.After(backoff):
+			case <-s.done:
+				return
+			}
+			continue
 		}
+		if backoff != 0 {
+			s.log("control socket: accepting connections again")
+			backoff = 0
+		}
+		if why := s.admit(conn); why != "" {
+			conn.Close()
+			if !refusing {
+				s.log("control socket: closing new connections at once: " + why)
+				refusing = true
+			}
+			continue
+		}
+		refusing = false
 		s.handlers.Add(1)
 		go func() {
 			defer s.handlers.Done()
+			defer func() { <-s.slots }()
 			s.handle(conn)
 		}()
+	}
+}
+
+// admit takes a connection slot for conn, or says why conn must be closed:
+// too many connections are open, or conn took one of the file descriptors
+// kept in reserve for hot restarts.
+func (s *controlServer) admit(conn *net.UnixConn) string {
+	if fd, limit, ok := fdOf(conn); ok && fd >= limit-fdReserve {
+		return fmt.Sprintf("too few file descriptors left (fd %d of RLIMIT_NOFILE %d; %d are kept for hot restarts)", fd, limit, fdReserve)
+	}
+	select {
+	case s.slots <- struct{}{}:
+		return ""
+	default:
+		return fmt.Sprintf("%d control connections are already open", maxControlConns)
 	}
 }
 
@@ -134,7 +213,8 @@ func (s *controlServer) handle(conn *net.UnixConn) {
 	}
 	// The request is read before anything is answered: closing a unix socket
 	// with unread data would reset the connection under the client.
-	line, err := bufio.NewReader(io.LimitReader(conn, maxRequest+1)).ReadBytes('\n')
+	rd := bufio.NewReader(io.LimitReader(conn, maxRequest+1))
+	line, err := rd.ReadBytes('\n')
 	if uid, uerr := peerUID(conn); uerr != nil || (uid != 0 && uid != os.Getuid()) {
 		s.log(fmt.Sprintf("control socket: refused a connection from uid %d", uid))
 		reply(controlReply{Error: "permission denied: only the restarter's user and root may use the control socket"})
@@ -146,6 +226,9 @@ func (s *controlServer) handle(conn *net.UnixConn) {
 		return
 	case err != nil && !(errors.Is(err, io.EOF) && len(line) > 0):
 		reply(controlReply{Error: "malformed request: want one JSON line such as {\"command\":\"status\"}"})
+		return
+	case rd.Buffered() > 0:
+		reply(controlReply{Error: "malformed request: extra data after the request line (one request per connection)"})
 		return
 	}
 	var req controlRequest
@@ -199,8 +282,21 @@ func clientMain(command string, args []string, stdout, stderr io.Writer) int {
 	case *path == "":
 		fmt.Fprintf(stderr, "restarter %s: no control socket: give --control-socket or set RESTARTER_CONTROL_SOCKET\n", command)
 		return ExitUsage
+	case *timeout <= 0:
+		fmt.Fprintf(stderr, "restarter %s: invalid value %q for flag -timeout: must be positive\n", command, timeout.String())
+		return ExitUsage
+	}
+	if err := checkSocketPath(*path); err != nil {
+		fmt.Fprintf(stderr, "restarter %s: %v\n", command, err)
+		return ExitUsage
 	}
 	reply, err := call(*path, command, *timeout)
+	if errors.Is(err, os.ErrDeadlineExceeded) && command == "reload" {
+		if msg, ok := inProgress(*path); ok {
+			fmt.Fprintf(stderr, "restarter %s: no outcome within --timeout=%s: %s\n", command, *timeout, msg)
+			return ExitInProgress
+		}
+	}
 	if err != nil {
 		fmt.Fprintf(stderr, "restarter %s: %v\n", command, err)
 		return ExitUnreachable
@@ -219,6 +315,22 @@ func clientMain(command string, args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stderr, "restarter %s: %s\n", command, reply.Error)
 	return ExitReloadFailed
+}
+
+// inProgress asks the restarter at path for its status and describes the
+// hot restart in progress (or queued), if there is one.
+func inProgress(path string) (string, bool) {
+	reply, err := call(path, "status", controlTimeout)
+	if err != nil || reply.Status == nil {
+		return "", false
+	}
+	switch st := reply.Status; {
+	case st.Restart != nil && st.Queued:
+		return fmt.Sprintf("hot restart to epoch %d still in progress, and another queued after it", st.Restart.Epoch), true
+	case st.Restart != nil:
+		return fmt.Sprintf("hot restart to epoch %d still in progress (%s)", st.Restart.Epoch, st.Restart.Stage), true
+	}
+	return "", false
 }
 
 // call sends one request to the control socket at path and reads the reply.

@@ -32,10 +32,18 @@ type osEnv struct {
 	reapOrphans func() []Exited
 	// becomeSubreaper makes orphaned descendants re-parent to the restarter.
 	becomeSubreaper func() error
+	// orphans lists the live children that are neither in epochs nor
+	// helpers: processes adopted as subreaper.
+	orphans func(epochs []int) []int
+	// leftovers lists the processes an earlier run of restarter instance id
+	// left running (see leftovers.go).
+	leftovers func(id string) []leftover
 
 	// runHelper runs a check or readiness command to completion or until ctx
 	// is done, and returns the tail of its combined output.
 	runHelper func(ctx context.Context, cmd *exec.Cmd) (string, error)
+	// killHelpers kills every helper still running, with its process group.
+	killHelpers func()
 
 	// afterFunc calls f in its own goroutine after d; stop cancels the call
 	// unless it already started.
@@ -43,6 +51,8 @@ type osEnv struct {
 
 	// sdNotify sends state to the service manager ($NOTIFY_SOCKET).
 	sdNotify func(state string) error
+	// releaseMemory collects garbage and returns free memory to the kernel.
+	releaseMemory func()
 	// monotonicUsec is CLOCK_MONOTONIC in microseconds (sd_notify's
 	// MONOTONIC_USEC).
 	monotonicUsec func() int64

@@ -207,6 +207,9 @@ const (
 	KillWaitTimer
 	// ReadyTimeoutTimer bounds how long a new epoch gets to become ready.
 	ReadyTimeoutTimer
+	// GroupStopTimer bounds how long the verdict on an epoch killed by a
+	// stop signal waits for the restarter's own (GroupStopGrace).
+	GroupStopTimer
 )
 
 // Exit codes of the restarter, documented in the README.

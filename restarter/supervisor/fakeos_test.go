@@ -69,6 +69,9 @@ func (f *fakeOS) env() osEnv {
 		reap:            f.reap,
 		reapOrphans:     f.reapOrphans,
 		becomeSubreaper: func() error { f.record("%s", "subreaper"); return nil },
+		orphans:         func([]int) []int { return nil },
+		leftovers:       func(string) []leftover { return nil },
+		killHelpers:     func() {},
 		runHelper: func(ctx context.Context, cmd *exec.Cmd) (string, error) {
 			if f.runHelper != nil {
 				return f.runHelper(ctx, cmd)
@@ -93,6 +96,7 @@ func (f *fakeOS) env() osEnv {
 			return nil
 		},
 		monotonicUsec: func() int64 { return 1234 },
+		releaseMemory: func() {},
 		getpid:        func() int { return 4242 },
 		environ:       func() []string { return []string{"PATH=/bin", "RESTART_EPOCH=7"} },
 		getenv:        func(k string) string { return f.getenv[k] },

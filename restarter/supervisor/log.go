@@ -1,14 +1,29 @@
 package supervisor
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 )
+
+// newAsyncLogger returns the logger Run uses: NewLogger's, writing
+// through a lineWriter so that no log write ever blocks the event loop.
+// Flush the lineWriter before exiting.
+func newAsyncLogger(w io.Writer, format string) (*slog.Logger, *lineWriter) {
+	lw := newLineWriter(w, func(n int) []byte {
+		var b bytes.Buffer
+		NewLogger(&b, format).Warn(fmt.Sprintf("dropped %d log line(s): the log reader was not reading", n), "dropped", n)
+		return b.Bytes()
+	})
+	return NewLogger(lw, format), lw
+}
 
 // NewLogger returns the restarter's one logger, writing to w: "text" is
 // Envoy's format, "[2026-11-24 19:20:00.123][pid][info][restarter] message",
@@ -36,7 +51,7 @@ func (h *envoyHandler) Handle(_ context.Context, r slog.Record) error {
 	if t.IsZero() {
 		t = time.Now()
 	}
-	line := fmt.Sprintf("[%s][%d][%s][restarter] %s\n", t.Format("2006-01-02 15:04:05.000"), h.pid, envoyLevel(r.Level), r.Message)
+	line := fmt.Sprintf("[%s][%d][%s][restarter] %s\n", t.Format("2006-01-02 15:04:05.000"), h.pid, envoyLevel(r.Level), escapeControl(r.Message))
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	_, err := io.WriteString(h.w, line) // one write per line: lines never interleave
@@ -57,3 +72,24 @@ func envoyLevel(l slog.Level) string {
 	}
 	return "error"
 }
+
+// escapeControl escapes control characters (a newline above all) in a log
+// message, so that text from outside, such as a COMMAND with a newline in
+// it, can never start a log line of its own.
+func escapeControl(msg string) string {
+	if !strings.ContainsFunc(msg, isControl) {
+		return msg
+	}
+	var b strings.Builder
+	for _, r := range msg {
+		if isControl(r) {
+			q := strconv.QuoteRune(r)
+			b.WriteString(q[1 : len(q)-1])
+			continue
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}
+
+func isControl(r rune) bool { return r < 0x20 && r != '\t' || r == 0x7f }

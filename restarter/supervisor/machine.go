@@ -14,6 +14,17 @@ import (
 // uninterruptible sleep must not hang the process manager).
 const KillWait = 5 * time.Second
 
+// GroupStopGrace is how long the verdict on an epoch killed by a stop signal
+// (SIGTERM, SIGINT, SIGQUIT) is held while the restarter is running. A stop
+// signal sent to the whole process group (supervisord's stopasgroup,
+// dumb-init without --single-child, kill -TERM -PGID) reaches the epochs and
+// the restarter together: the kernel signals every member of the group
+// before any of them can be seen to die, so the restarter's own signal is
+// already on its way when the epoch's death is reaped. If it arrives within
+// the grace, the epoch's death is part of the stop; if not, it is the
+// abnormal exit it looks like.
+const GroupStopGrace = time.Second
+
 // Policy is what the Machine is configured to do beyond hot-restarter.py's
 // behaviour. Its zero value (plus TermWait) is that behaviour exactly.
 type Policy struct {
@@ -110,6 +121,12 @@ type Machine struct {
 	queued   *queuedRestart // nil unless one more restart follows restart
 	last     *RestartStatus
 	counters Counters
+
+	// held are the pids of epochs killed by a stop signal while running,
+	// whose verdict waits for GroupStopTimer or the restarter's own stop
+	// signal.
+	held    []int
+	ignored map[syscall.Signal]bool // ignored signals already logged
 }
 
 // NewMachine returns a Machine following p.
@@ -117,7 +134,7 @@ func NewMachine(p Policy) *Machine {
 	if p.Clock == nil {
 		p.Clock = time.Now
 	}
-	return &Machine{policy: p}
+	return &Machine{policy: p, ignored: map[syscall.Signal]bool{}}
 }
 
 // PIDs returns the pids of the live children, oldest epoch first: the ones
@@ -151,9 +168,14 @@ func (m *Machine) Handle(ev Event) []Action {
 		return m.spawned(ev)
 	case SpawnFailed:
 		acts := []Action{logf(slog.LevelError, "epoch %d: %s", ev.Epoch, ev.Err)}
-		acts = append(acts, m.finishRestart(false, "epoch could not be started: "+ev.Err)...)
 		if m.keeps(ev.Epoch) {
+			acts = append(acts, m.finishRestart(false, "epoch could not be started: "+ev.Err)...)
 			return append(acts, m.keep(ev.Epoch)...)
+		}
+		if m.restart != nil {
+			// The abort answers the restart, with this reason: never a READY=1
+			// just before STOPPING=1.
+			m.restart.failure = "epoch could not be started: " + ev.Err
 		}
 		return append(acts, m.abort()...)
 	case Exited:
@@ -436,7 +458,11 @@ func (m *Machine) startQueued() []Action {
 // the restarter is shutting down: every reload still waiting is answered
 // with reason, and every readiness watcher is stopped.
 func (m *Machine) abandonRestarts(reason string) []Action {
-	acts := m.finishRestart(false, reason)
+	restartReason := reason
+	if r := m.restart; r != nil && r.failure != "" {
+		restartReason = r.failure // it failed before the shutdown began
+	}
+	acts := m.finishRestart(false, restartReason)
 	if q := m.queued; q != nil {
 		m.queued = nil
 		for _, w := range q.waiters {
@@ -453,6 +479,15 @@ func (m *Machine) abandonRestarts(reason string) []Action {
 }
 
 func (m *Machine) signaled(sig syscall.Signal) []Action {
+	if !isStopSignal(sig) && sig != syscall.SIGHUP && sig != syscall.SIGUSR1 {
+		// A signal the restarter has no use for (SIGUSR2, SIGPIPE): caught so
+		// that its default action cannot kill the restarter and every epoch.
+		if m.ignored[sig] {
+			return nil
+		}
+		m.ignored[sig] = true
+		return []Action{info(fmt.Sprintf("ignoring %s (logged once)", signalName(sig)))}
+	}
 	acts := []Action{info("got " + signalName(sig))}
 	switch sig {
 	case syscall.SIGHUP:
@@ -463,11 +498,19 @@ func (m *Machine) signaled(sig syscall.Signal) []Action {
 		return append(acts, m.requestRestart("SIGHUP")...)
 	case syscall.SIGUSR1:
 		return append(acts, m.forwardUSR1()...)
-	case syscall.SIGTERM, syscall.SIGINT:
-		if m.phase != running {
+	case syscall.SIGTERM, syscall.SIGINT, syscall.SIGQUIT:
+		switch m.phase {
+		case terminating:
+			// The operator insists (a second Ctrl-C): do not make them wait.
+			return append(acts, m.kill(slog.LevelWarn, fmt.Sprintf("%s during shutdown: force killing all child processes", signalName(sig)))...)
+		case killing:
 			return append(acts, info("ignoring "+signalName(sig)+": shutdown in progress"))
 		}
 		m.phase = terminating
+		for _, pid := range m.held {
+			acts = append(acts, info(fmt.Sprintf("PID=%d was stopped by the same signal: part of the shutdown", pid), "pid", pid))
+		}
+		m.held = nil
 		acts = append(acts, m.notify(Notify{Stopping: true, Status: "shutting down"})...)
 		acts = append(acts, m.abandonRestarts("shutdown in progress")...)
 		acts = append(acts, m.signalAll(syscall.SIGTERM, "sending TERM to PID=%d")...)
@@ -506,6 +549,8 @@ func (m *Machine) exited(ev Exited) []Action {
 	if c.watching {
 		acts = append(acts, StopWatch{Epoch: epoch})
 	}
+	clean := ev.Signal == 0 && ev.Code == 0
+	hold := m.phase == running && isStopSignal(ev.Signal)
 	failed := false // the new epoch of the restart in progress died before it was ready
 	if r := m.restart; r != nil && r.pid == ev.PID {
 		failed = true
@@ -513,10 +558,24 @@ func (m *Machine) exited(ev Exited) []Action {
 		if reason == "" {
 			reason = fmt.Sprintf("epoch %d %s before it was ready", epoch, how)
 		}
-		acts = append(acts, m.finishRestart(false, reason)...)
+		if clean || m.phase != running || (m.keeps(epoch) && !hold) {
+			acts = append(acts, m.finishRestart(false, reason)...)
+		} else {
+			// The abort or the shutdown that follows answers the restart, with
+			// this reason: never a READY=1 just before STOPPING=1.
+			if m.readyTimerArmed(r) {
+				acts = append(acts, StopTimer{Timer: ReadyTimeoutTimer})
+			}
+			r.failure = reason
+		}
 	}
-	clean := ev.Signal == 0 && ev.Code == 0
 	switch {
+	case hold:
+		m.held = append(m.held, ev.PID)
+		return append(acts,
+			info(fmt.Sprintf("PID=%d was killed by %s, perhaps sent to the whole process group: waiting up to %s for the restarter's own before calling it abnormal",
+				ev.PID, signalName(ev.Signal), GroupStopGrace), "pid", ev.PID, "epoch", epoch),
+			SetTimer{Timer: GroupStopTimer, After: GroupStopGrace})
 	case failed && m.keeps(epoch):
 		if c.initializing {
 			acts = append(acts, m.heal(epoch, ev.PID)...)
@@ -529,6 +588,8 @@ func (m *Machine) exited(ev Exited) []Action {
 			acts = append(acts, m.heal(epoch, ev.PID)...)
 		}
 		return append(acts, m.startQueued()...)
+	case m.phase == running && len(m.held) > 0:
+		return acts // the verdict on the held epochs decides
 	case m.phase == running:
 		return append(acts, m.exit(ExitClean, "exiting due to lack of child processes")...)
 	case m.phase == terminating:
@@ -544,6 +605,9 @@ func (m *Machine) timerFired(t Timer) []Action {
 		// The OS layer reaps before delivering a timer, so a child that exited
 		// in the wait's last instant is already gone and not reported as killed.
 		return m.kill(slog.LevelWarn, fmt.Sprintf("children still running after --term-wait=%s", m.policy.TermWait))
+	case t == GroupStopTimer && m.phase == running && len(m.held) > 0:
+		m.held = nil
+		return m.abort()
 	case t == KillWaitTimer && m.phase == killing:
 		var acts []Action
 		for _, c := range m.children {
@@ -652,4 +716,9 @@ func info(msg string, args ...any) Log { return Log{Level: slog.LevelInfo, Msg: 
 
 func logf(level slog.Level, format string, a ...any) Log {
 	return Log{Level: level, Msg: fmt.Sprintf(format, a...)}
+}
+
+// isStopSignal reports whether sig asks the restarter to stop.
+func isStopSignal(sig syscall.Signal) bool {
+	return sig == syscall.SIGTERM || sig == syscall.SIGINT || sig == syscall.SIGQUIT
 }

@@ -260,7 +260,6 @@ func TestMachine(t *testing.T) {
 			steps: then(twoEpochs,
 				step{Exited{PID: 100}, nil},
 				step{term, do(sends(101, syscall.SIGTERM), termWait)},
-				step{intr, nil},
 				step{Exited{PID: 101}, do(Exit{Code: 0})},
 			),
 		},

@@ -44,6 +44,21 @@ func TestOperatorMessages(t *testing.T) {
 			f.fire(0)
 			return finish(t, r)
 		}},
+		{"a stop signal to the whole process group, the epoch's death seen first", func(t *testing.T, f *fakeOS, r *runner) int {
+			handle(t, r, Started{}, hup)
+			f.exit(Exited{PID: 101, Signal: syscall.SIGTERM})
+			handle(t, r, nextWithin(t, r)...)
+			f.raise(syscall.SIGTERM)
+			return finish(t, r)
+		}},
+		{"a second stop signal during the term wait", func(t *testing.T, f *fakeOS, r *runner) int {
+			f.stubborn = true
+			handle(t, r, Started{})
+			f.raise(syscall.SIGTERM)
+			handle(t, r, nextWithin(t, r)...)
+			f.raise(syscall.SIGINT)
+			return finish(t, r)
+		}},
 		{"the last epoch exits", func(t *testing.T, f *fakeOS, r *runner) int {
 			handle(t, r, Started{})
 			f.exit(Exited{PID: 100, Code: 0})

@@ -4,11 +4,18 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"io/fs"
 	"net"
 	"os"
 	"os/exec"
 	"os/signal"
+	"path/filepath"
 	"runtime"
+	"runtime/debug"
+	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -35,12 +42,16 @@ func newOSEnv() osEnv {
 		reap:            reap,
 		reapOrphans:     f.reapOrphans,
 		becomeSubreaper: becomeSubreaper,
+		orphans:         f.orphans,
+		leftovers:       findLeftovers,
 		runHelper:       f.runHelper,
+		killHelpers:     f.killHelpers,
 		afterFunc: func(d time.Duration, fn func()) func() bool {
 			return time.AfterFunc(d, fn).Stop
 		},
 		sdNotify:      func(state string) error { _, err := daemon.SdNotify(false, state); return err },
 		monotonicUsec: monotonicUsec,
+		releaseMemory: debug.FreeOSMemory,
 		getpid:        os.Getpid,
 		environ:       os.Environ,
 		getenv:        os.Getenv,
@@ -83,15 +94,35 @@ func (f *forker) do(fn func()) {
 	<-done
 }
 
-// runHelper runs cmd (forked from the forking thread, with Pdeathsig) to
-// completion or until ctx is done, and returns its combined output, at most
-// the last maxOutput bytes.
+// helperOutputWait bounds how long a helper's output is read after its
+// process group was killed: only a process that left the group can still
+// hold it open.
+const helperOutputWait = time.Second
+
+// errOutputHeld reports a helper that exited 0 while a process it started
+// in a session of its own still holds its output open.
+var errOutputHeld = errors.New("exited 0, but a process it started outside its process group still holds its output open")
+
+// runHelper runs cmd (forked from the forking thread, with Pdeathsig) in a
+// process group of its own to completion or until ctx is done, and returns
+// its combined output, at most the last maxOutput bytes. Whatever the
+// helper leaves running in its group is killed with it: on completion, on
+// ctx's end and at shutdown (killHelpers).
 func (f *forker) runHelper(ctx context.Context, cmd *exec.Cmd) (string, error) {
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		return "", err
+	}
+	// The output goes through a pipe of our own, not os/exec's copying, so
+	// that the wait ends with the helper's process, not with its output.
 	var out tailBuffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	cmd.WaitDelay = time.Second // a grandchild holding the output pipe must not hang us
-	var err error
+	copied := make(chan struct{})
+	go func() {
+		io.Copy(&out, pr)
+		close(copied)
+	}()
+	cmd.Stdout, cmd.Stderr = pw, pw
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	f.do(func() {
 		if err = cmd.Start(); err == nil {
 			f.mu.Lock()
@@ -99,20 +130,49 @@ func (f *forker) runHelper(ctx context.Context, cmd *exec.Cmd) (string, error) {
 			f.mu.Unlock()
 		}
 	})
+	pw.Close()
 	if err != nil {
+		pr.Close()
+		<-copied
 		return "", err
 	}
-	stop := context.AfterFunc(ctx, func() { cmd.Process.Kill() })
+	pgid := cmd.Process.Pid
+	stop := context.AfterFunc(ctx, func() { killGroup(pgid) })
 	err = cmd.Wait()
 	stop()
+	killGroup(pgid) // what the helper left behind, such as a background sleep
+	held := false
+	select {
+	case <-copied:
+	case <-time.After(helperOutputWait):
+		held = true
+		pr.Close()
+		<-copied
+	}
 	f.mu.Lock()
-	delete(f.helpers, cmd.Process.Pid)
+	delete(f.helpers, pgid)
 	f.mu.Unlock()
-	if ctx.Err() != nil {
+	switch {
+	case ctx.Err() != nil:
 		return out.String(), ctx.Err()
+	case err == nil && held:
+		return out.String(), errOutputHeld
 	}
 	return out.String(), err
 }
+
+// killHelpers SIGKILLs the process group of every helper still running: at
+// shutdown, nothing a check or probe started may outlive the restarter.
+func (f *forker) killHelpers() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for pgid := range f.helpers {
+		killGroup(pgid)
+	}
+}
+
+// killGroup SIGKILLs process group pgid; an empty group is no error.
+func killGroup(pgid int) { unix.Kill(-pgid, unix.SIGKILL) }
 
 func (f *forker) isHelper(pid int) bool {
 	f.mu.Lock()
@@ -163,11 +223,42 @@ func (f *forker) start(path string, argv, env []string, dir string) (int, error)
 	if err != nil {
 		var errno syscall.Errno
 		if errors.As(err, &errno) {
+			if errno == unix.ENOENT {
+				if interp, ok := missingInterpreter(path, dir); ok {
+					return 0, fmt.Errorf("cannot execute %s: its interpreter %s (on its #! line) does not exist (errno=2 ENOENT)", path, interp)
+				}
+			}
 			return 0, fmt.Errorf("cannot execute %s: %v (errno=%d %s)", path, errno, int(errno), unix.ErrnoName(errno))
 		}
 		return 0, fmt.Errorf("cannot execute %s: %w", path, err)
 	}
 	return pid, nil
+}
+
+// missingInterpreter reports the interpreter named on the #! line of the
+// script at path (relative to dir), when the script exists and that
+// interpreter does not: the ENOENT that execve gives then is about it.
+func missingInterpreter(path, dir string) (string, bool) {
+	if !filepath.IsAbs(path) && dir != "" {
+		path = filepath.Join(dir, path)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return "", false
+	}
+	defer f.Close()
+	head := make([]byte, 256)
+	n, _ := io.ReadFull(f, head)
+	line, _, _ := strings.Cut(string(head[:n]), "\n")
+	rest, ok := strings.CutPrefix(line, "#!")
+	fields := strings.Fields(rest)
+	if !ok || len(fields) == 0 {
+		return "", false
+	}
+	if _, err := os.Stat(fields[0]); !errors.Is(err, fs.ErrNotExist) {
+		return "", false
+	}
+	return fields[0], true
 }
 
 // reap collects every child in pids that has terminated, without blocking,
@@ -215,6 +306,38 @@ func (f *forker) reapOrphans() []Exited {
 		}
 		events = append(events, exitedEvent(pid, status))
 	}
+}
+
+// orphans returns the pids of this process's live children that are
+// neither in epochs nor helpers: processes adopted as subreaper. It reads
+// /proc, as no system call lists a process's children.
+func (f *forker) orphans(epochs []int) []int {
+	names, err := procPIDs()
+	if err != nil {
+		return nil
+	}
+	self := os.Getpid()
+	var pids []int
+	for _, name := range names {
+		pid, err := strconv.Atoi(name)
+		if err != nil || pid == self || slices.Contains(epochs, pid) || f.isHelper(pid) {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + name + "/stat")
+		if err != nil {
+			continue
+		}
+		// "pid (comm) state ppid ...": comm may hold spaces and parentheses.
+		i := strings.LastIndexByte(string(b), ')')
+		fields := strings.Fields(string(b)[i+1:])
+		if i < 0 || len(fields) < 2 || fields[0] == "Z" {
+			continue
+		}
+		if ppid, _ := strconv.Atoi(fields[1]); ppid == self {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
 }
 
 // siginfoPID returns si_pid of a SIGCHLD siginfo. x/sys leaves the union
@@ -284,10 +407,32 @@ func peerUID(conn *net.UnixConn) (int, error) {
 	return int(cred.Uid), nil
 }
 
+// fdOf returns the file descriptor number of conn and the soft
+// RLIMIT_NOFILE limit; ok is false if either is unknown.
+func fdOf(conn syscall.Conn) (fd, limit int, ok bool) {
+	raw, err := conn.SyscallConn()
+	if err != nil {
+		return 0, 0, false
+	}
+	if raw.Control(func(f uintptr) { fd = int(f) }) != nil {
+		return 0, 0, false
+	}
+	var rl unix.Rlimit
+	if unix.Getrlimit(unix.RLIMIT_NOFILE, &rl) != nil || rl.Cur > 1<<30 {
+		return 0, 0, false
+	}
+	return fd, int(rl.Cur), true
+}
+
 // monotonicUsec returns CLOCK_MONOTONIC in microseconds, as sd_notify's
 // MONOTONIC_USEC wants it.
 func monotonicUsec() int64 {
 	var ts unix.Timespec
 	unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
 	return ts.Nano() / 1000
+}
+
+// lockFile takes an exclusive flock on f without waiting.
+func lockFile(f *os.File) error {
+	return unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
 }

@@ -89,5 +89,5 @@ func TestProbeCmdEnvironment(t *testing.T) {
 	cfg.ReadyCmd = []string{"/bin/ready", "--fast"}
 	r, _ := fakeRunner(t, cfg, f)
 	require.NoError(t, r.probeCmd(context.Background(), 3, 103))
-	require.Equal(t, "PATH=/bin RESTART_EPOCH=3 ENVOY_PID=103", strings.Join(env, " "))
+	require.Equal(t, "PATH=/bin RESTART_EPOCH=3 "+instanceEnv+"="+instanceID(cfg)+" ENVOY_PID=103", strings.Join(env, " "))
 }

@@ -4,14 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
 	"log/slog"
 	"os"
-	"strconv"
 	"syscall"
 	"time"
-
-	"github.com/envoy-restarter/restarter/internal/atomicfile"
 )
 
 // runner is the event loop: the one goroutine that owns the Machine, turns
@@ -36,6 +32,9 @@ type runner struct {
 	gate    *initGate // Envoy's INITIALIZING flag; nil with --init-gate off
 	// initWatches stops the INITIALIZING watch of each epoch, by pid.
 	initWatches map[int]context.CancelFunc
+	pidFile     *pidFile
+	// instance marks every process the restarter starts (instanceEnv).
+	instance string
 }
 
 // outcome is the event a check or readiness watcher reports, with the
@@ -48,7 +47,13 @@ type outcome struct {
 
 // signals are the channels of the signals the restarter handles.
 type signals struct {
-	chld, hup, usr1, term, intr <-chan os.Signal
+	chld, hup, usr1, term, intr, quit <-chan os.Signal
+	// Caught to be ignored: SIGUSR2's default action would kill the
+	// restarter, and SIGPIPE's would when a log reader goes away (Go raises
+	// it for a write to stdout or stderr that fails with EPIPE, even when the
+	// restarter was started with SIGPIPE ignored). A caught signal, unlike an
+	// ignored one, is reset to its default in the children at exec.
+	usr2, pipe <-chan os.Signal
 }
 
 type timerFiring struct {
@@ -97,14 +102,18 @@ func newRunner(cfg Config, log *slog.Logger, sys osEnv) *runner {
 			usr1: sys.notifySignal(syscall.SIGUSR1),
 			term: sys.notifySignal(syscall.SIGTERM),
 			intr: sys.notifySignal(syscall.SIGINT),
+			quit: sys.notifySignal(syscall.SIGQUIT),
+			usr2: sys.notifySignal(syscall.SIGUSR2),
+			pipe: sys.notifySignal(syscall.SIGPIPE),
 		},
-		timers:  map[Timer]func() bool{},
-		gen:     map[Timer]int{},
-		fired:   make(chan timerFiring, 4),
-		async:   make(chan outcome, 16),
-		watches: map[int]context.CancelFunc{},
-		ctx:     ctx,
-		cancel:  cancel,
+		timers:   map[Timer]func() bool{},
+		gen:      map[Timer]int{},
+		fired:    make(chan timerFiring, 4),
+		async:    make(chan outcome, 16),
+		watches:  map[int]context.CancelFunc{},
+		ctx:      ctx,
+		cancel:   cancel,
+		instance: instanceID(cfg),
 	}
 }
 
@@ -122,6 +131,9 @@ func (r *runner) run() int {
 	events := []Event{Started{}}
 	for {
 		if code, done := r.handle(events); done {
+			if r.cfg.Subreaper {
+				r.stopOrphans()
+			}
 			return code
 		}
 		events = r.next()
@@ -149,6 +161,12 @@ func (r *runner) next() []Event {
 		return append(r.reap(), Signaled{Signal: syscall.SIGTERM})
 	case <-sig.intr:
 		return append(r.reap(), Signaled{Signal: syscall.SIGINT})
+	case <-sig.quit:
+		return append(r.reap(), Signaled{Signal: syscall.SIGQUIT})
+	case <-sig.usr2:
+		return []Event{Signaled{Signal: syscall.SIGUSR2}}
+	case <-sig.pipe:
+		return []Event{Signaled{Signal: syscall.SIGPIPE}}
 	case o := <-r.async:
 		if o.ctx.Err() != nil {
 			return nil // its check or watch was stopped
@@ -170,8 +188,10 @@ func (r *runner) logStart() {
 	r.log.Info("starting hot-restarter with target: "+r.cfg.Command, "target", r.cfg.Command, "path", r.cfg.Path, "version", version())
 }
 
-// setUp does what must happen before epoch 0: subreaper, pid file, control
-// socket. On failure it has undone what it did and returns the exit code.
+// setUp does what must happen before epoch 0: subreaper, pid file (taken
+// first, written last), processes of an earlier run, the stale base id
+// file, control socket. On failure it has undone what it did and returns
+// the exit code.
 func (r *runner) setUp() (int, bool) {
 	if r.cfg.Subreaper || r.sys.getpid() == 1 {
 		if err := r.sys.becomeSubreaper(); err != nil {
@@ -180,30 +200,93 @@ func (r *runner) setUp() (int, bool) {
 		}
 		r.cfg.Subreaper = true
 	}
+	fail := func(err error) (int, bool) {
+		r.log.Error(err.Error())
+		r.tearDown()
+		var usage *UsageError
+		if errors.As(err, &usage) {
+			return ExitUsage, false
+		}
+		return ExitError, false
+	}
 	if r.cfg.PIDFile != "" {
-		if err := atomicfile.Write(r.cfg.PIDFile, []byte(strconv.Itoa(r.sys.getpid())+"\n")); err != nil {
-			r.log.Error(fmt.Sprintf("pid file: %v", err))
-			return ExitError, false
+		p, err := takePIDFile(r.cfg.PIDFile)
+		if err != nil {
+			return fail(err)
+		}
+		r.pidFile = p
+	}
+	if err := checkLeftovers(r.sys.leftovers, r.instance, func(msg string) { r.log.Warn(msg) }); err != nil {
+		return fail(err)
+	}
+	if r.cfg.BaseIDPath != "" {
+		if err := clearBaseID(r.cfg.BaseIDPath); err != nil {
+			return fail(err)
 		}
 	}
 	if r.cfg.ControlSocket != "" {
 		s, err := listenControl(r.cfg.ControlSocket, func(msg string) { r.log.Warn(msg) })
 		if err != nil {
-			r.log.Error(err.Error())
-			r.tearDown()
-			return ExitError, false
+			return fail(err)
 		}
 		r.control = s
+	}
+	if r.pidFile != nil {
+		// Only now: a restarter that failed to set up never claimed the file.
+		if err := r.pidFile.write(r.sys.getpid()); err != nil {
+			return fail(err)
+		}
 	}
 	return 0, true
 }
 
 func (r *runner) tearDown() {
+	r.sys.killHelpers()
 	if r.control != nil {
 		r.control.close()
 	}
-	if r.cfg.PIDFile != "" {
-		os.Remove(r.cfg.PIDFile)
+	if r.pidFile != nil {
+		r.pidFile.release(r.sys.getpid())
+	}
+}
+
+// stopOrphans TERMs the processes adopted as subreaper that still run once
+// the epochs are gone, KILLs those left after --term-wait, and reaps them
+// (waiting at most KillWait more). A subreaper that exits would hand them
+// on to PID 1, or, as PID 1, to the kernel's teardown of the container.
+func (r *runner) stopOrphans() {
+	pids := r.sys.orphans(r.machine.PIDs())
+	if len(pids) == 0 {
+		return
+	}
+	r.log.Info(fmt.Sprintf("sending TERM to %d orphaned process(es) adopted as subreaper: PIDs %v", len(pids), pids))
+	for _, pid := range pids {
+		r.sys.kill(pid, syscall.SIGTERM)
+	}
+	wait := make(chan struct{}, 1)
+	stop := r.sys.afterFunc(r.cfg.TermWait, func() { wait <- struct{}{} })
+	defer func() { stop() }()
+	killed := false
+	for {
+		r.sys.reapOrphans()
+		left := r.sys.orphans(r.machine.PIDs())
+		if len(left) == 0 {
+			return
+		}
+		select {
+		case <-r.signals.chld:
+		case <-wait:
+			if killed {
+				r.log.Error(fmt.Sprintf("orphaned PIDs %v did not exit after SIGKILL; giving up on them", left))
+				return
+			}
+			r.log.Warn(fmt.Sprintf("orphaned PIDs %v still running after --term-wait=%s; force killing them", left, r.cfg.TermWait))
+			for _, pid := range left {
+				r.sys.kill(pid, syscall.SIGKILL)
+			}
+			killed = true
+			stop = r.sys.afterFunc(KillWait, func() { wait <- struct{}{} })
+		}
 	}
 }
 
@@ -220,6 +303,12 @@ func (r *runner) handle(events []Event) (code int, done bool) {
 				r.log.Log(context.Background(), a.Level, a.Msg, a.Args...)
 			case Spawn:
 				events = append([]Event{r.spawn(a.Epoch)}, events...)
+				if a.Epoch > 0 {
+					// What the hot restart allocated is garbage now: hand it back
+					// to the kernel at once rather than at the scavenger's pace,
+					// so resident memory does not creep up restart by restart.
+					r.sys.releaseMemory()
+				}
 			case Kill:
 				if err := r.sys.kill(a.PID, a.Signal); err != nil {
 					r.log.Error(err.Error())
@@ -264,12 +353,6 @@ func (r *runner) handle(events []Event) (code int, done bool) {
 }
 
 func (r *runner) spawn(epoch int) Event {
-	if epoch == 0 && r.cfg.BaseIDPath != "" {
-		// A file left by an earlier run must not pass for this epoch 0's id.
-		if err := os.Remove(r.cfg.BaseIDPath); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			r.log.Warn(fmt.Sprintf("base id: %v", err))
-		}
-	}
 	pid, err := r.sys.start(r.cfg.Path, append([]string{r.cfg.Command}, r.cfg.Args...), r.childEnv(epoch), r.cfg.Dir)
 	if err != nil {
 		return SpawnFailed{Epoch: epoch, Err: err.Error()}

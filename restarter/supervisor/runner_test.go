@@ -267,13 +267,16 @@ func TestBaseIDFlowsFromEpoch0ToLaterEpochs(t *testing.T) {
 		return f.start(path, argv, env, dir)
 	}
 
+	_, ok := r.setUp()
+	require.True(t, ok)
 	handle(t, r, Started{})
 	require.NoFileExists(t, path, "epoch 0 must not see the stale id")
-	require.Equal(t, []string{"PATH=/bin", "RESTART_EPOCH=0", "ENVOY_BASE_ID_PATH=" + path}, envs[0])
+	instance := instanceEnv + "=" + instanceID(cfg)
+	require.Equal(t, []string{"PATH=/bin", "RESTART_EPOCH=0", instance, "ENVOY_BASE_ID_PATH=" + path}, envs[0])
 
 	require.NoError(t, os.WriteFile(path, []byte("42"), 0o644)) // epoch 0 wrote its id
 	handle(t, r, hup)
-	require.Equal(t, []string{"PATH=/bin", "RESTART_EPOCH=1", "ENVOY_BASE_ID_PATH=" + path, "ENVOY_BASE_ID=42"}, envs[1])
+	require.Equal(t, []string{"PATH=/bin", "RESTART_EPOCH=1", instance, "ENVOY_BASE_ID_PATH=" + path, "ENVOY_BASE_ID=42"}, envs[1])
 
 	require.NoError(t, os.WriteFile(path, []byte("not an id"), 0o644))
 	ev, pending := r.startCheck(2)
@@ -363,7 +366,7 @@ func TestRunSetUpFailures(t *testing.T) {
 		cfg.PIDFile = filepath.Join(dir, "missing", "restarter.pid")
 		r, logs := fakeRunner(t, cfg, newFakeOS())
 		require.Equal(t, ExitError, r.run())
-		require.Contains(t, logs.String(), "pid file: ")
+		require.Contains(t, logs.String(), "pid file "+cfg.PIDFile+": no such file or directory")
 	})
 	t.Run("control socket", func(t *testing.T) {
 		cfg := testConfig()

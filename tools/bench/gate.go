@@ -56,11 +56,11 @@ func (b *bench) runGate(r Restarter) (res GateResult) {
 		return res
 	}
 	defer in.close()
-	if err := os.WriteFile(filepath.Join(in.dir, "ready-delay"), []byte(gateReadyDelay+"\n"), 0o644); err != nil {
+	if err := os.WriteFile(in.sandbox.Path("ready-delay"), []byte(gateReadyDelay+"\n"), 0o644); err != nil {
 		res.Error = err.Error()
 		return res
 	}
-	flags, unmap, err := mapFlags(in.dir)
+	flags, unmap, err := mapFlags(in.sandbox.Dir)
 	if err != nil {
 		res.Error = err.Error()
 		return res
@@ -103,7 +103,7 @@ func (b *bench) runGate(r Restarter) (res GateResult) {
 			res.Error = fmt.Sprintf("epoch %d: %v", first+1, err)
 			break
 		}
-		forked, err := forkTime(filepath.Join(in.dir, "restarter.log"), first+1)
+		forked, err := forkTime(in.sandbox.Path("restarter.log"), first+1)
 		if err != nil {
 			res.Error = err.Error()
 			break

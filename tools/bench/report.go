@@ -247,6 +247,11 @@ func (r *Report) Targets() []Target {
 			}
 			if l.IdleHWMKiB > 0 {
 				add("idle RSS < 7 MiB", l.IdleHWMKiB < 7*1024, fmt.Sprintf("peak %s MiB (VmHWM)", mib(l.IdleHWMKiB)))
+				add("idle RSS ≤ 4 MiB fresh (issue 14)", l.IdleHWMKiB <= 4*1024, fmt.Sprintf("peak %s MiB (VmHWM)", mib(l.IdleHWMKiB)))
+			}
+			if l.RestartHWMKiB > 0 && l.Restarts >= 2000 {
+				add("RSS ≤ 6 MiB after 2000 hot restarts (issue 14)", l.RestartHWMKiB <= 6*1024,
+					fmt.Sprintf("peak %s MiB (VmHWM) after %d", mib(l.RestartHWMKiB), l.Restarts))
 			}
 		}
 		if sd := res.Shutdown; sd != nil && sd.ToExit.N > 0 {

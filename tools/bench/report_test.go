@@ -52,6 +52,7 @@ func TestMarkdownSkipsUnmeasuredRowsAndJudgesTargets(t *testing.T) {
 	want := []string{
 		"SIGHUP → child executing p50 within 1 ms of the floor: met",
 		"idle RSS < 7 MiB: met",
+		"idle RSS ≤ 4 MiB fresh (issue 14): missed",
 		"SIGTERM → exit < 50 ms: missed",
 	}
 	if diff := cmp.Diff(want, verdicts); diff != "" {

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -20,11 +19,11 @@ import (
 	"github.com/envoy-restarter/restarter/internal/fakeenvoytest"
 )
 
-// envoyYAML is the bootstrap every epoch runs: an admin and one listener,
-// both on a kernel-chosen loopback port so runs never collide with anything
-// else on the host. --fake-reuse-port-zero hands the port-0 listener to the
-// next epoch by name, as Envoy does for a fixed address.
-var envoyYAML = fakeenvoytest.Bootstrap{Listener: "bench", Body: "ok\n"}.YAML()
+// envoyBootstrap is the bootstrap every epoch runs: an admin and one
+// listener, both on a kernel-chosen loopback port so runs never collide with
+// anything else on the host. --fake-reuse-port-zero hands the port-0
+// listener to the next epoch by name, as Envoy does for a fixed address.
+var envoyBootstrap = fakeenvoytest.Bootstrap{Listener: "bench", Body: "ok\n"}
 
 // startScript is the operator's start script reduced to what the bench
 // needs, the same for every restarter: epoch 0 picks a dynamic base id,
@@ -56,11 +55,12 @@ type Restarter struct {
 	This  bool     // this project's restarter
 }
 
-// instance is one restarter running in its own sandbox (temp dir, process
-// group, base id) with fakeenvoy as its child.
+// instance is one restarter running in its own sandbox (fakeenvoytest's
+// sandbox in a temp dir, a process group, a dynamic base id) with fakeenvoy
+// as its child.
 type instance struct {
 	label    string
-	dir      string
+	sandbox  *fakeenvoytest.Sandbox
 	cmd      *exec.Cmd
 	pid      int
 	watch    *watcher
@@ -85,7 +85,8 @@ func (b *bench) launch(r Restarter) (*instance, error) {
 	if err != nil {
 		return nil, err
 	}
-	in := &instance{label: r.Label, dir: dir, exited: make(chan struct{})}
+	in := &instance{label: r.Label, sandbox: fakeenvoytest.OpenSandbox(dir), exited: make(chan struct{})}
+	in.sandbox.RemoveRegionOf(in.sandbox.Path("base-id"))
 	registry.Lock()
 	registry.open[in] = true
 	registry.Unlock()
@@ -99,8 +100,8 @@ func (b *bench) launch(r Restarter) (*instance, error) {
 			return nil, fmt.Errorf("%s: %w (see %s/restarter.log)", r.Label, err, dir)
 		}
 	}
-	script := filepath.Join(dir, "start.sh")
-	if err := os.WriteFile(filepath.Join(dir, "envoy.yaml"), []byte(envoyYAML), 0o644); err != nil {
+	script := in.sandbox.Path("start.sh")
+	if _, err := in.sandbox.WriteBootstrap("envoy.yaml", envoyBootstrap); err != nil {
 		return fail(err)
 	}
 	text := fmt.Sprintf(startScript, shellQuote(dir), shellQuote(b.fakeenvoy),
@@ -111,7 +112,7 @@ func (b *bench) launch(r Restarter) (*instance, error) {
 	if in.watch, err = newWatcher(dir); err != nil {
 		return fail(err)
 	}
-	logFile, err := os.Create(filepath.Join(dir, "restarter.log"))
+	logFile, err := os.Create(in.sandbox.Path("restarter.log"))
 	if err != nil {
 		return fail(err)
 	}
@@ -147,7 +148,7 @@ func (in *instance) execNanos(epoch int) (int64, error) {
 	if _, err := in.watch.wait(name, 10*time.Second, in.exited); err != nil {
 		return 0, err
 	}
-	b, err := os.ReadFile(filepath.Join(in.dir, name))
+	b, err := os.ReadFile(in.sandbox.Path(name))
 	if err != nil {
 		return 0, err
 	}
@@ -162,7 +163,7 @@ func (in *instance) waitLive(epoch int) (int64, error) {
 
 // listenerAddress is the bench listener's host:port, from epoch 0's state.
 func (in *instance) listenerAddress() (string, error) {
-	b, err := os.ReadFile(filepath.Join(in.dir, "state.0"))
+	b, err := os.ReadFile(in.sandbox.Path("state.0"))
 	if err != nil {
 		return "", err
 	}
@@ -208,13 +209,9 @@ func (in *instance) stop() {
 // the shared memory region of its base id.
 func (in *instance) close() {
 	in.stop()
-	if b, err := os.ReadFile(filepath.Join(in.dir, "base-id")); err == nil {
-		if base, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil {
-			_ = os.Remove(fmt.Sprintf("/dev/shm/envoy_shared_memory_%d", base*10))
-		}
-	}
+	in.sandbox.Close()
 	if !keepSandboxes {
-		_ = os.RemoveAll(in.dir)
+		_ = os.RemoveAll(in.sandbox.Dir)
 	}
 	registry.Lock()
 	delete(registry.open, in)

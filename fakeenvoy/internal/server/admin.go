@@ -244,6 +244,12 @@ func (s *Server) handleQuit(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(w, "Method %s not allowed, POST required.", r.Method)
 		return
 	}
+	// The whole answer leaves before the quit: the dispatcher's exit closes
+	// the admin and its connections.
+	w.Header().Set("content-length", "3")
 	fmt.Fprintln(w, "OK")
+	if f, ok := w.(http.Flusher); ok {
+		f.Flush()
+	}
 	s.quitOnce.Do(func() { close(s.quit) })
 }

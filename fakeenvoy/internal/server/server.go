@@ -65,6 +65,9 @@ type Server struct {
 // Main runs fakeenvoy with args (without the program name) and returns the
 // exit code. execNanos is CLOCK_MONOTONIC as read first thing in main.
 func Main(args []string, execNanos int64) int {
+	// As Envoy (Libevent::Global::initialize): a broken pipe is an error
+	// code, never a signal, so a log reader that went away kills nothing.
+	signal.Ignore(syscall.SIGPIPE)
 	opts, err := options.Parse(args, func(enabled bool) string {
 		if !enabled {
 			return "disabled"

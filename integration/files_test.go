@@ -1,0 +1,217 @@
+package integration
+
+import (
+	"os"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/envoy-restarter/restarter/internal/proctest"
+)
+
+// Issue 14, defect 5: --base-id-path names a file the restarter may replace
+// only when it holds nothing or a base id; anything else is a usage error,
+// and is left as it was.
+func TestBaseIDPathNeverDeletesWhatIsNotABaseID(t *testing.T) {
+	t.Parallel()
+	sb := newSandbox(t, "")
+	yaml := sb.Path("envoy-copy.yaml")
+	require.NoError(t, os.WriteFile(yaml, []byte("static_resources: {}\n"), 0o644))
+	dir := sb.Path("empty-dir")
+	require.NoError(t, os.Mkdir(dir, 0o755))
+
+	for path, want := range map[string]string{
+		yaml: `holds something other than a base id \(21 bytes starting "static_resources: {}"\); refusing to delete it`,
+		dir:  `is a directory; give the path of a file`,
+	} {
+		code, out := runRestarter(t, nil, "--base-id-path", path, sb.script)
+		require.Equal(t, 2, code, out)
+		require.Regexp(t, `\]\[error\]\[restarter\] flag -base-id-path: .* `+want, out)
+		require.NotContains(t, out, "forking")
+	}
+	b, err := os.ReadFile(yaml)
+	require.NoError(t, err)
+	require.Equal(t, "static_resources: {}\n", string(b))
+	require.DirExists(t, dir)
+}
+
+// Issue 14, defect 5: a stale base id the restarter cannot remove (a
+// read-only file system) is fatal before epoch 0: later epochs would be
+// given it as ENVOY_BASE_ID.
+func TestStaleBaseIDOnReadOnlyFileSystemIsFatal(t *testing.T) {
+	t.Parallel()
+	sb := newSandbox(t, "")
+	ro := sb.Path("ro")
+	require.NoError(t, os.Mkdir(ro, 0o755))
+	stale := ro + "/base-id"
+	require.NoError(t, os.WriteFile(stale, []byte("123"), 0o644))
+
+	// In a mount namespace of its own, the directory is bind-mounted
+	// read-only over itself.
+	code, out := runCommand(t, nil, "unshare", "-m", "sh", "-c", `mount --make-rprivate / && mount -o bind,ro "$0" "$0" && exec "$@"`,
+		ro, proctest.Binary(t, "restarter"), "--base-id-path", stale, sb.script)
+	require.Equal(t, 1, code, out)
+	require.Contains(t, out, "base id file "+stale+": cannot remove the stale base id left by an earlier run (read-only file system)")
+	require.NotContains(t, out, "forking")
+	b, err := os.ReadFile(stale)
+	require.NoError(t, err)
+	require.Equal(t, "123", string(b))
+}
+
+// Issue 14, defect 5: the pid file is taken with flock: a second restarter
+// fails without touching it, and a restarter removes it at exit only if it
+// still holds its pid.
+func TestPIDFileIsTakenNotClobbered(t *testing.T) {
+	t.Parallel()
+	sb := newSandbox(t, "")
+	pidFile := sb.Path("restarter.pid")
+	r := sb.start("--pid-file", pidFile)
+	sb.waitLive(0)
+	require.Equal(t, r.PID(), readPID(t, pidFile))
+
+	// A second restarter with the same pid file fails, naming the first,
+	code, out := runRestarter(t, nil, "--pid-file", pidFile, sb.script)
+	require.Equal(t, 1, code, out)
+	require.Contains(t, out, "pid file "+pidFile+": held by another running restarter (PID="+strconv.Itoa(r.PID())+")")
+	require.NotContains(t, out, "forking")
+	// and leaves it as it was.
+	require.Equal(t, r.PID(), readPID(t, pidFile))
+
+	// The first removes it at exit,
+	r.Signal(syscall.SIGTERM)
+	require.Equal(t, proctest.Exit{Code: 0}, r.Wait(wait))
+	require.NoFileExists(t, pidFile)
+
+	// unless someone else wrote it meanwhile.
+	r2 := sb.start("--pid-file", pidFile)
+	readPID(t, pidFile)
+	r2.WaitLine(`forked new child process`, 1, wait)
+	require.NoError(t, os.WriteFile(pidFile, []byte("999999\n"), 0o644))
+	r2.Signal(syscall.SIGTERM)
+	require.Equal(t, proctest.Exit{Code: 0}, r2.Wait(wait))
+	b, err := os.ReadFile(pidFile)
+	require.NoError(t, err)
+	require.Equal(t, "999999\n", string(b))
+}
+
+// Issue 14, defect 5 (and 8): a pid file that is a directory gets a clear
+// message.
+func TestPIDFileThatIsADirectory(t *testing.T) {
+	t.Parallel()
+	sb := newSandbox(t, "")
+	dir := sb.Path("pid-dir")
+	require.NoError(t, os.Mkdir(dir, 0o755))
+	code, out := runRestarter(t, nil, "--pid-file", dir, sb.script)
+	require.Equal(t, 1, code, out)
+	require.Contains(t, out, "pid file "+dir+": is a directory; give the path of a file")
+	require.NotContains(t, out, "forking")
+}
+
+// Issue 14, defect 6: helpers run in a process group of their own, killed
+// as a group on completion: what a check leaves in the background does not
+// outlive it, and does not make it fail.
+func TestCheckLeavesNothingBehind(t *testing.T) {
+	t.Parallel()
+	sb := newSandbox(t, "")
+	check := sb.writeScript("check.sh", `sleep 300 &
+echo $! >"$DIR/check-child.$RESTART_EPOCH.pid"
+echo checked
+`)
+	r := sb.start("--check", check)
+	sb.waitLive(0)
+	r.Signal(syscall.SIGHUP)
+	r.WaitLine(`check passed for epoch 1$`, 1, wait)
+	sb.waitLive(1)
+	waitGone(t, readPID(t, sb.Path("check-child.1.pid")), "the check's background sleep")
+	r.Signal(syscall.SIGTERM)
+	require.Equal(t, proctest.Exit{Code: 0}, r.Wait(wait))
+}
+
+// Issue 14, defect 6: a check that exits 0 while a process that left its
+// process group holds its output is refused in words, not Go's.
+func TestCheckWhoseOutputIsHeldOpen(t *testing.T) {
+	t.Parallel()
+	sb := newSandbox(t, "")
+	// The escaped process writes its pid once it is in its own session, and
+	// the check exits only then.
+	check := sb.writeScript("check.sh", `pidfile="$DIR/escaped.$RESTART_EPOCH.pid"
+setsid sh -c 'echo $$ >"$0.tmp" && mv "$0.tmp" "$0" && exec sleep 300' "$pidfile" &
+while [ ! -e "$pidfile" ]; do sleep 0.01; done
+`)
+	r := sb.start("--check", check)
+	sb.waitLive(0)
+	r.Signal(syscall.SIGHUP)
+	killAtEnd(t, readPID(t, sb.Path("escaped.1.pid")))
+	r.WaitLine(`check refused hot restart to epoch 1: .*check.sh: exited 0, but a process it started outside its process group still holds its output open$`, 1, wait)
+	require.Empty(t, r.Lines(`WaitDelay`))
+	r.Signal(syscall.SIGTERM)
+	require.Equal(t, proctest.Exit{Code: 0}, r.Wait(wait))
+}
+
+// Issue 14, defect 6: a check still running at shutdown is killed with its
+// whole process group, not orphaned.
+func TestShutdownKillsARunningCheck(t *testing.T) {
+	t.Parallel()
+	sb := newSandbox(t, "")
+	check := sb.writeScript("check.sh", `echo $$ >"$DIR/check.$RESTART_EPOCH.pid"
+sleep 300
+`)
+	r := sb.start("--check", check)
+	sb.waitLive(0)
+	r.Signal(syscall.SIGHUP)
+	pid := readPID(t, sb.Path("check.1.pid"))
+	var sleepPID int
+	proctest.WaitFor(t, wait, "the check's sleep", func() bool {
+		kids, _ := proctest.Children(pid)
+		if len(kids) == 1 {
+			sleepPID = kids[0]
+		}
+		return sleepPID != 0
+	})
+	r.Signal(syscall.SIGTERM)
+	require.Equal(t, proctest.Exit{Code: 0}, r.Wait(wait))
+	waitGone(t, pid, "the check")
+	waitGone(t, sleepPID, "the check's sleep")
+}
+
+// Issue 14, defect 7: processes adopted as subreaper are TERMed at shutdown,
+// and KILLed after --term-wait if they ignore it.
+func TestSubreaperStopsOrphansAtShutdown(t *testing.T) {
+	t.Parallel()
+	sb := newSandbox(t, `if [ "$RESTART_EPOCH" = 0 ]; then
+	sh -c 'sleep 300 & echo $! >"$0/orphan.pid"' "$DIR"
+	sh -c '(trap "" TERM; exec sleep 301) & echo $! >"$0/stubborn.pid"' "$DIR"
+fi
+fakeenvoy --base-id "$BASE_ID"
+`)
+	r := sb.start("--subreaper", "--term-wait", "1s")
+	sb.waitLive(0)
+	orphan, stubborn := readPID(t, sb.Path("orphan.pid")), readPID(t, sb.Path("stubborn.pid"))
+	for _, pid := range []int{orphan, stubborn} {
+		_, ppid := procParent(t, pid)
+		require.Equal(t, r.PID(), ppid, "PID %d adopted by the restarter", pid)
+	}
+
+	r.Signal(syscall.SIGTERM)
+
+	require.Equal(t, proctest.Exit{Code: 0}, r.Wait(wait))
+	r.WaitLine(`sending TERM to 2 orphaned process\(es\) adopted as subreaper`, 1, wait)
+	r.WaitLine(`orphaned PIDs \[`+strconv.Itoa(stubborn)+`\] still running after --term-wait=1s; force killing them$`, 1, wait)
+	require.False(t, proctest.Alive(orphan))
+	require.False(t, proctest.Alive(stubborn))
+}
+
+// procParent returns pid's state and parent pid.
+func procParent(t *testing.T, pid int) (string, int) {
+	t.Helper()
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	require.NoError(t, err)
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	ppid, err := strconv.Atoi(f[1])
+	require.NoError(t, err)
+	return f[0], ppid
+}

@@ -1,0 +1,196 @@
+package supervisor
+
+import (
+	"bytes"
+	"fmt"
+	"hash/fnv"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// instanceEnv names the environment variable that marks every process a
+// restarter starts (epochs and helpers) with its instance id, so that a
+// later run of the same restarter can find what an earlier one left behind.
+const instanceEnv = "RESTARTER_INSTANCE"
+
+// instanceID identifies a restarter by what it runs: the same COMMAND,
+// arguments, working directory and files give the same id, run after run.
+func instanceID(cfg Config) string {
+	h := fnv.New64a()
+	path := cfg.Path
+	if !filepath.IsAbs(path) {
+		base := cfg.Dir
+		if base == "" {
+			base, _ = os.Getwd()
+		}
+		path = filepath.Join(base, path)
+	}
+	for _, s := range append([]string{path, cfg.Dir, cfg.BaseIDPath, cfg.ControlSocket, cfg.PIDFile}, cfg.Args...) {
+		h.Write([]byte(s))
+		h.Write([]byte{0})
+	}
+	return strconv.FormatUint(h.Sum64(), 16)
+}
+
+// leftover is a process started by an earlier run of the same restarter.
+type leftover struct {
+	pid, ppid int
+	epoch     string
+}
+
+func (l leftover) String() string {
+	return fmt.Sprintf("PID=%d (epoch %s, parent PID=%d)", l.pid, l.epoch, l.ppid)
+}
+
+// findLeftovers lists the processes whose environment carries instance id
+// and whose restarter is gone: epochs, or processes they started, of an
+// earlier run. Those of a restarter running now (the first unmarked process
+// up their parent chain runs the restarter's executable) are left to the pid
+// file and control socket checks. Processes of other users cannot be read,
+// and are not found, unless the restarter runs as root.
+func findLeftovers(id string) []leftover {
+	marked := findMarked(id)
+	parent := map[int]int{}
+	for _, l := range marked {
+		parent[l.pid] = l.ppid
+	}
+	self, _ := os.Readlink("/proc/self/exe")
+	var out []leftover
+	for _, l := range marked {
+		p := l.ppid
+		for i := 0; i < len(marked); i++ {
+			if pp, ok := parent[p]; ok {
+				p = pp
+			}
+		}
+		if exe, err := os.Readlink("/proc/" + strconv.Itoa(p) + "/exe"); err == nil && exe == self {
+			continue
+		}
+		out = append(out, l)
+	}
+	return out
+}
+
+// findMarked lists the live processes, other than this one, whose
+// environment carries instance id.
+func findMarked(id string) []leftover {
+	names, err := procPIDs()
+	if err != nil {
+		return nil
+	}
+	marker := []byte(instanceEnv + "=" + id)
+	self := os.Getpid()
+	var out []leftover
+	// One buffer for every process's environment: the scan runs at start-up,
+	// and what it allocates would stay in the restarter's resident memory.
+	env := make([]byte, 0, 4<<10)
+	for _, name := range names {
+		pid, err := strconv.Atoi(name)
+		if err != nil || pid == self {
+			continue
+		}
+		if env, err = readInto(env, "/proc/"+name+"/environ"); err != nil || !bytes.Contains(env, marker) {
+			continue
+		}
+		l := leftover{pid: pid, epoch: "?"}
+		found := false
+		for _, kv := range bytes.Split(env, []byte{0}) {
+			switch {
+			case bytes.Equal(kv, marker):
+				found = true
+			case bytes.HasPrefix(kv, []byte("RESTART_EPOCH=")):
+				l.epoch = string(kv[len("RESTART_EPOCH="):])
+			}
+		}
+		if !found {
+			continue
+		}
+		if b, err := os.ReadFile("/proc/" + name + "/stat"); err == nil {
+			if i := strings.LastIndexByte(string(b), ')'); i >= 0 {
+				if f := strings.Fields(string(b)[i+1:]); len(f) >= 2 && f[0] != "Z" {
+					l.ppid, _ = strconv.Atoi(f[1])
+					out = append(out, l)
+				}
+			}
+		}
+	}
+	return out
+}
+
+// leftoverWait is how long the restarter waits at start-up for processes
+// of an earlier run to exit (an epoch told to stop by its parent's death
+// may be on its way out).
+const leftoverWait = 5 * time.Second
+
+// checkLeftovers fails start-up while processes of an earlier run of this
+// restarter are still running: an epoch that outlived its restarter (Envoy
+// replaces the restarter's SIGKILL parent-death signal with its own SIGTERM,
+// and may survive it) holds the base id, and every new epoch 0 would fail
+// to bind its domain socket (errno=98). It waits leftoverWait for them to
+// exit first.
+func checkLeftovers(find func(id string) []leftover, id string, warn func(string)) error {
+	left := find(id)
+	if len(left) == 0 {
+		return nil
+	}
+	warn(fmt.Sprintf("processes started by an earlier run of this restarter are still running: %s; waiting up to %s for them to exit", joinLeftovers(left), leftoverWait))
+	deadline := time.Now().Add(leftoverWait)
+	for len(left) > 0 && time.Now().Before(deadline) {
+		time.Sleep(100 * time.Millisecond)
+		left = find(id)
+	}
+	if len(left) == 0 {
+		return nil
+	}
+	pids := make([]string, len(left))
+	for i, l := range left {
+		pids[i] = strconv.Itoa(l.pid)
+	}
+	return fmt.Errorf("processes started by an earlier run of this restarter are still running: %s; they hold its base id and ports, so a new epoch 0 would fail: stop them (kill %s) and start the restarter again", joinLeftovers(left), strings.Join(pids, " "))
+}
+
+func joinLeftovers(left []leftover) string {
+	s := make([]string, len(left))
+	for i, l := range left {
+		s[i] = l.String()
+	}
+	return strings.Join(s, ", ")
+}
+
+// procPIDs lists /proc's entries (the pids among them), unsorted.
+func procPIDs() ([]string, error) {
+	f, err := os.Open("/proc")
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return f.Readdirnames(-1)
+}
+
+// readInto reads the file at path into buf, reusing its storage, and
+// returns it.
+func readInto(buf []byte, path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return buf[:0], err
+	}
+	defer f.Close()
+	buf = buf[:0]
+	for {
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
+		}
+		n, err := f.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if err == io.EOF {
+			return buf, nil
+		}
+		if err != nil {
+			return buf, err
+		}
+	}
+}

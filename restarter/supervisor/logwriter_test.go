@@ -1,0 +1,108 @@
+package supervisor
+
+import (
+	"bytes"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// gateWriter blocks every Write until open is closed, as a full pipe does.
+type gateWriter struct {
+	open chan struct{}
+	mu   sync.Mutex
+	buf  bytes.Buffer
+}
+
+func (g *gateWriter) Write(p []byte) (int, error) {
+	<-g.open
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.buf.Write(p)
+}
+
+func (g *gateWriter) String() string {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.buf.String()
+}
+
+func TestLineWriterNeverBlocksAndCountsWhatItDrops(t *testing.T) {
+	g := &gateWriter{open: make(chan struct{})}
+	lw := newLineWriter(g, func(n int) []byte { return []byte("dropped " + strconv.Itoa(n) + "\n") })
+	// Given a stalled reader, many more lines than fit are written at once,
+	done := make(chan struct{})
+	go func() {
+		for i := range 1000 {
+			lw.Write([]byte("line " + strconv.Itoa(i) + "\n"))
+		}
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Write blocked on a stalled reader")
+	}
+	lw.flush(10 * time.Millisecond) // bounded: returns with the reader still stalled
+
+	// when the reader is back, it gets the lines kept, in order, and the
+	// count of those dropped, once: together, every line written.
+	close(g.open)
+	lw.flush(10 * time.Second)
+	lw.Write([]byte("after\n"))
+	lw.flush(10 * time.Second)
+	lines := strings.Split(strings.TrimSuffix(g.String(), "\n"), "\n")
+	require.Equal(t, "after", lines[len(lines)-1])
+	last, kept, dropped, reports := -1, 0, 0, 0
+	for _, l := range lines[:len(lines)-1] {
+		if n, ok := strings.CutPrefix(l, "dropped "); ok {
+			dropped, _ = strconv.Atoi(n)
+			reports++
+			continue
+		}
+		n, err := strconv.Atoi(strings.TrimPrefix(l, "line "))
+		require.NoError(t, err, l)
+		require.Greater(t, n, last, "lines in order")
+		last = n
+		kept++
+	}
+	require.Equal(t, 1, reports, "the count is reported once")
+	require.LessOrEqual(t, kept, maxPendingLines+1, "no more kept than the queue holds, plus the one in flight")
+	require.Equal(t, 1000, kept+dropped)
+}
+
+// flakyWriter fails its first writes, as a pipe whose reader is gone does
+// until a new reader takes over.
+type flakyWriter struct {
+	fails int
+	buf   bytes.Buffer
+}
+
+func (f *flakyWriter) Write(p []byte) (int, error) {
+	if f.fails > 0 {
+		f.fails--
+		return 0, syscall.EPIPE
+	}
+	return f.buf.Write(p)
+}
+
+func TestLineWriterCountsLinesLostToEPIPE(t *testing.T) {
+	f := &flakyWriter{fails: 3}
+	lw := newLineWriter(f, func(n int) []byte { return []byte("dropped " + strconv.Itoa(n) + "\n") })
+	for i := range 5 {
+		lw.Write([]byte("line " + strconv.Itoa(i) + "\n"))
+		lw.flush(10 * time.Second) // one at a time: each meets the writer's state in turn
+	}
+	require.Equal(t, "line 3\ndropped 3\nline 4\n", f.buf.String())
+}
+
+func TestEscapeControl(t *testing.T) {
+	require.Equal(t, "plain", escapeControl("plain"))
+	require.Equal(t, `a\nb\r\x1b[31m`, escapeControl("a\nb\r\x1b[31m"))
+	require.Equal(t, "tab\tkept", escapeControl("tab\tkept"))
+}
