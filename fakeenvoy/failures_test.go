@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -184,4 +185,20 @@ func TestHotRestartVersionFlag(t *testing.T) {
 	unknown := proctest.Start(t, proctest.Options{}, binary, "--no-such-flag")
 	assert.Equal(t, proctest.Exit{Code: 1}, unknown.Wait(wait))
 	assert.Contains(t, unknown.Output(), "PARSE ERROR: Argument: --no-such-flag")
+}
+
+// Envoy's own integration bootstraps, templated as Envoy's hot restart test
+// templates them, pass fakeenvoy's --mode validate as they pass Envoy's.
+func TestValidateModeAcceptsEnvoysIntegrationBootstraps(t *testing.T) {
+	sb := newSandbox(t)
+	files, err := filepath.Glob("internal/config/testdata/envoy/*.yaml")
+	require.NoError(t, err)
+	require.Len(t, files, 5)
+	for _, f := range append(files, "../examples/fakeenvoy.yaml") {
+		abs, err := filepath.Abs(f)
+		require.NoError(t, err)
+		p := sb.startRaw("--mode", "validate", "-c", abs, "--base-id", strconv.FormatUint(uint64(sb.BaseID), 10))
+		assert.Equal(t, proctest.Exit{}, p.Wait(wait), "%s:\n%s", f, p.Output())
+		assert.Contains(t, p.Output(), "configuration '"+abs+"' OK")
+	}
 }

@@ -50,8 +50,11 @@ func TestStaleBaseIDOnReadOnlyFileSystemIsFatal(t *testing.T) {
 	require.NoError(t, os.WriteFile(stale, []byte("123"), 0o644))
 
 	// In a mount namespace of its own, the directory is bind-mounted
-	// read-only over itself.
-	code, out := runCommand(t, nil, "unshare", "-m", "sh", "-c", `mount --make-rprivate / && mount -o bind,ro "$0" "$0" && exec "$@"`,
+	// read-only over itself. The mount holding it is made private first so
+	// nothing propagates back; not "/" itself, which is no mount point in a
+	// chroot such as tools/bazel's (unshare's default would fail there).
+	code, out := runCommand(t, nil, "unshare", "-m", "--propagation", "unchanged", "sh", "-c",
+		`mp=$(findmnt -n -o TARGET -T "$0") && mount --make-rprivate "$mp" && mount -o bind,ro "$0" "$0" && exec "$@"`,
 		ro, proctest.Binary(t, "restarter"), "--base-id-path", stale, sb.script)
 	require.Equal(t, 1, code, out)
 	require.Contains(t, out, "base id file "+stale+": cannot remove the stale base id left by an earlier run (read-only file system)")

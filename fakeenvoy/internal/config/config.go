@@ -1,148 +1,124 @@
-// Package config reads the subset of Envoy's v3 bootstrap YAML that
-// fakeenvoy understands. Unknown fields are errors, as in Envoy.
+// Package config reads an Envoy v3 bootstrap through Envoy's own API types
+// (github.com/envoyproxy/go-control-plane/envoy): YAML → JSON → protojson
+// with the supported extensions registered, then the generated constraint
+// validation, the way Envoy's MessageUtil loads and validates it. It then
+// derives what fakeenvoy serves: admin, listeners with their addresses, and
+// each HTTP connection manager's routes, health check and access logs.
 package config
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/netip"
 	"os"
 	"strconv"
+	"strings"
 
-	yaml "go.yaml.in/yaml/v3"
+	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	filev3 "github.com/envoyproxy/go-control-plane/envoy/extensions/access_loggers/file/v3"
+	healthcheckv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/health_check/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/encoding/prototext"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/types/known/anypb"
+	"sigs.k8s.io/yaml"
 )
 
-// Well-known names fakeenvoy accepts; anything else is rejected.
-const (
-	HTTPConnectionManager     = "envoy.filters.network.http_connection_manager"
-	HTTPConnectionManagerType = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
-	FileAccessLogType         = "type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog"
-	RouterType                = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"
-)
-
-// Config is the validated bootstrap.
+// Config is a loaded, validated bootstrap and what fakeenvoy serves of it.
 type Config struct {
+	Bootstrap *bootstrapv3.Bootstrap
 	Admin     *Address // nil: no admin listener
 	Listeners []Listener
+	Clusters  map[string]Cluster
 }
 
-// Address is an IP address and port; Port 0 asks the kernel for one.
+// Address is where a listener binds: an IP socket address (Port 0 asks the
+// kernel) or a unix domain socket path (Envoy's pipe; a leading '@' is
+// Linux's abstract namespace).
 type Address struct {
 	IP   netip.Addr
 	Port uint16
+	Path string      // set for a pipe
+	Mode os.FileMode // a pipe's mode; 0 leaves the umask's
 }
 
-// String renders host:port, bracketing IPv6.
-func (a Address) String() string { return netip.AddrPortFrom(a.IP, a.Port).String() }
+// Pipe says the address is a unix domain socket.
+func (a Address) Pipe() bool { return a.Path != "" }
 
-// Listener is one static listener answering every request directly.
+// Network is the Go network name to bind a.
+func (a Address) Network() string {
+	if a.Pipe() {
+		return "unix"
+	}
+	return "tcp"
+}
+
+// String renders the address as Envoy's Address::asString does, which is
+// also the key a child uses to ask its parent for the listen socket:
+// ip:port (IPv6 bracketed) or the pipe's path.
+func (a Address) String() string {
+	if a.Pipe() {
+		return a.Path
+	}
+	return netip.AddrPortFrom(a.IP, a.Port).String()
+}
+
+// Listener is one static listener.
 type Listener struct {
-	Name           string
-	Address        Address
-	Status         int
-	Body           string
-	AccessLogPaths []string
+	Name      string
+	Addresses []Address // the address, then the additional_addresses in order
+	ReusePort bool      // SO_REUSEPORT: enable_reuse_port, default true on Linux
+	// HTTP is the listener's HTTP connection manager; nil for a listener
+	// whose network filter fakeenvoy parses but does not serve (its
+	// connections are accepted and closed).
+	HTTP *HTTP
 }
 
-// The yaml structs mirror Envoy's field names.
-type bootstrap struct {
-	Node            *node            `yaml:"node"`
-	Admin           *admin           `yaml:"admin"`
-	StaticResources *staticResources `yaml:"static_resources"`
+// HTTP is the served part of an HTTP connection manager.
+type HTTP struct {
+	StatPrefix     string
+	AccessLogPaths []string     // file access logs, in order
+	HealthCheck    *HealthCheck // the health check filter, if any
+	VirtualHosts   []*routev3.VirtualHost
 }
 
-type node struct {
-	ID       string `yaml:"id"`
-	Cluster  string `yaml:"cluster"`
-	Locality *struct {
-		Region  string `yaml:"region"`
-		Zone    string `yaml:"zone"`
-		SubZone string `yaml:"sub_zone"`
-	} `yaml:"locality"`
+// AccessLogPathList is h's file access logs; none for a nil h.
+func (h *HTTP) AccessLogPathList() []string {
+	if h == nil {
+		return nil
+	}
+	return h.AccessLogPaths
 }
 
-type admin struct {
-	AccessLogPath string   `yaml:"access_log_path"`
-	Address       *address `yaml:"address"`
+// HealthCheck is the health check HTTP filter.
+type HealthCheck struct {
+	PassThrough bool
+	Headers     []*routev3.HeaderMatcher
 }
 
-type address struct {
-	SocketAddress *socketAddress `yaml:"socket_address"`
+// Cluster is a static cluster's endpoints, host:port each.
+type Cluster struct {
+	Name      string
+	Endpoints []string
 }
 
-type socketAddress struct {
-	Protocol  string `yaml:"protocol"`
-	Address   string `yaml:"address"`
-	PortValue *int64 `yaml:"port_value"`
-}
+// Type URLs of the configs fakeenvoy serves.
+var (
+	hcmType         = typeURL(&hcmv3.HttpConnectionManager{})
+	fileLogType     = typeURL(&filev3.FileAccessLog{})
+	healthCheckType = typeURL(&healthcheckv3.HealthCheck{})
+)
 
-type staticResources struct {
-	Listeners []listener `yaml:"listeners"`
-	Clusters  []any      `yaml:"clusters"`
-}
-
-type listener struct {
-	Name         string        `yaml:"name"`
-	Address      *address      `yaml:"address"`
-	FilterChains []filterChain `yaml:"filter_chains"`
-}
-
-type filterChain struct {
-	Filters []filter `yaml:"filters"`
-}
-
-type filter struct {
-	Name        string   `yaml:"name"`
-	TypedConfig *hcmYAML `yaml:"typed_config"`
-}
-
-type hcmYAML struct {
-	Type        string        `yaml:"@type"`
-	StatPrefix  string        `yaml:"stat_prefix"`
-	CodecType   string        `yaml:"codec_type"`
-	AccessLog   []accessLog   `yaml:"access_log"`
-	RouteConfig *routeConfig  `yaml:"route_config"`
-	HTTPFilters []typedFilter `yaml:"http_filters"`
-}
-
-type accessLog struct {
-	Name        string `yaml:"name"`
-	TypedConfig *struct {
-		Type string `yaml:"@type"`
-		Path string `yaml:"path"`
-	} `yaml:"typed_config"`
-}
-
-type typedFilter struct {
-	Name        string `yaml:"name"`
-	TypedConfig *struct {
-		Type string `yaml:"@type"`
-	} `yaml:"typed_config"`
-}
-
-type routeConfig struct {
-	Name         string        `yaml:"name"`
-	VirtualHosts []virtualHost `yaml:"virtual_hosts"`
-}
-
-type virtualHost struct {
-	Name    string   `yaml:"name"`
-	Domains []string `yaml:"domains"`
-	Routes  []route  `yaml:"routes"`
-}
-
-type route struct {
-	Match *struct {
-		Prefix string `yaml:"prefix"`
-	} `yaml:"match"`
-	DirectResponse *struct {
-		Status *int64 `yaml:"status"`
-		Body   *struct {
-			InlineString string `yaml:"inline_string"`
-		} `yaml:"body"`
-	} `yaml:"direct_response"`
+func typeURL(m proto.Message) string {
+	return "type.googleapis.com/" + string(m.ProtoReflect().Descriptor().FullName())
 }
 
 // Load reads and validates the bootstrap at path.
@@ -154,138 +130,336 @@ func Load(path string) (*Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("unable to read file: %s", path)
 	}
+	if strings.HasSuffix(path, ".json") {
+		return ParseJSON(b)
+	}
 	return Parse(b)
 }
 
-// Parse validates a bootstrap document.
+// Parse validates a YAML bootstrap document.
 func Parse(doc []byte) (*Config, error) {
-	dec := yaml.NewDecoder(bytes.NewReader(doc))
-	dec.KnownFields(true)
-	var b bootstrap
-	if err := dec.Decode(&b); err != nil {
-		if errors.Is(err, io.EOF) {
-			return nil, errors.New("Unable to convert YAML as JSON: empty document")
+	j, err := yaml.YAMLToJSON(doc)
+	if err != nil {
+		return nil, fmt.Errorf("Unable to convert YAML as JSON: %v", err)
+	}
+	if t := bytes.TrimSpace(j); len(t) == 0 || t[0] != '{' {
+		return nil, fmt.Errorf("Unable to convert YAML as JSON: %s", strings.TrimSpace(string(doc)))
+	}
+	return ParseJSON(j)
+}
+
+// ParseJSON validates a JSON bootstrap document.
+func ParseJSON(doc []byte) (*Config, error) {
+	b := &bootstrapv3.Bootstrap{}
+	if err := unmarshal(doc, b); err != nil {
+		return nil, err
+	}
+	if err := validate(b); err != nil {
+		return nil, err
+	}
+	return build(b)
+}
+
+// unmarshal is MessageUtil::loadFromJson: Envoy's error texts for unknown
+// fields and for everything else.
+func unmarshal(doc []byte, m proto.Message) error {
+	typeName := m.ProtoReflect().Descriptor().FullName()
+	v, err := decodeJSON(doc)
+	if err == nil {
+		v, err = normalize(m.ProtoReflect().Descriptor(), v, "")
+	} else {
+		err = &parseError{reason: err.Error()}
+	}
+	if err == nil {
+		var norm []byte
+		if norm, err = json.Marshal(v); err == nil {
+			if uerr := protojson.Unmarshal(norm, m); uerr != nil {
+				err = &parseError{reason: strings.TrimPrefix(uerr.Error(), "proto: ")}
+			}
 		}
-		return nil, fmt.Errorf("Protobuf message (type envoy.config.bootstrap.v3.Bootstrap reason INVALID_ARGUMENT:%v) has unknown fields or invalid values", err)
 	}
-	var extra yaml.Node
-	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
-		return nil, errors.New("Unable to convert YAML as JSON: more than one document")
+	var pe *parseError
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &pe) && pe.unknownField:
+		return fmt.Errorf("Protobuf message (type %s reason %s) has unknown fields", typeName, pe.status())
+	case errors.As(err, &pe):
+		return fmt.Errorf("Unable to parse JSON as proto (%s): %s", pe.status(), compactJSON(doc))
 	}
-	c := &Config{}
-	if b.Admin != nil && b.Admin.Address != nil {
-		a, err := convertAddress(b.Admin.Address, "admin.address")
+	return err
+}
+
+func compactJSON(doc []byte) string {
+	var buf bytes.Buffer
+	if json.Compact(&buf, doc) != nil {
+		return string(doc)
+	}
+	return buf.String()
+}
+
+// validate runs the generated constraint checks on the bootstrap and on
+// every typed config inside it, as Envoy does when it builds each
+// extension, and reports the first violation as Envoy's
+// ProtoValidationException does.
+func validate(root proto.Message) error {
+	var first error
+	var visit func(m protoreflect.Message)
+	check := func(m proto.Message) {
+		if v, ok := m.(interface{ ValidateAll() error }); ok && first == nil {
+			if err := v.ValidateAll(); err != nil {
+				first = fmt.Errorf("Proto constraint validation failed (%s): %s", pgvError(err), prototext.MarshalOptions{}.Format(m))
+			}
+		}
+	}
+	visit = func(m protoreflect.Message) {
+		if a, ok := m.Interface().(*anypb.Any); ok {
+			inner, err := a.UnmarshalNew()
+			if err == nil {
+				check(inner)
+				visit(inner.ProtoReflect())
+			}
+			return
+		}
+		m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
+			if fd.Kind() != protoreflect.MessageKind {
+				return true
+			}
+			switch {
+			case fd.IsList():
+				for i := 0; i < v.List().Len(); i++ {
+					visit(v.List().Get(i).Message())
+				}
+			case fd.IsMap():
+				if fd.MapValue().Kind() == protoreflect.MessageKind {
+					v.Map().Range(func(_ protoreflect.MapKey, mv protoreflect.Value) bool {
+						visit(mv.Message())
+						return true
+					})
+				}
+			default:
+				visit(v.Message())
+			}
+			return first == nil
+		})
+	}
+	check(root)
+	if first == nil {
+		visit(root.ProtoReflect())
+	}
+	return first
+}
+
+// pgvError renders a protoc-gen-validate error the way the C++ generated
+// validators word it ("ListenerValidationError.Name: value length must be
+// at least 1 characters | caused by ..."); Go's says "invalid Listener.Name".
+func pgvError(err error) string {
+	type pgv interface {
+		Field() string
+		Reason() string
+		Cause() error
+		ErrorName() string
+	}
+	var multi interface{ AllErrors() []error }
+	if errors.As(err, &multi) && len(multi.AllErrors()) > 0 {
+		err = multi.AllErrors()[0]
+	}
+	e, ok := err.(pgv)
+	if !ok {
+		return err.Error()
+	}
+	s := fmt.Sprintf("%s.%s: %s", e.ErrorName(), e.Field(), strings.ReplaceAll(e.Reason(), " runes", " characters"))
+	if e.Cause() != nil {
+		s += " | caused by " + pgvError(e.Cause())
+	}
+	return s
+}
+
+// build derives what fakeenvoy serves from a valid bootstrap.
+func build(b *bootstrapv3.Bootstrap) (*Config, error) {
+	c := &Config{Bootstrap: b, Clusters: map[string]Cluster{}}
+	if a := b.GetAdmin().GetAddress(); a != nil {
+		addr, err := address(a)
 		if err != nil {
 			return nil, err
 		}
-		c.Admin = &a
+		c.Admin = &addr
 	}
-	seen := map[string]bool{}
-	if b.StaticResources != nil {
-		if len(b.StaticResources.Clusters) > 0 {
-			return nil, errors.New("static_resources.clusters: fakeenvoy has no upstreams; use direct_response")
+	for _, cl := range b.GetStaticResources().GetClusters() {
+		if _, dup := c.Clusters[cl.GetName()]; dup {
+			return nil, fmt.Errorf("cluster manager: duplicate cluster '%s' found", cl.GetName())
 		}
-		for i, l := range b.StaticResources.Listeners {
-			where := fmt.Sprintf("static_resources.listeners[%d]", i)
-			if l.Name == "" {
-				return nil, fmt.Errorf("%s.name: fakeenvoy requires every listener to be named", where)
-			}
-			if seen[l.Name] {
-				return nil, fmt.Errorf("error adding listener named '%s': listener with same name already exists", l.Name)
-			}
-			seen[l.Name] = true
-			conv, err := convertListener(l, where)
-			if err != nil {
-				return nil, err
-			}
-			c.Listeners = append(c.Listeners, conv)
-		}
+		c.Clusters[cl.GetName()] = cluster(cl)
 	}
-	for i, a := range c.Listeners {
-		for _, b := range c.Listeners[:i] {
-			if a.Address.Port != 0 && a.Address == b.Address {
-				return nil, fmt.Errorf("error adding listener '%s': listener '%s' has the same address", a.Name, b.Name)
-			}
+	names := map[string]bool{}
+	bound := map[string]string{}
+	for i, l := range b.GetStaticResources().GetListeners() {
+		conv, err := listener(l, c.Clusters)
+		if err != nil {
+			return nil, fmt.Errorf("error adding listener '%s': %w", addressText(l.GetAddress()), err)
 		}
+		if conv.Name == "" {
+			conv.Name = generatedName(i)
+		}
+		if names[conv.Name] {
+			return nil, fmt.Errorf("error adding listener named '%s': listener with same name already exists", conv.Name)
+		}
+		names[conv.Name] = true
+		for _, a := range conv.Addresses {
+			if a.Port == 0 && !a.Pipe() {
+				continue
+			}
+			if other, dup := bound[a.String()]; dup {
+				return nil, fmt.Errorf("error adding listener '%s': listener '%s' has duplicate address '%s' as existing listener", a, conv.Name, other)
+			}
+			bound[a.String()] = conv.Name
+		}
+		c.Listeners = append(c.Listeners, conv)
 	}
 	return c, nil
 }
 
-func convertAddress(a *address, where string) (Address, error) {
-	if a == nil || a.SocketAddress == nil {
-		return Address{}, fmt.Errorf("%s: socket_address is required", where)
+// generatedName stands in for the UUID Envoy gives an unnamed listener;
+// fakeenvoy's is stable across epochs, so /listeners compares across a
+// hot restart (a divergence listed in the README).
+func generatedName(i int) string { return "listener_" + strconv.Itoa(i) }
+
+// addressText names a listener in an error before its address is known
+// good, as Envoy's address string would.
+func addressText(a *corev3.Address) string {
+	switch {
+	case a.GetSocketAddress() != nil:
+		return netJoin(a.GetSocketAddress().GetAddress(), a.GetSocketAddress().GetPortValue())
+	case a.GetPipe() != nil:
+		return a.GetPipe().GetPath()
 	}
-	sa := a.SocketAddress
-	if sa.Protocol != "" && sa.Protocol != "TCP" {
-		return Address{}, fmt.Errorf("%s.socket_address.protocol: only TCP is supported", where)
-	}
-	ip, err := netip.ParseAddr(sa.Address)
-	if err != nil || ip.Zone() != "" {
-		return Address{}, fmt.Errorf("malformed IP address: %s", sa.Address)
-	}
-	var port int64
-	if sa.PortValue != nil {
-		port = *sa.PortValue
-	}
-	if port < 0 || port > 65535 {
-		return Address{}, fmt.Errorf("%s.socket_address.port_value: value must be less than or equal to 65535, got %s", where, strconv.FormatInt(port, 10))
-	}
-	return Address{IP: ip, Port: uint16(port)}, nil
+	return "(no address)"
 }
 
-func convertListener(l listener, where string) (Listener, error) {
-	addr, err := convertAddress(l.Address, where+".address")
+func address(a *corev3.Address) (Address, error) {
+	switch {
+	case a.GetSocketAddress() != nil:
+		sa := a.GetSocketAddress()
+		if sa.GetProtocol() != corev3.SocketAddress_TCP {
+			return Address{}, fmt.Errorf("fakeenvoy listens on TCP only, not %s", sa.GetProtocol())
+		}
+		if sa.GetNamedPort() != "" || sa.GetResolverName() != "" {
+			return Address{}, errors.New("fakeenvoy needs a port_value, not named_port or resolver_name")
+		}
+		ip, err := netip.ParseAddr(sa.GetAddress())
+		if err != nil || ip.Zone() != "" {
+			return Address{}, fmt.Errorf("malformed IP address: %s", sa.GetAddress())
+		}
+		return Address{IP: ip, Port: uint16(sa.GetPortValue())}, nil
+	case a.GetPipe() != nil:
+		p := a.GetPipe()
+		return Address{Path: p.GetPath(), Mode: os.FileMode(p.GetMode())}, nil
+	}
+	return Address{}, errors.New("fakeenvoy supports socket_address and pipe addresses only")
+}
+
+func listener(l *listenerv3.Listener, clusters map[string]Cluster) (Listener, error) {
+	// enable_reuse_port defaults to true (the deprecated reuse_port can
+	// only ask for what is already the default).
+	out := Listener{Name: l.GetName(), ReusePort: true}
+	if l.GetEnableReusePort() != nil {
+		out.ReusePort = l.GetEnableReusePort().GetValue()
+	}
+	main, err := address(l.GetAddress())
 	if err != nil {
 		return Listener{}, err
 	}
-	out := Listener{Name: l.Name, Address: addr, Status: 200}
-	if len(l.FilterChains) != 1 || len(l.FilterChains[0].Filters) != 1 {
-		return Listener{}, fmt.Errorf("%s.filter_chains: fakeenvoy wants exactly one filter chain with one filter", where)
-	}
-	f := l.FilterChains[0].Filters[0]
-	where += ".filter_chains[0].filters[0]"
-	if f.Name != HTTPConnectionManager {
-		return Listener{}, fmt.Errorf("%s: Didn't find a registered implementation for name: '%s'", where, f.Name)
-	}
-	hcm := f.TypedConfig
-	if hcm == nil || hcm.Type != HTTPConnectionManagerType {
-		return Listener{}, fmt.Errorf("%s.typed_config: @type must be %s", where, HTTPConnectionManagerType)
-	}
-	if hcm.StatPrefix == "" {
-		return Listener{}, fmt.Errorf("%s.typed_config.stat_prefix: value length must be at least 1 characters", where)
-	}
-	switch hcm.CodecType {
-	case "", "AUTO", "HTTP1":
-	default:
-		return Listener{}, fmt.Errorf("%s.typed_config.codec_type: fakeenvoy speaks HTTP/1.1 only", where)
-	}
-	for j, al := range hcm.AccessLog {
-		if al.TypedConfig == nil || al.TypedConfig.Type != FileAccessLogType || al.TypedConfig.Path == "" {
-			return Listener{}, fmt.Errorf("%s.typed_config.access_log[%d]: only %s with a path is supported", where, j, FileAccessLogType)
+	out.Addresses = append(out.Addresses, main)
+	for _, aa := range l.GetAdditionalAddresses() {
+		a, err := address(aa.GetAddress())
+		if err != nil {
+			return Listener{}, err
 		}
-		out.AccessLogPaths = append(out.AccessLogPaths, al.TypedConfig.Path)
-	}
-	for j, hf := range hcm.HTTPFilters {
-		if hf.TypedConfig == nil || hf.TypedConfig.Type != RouterType {
-			return Listener{}, fmt.Errorf("%s.typed_config.http_filters[%d]: only the router filter is supported", where, j)
+		if a.Pipe() != main.Pipe() {
+			return Listener{}, errors.New("listener additional addresses must be of the same kind as its address")
 		}
+		out.Addresses = append(out.Addresses, a)
 	}
-	rc := hcm.RouteConfig
-	if rc == nil || len(rc.VirtualHosts) != 1 || len(rc.VirtualHosts[0].Routes) != 1 {
-		return Listener{}, fmt.Errorf("%s.typed_config.route_config: fakeenvoy wants one virtual host with one route", where)
+	chains := l.GetFilterChains()
+	if len(chains) == 0 {
+		return Listener{}, errors.New("no filter chains specified")
 	}
-	r := rc.VirtualHosts[0].Routes[0]
-	if r.DirectResponse == nil {
-		return Listener{}, fmt.Errorf("%s.typed_config.route_config: the route must be a direct_response", where)
-	}
-	if s := r.DirectResponse.Status; s != nil {
-		if *s < 200 || *s > 599 {
-			return Listener{}, fmt.Errorf("%s: direct_response.status: value must be inside range [200, 600), got %d", where, *s)
+	for _, f := range chains[0].GetFilters() {
+		if f.GetTypedConfig().GetTypeUrl() != hcmType {
+			continue
 		}
-		out.Status = int(*s)
-	}
-	if r.DirectResponse.Body != nil {
-		out.Body = r.DirectResponse.Body.InlineString
+		h := &hcmv3.HttpConnectionManager{}
+		if err := f.GetTypedConfig().UnmarshalTo(h); err != nil {
+			return Listener{}, err
+		}
+		if out.HTTP, err = httpConfig(h, clusters); err != nil {
+			return Listener{}, err
+		}
 	}
 	return out, nil
+}
+
+func httpConfig(h *hcmv3.HttpConnectionManager, clusters map[string]Cluster) (*HTTP, error) {
+	out := &HTTP{StatPrefix: h.GetStatPrefix()}
+	switch h.GetCodecType() {
+	case hcmv3.HttpConnectionManager_AUTO, hcmv3.HttpConnectionManager_HTTP1:
+	default:
+		return nil, fmt.Errorf("fakeenvoy speaks HTTP/1.1 only, not codec_type %s", h.GetCodecType())
+	}
+	for _, al := range h.GetAccessLog() {
+		if al.GetTypedConfig().GetTypeUrl() != fileLogType {
+			continue
+		}
+		f := &filev3.FileAccessLog{}
+		if err := al.GetTypedConfig().UnmarshalTo(f); err != nil {
+			return nil, err
+		}
+		out.AccessLogPaths = append(out.AccessLogPaths, f.GetPath())
+	}
+	for _, hf := range h.GetHttpFilters() {
+		if hf.GetTypedConfig().GetTypeUrl() != healthCheckType {
+			continue
+		}
+		hc := &healthcheckv3.HealthCheck{}
+		if err := hf.GetTypedConfig().UnmarshalTo(hc); err != nil {
+			return nil, err
+		}
+		out.HealthCheck = &HealthCheck{PassThrough: hc.GetPassThroughMode().GetValue(), Headers: hc.GetHeaders()}
+	}
+	rc := h.GetRouteConfig()
+	if rc == nil {
+		return nil, errors.New("fakeenvoy serves an inline route_config only (rds and scoped routes are parsed, not served)")
+	}
+	for _, vh := range rc.GetVirtualHosts() {
+		for _, r := range vh.GetRoutes() {
+			if name := r.GetRoute().GetCluster(); name != "" {
+				if _, ok := clusters[name]; !ok {
+					return nil, fmt.Errorf("route: unknown cluster '%s'", name)
+				}
+			}
+		}
+	}
+	out.VirtualHosts = rc.GetVirtualHosts()
+	return out, nil
+}
+
+func cluster(cl *clusterv3.Cluster) Cluster {
+	out := Cluster{Name: cl.GetName()}
+	for _, le := range cl.GetLoadAssignment().GetEndpoints() {
+		for _, ep := range le.GetLbEndpoints() {
+			sa := ep.GetEndpoint().GetAddress().GetSocketAddress()
+			if sa == nil {
+				continue
+			}
+			out.Endpoints = append(out.Endpoints, netJoin(sa.GetAddress(), sa.GetPortValue()))
+		}
+	}
+	return out
+}
+
+func netJoin(host string, port uint32) string {
+	if strings.Contains(host, ":") {
+		return fmt.Sprintf("[%s]:%d", host, port)
+	}
+	return fmt.Sprintf("%s:%d", host, port)
 }

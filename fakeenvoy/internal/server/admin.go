@@ -9,6 +9,10 @@ import (
 	"regexp"
 	"strings"
 	"time"
+
+	adminv3 "github.com/envoyproxy/go-control-plane/envoy/admin/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	"google.golang.org/protobuf/encoding/protojson"
 )
 
 // admin serves the subset of Envoy's admin endpoints fakeenvoy offers.
@@ -142,36 +146,56 @@ func (s *Server) handleServerInfo(w http.ResponseWriter, _ *http.Request) {
 	_ = enc.Encode(info)
 }
 
+// handleListeners is /listeners: Envoy's admin Listeners message as JSON
+// (snake_case field names, pretty-printed) with ?format=json, else one
+// "name::address" line per listener.
 func (s *Server) handleListeners(w http.ResponseWriter, r *http.Request) {
 	if r.URL.Query().Get("format") == "json" {
-		type sockAddr struct {
-			Address   string `json:"address"`
-			PortValue int    `json:"port_value"`
-		}
-		type status struct {
-			Name         string `json:"name"`
-			LocalAddress struct {
-				SocketAddress sockAddr `json:"socket_address"`
-			} `json:"local_address"`
-		}
-		var out struct {
-			ListenerStatuses []status `json:"listener_statuses"`
-		}
-		for _, l := range s.listeners {
-			st := status{Name: l.cfg.Name}
-			if a, ok := l.ln.Addr().(*net.TCPAddr); ok {
-				st.LocalAddress.SocketAddress = sockAddr{Address: a.IP.String(), PortValue: a.Port}
-			}
-			out.ListenerStatuses = append(out.ListenerStatuses, st)
+		b, err := protojson.MarshalOptions{UseProtoNames: true, Multiline: true, Indent: " "}.Marshal(s.listenerStatuses())
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
 		}
 		w.Header().Set("content-type", "application/json")
-		_ = json.NewEncoder(w).Encode(out)
+		_, _ = w.Write(append(b, '\n'))
 		return
 	}
 	w.Header().Set("content-type", "text/plain")
 	for _, l := range s.listeners {
-		fmt.Fprintf(w, "%s::%s\n", l.cfg.Name, l.address())
+		fmt.Fprintf(w, "%s::%s\n", l.cfg.Name, l.sockets[0].local())
 	}
+}
+
+// listenerStatuses is what Envoy's admin reports for each listener: its
+// name, the local address it is bound to (the kernel's port for port 0)
+// and its additional addresses.
+func (s *Server) listenerStatuses() *adminv3.Listeners {
+	out := &adminv3.Listeners{}
+	for _, l := range s.listeners {
+		st := &adminv3.ListenerStatus{Name: l.cfg.Name}
+		for i, sock := range l.sockets {
+			a := protoAddress(sock.ln.Addr())
+			if i == 0 {
+				st.LocalAddress = a
+			} else {
+				st.AdditionalLocalAddresses = append(st.AdditionalLocalAddresses, a)
+			}
+		}
+		out.ListenerStatuses = append(out.ListenerStatuses, st)
+	}
+	return out
+}
+
+func protoAddress(a net.Addr) *corev3.Address {
+	switch a := a.(type) {
+	case *net.TCPAddr:
+		return &corev3.Address{Address: &corev3.Address_SocketAddress{SocketAddress: &corev3.SocketAddress{
+			Address: a.IP.String(), PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: uint32(a.Port)},
+		}}}
+	case *net.UnixAddr:
+		return &corev3.Address{Address: &corev3.Address_Pipe{Pipe: &corev3.Pipe{Path: a.Name}}}
+	}
+	return nil
 }
 
 // handleStats answers /stats with the server gauges Envoy has that

@@ -1,34 +1,33 @@
 package server
 
 import (
+	"context"
+	"errors"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
-	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/envoy-restarter/restarter/fakeenvoy/internal/config"
 	"golang.org/x/sys/unix"
 )
 
-// listener is one configured listener: its socket (bound here or received
-// from the parent) and the HTTP server answering on it once workers start.
+// listener is one configured listener: a listen socket per address (bound
+// here or received from the parent) and, once workers start, a server on
+// each that answers as the listener's HTTP connection manager says.
 type listener struct {
 	cfg         config.Listener
-	ln          net.Listener
-	http        *http.Server
-	logs        []*accessLog
+	sockets     []*socket
+	router      *router // nil: the listener's network filter is parsed, not served
 	epoch       uint32
 	pid         int
 	drain       *drainManager
 	connections *atomic.Int64
-	inherited   bool
 }
 
 // drainManager is Envoy's DrainManagerImpl for a hot restart drain: once
@@ -77,13 +76,62 @@ func (d *drainManager) drainClose() bool {
 	return elapsed > time.Duration(random(int64(d.drainTime)))
 }
 
-func (l *listener) address() string { return l.ln.Addr().String() }
+// socket is one of a listener's listen sockets.
+type socket struct {
+	addr      config.Address // as configured: the key a child asks for it by
+	ln        net.Listener
+	inherited bool
+	stop      func() error // set by serve
+}
+
+// local is the socket's actual address, as /listeners reports it.
+func (s *socket) local() string { return s.ln.Addr().String() }
+
+// bind creates a listen socket for a: SO_REUSEPORT as configured for TCP;
+// for a pipe, the stale path is removed first and the mode applied, as
+// Envoy does. Go must not unlink the path on close: the socket lives on in
+// the next epoch.
+func bind(a config.Address, reusePort bool) (net.Listener, error) {
+	lc := net.ListenConfig{}
+	if reusePort && !a.Pipe() {
+		lc.Control = func(_, _ string, c syscall.RawConn) error {
+			var serr error
+			if err := c.Control(func(fd uintptr) {
+				serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1)
+			}); err != nil {
+				return err
+			}
+			return serr
+		}
+	}
+	if a.Pipe() && a.Path[0] != '@' {
+		_ = os.Remove(a.Path)
+	}
+	ln, err := lc.Listen(context.Background(), a.Network(), a.String())
+	if err != nil {
+		return nil, err
+	}
+	if u, ok := ln.(*net.UnixListener); ok {
+		u.SetUnlinkOnClose(false)
+		if a.Mode != 0 && a.Path[0] != '@' {
+			if err := os.Chmod(a.Path, a.Mode); err != nil {
+				ln.Close()
+				return nil, err
+			}
+		}
+	}
+	return ln, nil
+}
 
 // dupFD returns a close-on-exec duplicate of the listen socket for the
 // child. Going through SyscallConn keeps the socket non-blocking (os.File.Fd
 // would switch it to blocking).
-func (l *listener) dupFD() int {
-	rc, err := l.ln.(*net.TCPListener).SyscallConn()
+func (s *socket) dupFD() int {
+	sc, ok := s.ln.(syscall.Conn)
+	if !ok {
+		return -1
+	}
+	rc, err := sc.SyscallConn()
 	if err != nil {
 		return -1
 	}
@@ -100,12 +148,31 @@ func (l *listener) dupFD() int {
 func listenerFromFD(fd int, name string) (net.Listener, error) {
 	f := os.NewFile(uintptr(fd), name)
 	defer f.Close()
-	return net.FileListener(f)
+	ln, err := net.FileListener(f)
+	if u, ok := ln.(*net.UnixListener); ok {
+		u.SetUnlinkOnClose(false)
+	}
+	return ln, err
 }
 
-func (l *listener) serve() {
-	l.http = &http.Server{Handler: l, ReadHeaderTimeout: 10 * time.Second, ConnState: l.countConnection}
-	go func() { _ = l.http.Serve(l.ln) }()
+// serve starts accepting on every socket: HTTP when the listener has a
+// connection manager; otherwise each connection is accepted and closed.
+func (l *listener) serve(newHTTP func(*listener) httpServer) {
+	for _, s := range l.sockets {
+		if l.router == nil {
+			s.stop = acceptAndClose(s.ln)
+			continue
+		}
+		srv := newHTTP(l)
+		go func() { _ = srv.Serve(s.ln) }()
+		s.stop = srv.Close
+	}
+}
+
+// newHTTPServer is the HTTP server on each of a listener's sockets; it
+// counts the connections for server.total_connections.
+func newHTTPServer(l *listener) httpServer {
+	return &http.Server{Handler: l.router, ReadHeaderTimeout: 10 * time.Second, ConnState: l.countConnection}
 }
 
 // countConnection keeps server.total_connections.
@@ -118,46 +185,51 @@ func (l *listener) countConnection(_ net.Conn, state http.ConnState) {
 	}
 }
 
-// ServeHTTP answers with the configured direct response plus the epoch and
-// pid, and writes the access log line before the response leaves.
-func (l *listener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	start := time.Now()
-	received, _ := io.Copy(io.Discard, r.Body)
-	body := fmt.Sprintf("%sfakeenvoy epoch=%d pid=%d\n", l.cfg.Body, l.epoch, l.pid)
-	h := w.Header()
-	h.Set("content-type", "text/plain")
-	h.Set("server", "envoy")
-	h.Set("x-fakeenvoy-epoch", strconv.FormatUint(uint64(l.epoch), 10))
-	h.Set("x-fakeenvoy-pid", strconv.Itoa(l.pid))
-	h.Set("content-length", strconv.Itoa(len(body)))
-	if l.drain.drainClose() {
-		// A draining Envoy asks HTTP/1.1 clients to go elsewhere.
-		h.Set("connection", "close")
-	}
-	sent := len(body)
-	if r.Method == http.MethodHead {
-		sent = 0
-	}
-	line := accessLogLine(start, r, l.cfg.Status, received, sent, time.Since(start))
-	for _, a := range l.logs {
-		a.write(line)
-	}
-	w.WriteHeader(l.cfg.Status)
-	if r.Method != http.MethodHead {
-		_, _ = io.WriteString(w, body)
+// httpServer is the part of *http.Server a listener drives.
+type httpServer interface {
+	Serve(net.Listener) error
+	Close() error
+}
+
+func acceptAndClose(ln net.Listener) func() error {
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	return ln.Close
+}
+
+// close stops the listener. Open connections are closed, not waited on:
+// Envoy's workers exit with the process.
+func (l *listener) close() {
+	for _, s := range l.sockets {
+		if s.stop == nil {
+			_ = s.ln.Close()
+			continue
+		}
+		if err := s.stop(); err != nil && !errors.Is(err, net.ErrClosed) {
+			_ = s.ln.Close()
+		}
 	}
 }
 
-// accessLogLine is Envoy's default access log format.
-func accessLogLine(start time.Time, r *http.Request, status int, received int64, sent int, d time.Duration) string {
-	q := func(s string) string {
-		if s == "" {
-			return "-"
-		}
-		return strings.ReplaceAll(s, `"`, `\"`)
+// stopAccepting closes our descriptors: the sockets live on in the child.
+func (l *listener) stopAccepting() {
+	for _, s := range l.sockets {
+		_ = s.ln.Close()
 	}
-	return fmt.Sprintf("[%s] \"%s %s %s\" %d - %d %d %d - \"%s\" \"%s\" \"%s\" \"%s\" \"-\"\n",
-		start.UTC().Format("2006-01-02T15:04:05.000Z"), r.Method, q(r.URL.RequestURI()), r.Proto,
-		status, received, sent, d.Milliseconds(),
-		q(r.Header.Get("x-forwarded-for")), q(r.UserAgent()), q(r.Header.Get("x-request-id")), q(r.Host))
+}
+
+// bindError is Envoy's message for a listen socket it cannot create.
+func bindError(a config.Address, err error) error {
+	var errno syscall.Errno
+	if errors.As(err, &errno) {
+		return fmt.Errorf("cannot bind '%s': %s", a, errno.Error())
+	}
+	return fmt.Errorf("cannot bind '%s': %v", a, err)
 }

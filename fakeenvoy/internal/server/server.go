@@ -254,11 +254,10 @@ func (s *Server) initialize() error {
 		return err
 	}
 	for _, c := range s.cfg.Listeners {
-		l, err := s.buildListener(c)
+		l, err := s.newListener(c)
 		if err != nil {
 			return err
 		}
-		s.log.Info("config", "listener '%s' on %s (%s)", c.Name, l.address(), map[bool]string{true: "from parent", false: "bound"}[l.inherited])
 		s.listeners = append(s.listeners, l)
 	}
 	s.statsFlush = time.NewTimer(s.opts.FakeStatsFlushInterval)
@@ -290,7 +289,7 @@ func (s *Server) bindAdmin() error {
 // openAccessLogs opens each access log path once.
 func (s *Server) openAccessLogs() error {
 	for _, l := range s.cfg.Listeners {
-		for _, p := range l.AccessLogPaths {
+		for _, p := range l.HTTP.AccessLogPathList() {
 			if s.accessLogs[p] != nil {
 				continue
 			}
@@ -304,31 +303,45 @@ func (s *Server) openAccessLogs() error {
 	return nil
 }
 
-// buildListener takes the parent's listen socket for c, or binds one.
-func (s *Server) buildListener(c config.Listener) (*listener, error) {
+// newListener builds one listener, each of its sockets asked from the
+// parent by address (Envoy's duplicateParentListenSocket) and bound here
+// when the parent has none.
+func (s *Server) newListener(c config.Listener) (*listener, error) {
 	l := &listener{cfg: c, epoch: s.opts.RestartEpoch, pid: os.Getpid(), drain: s.drain, connections: &s.connections}
-	for _, p := range c.AccessLogPaths {
-		l.logs = append(l.logs, s.accessLogs[p])
-	}
-	if s.hr != nil {
-		byName := s.opts.FakeReusePortZero && c.Address.Port == 0
-		fd, err := s.hr.Child.DuplicateParentListenSocket(c.Address.String(), c.Name, byName)
-		if err != nil {
-			return nil, err
+	if c.HTTP != nil {
+		rt := &router{l: l, http: c.HTTP, clusters: s.cfg.Clusters}
+		for _, p := range c.HTTP.AccessLogPaths {
+			rt.logs = append(rt.logs, s.accessLogs[p])
 		}
-		if fd >= 0 {
-			if l.ln, err = listenerFromFD(fd, c.Name); err != nil {
-				return nil, fmt.Errorf("listener '%s': socket from parent: %w", c.Name, err)
+		l.router = rt
+	}
+	for _, a := range c.Addresses {
+		sock := &socket{addr: a}
+		if s.hr != nil {
+			byName := s.opts.FakeReusePortZero && !a.Pipe() && a.Port == 0
+			fd, err := s.hr.Child.DuplicateParentListenSocket(a.String(), c.Name, byName)
+			if err != nil {
+				l.stopAccepting()
+				return nil, err
 			}
-			l.inherited = true
+			if fd >= 0 {
+				if sock.ln, err = listenerFromFD(fd, c.Name); err != nil {
+					l.stopAccepting()
+					return nil, fmt.Errorf("listener '%s': socket from parent: %w", c.Name, err)
+				}
+				sock.inherited = true
+			}
 		}
-	}
-	if l.ln == nil {
-		ln, err := net.Listen("tcp", c.Address.String())
-		if err != nil {
-			return nil, fmt.Errorf("error adding listener '%s': cannot bind '%s': %w", c.Address, c.Address, errors.Unwrap(errors.Unwrap(err)))
+		if sock.ln == nil {
+			ln, err := bind(a, c.ReusePort)
+			if err != nil {
+				l.stopAccepting()
+				return nil, fmt.Errorf("error adding listener '%s': %w", a, bindError(a, err))
+			}
+			sock.ln = ln
 		}
-		l.ln = ln
+		l.sockets = append(l.sockets, sock)
+		s.log.Info("config", "listener '%s' on %s (%s)", c.Name, sock.local(), map[bool]string{true: "from parent", false: "bound"}[sock.inherited])
 	}
 	return l, nil
 }
@@ -398,7 +411,7 @@ func (s *Server) dispatch() int {
 func (s *Server) goLive() <-chan time.Time {
 	s.log.Info("config", "all dependencies initialized. starting workers")
 	for _, l := range s.listeners {
-		l.serve()
+		l.serve(newHTTPServer)
 	}
 	// The state file is written first, so whoever sees LIVE on /ready
 	// finds it; like /ready, it may say LIVE while INITIALIZING is set.
@@ -515,11 +528,7 @@ func (s *Server) stop() {
 		_ = s.admin.http.Close()
 	}
 	for _, l := range s.listeners {
-		if l.http == nil {
-			_ = l.ln.Close()
-			continue
-		}
-		_ = l.http.Close()
+		l.close()
 	}
 	for _, a := range s.accessLogs {
 		a.close()
@@ -567,13 +576,18 @@ func (h parentHandler) ShutdownAdmin() int64 {
 func (h parentHandler) ListenSocket(address, name string, byName bool) int {
 	fd := -1
 	h.s.onDispatcher(func() {
+		if h.s.drain.draining() {
+			return
+		}
 		for _, l := range h.s.listeners {
-			if l.address() == address || (byName && l.cfg.Name == name) {
-				if h.s.drain.draining() {
+			for _, sock := range l.sockets {
+				// Envoy compares the socket's actual address; with
+				// --fake-reuse-port-zero a port-0 socket also matches
+				// by listener name and configured address.
+				if sock.local() == address || (byName && l.cfg.Name == name && sock.addr.String() == address) {
+					fd = sock.dupFD()
 					return
 				}
-				fd = l.dupFD()
-				return
 			}
 		}
 	})
@@ -587,8 +601,7 @@ func (h parentHandler) DrainListeners() {
 		s.drain.start()
 		s.log.Info("main", "closing and draining listeners")
 		for _, l := range s.listeners {
-			// Closing our descriptor stops our accepts; the socket lives on in the child.
-			_ = l.ln.Close()
+			l.stopAccepting()
 		}
 	})
 }
@@ -630,7 +643,7 @@ func (s *Server) writeState(state int32) error {
 		st.AdminAddress = s.admin.ln.Addr().String()
 	}
 	for _, l := range s.listeners {
-		st.Listeners[l.cfg.Name] = l.address()
+		st.Listeners[l.cfg.Name] = l.sockets[0].local()
 	}
 	b, err := json.MarshalIndent(st, "", "  ")
 	if err != nil {

@@ -1,0 +1,293 @@
+package server
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
+
+	"github.com/envoy-restarter/restarter/fakeenvoy/internal/config"
+)
+
+// router is a listener's HTTP connection manager: the health check filter,
+// then the route table (direct responses and routes to clusters), then the
+// file access logs.
+type router struct {
+	l        *listener
+	http     *config.HTTP
+	clusters map[string]config.Cluster
+	logs     []*accessLog
+}
+
+// answer is what the connection manager decided for one request.
+type answer struct {
+	status int
+	body   string
+	proxy  *httputil.ReverseProxy // set: the request goes upstream
+}
+
+// ServeHTTP answers, adding the epoch and pid (headers and, for local
+// replies, the body), and writes the access log line before the response
+// leaves.
+func (rt *router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	l := rt.l
+	h := w.Header()
+	h.Set("x-fakeenvoy-epoch", strconv.FormatUint(uint64(l.epoch), 10))
+	h.Set("x-fakeenvoy-pid", strconv.Itoa(l.pid))
+	if l.drain.drainClose() {
+		// A draining Envoy asks HTTP/1.1 clients to go elsewhere.
+		h.Set("connection", "close")
+	}
+	a := rt.decide(r)
+	if a.proxy != nil {
+		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
+		a.proxy.ServeHTTP(rec, r)
+		rt.log(accessLogLine(start, r, rec.status, 0, rec.sent, time.Since(start)))
+		return
+	}
+	received, _ := io.Copy(io.Discard, r.Body)
+	body := a.body + fmt.Sprintf("fakeenvoy epoch=%d pid=%d\n", l.epoch, l.pid)
+	h.Set("content-type", "text/plain")
+	h.Set("server", "envoy")
+	h.Set("content-length", strconv.Itoa(len(body)))
+	sent := len(body)
+	if r.Method == http.MethodHead {
+		sent = 0
+	}
+	rt.log(accessLogLine(start, r, a.status, received, sent, time.Since(start)))
+	w.WriteHeader(a.status)
+	if r.Method != http.MethodHead {
+		_, _ = io.WriteString(w, body)
+	}
+}
+
+func (rt *router) log(line string) {
+	for _, a := range rt.logs {
+		a.write(line)
+	}
+}
+
+func (rt *router) decide(r *http.Request) answer {
+	if hc := rt.http.HealthCheck; hc != nil && !hc.PassThrough && headersMatch(hc.Headers, r) {
+		// Non-pass-through mode answers health checks itself: 200, or 503
+		// while the server fails health checks (fakeenvoy never does).
+		return answer{status: http.StatusOK}
+	}
+	vh := virtualHost(rt.http.VirtualHosts, r.Host)
+	if vh == nil {
+		return answer{status: http.StatusNotFound}
+	}
+	for _, route := range vh.GetRoutes() {
+		if !routeMatches(route.GetMatch(), r) {
+			continue
+		}
+		if dr := route.GetDirectResponse(); dr != nil {
+			return answer{status: int(dr.GetStatus()), body: dr.GetBody().GetInlineString() + string(dr.GetBody().GetInlineBytes())}
+		}
+		if ra := route.GetRoute(); ra.GetCluster() != "" {
+			return rt.upstream(rt.clusters[ra.GetCluster()], ra.GetPrefixRewrite(), route.GetMatch().GetPrefix())
+		}
+		// Other actions (redirects, weighted clusters...) are parsed, not served.
+		return answer{status: http.StatusNotImplemented, body: "fakeenvoy does not serve this route action\n"}
+	}
+	return answer{status: http.StatusNotFound}
+}
+
+// upstream proxies to the cluster's first endpoint; a failure to connect
+// is Envoy's 503 with its body.
+func (rt *router) upstream(c config.Cluster, prefixRewrite, prefix string) answer {
+	if len(c.Endpoints) == 0 {
+		return answer{status: http.StatusServiceUnavailable, body: "no healthy upstream"}
+	}
+	target := c.Endpoints[0]
+	return answer{proxy: &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			pr.Out.URL.Scheme = "http"
+			pr.Out.URL.Host = target
+			if prefixRewrite != "" && strings.HasPrefix(pr.Out.URL.Path, prefix) {
+				pr.Out.URL.Path = prefixRewrite + strings.TrimPrefix(pr.Out.URL.Path, prefix)
+				pr.Out.URL.RawPath = ""
+			}
+			pr.Out.Host = pr.In.Host
+		},
+		Transport: &http.Transport{DialContext: (&net.Dialer{Timeout: 5 * time.Second}).DialContext, DisableKeepAlives: true},
+		ErrorHandler: func(w http.ResponseWriter, _ *http.Request, err error) {
+			body := "upstream connect error or disconnect/reset before headers. reset reason: connection failure"
+			w.Header().Set("content-type", "text/plain")
+			w.Header().Set("content-length", strconv.Itoa(len(body)))
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_, _ = io.WriteString(w, body)
+		},
+	}}
+}
+
+// virtualHost picks the virtual host for host as Envoy does: an exact
+// domain, then the longest suffix wildcard, then the longest prefix
+// wildcard, then "*".
+func virtualHost(vhs []*routev3.VirtualHost, host string) *routev3.VirtualHost {
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	host = strings.ToLower(host)
+	var best *routev3.VirtualHost
+	bestRank, bestLen := 0, -1
+	for _, vh := range vhs {
+		for _, d := range vh.GetDomains() {
+			d = strings.ToLower(d)
+			rank, n := 0, len(d)
+			switch {
+			case d == host:
+				rank = 4
+			case d == "*":
+				rank, n = 1, 0
+			case strings.HasPrefix(d, "*") && strings.HasSuffix(host, d[1:]):
+				rank = 3
+			case strings.HasSuffix(d, "*") && strings.HasPrefix(host, d[:len(d)-1]):
+				rank = 2
+			default:
+				continue
+			}
+			if rank > bestRank || (rank == bestRank && n > bestLen) {
+				best, bestRank, bestLen = vh, rank, n
+			}
+		}
+	}
+	return best
+}
+
+func routeMatches(m *routev3.RouteMatch, r *http.Request) bool {
+	fold := func(s string) string { return s }
+	if cs := m.GetCaseSensitive(); cs != nil && !cs.GetValue() {
+		fold = strings.ToLower
+	}
+	path := fold(r.URL.Path)
+	ok := false
+	switch {
+	case m.GetPrefix() != "" || m.GetPathSpecifier() == nil:
+		ok = strings.HasPrefix(path, fold(m.GetPrefix()))
+	case m.GetPath() != "":
+		ok = path == fold(m.GetPath())
+	case m.GetSafeRegex() != nil:
+		re, err := regexp.Compile("^(?:" + m.GetSafeRegex().GetRegex() + ")$")
+		ok = err == nil && re.MatchString(r.URL.Path)
+	case m.GetPathSeparatedPrefix() != "":
+		p := fold(m.GetPathSeparatedPrefix())
+		ok = path == p || strings.HasPrefix(path, p+"/")
+	}
+	return ok && headersMatch(m.GetHeaders(), r)
+}
+
+// headersMatch: every matcher matches (an empty list matches everything,
+// as in Envoy). ":path", ":method" and ":authority" are the pseudo-headers.
+func headersMatch(ms []*routev3.HeaderMatcher, r *http.Request) bool {
+	for _, m := range ms {
+		var vals []string
+		switch m.GetName() {
+		case ":path":
+			vals = []string{r.URL.RequestURI()}
+		case ":method":
+			vals = []string{r.Method}
+		case ":authority", "host":
+			vals = []string{r.Host}
+		default:
+			vals = r.Header.Values(m.GetName())
+		}
+		if headerMatch(m, vals) == m.GetInvertMatch() {
+			return false
+		}
+	}
+	return true
+}
+
+func headerMatch(m *routev3.HeaderMatcher, vals []string) bool {
+	if m.GetPresentMatch() {
+		return len(vals) > 0
+	}
+	if len(vals) == 0 {
+		return m.GetTreatMissingHeaderAsEmpty() && stringMatch(m, "")
+	}
+	return stringMatch(m, strings.Join(vals, ","))
+}
+
+func stringMatch(m *routev3.HeaderMatcher, v string) bool {
+	switch {
+	case m.GetExactMatch() != "":
+		return v == m.GetExactMatch()
+	case m.GetPrefixMatch() != "":
+		return strings.HasPrefix(v, m.GetPrefixMatch())
+	case m.GetSuffixMatch() != "":
+		return strings.HasSuffix(v, m.GetSuffixMatch())
+	case m.GetContainsMatch() != "":
+		return strings.Contains(v, m.GetContainsMatch())
+	case m.GetStringMatch() != nil:
+		return matchString(m.GetStringMatch(), v)
+	}
+	return true // no value matcher: the header being there is enough
+}
+
+func matchString(sm *matcherv3.StringMatcher, v string) bool {
+	if sm.GetIgnoreCase() {
+		v = strings.ToLower(v)
+	}
+	lower := func(s string) string {
+		if sm.GetIgnoreCase() {
+			return strings.ToLower(s)
+		}
+		return s
+	}
+	switch p := sm.GetMatchPattern().(type) {
+	case *matcherv3.StringMatcher_Exact:
+		return v == lower(p.Exact)
+	case *matcherv3.StringMatcher_Prefix:
+		return strings.HasPrefix(v, lower(p.Prefix))
+	case *matcherv3.StringMatcher_Suffix:
+		return strings.HasSuffix(v, lower(p.Suffix))
+	case *matcherv3.StringMatcher_Contains:
+		return strings.Contains(v, lower(p.Contains))
+	case *matcherv3.StringMatcher_SafeRegex:
+		re, err := regexp.Compile("^(?:" + p.SafeRegex.GetRegex() + ")$")
+		return err == nil && re.MatchString(v)
+	}
+	return false
+}
+
+// statusRecorder notes what a proxied response sent, for the access log.
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+	sent   int
+}
+
+func (s *statusRecorder) WriteHeader(code int) {
+	s.status = code
+	s.ResponseWriter.WriteHeader(code)
+}
+
+func (s *statusRecorder) Write(b []byte) (int, error) {
+	n, err := s.ResponseWriter.Write(b)
+	s.sent += n
+	return n, err
+}
+
+// accessLogLine is Envoy's default access log format.
+func accessLogLine(start time.Time, r *http.Request, status int, received int64, sent int, d time.Duration) string {
+	q := func(s string) string {
+		if s == "" {
+			return "-"
+		}
+		return strings.ReplaceAll(s, `"`, `\"`)
+	}
+	return fmt.Sprintf("[%s] \"%s %s %s\" %d - %d %d %d - \"%s\" \"%s\" \"%s\" \"%s\" \"-\"\n",
+		start.UTC().Format("2006-01-02T15:04:05.000Z"), r.Method, q(r.URL.RequestURI()), r.Proto,
+		status, received, sent, d.Milliseconds(),
+		q(r.Header.Get("x-forwarded-for")), q(r.UserAgent()), q(r.Header.Get("x-request-id")), q(r.Host))
+}

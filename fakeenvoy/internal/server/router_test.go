@@ -1,0 +1,147 @@
+package server
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/envoy-restarter/restarter/fakeenvoy/internal/config"
+)
+
+// routerDoc: a health check on /healthz, a virtual host for api.example
+// routing /v1/ to the "api" cluster (with a prefix rewrite) and /down/ to a
+// cluster nothing listens on, and a catch-all host answering directly.
+func routerDoc(upstream, closed string) string {
+	host := func(a string) string {
+		h, p, _ := net.SplitHostPort(a)
+		return fmt.Sprintf("{socket_address: {address: %q, port_value: %s}}", h, p)
+	}
+	return fmt.Sprintf(`static_resources:
+  clusters:
+  - name: api
+    load_assignment: {cluster_name: api, endpoints: [{lb_endpoints: [{endpoint: {address: %s}}]}]}
+  - name: down
+    load_assignment: {cluster_name: down, endpoints: [{lb_endpoints: [{endpoint: {address: %s}}]}]}
+  listeners:
+  - name: web
+    address: {socket_address: {address: 127.0.0.1, port_value: 0}}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: web
+          route_config:
+            virtual_hosts:
+            - name: api
+              domains: ["api.example", "api.example:*"]
+              routes:
+              - match: {prefix: "/v1/"}
+                route: {cluster: api, prefix_rewrite: "/internal/"}
+              - match: {prefix: "/down/"}
+                route: {cluster: down}
+            - name: rest
+              domains: ["*"]
+              routes:
+              - match: {path: "/exact"}
+                direct_response: {status: 418, body: {inline_string: "teapot\n"}}
+              - match: {prefix: "/"}
+                direct_response: {status: 200, body: {inline_string: "hello\n"}}
+          http_filters:
+          - name: envoy.filters.http.health_check
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.health_check.v3.HealthCheck
+              pass_through_mode: false
+              headers: [{name: ":path", string_match: {exact: "/healthz"}}]
+          - name: envoy.filters.http.router
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
+`, host(upstream), host(closed))
+}
+
+func TestRouterServesRoutesHealthChecksAndClusters(t *testing.T) {
+	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "upstream saw %s for %s", r.URL.Path, r.Host)
+	}))
+	defer upstream.Close()
+	closedLn, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	closed := closedLn.Addr().String()
+	require.NoError(t, closedLn.Close())
+
+	c, err := config.Parse([]byte(routerDoc(upstream.Listener.Addr().String(), closed)))
+	require.NoError(t, err)
+	l := &listener{cfg: c.Listeners[0], epoch: 3, pid: 42, drain: &drainManager{}}
+	l.router = &router{l: l, http: c.Listeners[0].HTTP, clusters: c.Clusters}
+	front := httptest.NewServer(l.router)
+	defer front.Close()
+
+	get := func(host, path string) (int, string, http.Header) {
+		req, err := http.NewRequest(http.MethodGet, front.URL+path, nil)
+		require.NoError(t, err)
+		req.Host = host
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		require.NoError(t, err)
+		return resp.StatusCode, string(b), resp.Header
+	}
+
+	for name, tc := range map[string]struct {
+		host, path string
+		status     int
+		body       string
+	}{
+		"health check answered by the filter":  {"anything", "/healthz", 200, "fakeenvoy epoch=3 pid=42\n"},
+		"exact path":                           {"www.example", "/exact", 418, "teapot\n"},
+		"catch-all prefix":                     {"www.example", "/other", 200, "hello\n"},
+		"route to a cluster, prefix rewritten": {"api.example", "/v1/users", 200, "upstream saw /internal/users for api.example"},
+		"cluster not listening":                {"api.example", "/down/x", 503, "upstream connect error or disconnect/reset before headers. reset reason: connection failure"},
+		"no route in the virtual host":         {"api.example", "/nope", 404, ""},
+	} {
+		t.Run(name, func(t *testing.T) {
+			status, body, h := get(tc.host, tc.path)
+			assert.Equal(t, tc.status, status)
+			assert.True(t, strings.HasPrefix(body, tc.body), "body %q, want prefix %q", body, tc.body)
+			assert.Equal(t, "3", h.Get("x-fakeenvoy-epoch"))
+		})
+	}
+}
+
+func TestVirtualHostPrecedence(t *testing.T) {
+	c, err := config.Parse([]byte(`static_resources:
+  listeners:
+  - name: l
+    address: {socket_address: {address: 127.0.0.1, port_value: 0}}
+    filter_chains:
+    - filters:
+      - name: hcm
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: l
+          route_config:
+            virtual_hosts:
+            - {name: any, domains: ["*"]}
+            - {name: prefix, domains: ["foo.*"]}
+            - {name: suffix, domains: ["*.example.com"]}
+            - {name: exact, domains: ["foo.example.com"]}
+`))
+	require.NoError(t, err)
+	vhs := c.Listeners[0].HTTP.VirtualHosts
+	for host, want := range map[string]string{
+		"foo.example.com:80": "exact",
+		"bar.example.com":    "suffix",
+		"foo.bar":            "prefix",
+		"other":              "any",
+	} {
+		assert.Equal(t, want, virtualHost(vhs, host).GetName(), host)
+	}
+}
