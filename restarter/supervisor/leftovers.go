@@ -2,6 +2,7 @@ package supervisor
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"hash/fnv"
 	"io"
@@ -162,7 +163,16 @@ func joinLeftovers(left []leftover) string {
 }
 
 // procPIDs lists /proc's entries (the pids among them), unsorted.
+// errForeignProc says /proc belongs to another pid namespace.
+var errForeignProc = errors.New("/proc belongs to another pid namespace (mount one for this namespace, e.g. unshare --mount-proc)")
+
 func procPIDs() ([]string, error) {
+	// A /proc mounted for another pid namespace (`unshare --pid` without
+	// --mount-proc) lists processes by numbers that mean other processes
+	// here: scanning it could signal a stranger.
+	if self, err := os.Readlink("/proc/self"); err != nil || self != strconv.Itoa(os.Getpid()) {
+		return nil, errForeignProc
+	}
 	f, err := os.Open("/proc")
 	if err != nil {
 		return nil, err

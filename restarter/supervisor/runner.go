@@ -199,6 +199,9 @@ func (r *runner) setUp() (int, bool) {
 			return ExitError, false
 		}
 		r.cfg.Subreaper = true
+		if _, err := procPIDs(); errors.Is(err, errForeignProc) {
+			r.log.Warn("subreaper: " + err.Error() + ": orphans are reaped, but not found and stopped at exit")
+		}
 	}
 	fail := func(err error) (int, bool) {
 		r.log.Error(err.Error())
