@@ -189,6 +189,22 @@ func TestMachineInitGateAndKeep(t *testing.T) {
 				Counters:    Counters{SIGHUPs: 1, Reloads: 1, Restarts: 2, RestartsFailed: 1}},
 		},
 		{
+			name:   "keep: a new epoch killed by SIGTERM, no stop signal following: kept after the group-stop grace",
+			policy: keepPolicy,
+			steps: then(envoyEpoch0,
+				step{ReloadRequested{Waiter: w1}, do(reloading(1), Spawn{Epoch: 1})},
+				envoySpawned(1, 101),
+				step{Exited{PID: 101, Signal: syscall.SIGTERM}, do(stopReadyTimeout, groupGrace)},
+				step{TimerFired{Timer: GroupStopTimer}, do(
+					ReloadResult{Waiter: w1, Epoch: 1, Reason: "epoch 1 was killed with signal=15 before it was ready"},
+					failed(1, "epoch 1 was killed with signal=15 before it was ready"),
+					ClearInit{Epoch: 1, PID: 101})},
+			),
+			status: Status{Phase: "running", Epochs: []EpochStatus{{Epoch: 0, PID: 100, Started: testNow, State: "live"}},
+				LastRestart: &RestartStatus{Epoch: 1, Result: "failed", Reason: "epoch 1 was killed with signal=15 before it was ready", At: testNow},
+				Counters:    Counters{Reloads: 1, Restarts: 1, RestartsFailed: 1}},
+		},
+		{
 			name:   "keep: an exec failure at epoch 1 keeps epoch 0",
 			policy: keepPolicy,
 			steps: then(envoyEpoch0,

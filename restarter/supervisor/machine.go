@@ -132,8 +132,11 @@ type Machine struct {
 	// held are the pids of epochs killed by a stop signal while running,
 	// whose verdict waits for GroupStopTimer or the restarter's own stop
 	// signal.
-	held    []int
-	ignored map[syscall.Signal]bool // ignored signals already logged
+	held []int
+	// heldInitializing says the held new epoch of the restart in progress
+	// died initializing (its INITIALIZING flag may need healing).
+	heldInitializing bool
+	ignored          map[syscall.Signal]bool // ignored signals already logged
 }
 
 // NewMachine returns a Machine following p.
@@ -623,6 +626,9 @@ func (m *Machine) exited(ev Exited) []Action {
 	switch {
 	case hold:
 		m.held = append(m.held, ev.PID)
+		if failed {
+			m.heldInitializing = c.initializing
+		}
 		return append(acts,
 			info(fmt.Sprintf("PID=%d was killed by %s, perhaps sent to the whole process group: waiting up to %s for the restarter's own before calling it abnormal",
 				ev.PID, signalName(ev.Signal), GroupStopGrace), "pid", ev.PID, "epoch", epoch),
@@ -659,7 +665,18 @@ func (m *Machine) timerFired(t Timer) []Action {
 	case t == OlderTermTimer && m.phase == terminating && m.olderHeldBy != 0:
 		return m.termOlder(fmt.Sprintf("PID=%d still running after half of --term-wait=%s; sending TERM to the older epochs", m.olderHeldBy, m.policy.TermWait))
 	case t == GroupStopTimer && m.phase == running && len(m.held) > 0:
+		held := m.held
 		m.held = nil
+		if r := m.restart; r != nil && len(held) == 1 && held[0] == r.pid && m.keeps(r.epoch) {
+			// No stop followed: the new epoch merely failed, and
+			// --on-failed-restart keep leaves the older epochs serving.
+			epoch, pid := r.epoch, r.pid
+			acts := m.finishRestart(false, r.failure)
+			if m.heldInitializing {
+				acts = append(acts, m.heal(epoch, pid)...)
+			}
+			return append(acts, m.keep(epoch)...)
+		}
 		return m.abort()
 	case t == KillWaitTimer && m.phase == killing:
 		var acts []Action
