@@ -123,16 +123,25 @@ func (in *install) file(src, dst string) string {
 // the check, the start script in --mode validate) refuses.
 func (in *install) writeConfig(good bool) {
 	in.t.Helper()
+	extra := ""
+	if !good {
+		extra = "not_a_bootstrap_field: 1\n"
+	}
+	in.writeConfigLogging(in.path("log/access.log"), extra)
+}
+
+// writeConfigLogging writes the bootstrap with its access log at path and
+// extra appended: a path that cannot be opened passes --mode validate and
+// fails the new epoch only after it took its parent's admin, as in Envoy.
+func (in *install) writeConfigLogging(accessLog, extra string) {
+	in.t.Helper()
 	yaml := fakeenvoytest.Bootstrap{
 		AdminPort: in.adminPort,
 		Port:      in.port,
 		Listener:  "web",
 		Body:      "hello",
-		AccessLog: in.path("log/access.log"),
-	}.YAML()
-	if !good {
-		yaml += "not_a_bootstrap_field: 1\n"
-	}
+		AccessLog: accessLog,
+	}.YAML() + extra
 	require.NoError(in.t, os.WriteFile(in.path("etc/envoy.yaml"), []byte(yaml), 0o644))
 }
 

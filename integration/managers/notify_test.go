@@ -97,7 +97,8 @@ func (n *notifySocket) none() {
 // TestSystemdUnitNotifySequence runs examples/envoy.service's ExecStart= and
 // ExecReload= as systemd would for a Type=notify service, with a datagram
 // socket standing in for systemd's NOTIFY_SOCKET, and pins the exact
-// sequence of messages systemd gets: start, reload, refused reload, stop.
+// sequence of messages systemd gets: start, reload, refused reload, failed
+// restart kept by --on-failed-restart keep, stop.
 func TestSystemdUnitNotifySequence(t *testing.T) {
 	t.Parallel()
 	in := newInstall(t)
@@ -132,6 +133,20 @@ func TestSystemdUnitNotifySequence(t *testing.T) {
 	require.Equal(t, map[string]string{
 		"READY":  "1",
 		"STATUS": "hot restart to epoch 2 failed: check failed: " + in.path("etc/start_envoy.sh") + ": exit status 1",
+	}, notify.next(mainPID))
+	require.Equal(t, 1, in.servingEpoch())
+
+	// a reload whose new epoch fails after it was forked (its access log
+	// cannot be opened: the check passes, Envoy fails late): under the
+	// unit's --on-failed-restart keep, ExecReload exits 1, systemd sees
+	// RELOADING=1 then READY=1 with the reason, and epoch 1 still serves;
+	in.writeConfigLogging(in.path("no-such-dir/access.log"), "")
+	out, err = runCommand(reload)
+	require.Error(t, err, "%s", out)
+	require.Equal(t, map[string]string{"RELOADING": "1", "STATUS": "hot restart to epoch 2"}, notify.next(mainPID))
+	require.Equal(t, map[string]string{
+		"READY":  "1",
+		"STATUS": "hot restart to epoch 2 failed: epoch 2 exited with code=1 before it was ready",
 	}, notify.next(mainPID))
 	require.Equal(t, 1, in.servingEpoch())
 	in.writeConfig(true)
