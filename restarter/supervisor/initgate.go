@@ -38,9 +38,15 @@ import (
 
 // Polling periods of the gate.
 const (
-	initPoll        = time.Millisecond      // the flag word, while an epoch initializes
-	mapsPoll        = 10 * time.Millisecond // /proc/PID/maps, until the epoch maps the region
-	mappedGrace     = 2 * time.Millisecond  // mapped and still clear this long: attached and done
+	initPoll = time.Millisecond      // the flag word, while an epoch initializes
+	mapsPoll = 10 * time.Millisecond // /proc/PID/maps, until the epoch maps the region
+	// mappedGrace: mapped and still clear this long means the epoch set and
+	// cleared the flag between two looks (attached and done). It only
+	// decides when the watcher never saw the flag set, and must outlast an
+	// epoch preempted between mapping the region and setting the flag: at
+	// 2 ms a loaded machine made the gate call an epoch done before it had
+	// even set the flag.
+	mappedGrace     = 250 * time.Millisecond
 	discoverPollMax = 100 * time.Millisecond
 )
 
