@@ -192,7 +192,16 @@ start_restarter() {
 # matching the extended REGEX.
 log_has() { grep -Eq -- "$1" "$WORK/restarter.log"; }
 
-# epoch_pid N prints the pid the restarter forked for epoch N.
+# wait_forked N waits until the restarter has logged epoch N's fork: its log
+# is written off its event loop, so it may lag behind what the epoch itself
+# already did (answered a request, say).
+forked_count() { grep -c 'forked new child process with PID=' "$WORK/restarter.log"; }
+wait_forked() {
+	wait_for "the restarter to log epoch $1's fork" eval '[ "$(forked_count)" -gt '"$1"' ]'
+}
+
+# epoch_pid N prints the pid the restarter forked for epoch N (call
+# wait_forked N first).
 epoch_pid() {
 	grep -Eo 'forked new child process with PID=[0-9]+' "$WORK/restarter.log" | sed -n "$(($1 + 1))p" | cut -d= -f2
 }

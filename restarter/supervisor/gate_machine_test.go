@@ -189,6 +189,32 @@ func TestMachineInitGateAndKeep(t *testing.T) {
 				Counters:    Counters{SIGHUPs: 1, Reloads: 1, Restarts: 2, RestartsFailed: 1}},
 		},
 		{
+			name:   "keep: an older epoch's late watcher never takes the new epoch's flag for its own; the dead new epoch's flag is healed",
+			policy: keepPolicy,
+			steps: then([]step{
+				{Started{}, do(Spawn{Epoch: 0})},
+				{Spawned{Epoch: 0, PID: 100}, do(WatchInit{Epoch: 0, PID: 100}, live(0, 100))},
+				// epoch 0 set and cleared the flag before its watcher looked;
+				// then a reload forks epoch 1, which sets it,
+				{ReloadRequested{Waiter: w1}, do(reloading(1), Spawn{Epoch: 1})},
+			},
+				envoySpawned(1, 101),
+				// and epoch 0's watcher, late, sees epoch 1's flag set: ignored,
+				step{InitStarted{Epoch: 0}, nil},
+				step{InitStarted{Epoch: 1}, nil},
+				// so when epoch 1 dies, its flag is healed and epoch 0 serves on.
+				step{Exited{PID: 101, Code: 1}, do(stopReadyTimeout,
+					ReloadResult{Waiter: w1, Epoch: 1, Reason: "epoch 1 exited with code=1 before it was ready"},
+					failed(1, "epoch 1 exited with code=1 before it was ready"),
+					ClearInit{Epoch: 1, PID: 101})},
+				step{hup, do(reloading(1), Spawn{Epoch: 1})},
+			),
+			status: Status{Phase: "running", Epochs: []EpochStatus{{Epoch: 0, PID: 100, Started: testNow, State: "live"}},
+				Restart:     &RestartStatus{Epoch: 1, Stage: "starting"},
+				LastRestart: &RestartStatus{Epoch: 1, Result: "failed", Reason: "epoch 1 exited with code=1 before it was ready", At: testNow},
+				Counters:    Counters{SIGHUPs: 1, Reloads: 1, Restarts: 2, RestartsFailed: 1}},
+		},
+		{
 			name:   "keep: a new epoch killed by SIGTERM, no stop signal following: kept after the group-stop grace",
 			policy: keepPolicy,
 			steps: then(envoyEpoch0,

@@ -302,6 +302,14 @@ func (m *Machine) spawned(ev Spawned) []Action {
 	m.envoy = m.envoy || ev.Envoy
 	c := child{pid: ev.PID, epoch: ev.Epoch, started: m.policy.Clock(), ready: !m.policy.Readiness, initializing: gated}
 	acts := []Action{info(fmt.Sprintf("forked new child process with PID=%d", ev.PID), "pid", ev.PID, "epoch", ev.Epoch)}
+	// Envoy's flag is the new epoch's from now on: an older epoch whose
+	// watcher has not seen it set yet (a watcher late on a loaded machine)
+	// must not take the new epoch's setting for its own.
+	for i := range m.children {
+		if !m.children[i].initializing {
+			m.children[i].initDone = true
+		}
+	}
 	if m.policy.InitGate {
 		acts = append(acts, WatchInit{Epoch: ev.Epoch, PID: ev.PID})
 	}
