@@ -1,3 +1,5 @@
+//lint:file-ignore SA1019 Envoy still honours the deprecated HeaderMatcher fields (exact, prefix, suffix, contains), so fakeenvoy must read them too.
+
 package server
 
 import (
