@@ -64,6 +64,7 @@ func newInstall(t testing.TB) *install {
 	require.NoError(t, err)
 	t.Cleanup(func() {
 		killProcessesUnder(dir)
+		fakeenvoytest.RemoveRegionsUnder(dir) // Envoy leaves its region
 		os.RemoveAll(dir)
 	})
 	in := &install{

@@ -84,10 +84,28 @@ func (sb *Sandbox) Close() {
 	defer sb.mu.Unlock()
 	_ = os.Remove(envoyshm.Path(sb.BaseID))
 	for _, path := range sb.baseIDFiles {
-		if b, err := os.ReadFile(path); err == nil {
-			if id, err := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 32); err == nil {
-				_ = os.Remove(envoyshm.Path(uint32(id)))
-			}
+		removeRegionOf(path)
+	}
+	RemoveRegionsUnder(sb.Dir)
+}
+
+// RemoveRegionsUnder removes the shared memory region of every base id
+// written to a file named *base-id* below dir (a --base-id-path that a
+// scenario's start script or example chose), as Envoy never does.
+func RemoveRegionsUnder(dir string) {
+	_ = filepath.WalkDir(dir, func(path string, d os.DirEntry, err error) error {
+		if err == nil && d.Type().IsRegular() && strings.Contains(d.Name(), "base-id") {
+			removeRegionOf(path)
+		}
+		return nil
+	})
+}
+
+// removeRegionOf removes the region of the base id in the file at path.
+func removeRegionOf(path string) {
+	if b, err := os.ReadFile(path); err == nil {
+		if id, err := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 32); err == nil {
+			_ = os.Remove(envoyshm.Path(uint32(id)))
 		}
 	}
 }
