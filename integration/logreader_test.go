@@ -192,8 +192,10 @@ func TestStalledLogReaderFreezesNothing(t *testing.T) {
 // and the restarter exits.
 func TestSIGTERMStopsEverythingWithAStalledLogReader(t *testing.T) {
 	t.Parallel()
-	sb := newSandbox(t, `echo $$ >"$DIR/epoch.$RESTART_EPOCH.pid"
-trap '' TERM
+	// (The trap is set before the pid is written: the pid file says the
+	// epoch ignores SIGTERM.)
+	sb := newSandbox(t, `trap '' TERM
+echo $$ >"$DIR/epoch.$RESTART_EPOCH.pid"
 exec sleep 300
 `)
 	_, w := fullPipe(t)
