@@ -17,9 +17,10 @@ import (
 	"github.com/envoy-restarter/restarter/internal/proctest"
 )
 
-// stubbornBody runs every epoch as a process that ignores SIGTERM.
-const stubbornBody = `echo $$ >"$DIR/epoch.$RESTART_EPOCH.pid"
-trap '' TERM
+// stubbornBody runs every epoch as a process that ignores SIGTERM (set
+// before the pid file says the epoch is there).
+const stubbornBody = `trap '' TERM
+echo $$ >"$DIR/epoch.$RESTART_EPOCH.pid"
 exec sleep 300
 `
 
