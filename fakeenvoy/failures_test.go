@@ -15,6 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/envoy-restarter/restarter/fakeenvoy/internal/hotrestart"
+	"github.com/envoy-restarter/restarter/internal/envoybootstraps"
 	"github.com/envoy-restarter/restarter/internal/envoyshm"
 	"github.com/envoy-restarter/restarter/internal/fakeenvoytest"
 	"github.com/envoy-restarter/restarter/internal/proctest"
@@ -191,14 +192,20 @@ func TestHotRestartVersionFlag(t *testing.T) {
 // templates them, pass fakeenvoy's --mode validate as they pass Envoy's.
 func TestValidateModeAcceptsEnvoysIntegrationBootstraps(t *testing.T) {
 	sb := newSandbox(t)
-	files, err := filepath.Glob("internal/config/testdata/envoy/*.yaml")
-	require.NoError(t, err)
-	require.Len(t, files, 5)
-	for _, f := range append(files, "../examples/fakeenvoy.yaml") {
-		abs, err := filepath.Abs(f)
+	var files []string
+	for _, v := range envoybootstraps.Variants() {
+		doc, err := v.Render(sb.Path("tmp"), sb.Path("sockets"))
 		require.NoError(t, err)
-		p := sb.startRaw("--mode", "validate", "-c", abs, "--base-id", strconv.FormatUint(uint64(sb.BaseID), 10))
+		f := sb.Path("hot_restart_" + v.Name + ".yaml")
+		require.NoError(t, os.WriteFile(f, doc, 0o644))
+		files = append(files, f)
+	}
+	example, err := filepath.Abs("../examples/fakeenvoy.yaml")
+	require.NoError(t, err)
+	for _, f := range append(files, example) {
+		// As Envoy's test runs it: no hot restart state is touched.
+		p := sb.startRaw("-c", f, "--mode", "validate", "--service-cluster", "cluster", "--service-node", "node", "--disable-hot-restart")
 		assert.Equal(t, proctest.Exit{}, p.Wait(wait), "%s:\n%s", f, p.Output())
-		assert.Contains(t, p.Output(), "configuration '"+abs+"' OK")
+		assert.Contains(t, p.Output(), "configuration '"+f+"' OK")
 	}
 }

@@ -87,7 +87,8 @@ func TestAdminRefusesHTTP10AndChunksReplies(t *testing.T) {
 	assert.Equal(t, "5\r\nLIVE\n\r\n0\r\n\r\n", body)
 }
 
-// Point 1: /stats names Envoy's server gauges and filters them by regex;
+// Point 1: /stats names Envoy's server gauges and the connection manager's
+// stats, and filters them by regex;
 // /quitquitquit takes POST only.
 func TestAdminStats(t *testing.T) {
 	sb := newSandbox(t)
@@ -100,7 +101,11 @@ func TestAdminStats(t *testing.T) {
 
 	code, body := get(t, admin+"/stats")
 	assert.Equal(t, 200, code)
-	assert.Equal(t, "server.hot_restart_epoch: 1\n"+
+	assert.Equal(t, "http.web.downstream_cx_active: 0\n"+
+		"http.web.downstream_cx_total: 0\n"+
+		"http.web.downstream_rq_active: 0\n"+
+		"http.web.downstream_rq_total: 0\n"+
+		"server.hot_restart_epoch: 1\n"+
 		"server.hot_restart_generation: 2\n"+
 		"server.live: 1\n"+
 		"server.parent_connections: 0\n"+

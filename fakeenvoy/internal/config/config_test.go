@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/envoy-restarter/restarter/internal/envoybootstraps"
 	"github.com/envoy-restarter/restarter/internal/fakeenvoytest"
 )
 
@@ -49,37 +50,29 @@ func TestFakeenvoytestBootstrapParses(t *testing.T) {
 }
 
 // Envoy's own integration bootstraps, templated as its hot restart test
-// templates them (testdata/envoy/README.md), pass --mode validate.
+// templates them (internal/envoybootstraps), pass --mode validate, and the
+// listeners and routes fakeenvoy serves come out of them.
 func TestEnvoyIntegrationBootstraps(t *testing.T) {
-	for file, want := range map[string][]Listener{
-		"server_v4.yaml": {
-			{Name: "listener_0", Addresses: []Address{{IP: loopback}}, ReusePort: false},
-			{Name: "listener_1", Addresses: []Address{{IP: loopback}}, ReusePort: true},
-		},
-		"server_v6.yaml": {
-			{Name: "listener_0", Addresses: []Address{{IP: netip.IPv6Loopback()}}, ReusePort: false},
-			{Name: "listener_1", Addresses: []Address{{IP: netip.IPv6Loopback()}}, ReusePort: true},
-		},
-		"server_reuse_port.yaml": {
-			{Name: "listener_0", Addresses: []Address{{IP: loopback}}, ReusePort: true},
-			{Name: "listener_1", Addresses: []Address{{IP: loopback}}, ReusePort: true},
-		},
-		"server_multiple_addresses.yaml": {
-			{Name: "listener_0", Addresses: []Address{{IP: loopback}, {IP: loopback}}, ReusePort: true},
-		},
-		"server_unix_listener.yaml": {
-			{Name: "listener_0", Addresses: []Address{{Path: "/tmp/envoy-test/sockets/unix-sockets.listener_0"}}, ReusePort: true},
-		},
-	} {
-		t.Run(file, func(t *testing.T) {
-			c, err := Load(filepath.Join("testdata/envoy", file))
+	v6 := netip.IPv6Loopback()
+	want := map[string][]Listener{
+		"v4":                 {{Name: "listener_0", Addresses: []Address{{IP: loopback}}, ReusePort: false}},
+		"v6":                 {{Name: "listener_0", Addresses: []Address{{IP: v6}}, ReusePort: false}},
+		"reuse_port":         {{Name: "listener_0", Addresses: []Address{{IP: loopback}}, ReusePort: true}},
+		"multiple_addresses": {{Name: "listener_0", Addresses: []Address{{IP: loopback}, {IP: loopback}}, ReusePort: true}},
+		"uds":                {{Name: "listener_0", Addresses: []Address{{Path: "/tmp/s/unix-sockets.listener_0"}}, ReusePort: true}},
+	}
+	for _, v := range envoybootstraps.Variants() {
+		t.Run(v.Name, func(t *testing.T) {
+			doc, err := v.Render("/tmp/t", "/tmp/s")
+			require.NoError(t, err)
+			c, err := Parse(doc)
 			require.NoError(t, err)
 			var got []Listener
 			for _, l := range c.Listeners {
 				got = append(got, Listener{Name: l.Name, Addresses: l.Addresses, ReusePort: l.ReusePort})
 			}
-			assert.Equal(t, want, got)
-			// The HTTP listener is served: routes to clusters, health check.
+			assert.Equal(t, want[strings.TrimSuffix(v.Name, "_io_uring")], got)
+			// The HTTP listener is served: routes to clusters.
 			h := c.Listeners[0].HTTP
 			require.NotNil(t, h)
 			assert.Equal(t, "router", h.StatPrefix)
@@ -89,13 +82,40 @@ func TestEnvoyIntegrationBootstraps(t *testing.T) {
 }
 
 func TestHealthCheckAndCaseInsensitiveEnums(t *testing.T) {
-	c, err := Load("testdata/envoy/server_v6.yaml")
+	doc, err := envoybootstraps.Variants()[1].Render("/tmp/t", "/tmp/s") // v6
+	require.NoError(t, err)
+	c, err := Parse(doc)
 	require.NoError(t, err)
 	assert.Equal(t, "V6_ONLY", c.Bootstrap.GetStaticResources().GetClusters()[0].GetDnsLookupFamily().String())
 	hc := c.Listeners[0].HTTP.HealthCheck
 	require.NotNil(t, hc)
 	assert.False(t, hc.PassThrough)
-	assert.Nil(t, c.Listeners[1].HTTP, "the redis proxy listener is parsed, not served")
+}
+
+// A listener whose filter is not the HTTP connection manager (here Envoy's
+// redis proxy, as an older server.yaml had) is parsed, not served.
+func TestRedisProxyListenerIsParsedNotServed(t *testing.T) {
+	c, err := Parse([]byte(`static_resources:
+  listeners:
+  - address: {socket_address: {address: 127.0.0.1, port_value: 0}}
+    filter_chains:
+    - filters:
+      - name: redis
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.redis_proxy.v3.RedisProxy
+          settings: {op_timeout: 0.4s}
+          stat_prefix: redis
+          prefix_routes: {catch_all_route: {cluster: redis}}
+  clusters:
+  - name: redis
+    connect_timeout: 5s
+    load_assignment:
+      cluster_name: redis
+      endpoints: [{lb_endpoints: [{endpoint: {address: {socket_address: {address: 127.0.0.1, port_value: 4}}}}]}]
+`))
+	require.NoError(t, err)
+	require.Len(t, c.Listeners, 1)
+	assert.Nil(t, c.Listeners[0].HTTP)
 }
 
 func hcmDoc(hcm string) string {
@@ -205,8 +225,11 @@ func TestLoadMissingFile(t *testing.T) {
 // FuzzParse: any input either parses into a self-consistent config or
 // errors; it never panics.
 func FuzzParse(f *testing.F) {
-	for _, p := range []string{example, "testdata/envoy/server_v4.yaml", "testdata/envoy/server_unix_listener.yaml"} {
-		b, err := os.ReadFile(p)
+	b, err := os.ReadFile(example)
+	require.NoError(f, err)
+	f.Add(b)
+	for _, v := range envoybootstraps.Variants()[:3] {
+		b, err := v.Render("/tmp/t", "/tmp/s")
 		require.NoError(f, err)
 		f.Add(b)
 	}
@@ -224,4 +247,17 @@ func FuzzParse(f *testing.F) {
 			names[l.Name] = true
 		}
 	})
+}
+
+// The newest upstream server.yaml reachable here still sets
+// DefaultSocketInterface's enable_io_uring, a field Envoy's API has since
+// replaced; on the API fakeenvoy parses against it is an unknown field, as
+// it is for an Envoy of that API.
+func TestRetiredEnableIOURingIsAnUnknownField(t *testing.T) {
+	doc, err := envoybootstraps.Verbatim("server_unix_listener.yaml")
+	require.NoError(t, err)
+	text := strings.NewReplacer("{{ socket_dir }}", "/tmp/s", "{{ ip_loopback_address }}", "127.0.0.1",
+		"{{ null_device_path }}", "/dev/null", "{{ enable_io_uring }}", "false").Replace(string(doc))
+	_, err = Parse([]byte(text))
+	assert.ErrorContains(t, err, "INVALID_ARGUMENT:(bootstrap_extensions[0].typed_config) enable_io_uring: Cannot find field.")
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"net"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -268,3 +269,47 @@ type nopLogger struct{}
 func (nopLogger) Info(string, string, ...any)  {}
 func (nopLogger) Warn(string, string, ...any)  {}
 func (nopLogger) Error(string, string, ...any) {}
+
+// A stats reply longer than one datagram goes out in 4096-byte pieces and
+// comes back whole, as Envoy's sendHotRestartMessage and
+// receiveHotRestartMessage chunk it.
+func TestLongMessageTravelsInPieces(t *testing.T) {
+	a, b := boundPair(t)
+	gauges := map[string]uint64{}
+	for i := range 2000 {
+		gauges[fmt.Sprintf("http.listener_%04d.downstream_cx_active", i)] = uint64(i)
+	}
+	want := Message{Type: ReplyStats, Gauges: gauges, CounterDeltas: map[string]uint64{"c": 1}, NumConnections: 7}
+	sent := make(chan error, 1)
+	go func() { sent <- a.Send(b.Name(), want, -1) }()
+	got, fd, err := b.Receive()
+	require.NoError(t, err)
+	require.NoError(t, <-sent)
+	assert.Equal(t, -1, fd)
+	assert.Equal(t, want, got)
+
+	// The next message starts at a datagram of its own.
+	require.NoError(t, a.Send(b.Name(), Message{Type: RequestTerminate}, -1))
+	got, _, err = b.Receive()
+	require.NoError(t, err)
+	assert.Equal(t, RequestTerminate, got.Type)
+}
+
+// Pieces that do not add up are Envoy's release assertions: a first piece
+// too short for the length, or a piece past the announced end.
+func TestBrokenPiecesAreRejected(t *testing.T) {
+	a, b := boundPair(t)
+	raw := func(p []byte) {
+		_, err := a.conn.WriteToUnix(p, &net.UnixAddr{Name: b.Name(), Net: "unixgram"})
+		require.NoError(t, err)
+	}
+	raw([]byte{0, 0, 0})
+	_, _, err := b.Receive()
+	assert.ErrorContains(t, err, "received a brokenly tiny message fragment")
+
+	frame, err := Encode(Message{Type: RequestTerminate})
+	require.NoError(t, err)
+	raw(append(frame, '}'))
+	_, _, err = b.Receive()
+	assert.ErrorContains(t, err, "not aligned to start of sendmsg()")
+}

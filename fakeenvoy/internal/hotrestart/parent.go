@@ -20,9 +20,10 @@ type ParentHandler interface {
 	DrainListeners()
 	// Terminate begins a clean exit, as SIGTERM does.
 	Terminate()
-	// Stats answers a stats request: this epoch's hot restart generation
-	// and its open connections.
-	Stats() (generation, connections uint64)
+	// Stats answers a stats request: this epoch's used gauges, its
+	// counters' increases since the last stats flush, and its open
+	// connections.
+	Stats() (gauges, counterDeltas map[string]uint64, connections uint64)
 }
 
 // Parent is this epoch answering epoch+1.
@@ -73,8 +74,8 @@ func (p *Parent) handle(h ParentHandler, m Message) {
 			closeFD(fd)
 		}
 	case RequestStats:
-		generation, connections := h.Stats()
-		p.reply(Message{Type: ReplyStats, Generation: generation, NumConnections: connections}, -1)
+		gauges, deltas, connections := h.Stats()
+		p.reply(Message{Type: ReplyStats, Gauges: gauges, CounterDeltas: deltas, NumConnections: connections}, -1)
 	case RequestDrainListeners:
 		h.DrainListeners()
 	case RequestTerminate:

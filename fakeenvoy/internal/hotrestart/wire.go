@@ -29,7 +29,12 @@ const (
 	ReplyStats              Type = "reply.stats"
 	ReplyDidntRecognize     Type = "reply.didnt_recognize_your_last_message"
 	headerSize                   = 8
-	maxMessageSize               = 4096
+	// maxSendmsgSize is Envoy's datagram size: a longer message goes out
+	// as several datagrams, the first carrying the length header.
+	maxSendmsgSize = 4096
+	// maxMessageSize bounds what a length header may announce, so a bad
+	// header cannot make a receiver allocate without limit.
+	maxMessageSize = 64 << 20
 )
 
 // Message is one datagram between epochs. A listen socket travels beside
@@ -45,10 +50,12 @@ type Message struct {
 	OriginalStartTimeUnixSeconds int64 `json:"original_start_time_unix_seconds,omitempty"`
 	// HasFD says a ReplyPassListenSocket carries a socket.
 	HasFD bool `json:"has_fd,omitempty"`
-	// Generation and NumConnections answer RequestStats: the parent's
-	// server.hot_restart_generation gauge and its open connections.
-	Generation     uint64 `json:"generation,omitempty"`
-	NumConnections uint64 `json:"num_connections,omitempty"`
+	// Gauges, CounterDeltas and NumConnections answer RequestStats, as
+	// Envoy's Reply.Stats: the parent's used gauges, each used counter's
+	// increase since its last stats flush, and its open connections.
+	Gauges         map[string]uint64 `json:"gauges,omitempty"`
+	CounterDeltas  map[string]uint64 `json:"counter_deltas,omitempty"`
+	NumConnections uint64            `json:"num_connections,omitempty"`
 }
 
 func (t Type) valid() bool {
@@ -65,7 +72,8 @@ func (t Type) valid() bool {
 func (t Type) IsRequest() bool { return len(t) > 8 && t[:8] == "request." }
 
 // Encode frames m as an 8-byte big-endian length followed by JSON, the
-// same shape as Envoy's length + protobuf.
+// same shape as Envoy's length + protobuf. Send splits the frame into
+// datagrams.
 func Encode(m Message) ([]byte, error) {
 	if !m.Type.valid() {
 		return nil, fmt.Errorf("encode: unknown message type %q", m.Type)
@@ -74,7 +82,7 @@ func Encode(m Message) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	if headerSize+len(body) > maxMessageSize {
+	if len(body) > maxMessageSize {
 		return nil, fmt.Errorf("encode: message of %d bytes exceeds %d", len(body), maxMessageSize)
 	}
 	b := make([]byte, headerSize, headerSize+len(body))
@@ -177,9 +185,10 @@ func (e *Endpoint) Close() error {
 	return err
 }
 
-// Send sends m to the socket named to, with fd as SCM_RIGHTS when fd >= 0.
-// The error wraps the errno, so callers can tell ECONNREFUSED (no one
-// bound there) from the rest.
+// Send sends m to the socket named to, with fd as SCM_RIGHTS when fd >= 0,
+// in datagrams of at most 4096 bytes as Envoy sends (the socket, if any,
+// rides on the first). The error wraps the errno, so callers can tell
+// ECONNREFUSED (no one bound there) from the rest.
 func (e *Endpoint) Send(to string, m Message, fd int) error {
 	m.HasFD = fd >= 0
 	b, err := Encode(m)
@@ -190,29 +199,64 @@ func (e *Endpoint) Send(to string, m Message, fd int) error {
 	if fd >= 0 {
 		oob = unix.UnixRights(fd)
 	}
-	_, _, err = e.conn.WriteMsgUnix(b, oob, &net.UnixAddr{Name: to, Net: "unixgram"})
-	return err
+	addr := &net.UnixAddr{Name: to, Net: "unixgram"}
+	for len(b) > 0 {
+		n := min(len(b), maxSendmsgSize)
+		if _, _, err := e.conn.WriteMsgUnix(b[:n], oob, addr); err != nil {
+			return err
+		}
+		b, oob = b[n:], nil
+	}
+	return nil
 }
 
-// Receive blocks for the next datagram. It returns the passed fd, or -1;
-// the caller owns the fd. Control data on a message that should not carry
-// a socket is an error (and the fds are closed).
+// Receive blocks for the next message, reassembling it from as many
+// datagrams as its length header announces. It returns the passed fd, or
+// -1; the caller owns the fd. Control data on a message that should not
+// carry a socket is an error (and the fds are closed).
 func (e *Endpoint) Receive() (Message, int, error) {
-	buf := make([]byte, maxMessageSize)
-	oob := make([]byte, unix.CmsgSpace(4))
-	n, oobn, flags, _, err := e.conn.ReadMsgUnix(buf, oob)
-	if err != nil {
-		return Message{}, -1, err
+	buf := make([]byte, maxSendmsgSize)
+	var fds []int
+	got, want := 0, -1
+	for got != want {
+		oob := make([]byte, unix.CmsgSpace(4))
+		n, oobn, flags, _, err := e.conn.ReadMsgUnix(buf[got:min(len(buf), got+maxSendmsgSize)], oob)
+		if err != nil {
+			closeAll(fds)
+			return Message{}, -1, err
+		}
+		more, cerr := parseRights(oob[:oobn])
+		fds = append(fds, more...)
+		if flags&(unix.MSG_TRUNC|unix.MSG_CTRUNC) != 0 {
+			closeAll(fds)
+			return Message{}, -1, fmt.Errorf("recvmsg() left msg_flags = %d", flags)
+		}
+		if cerr != nil {
+			closeAll(fds)
+			return Message{}, -1, cerr
+		}
+		if want < 0 {
+			if n < headerSize {
+				closeAll(fds)
+				return Message{}, -1, errors.New("received a brokenly tiny message fragment")
+			}
+			announced := binary.BigEndian.Uint64(buf)
+			if announced > maxMessageSize {
+				closeAll(fds)
+				return Message{}, -1, fmt.Errorf("length header announces %d bytes, more than %d", announced, maxMessageSize)
+			}
+			want = headerSize + int(announced)
+			if want > len(buf) {
+				buf = append(buf, make([]byte, want-len(buf))...)
+			}
+		}
+		got += n
+		if got > want {
+			closeAll(fds)
+			return Message{}, -1, errors.New("received a length+protobuf message not aligned to start of sendmsg()")
+		}
 	}
-	fds, cerr := parseRights(oob[:oobn])
-	if flags&(unix.MSG_TRUNC|unix.MSG_CTRUNC) != 0 {
-		closeAll(fds)
-		return Message{}, -1, fmt.Errorf("recvmsg() left msg_flags = %d", flags)
-	}
-	if cerr != nil {
-		return Message{}, -1, cerr
-	}
-	m, err := Decode(buf[:n])
+	m, err := Decode(buf[:got])
 	if err != nil {
 		closeAll(fds)
 		return Message{}, -1, err

@@ -198,8 +198,9 @@ func protoAddress(a net.Addr) *corev3.Address {
 	return nil
 }
 
-// handleStats answers /stats with the server gauges Envoy has that
-// fakeenvoy can mean, sorted as Envoy sorts them; ?filter= keeps the names
+// handleStats answers /stats with the epoch's counters and gauges (as of
+// the last stats flush, for the server gauges), sorted as Envoy sorts
+// them; ?filter= keeps the names
 // the regular expression (RE2, as Envoy's default engine) matches.
 func (s *Server) handleStats(w http.ResponseWriter, r *http.Request) {
 	var filter *regexp.Regexp
@@ -212,25 +213,10 @@ func (s *Server) handleStats(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	state := map[string]int{"LIVE": 0, "DRAINING": 1, "PRE_INITIALIZING": 2, "INITIALIZING": 3}[s.stateName()]
-	own := uint64(max(s.connections.Load(), 0))
-	parent := s.parentConnections.Load()
-	stats := []struct {
-		name  string
-		value uint64
-	}{
-		{"server.hot_restart_epoch", uint64(s.opts.RestartEpoch)},
-		{"server.hot_restart_generation", s.generation()},
-		// 1 from start-up: Envoy sets it as it initialises, before LIVE.
-		{"server.live", 1},
-		{"server.parent_connections", parent},
-		{"server.state", uint64(state)},
-		{"server.total_connections", own + parent},
-	}
 	w.Header().Set("content-type", "text/plain")
-	for _, st := range stats {
-		if filter == nil || filter.MatchString(st.name) {
-			fmt.Fprintf(w, "%s: %d\n", st.name, st.value)
+	for _, st := range s.stats.All() {
+		if filter == nil || filter.MatchString(st.Name) {
+			fmt.Fprintf(w, "%s: %d\n", st.Name, st.Value)
 		}
 	}
 }

@@ -28,6 +28,7 @@ type listener struct {
 	pid         int
 	drain       *drainManager
 	connections *atomic.Int64
+	httpStats   *httpStats // nil with no connection manager
 }
 
 // drainManager is Envoy's DrainManagerImpl for a hot restart drain: once
@@ -175,13 +176,17 @@ func newHTTPServer(l *listener) httpServer {
 	return &http.Server{Handler: l.router, ReadHeaderTimeout: 10 * time.Second, ConnState: l.countConnection}
 }
 
-// countConnection keeps server.total_connections.
+// countConnection keeps the connection counts: server.total_connections
+// and the connection manager's downstream_cx_*.
 func (l *listener) countConnection(_ net.Conn, state http.ConnState) {
 	switch state {
 	case http.StateNew:
 		l.connections.Add(1)
+		l.httpStats.cxTotal.Inc()
+		l.httpStats.cxActive.Inc()
 	case http.StateClosed, http.StateHijacked:
 		l.connections.Add(-1)
+		l.httpStats.cxActive.Dec()
 	}
 }
 

@@ -42,6 +42,9 @@ type answer struct {
 func (rt *router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	l := rt.l
+	l.httpStats.rqTotal.Inc()
+	l.httpStats.rqActive.Inc()
+	defer l.httpStats.rqActive.Dec()
 	h := w.Header()
 	h.Set("x-fakeenvoy-epoch", strconv.FormatUint(uint64(l.epoch), 10))
 	h.Set("x-fakeenvoy-pid", strconv.Itoa(l.pid))

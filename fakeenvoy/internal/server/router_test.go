@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/envoy-restarter/restarter/fakeenvoy/internal/config"
+	"github.com/envoy-restarter/restarter/fakeenvoy/internal/stats"
 )
 
 // routerDoc: a health check on /healthz, a virtual host for api.example
@@ -78,7 +79,7 @@ func TestRouterServesRoutesHealthChecksAndClusters(t *testing.T) {
 
 	c, err := config.Parse([]byte(routerDoc(upstream.Listener.Addr().String(), closed)))
 	require.NoError(t, err)
-	l := &listener{cfg: c.Listeners[0], epoch: 3, pid: 42, drain: &drainManager{}}
+	l := &listener{cfg: c.Listeners[0], epoch: 3, pid: 42, drain: &drainManager{}, httpStats: newHTTPStats(stats.New(), "test")}
 	l.router = &router{l: l, http: c.Listeners[0].HTTP, clusters: c.Clusters}
 	front := httptest.NewServer(l.router)
 	defer front.Close()

@@ -20,6 +20,7 @@ import (
 	"github.com/envoy-restarter/restarter/fakeenvoy/internal/envoylog"
 	"github.com/envoy-restarter/restarter/fakeenvoy/internal/hotrestart"
 	"github.com/envoy-restarter/restarter/fakeenvoy/internal/options"
+	"github.com/envoy-restarter/restarter/fakeenvoy/internal/stats"
 	"github.com/envoy-restarter/restarter/internal/atomicfile"
 )
 
@@ -52,11 +53,12 @@ type Server struct {
 	quitOnce      sync.Once
 	// connections counts open connections on the listeners (not the admin).
 	connections atomic.Int64
-	// parentGeneration and parentConnections are the parent's figures
-	// from the last stats exchange; the generation is kept after the
-	// parent is gone, as Envoy retains its gauge.
-	parentGeneration  atomic.Uint64
-	parentConnections atomic.Uint64
+	// stats is the epoch's stats store; merger takes the parent's stats
+	// from the first stats exchange until the parent is terminated (nil
+	// otherwise). Both change on the dispatcher only.
+	stats       *stats.Store
+	serverStats serverStats
+	merger      *stats.Merger
 	// statsFlush is Envoy's stat flush timer; nil once the admin was shut
 	// down for a child (Envoy resets the timer then).
 	statsFlush *time.Timer
@@ -104,7 +106,12 @@ func Main(args []string, execNanos int64) int {
 		opts: opts, log: log, startTime: time.Now(), baseID: opts.BaseID,
 		accessLogs: map[string]*accessLog{},
 		events:     make(chan func()), done: make(chan struct{}), quit: make(chan struct{}),
+		stats: stats.New(),
 	}
+	s.serverStats = newServerStats(s.stats)
+	s.serverStats.epoch.Set(uint64(opts.RestartEpoch))
+	// 1 from start-up: Envoy sets it as it initialises, before LIVE.
+	s.serverStats.live.Set(1)
 	s.originalStart = s.startTime.Unix()
 	s.drain = &drainManager{strategy: opts.DrainStrategy, drainTime: opts.DrainTime}
 	if opts.Mode == "validate" {
@@ -185,6 +192,8 @@ func (s *Server) openHotRestart() error {
 		return err
 	}
 	s.baseID = s.hr.BaseID
+	// Envoy's hot restart parent counts itself in when it is set up.
+	s.stats.Gauge(statGeneration, stats.Accumulate).Inc()
 	if o.BaseIDPath != "" {
 		// Decimal, no newline, as Envoy writes it.
 		if err := os.WriteFile(o.BaseIDPath, []byte(strconv.FormatUint(uint64(s.baseID), 10)), 0o644); err != nil {
@@ -309,6 +318,7 @@ func (s *Server) openAccessLogs() error {
 func (s *Server) newListener(c config.Listener) (*listener, error) {
 	l := &listener{cfg: c, epoch: s.opts.RestartEpoch, pid: os.Getpid(), drain: s.drain, connections: &s.connections}
 	if c.HTTP != nil {
+		l.httpStats = newHTTPStats(s.stats, c.HTTP.StatPrefix)
 		rt := &router{l: l, http: c.HTTP, clusters: s.cfg.Clusters}
 		for _, p := range c.HTTP.AccessLogPaths {
 			rt.logs = append(rt.logs, s.accessLogs[p])
@@ -395,7 +405,7 @@ func (s *Server) dispatch() int {
 		case <-parentShutdown:
 			parentShutdown = nil
 			s.log.Info("main", "shutting down parent after drain")
-			if err := s.hr.Child.TerminateParent(); err != nil {
+			if err := s.terminateParent(); err != nil {
 				return s.fatal(err)
 			}
 		case <-s.quit:
@@ -426,7 +436,7 @@ func (s *Server) goLive() <-chan time.Time {
 // stats (a stats exchange with the parent), tell the parent to drain, clear
 // INITIALIZING. Then fakeenvoy says so in a line of its own.
 func (s *Server) onWorkersStarted() error {
-	if err := s.exchangeStats(); err != nil {
+	if err := s.updateServerStats(); err != nil {
 		return err
 	}
 	if s.hr != nil {
@@ -439,38 +449,20 @@ func (s *Server) onWorkersStarted() error {
 	return nil
 }
 
-// flushStats is the periodic stats flush: a stats exchange with the
-// parent until the parent is terminated, then the timer is re-armed.
+// flushStats is the periodic stats flush: the server stats are updated
+// (a stats exchange with the parent until it is terminated), then the
+// counters are latched, as Envoy's snapshot for its sinks does, and the
+// timer is re-armed.
 func (s *Server) flushStats() error {
-	if err := s.exchangeStats(); err != nil {
+	if err := s.updateServerStats(); err != nil {
 		return err
 	}
+	s.stats.Latch()
 	if s.statsFlush != nil {
 		s.statsFlush.Reset(s.opts.FakeStatsFlushInterval)
 	}
 	return nil
 }
-
-// exchangeStats asks the parent for its stats, as Envoy's
-// mergeParentStatsIfAny does: a dead parent is fatal (ten refused sends,
-// then abort).
-func (s *Server) exchangeStats() error {
-	if s.hr == nil {
-		return nil
-	}
-	reply, ok, err := s.hr.Child.ParentStats()
-	if err != nil || !ok {
-		s.parentConnections.Store(0)
-		return err
-	}
-	s.parentGeneration.Store(reply.Generation)
-	s.parentConnections.Store(reply.NumConnections)
-	return nil
-}
-
-// generation is server.hot_restart_generation: this epoch's one plus what
-// the parent last reported, as Envoy's accumulating gauge merges it.
-func (s *Server) generation() uint64 { return 1 + s.parentGeneration.Load() }
 
 // onSignal handles one signal; it returns true when the server should shut down.
 func (s *Server) onSignal(sig os.Signal) bool {
@@ -507,7 +499,7 @@ func (s *Server) onSignal(sig os.Signal) bool {
 func (s *Server) shutdown() int {
 	s.log.Info("main", "shutting down server instance")
 	if s.hr != nil {
-		if err := s.hr.Child.TerminateParent(); err != nil {
+		if err := s.terminateParent(); err != nil {
 			return s.fatal(err)
 		}
 	}
@@ -565,7 +557,7 @@ func (h parentHandler) ShutdownAdmin() int64 {
 			_ = s.admin.http.Close()
 		}
 		s.log.Warn("main", "terminating parent process")
-		if err := s.hr.Child.TerminateParent(); err != nil {
+		if err := s.terminateParent(); err != nil {
 			// A grandparent that died: fatal here, as in Envoy.
 			s.fatal(err)
 		}
@@ -611,12 +603,12 @@ func (h parentHandler) Terminate() {
 	_ = syscall.Kill(os.Getpid(), syscall.SIGTERM)
 }
 
-func (h parentHandler) Stats() (generation, connections uint64) {
+func (h parentHandler) Stats() (gauges, counterDeltas map[string]uint64, connections uint64) {
 	h.s.onDispatcher(func() {
-		generation = h.s.generation()
+		gauges, counterDeltas = h.s.stats.Export()
 		connections = uint64(max(h.s.connections.Load(), 0))
 	})
-	return generation, connections
+	return gauges, counterDeltas, connections
 }
 
 // State is the --fake-state-path document.
