@@ -15,9 +15,10 @@ const (
 	statTotalConnections  = "server.total_connections"
 )
 
-// serverStats are the server gauges.
+// serverStats are the server gauges; server.hot_restart_generation is
+// made only with hot restart enabled, as Envoy's hot restart parent makes it.
 type serverStats struct {
-	epoch, generation, live, parentConnections, state, totalConnections *stats.Gauge
+	epoch, live, parentConnections, state, totalConnections *stats.Gauge
 }
 
 func newServerStats(st *stats.Store) serverStats {
