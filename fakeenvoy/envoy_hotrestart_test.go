@@ -74,8 +74,8 @@ func TestEnvoysHotRestartTest(t *testing.T) {
 				return p, string(b)
 			}
 
-			e0, admin0 := epoch(0, config, "--use-dynamic-base-id", "--base-id-path", sb.Path("base_id"))
-			baseID, err := os.ReadFile(sb.Path("base_id"))
+			e0, admin0 := epoch(0, config, "--use-dynamic-base-id", "--base-id-path", sb.Path("base-id"))
+			baseID, err := os.ReadFile(sb.Path("base-id"))
 			require.NoError(t, err)
 			updated := sb.Path("hot_restart_updated.yaml")
 			require.NoError(t, os.WriteFile(updated, socketPassing(t, doc, admin0), 0o644))
@@ -94,15 +94,11 @@ func TestEnvoysHotRestartTest(t *testing.T) {
 			assert.Equal(t, uint64(1), stat(t, admin0, "server.hot_restart_generation"))
 			assert.Equal(t, uint64(1), stat(t, admin0, "server.live"))
 			before := listeners(t, admin0)
-			idle0 := holdIdleConnection(t, before[0].LocalAddress)
+			idle0 := holdIdleConnectionOn(t, before[0].LocalAddress, "0")
 			waitStat(t, admin0, "http.router.downstream_cx_active", 1)
 
 			e1, admin1 := epoch(1, updated, "--base-id", string(baseID))
-			// Epoch 0 drains when its message arrives; then only epoch 1
-			// accepts.
-			e0.WaitLine("closing and draining listeners", 1, wait)
-			idle1 := holdIdleConnection(t, before[0].LocalAddress)
-			assert.Equal(t, "1", idle1.epoch, "the new connection is epoch 1's")
+			idle1 := holdIdleConnectionOn(t, before[0].LocalAddress, "1")
 			// After a stats flush: epoch 1's own connection plus epoch 0's.
 			waitStat(t, admin1, "http.router.downstream_cx_active", 2)
 			assert.Equal(t, uint64(1), stat(t, admin1, "server.live"))
@@ -111,9 +107,7 @@ func TestEnvoysHotRestartTest(t *testing.T) {
 			assert.Equal(t, uint64(2), stat(t, admin1, "server.hot_restart_generation"))
 
 			e2, admin2 := epoch(2, updated, "--base-id", string(baseID), "--fake-parent-shutdown-time", "300ms")
-			e1.WaitLine("closing and draining listeners", 1, wait)
-			idle2 := holdIdleConnection(t, before[0].LocalAddress)
-			assert.Equal(t, "2", idle2.epoch)
+			idle2 := holdIdleConnectionOn(t, before[0].LocalAddress, "2")
 			// Epoch 1 terminates epoch 0 when epoch 2 asks for its admin;
 			// epoch 2 terminates epoch 1 after its parent shutdown time.
 			assert.Equal(t, proctest.Exit{}, e0.Wait(wait))
@@ -185,6 +179,24 @@ func waitStat(t *testing.T, admin, name string, want uint64) {
 type idleConnection struct {
 	conn  net.Conn
 	epoch string // the epoch that answered
+}
+
+// holdIdleConnectionOn makes connections until the epoch answers one: the
+// old epoch logs its drain and then stops accepting, so a connection made
+// in between is still its own, in Envoy too. The others are closed.
+func holdIdleConnectionOn(t *testing.T, a protoAddress, epoch string) *idleConnection {
+	t.Helper()
+	var held *idleConnection
+	proctest.WaitFor(t, wait, "a connection answered by epoch "+epoch, func() bool {
+		c := holdIdleConnection(t, a)
+		if c.epoch != epoch {
+			c.conn.Close()
+			return false
+		}
+		held = c
+		return true
+	})
+	return held
 }
 
 func holdIdleConnection(t *testing.T, a protoAddress) *idleConnection {
