@@ -96,11 +96,18 @@ func TestEnvoysHotRestartTest(t *testing.T) {
 			before := listeners(t, admin0)
 			idle0 := holdIdleConnectionOn(t, before[0].LocalAddress, "0")
 			waitStat(t, admin0, "http.router.downstream_cx_active", 1)
+			// A stats flush of epoch 0's has counted it: epoch 1 will see it.
+			waitStat(t, admin0, "server.total_connections", 1)
 
 			e1, admin1 := epoch(1, updated, "--base-id", string(baseID))
 			idle1 := holdIdleConnectionOn(t, before[0].LocalAddress, "1")
 			// After a stats flush: epoch 1's own connection plus epoch 0's.
 			waitStat(t, admin1, "http.router.downstream_cx_active", 2)
+			// As in Envoy, the parent's connections count twice in the
+			// total: in the child's own part (its connections plus the
+			// parent's) and in the parent's accumulated total.
+			waitStat(t, admin1, "server.total_connections", 3)
+			assert.Equal(t, uint64(1), stat(t, admin1, "server.parent_connections"))
 			assert.Equal(t, uint64(1), stat(t, admin1, "server.live"))
 			assert.Equal(t, before, listeners(t, admin1), "listener addresses have not changed")
 			e1.Signal(syscall.SIGUSR1)
@@ -119,6 +126,8 @@ func TestEnvoysHotRestartTest(t *testing.T) {
 			// drops it once they are gone.
 			assert.Equal(t, uint64(3), stat(t, admin2, "server.hot_restart_generation"))
 			waitStat(t, admin2, "http.router.downstream_cx_active", 1)
+			waitStat(t, admin2, "server.total_connections", 1)
+			assert.Equal(t, uint64(0), stat(t, admin2, "server.parent_connections"))
 			assert.Equal(t, before, listeners(t, admin2), "listener addresses have not changed")
 
 			e2.Signal(syscall.SIGTERM)
