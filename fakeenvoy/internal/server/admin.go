@@ -91,6 +91,15 @@ func (c *chunkedWriter) Write(b []byte) (int, error) {
 	return c.ResponseWriter.Write(b)
 }
 
+// Flush passes a handler's flush on: /quitquitquit flushes its answer
+// before the admin closes, and without this the body could be lost.
+func (c *chunkedWriter) Flush() {
+	c.WriteHeader(http.StatusOK)
+	if f, ok := c.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
 func (s *Server) handleReady(w http.ResponseWriter, _ *http.Request) {
 	st := s.stateName()
 	w.Header().Set("content-type", "text/plain")

@@ -146,3 +146,18 @@ func TestVirtualHostPrecedence(t *testing.T) {
 		assert.Equal(t, want, virtualHost(vhs, host).GetName(), host)
 	}
 }
+
+// The admin's writer keeps http.Flusher: /quitquitquit flushes its answer
+// before the admin is closed, and a lost flush cut the body under load.
+func TestAdminWriterFlushes(t *testing.T) {
+	rec := httptest.NewRecorder()
+	envoyHTTP1(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		f, ok := w.(http.Flusher)
+		require.True(t, ok, "the admin's writer is an http.Flusher")
+		w.Header().Set("content-length", "3")
+		_, _ = io.WriteString(w, "OK\n")
+		f.Flush()
+		assert.True(t, rec.Flushed)
+		assert.Equal(t, "OK\n", rec.Body.String())
+	})).ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/quitquitquit", nil))
+}
