@@ -87,8 +87,11 @@ func newInstall(t testing.TB) *install {
 		"127.0.0.1:9901", "127.0.0.1:"+strconv.Itoa(in.adminPort),
 	)
 	in.writeConfig(true)
+	// The managers give their programs an environment of their own: the
+	// stand-in names proctest's shared memory log itself.
 	proctest.Script(t, in.path("bin"), "envoy",
-		fmt.Sprintf("exec %s $(cat %s 2>/dev/null) \"$@\"\n", proctest.Binary(t, "fakeenvoy"), in.path("fake-args")))
+		fmt.Sprintf("%s=%q exec %s $(cat %s 2>/dev/null) \"$@\"\n",
+			proctest.ShmLogEnv, os.Getenv(proctest.ShmLogEnv), proctest.Binary(t, "fakeenvoy"), in.path("fake-args")))
 	// start_envoy.sh, with Envoy at bin/envoy (a manager such as monit gives
 	// its programs a PATH of its own) and without raising the host's
 	// inotify limit, which a test must not touch.

@@ -246,6 +246,11 @@ func TestSharedMemoryIsEnvoysLayout(t *testing.T) {
 func TestOpenDynamicSkipsTakenIDs(t *testing.T) {
 	path := testSocketPath(t)
 	taken := 260_000_000 + rand.Uint32N(1_000_000)
+	// Envoy never removes its regions; the test removes the two it makes.
+	t.Cleanup(func() {
+		os.Remove(envoyshm.Path(taken))
+		os.Remove(envoyshm.Path(taken + 1))
+	})
 	first, err := Open(Settings{BaseID: taken, SocketPath: path, Version: Version}, nopLogger{})
 	require.NoError(t, err)
 	defer first.Close()

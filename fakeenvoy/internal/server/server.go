@@ -22,6 +22,7 @@ import (
 	"github.com/envoy-restarter/restarter/fakeenvoy/internal/options"
 	"github.com/envoy-restarter/restarter/fakeenvoy/internal/stats"
 	"github.com/envoy-restarter/restarter/internal/atomicfile"
+	"github.com/envoy-restarter/restarter/internal/envoyshm"
 )
 
 // States as /server_info names them. Envoy reports DRAINING only while
@@ -141,6 +142,30 @@ func (s *Server) stateName() string {
 	return "INITIALIZING"
 }
 
+// shmLogEnv names a file fakeenvoy appends its shared memory region's path
+// to (fake-only): Envoy never removes its region, and a dynamic base id is
+// otherwise known only from a --base-id-path file that a later run
+// overwrites, so test harnesses use this to remove every region their
+// scenarios made.
+const shmLogEnv = "FAKEENVOY_SHM_LOG"
+
+func logRegion(logPath string, baseID uint32) error {
+	if logPath == "" {
+		return nil
+	}
+	f, err := os.OpenFile(logPath, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+	if err != nil {
+		return fmt.Errorf("%s=%s: %w", shmLogEnv, logPath, err)
+	}
+	defer f.Close()
+	// One short write to an O_APPEND file: lines of concurrent epochs
+	// never interleave.
+	if _, err := f.WriteString(envoyshm.Path(baseID) + "\n"); err != nil {
+		return fmt.Errorf("%s=%s: %w", shmLogEnv, logPath, err)
+	}
+	return nil
+}
+
 // validate is --mode validate: check the config, touch no hot restart
 // state. Envoy prints the verdict on stdout; a failure is its critical log
 // line only (validateConfig swallows the exception), exit 1.
@@ -192,6 +217,9 @@ func (s *Server) openHotRestart() error {
 		return err
 	}
 	s.baseID = s.hr.BaseID
+	if err := logRegion(os.Getenv(shmLogEnv), s.baseID); err != nil {
+		return err
+	}
 	// Envoy's hot restart parent counts itself in when it is set up.
 	s.stats.Gauge(statGeneration, stats.Accumulate).Inc()
 	if o.BaseIDPath != "" {
