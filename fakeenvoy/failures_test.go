@@ -130,7 +130,6 @@ func TestHotRestartVersionMismatchAborts(t *testing.T) {
 // above epoch 0.
 func TestDynamicBaseID(t *testing.T) {
 	sb := newSandbox(t)
-	sb.RemoveRegionOf(sb.Path("base-id"))
 	cfg := sb.config("c.yaml", 0)
 	e0 := sb.startRaw("--restart-epoch", "0", "--use-dynamic-base-id", "--base-id-path", sb.Path("base-id"),
 		"-c", cfg, "--fake-state-path", sb.Path("s.json"))

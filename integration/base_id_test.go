@@ -34,7 +34,6 @@ func TestDynamicBaseIDThroughAFile(t *testing.T) {
 	// (and old epochs given the time to lose no request, as in
 	// TestHotRestartUnderLoad),
 	sb := newSandboxWith(t, dynamicBaseIDBody, losslessParentShutdownTime)
-	sb.RemoveRegionOf(sb.Path("base-id"))
 	r := sb.start()
 
 	// when epoch 0 starts, then it picked an id and wrote it, decimal, no newline,
@@ -78,7 +77,6 @@ func TestDynamicBaseIDsNeverCollide(t *testing.T) {
 	var sandboxes []*sandbox
 	for range instances {
 		sb := newSandbox(t, dynamicBaseIDBody)
-		sb.RemoveRegionOf(sb.Path("base-id"))
 		sb.start()
 		sandboxes = append(sandboxes, sb)
 	}
@@ -121,7 +119,6 @@ func TestDynamicBaseIDAtLaterEpochFails(t *testing.T) {
 	t.Parallel()
 	// Given a start script that (wrongly) asks for a dynamic id at every epoch,
 	sb := newSandbox(t, `fakeenvoy --use-dynamic-base-id --base-id-path "$DIR/base-id"`+"\n")
-	sb.RemoveRegionOf(sb.Path("base-id"))
 	r := sb.start()
 	e0, _ := sb.waitLive(0)
 

@@ -323,7 +323,6 @@ func TestBaseIDHandOffAcrossFiveRestarts(t *testing.T) {
 	sb := newSafeSandbox(t, "")
 	script, env := sb.startEnvoyScript()
 	baseIDPath := sb.Path("base-id")
-	sb.RemoveRegionOf(baseIDPath)
 	env = append(env, "ENVOY_INOTIFY_MAX_USER_WATCHES=") // this scenario is not about the sysctl
 	r := proctest.Start(t, proctest.Options{Dir: sb.Dir, Env: env}, proctest.Binary(t, "restarter"),
 		"--base-id-path", baseIDPath, "--ready-url", sb.readyURL(), script,

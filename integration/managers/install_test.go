@@ -64,7 +64,6 @@ func newInstall(t testing.TB) *install {
 	require.NoError(t, err)
 	t.Cleanup(func() {
 		killProcessesUnder(dir)
-		fakeenvoytest.RemoveRegionsUnder(dir) // Envoy leaves its region
 		os.RemoveAll(dir)
 	})
 	in := &install{
@@ -88,10 +87,10 @@ func newInstall(t testing.TB) *install {
 	)
 	in.writeConfig(true)
 	// The managers give their programs an environment of their own: the
-	// stand-in names proctest's shared memory log itself.
+	// stand-in names the shared memory region log (proctest.Main) itself.
 	proctest.Script(t, in.path("bin"), "envoy",
 		fmt.Sprintf("%s=%q exec %s $(cat %s 2>/dev/null) \"$@\"\n",
-			proctest.ShmLogEnv, os.Getenv(proctest.ShmLogEnv), proctest.Binary(t, "fakeenvoy"), in.path("fake-args")))
+			fakeenvoytest.RegionLogEnv, os.Getenv(fakeenvoytest.RegionLogEnv), proctest.Binary(t, "fakeenvoy"), in.path("fake-args")))
 	// start_envoy.sh, with Envoy at bin/envoy (a manager such as monit gives
 	// its programs a PATH of its own) and without raising the host's
 	// inotify limit, which a test must not touch.

@@ -22,6 +22,8 @@ import (
 	"time"
 
 	"github.com/bazelbuild/rules_go/go/runfiles"
+
+	"github.com/envoy-restarter/restarter/internal/fakeenvoytest"
 )
 
 // Timeout bounds every wait in a scenario unless the test gives its own.
@@ -69,43 +71,22 @@ func Binary(t testing.TB, name string) string {
 
 // Main is the TestMain of a package whose tests use Binary: it runs the
 // tests, removes the binaries Binary built and every shared memory region
-// the tests' fakeenvoy processes made, and exits with the tests' code.
-//
-// Envoy never removes its region, and one made under a dynamic base id is
-// known only from a --base-id-path file a later run overwrites, so Main
-// has every fakeenvoy below it log its region (FAKEENVOY_SHM_LOG, inherited
-// through the restarter and start scripts) and removes those.
+// the tests' fakeenvoy processes made (fakeenvoytest.LogRegions), and exits
+// with the tests' code.
 //
 //	func TestMain(m *testing.M) { proctest.Main(m) }
 func Main(m *testing.M) {
-	shmLog, err := os.CreateTemp("", "proctest-shm-*.log")
+	removeRegions, err := fakeenvoytest.LogRegions()
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "proctest: shared memory log:", err)
+		fmt.Fprintln(os.Stderr, "proctest:", err)
 		os.Exit(1)
 	}
-	shmLog.Close()
-	os.Setenv(ShmLogEnv, shmLog.Name())
 	code := m.Run()
-	removeLoggedRegions(shmLog.Name())
+	removeRegions()
 	if buildDir != "" {
 		os.RemoveAll(buildDir)
 	}
 	os.Exit(code)
-}
-
-// ShmLogEnv is the environment variable fakeenvoy logs its shared memory
-// region to (see Main).
-const ShmLogEnv = "FAKEENVOY_SHM_LOG"
-
-// removeLoggedRegions removes the regions named in the log, then the log.
-func removeLoggedRegions(log string) {
-	b, _ := os.ReadFile(log)
-	for _, p := range strings.Fields(string(b)) {
-		if strings.HasPrefix(p, "/dev/shm/envoy_shared_memory_") {
-			_ = os.Remove(p)
-		}
-	}
-	_ = os.Remove(log)
 }
 
 // fromEnv resolves the runfiles path in the environment variable env, if

@@ -23,6 +23,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/envoy-restarter/restarter/internal/fakeenvoytest"
 	"github.com/envoy-restarter/restarter/internal/repeated"
 )
 
@@ -109,6 +110,15 @@ func run() int {
 	for _, p := range strings.Split(*phases, ",") {
 		want[strings.TrimSpace(p)] = true
 	}
+
+	removeRegions, err := fakeenvoytest.LogRegions()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		return 1
+	}
+	registry.Lock()
+	registry.removeRegions = removeRegions
+	registry.Unlock()
 
 	// The bench adopts whatever a restarter leaves orphaned, so that it can
 	// count and reap it.

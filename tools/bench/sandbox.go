@@ -77,6 +77,9 @@ var keepSandboxes bool
 var registry = struct {
 	sync.Mutex
 	open map[*instance]bool
+	// removeRegions removes the shared memory regions every sandbox's
+	// fakeenvoy made (fakeenvoytest.LogRegions); set by run.
+	removeRegions func()
 }{open: map[*instance]bool{}}
 
 // launch starts r in a fresh sandbox and waits for epoch 0 to be LIVE.
@@ -86,7 +89,6 @@ func (b *bench) launch(r Restarter) (*instance, error) {
 		return nil, err
 	}
 	in := &instance{label: r.Label, sandbox: fakeenvoytest.OpenSandbox(dir), exited: make(chan struct{})}
-	in.sandbox.RemoveRegionOf(in.sandbox.Path("base-id"))
 	registry.Lock()
 	registry.open[in] = true
 	registry.Unlock()
@@ -205,11 +207,10 @@ func (in *instance) stop() {
 	}
 }
 
-// close stops the sandbox and removes every trace of it: its directory and
-// the shared memory region of its base id.
+// close stops the sandbox and removes its directory; run removes the
+// shared memory regions of every sandbox at the end (LogRegions).
 func (in *instance) close() {
 	in.stop()
-	in.sandbox.Close()
 	if !keepSandboxes {
 		_ = os.RemoveAll(in.sandbox.Dir)
 	}
@@ -225,9 +226,13 @@ func closeAll() {
 	for in := range registry.open {
 		open = append(open, in)
 	}
+	removeRegions := registry.removeRegions
 	registry.Unlock()
 	for _, in := range open {
 		in.close()
+	}
+	if removeRegions != nil {
+		removeRegions()
 	}
 }
 

@@ -22,7 +22,6 @@ import (
 	"github.com/envoy-restarter/restarter/fakeenvoy/internal/options"
 	"github.com/envoy-restarter/restarter/fakeenvoy/internal/stats"
 	"github.com/envoy-restarter/restarter/internal/atomicfile"
-	"github.com/envoy-restarter/restarter/internal/envoyshm"
 )
 
 // States as /server_info names them. Envoy reports DRAINING only while
@@ -142,11 +141,11 @@ func (s *Server) stateName() string {
 	return "INITIALIZING"
 }
 
-// shmLogEnv names a file fakeenvoy appends its shared memory region's path
-// to (fake-only): Envoy never removes its region, and a dynamic base id is
-// otherwise known only from a --base-id-path file that a later run
-// overwrites, so test harnesses use this to remove every region their
-// scenarios made.
+// shmLogEnv names a file each epoch appends its base id to, a line each
+// (fake-only, fakeenvoytest.RegionLogEnv): Envoy never removes its shared
+// memory region, and a dynamic base id is otherwise known only from a
+// --base-id-path file that a later run overwrites, so test harnesses use
+// this to remove every region their scenarios made.
 const shmLogEnv = "FAKEENVOY_SHM_LOG"
 
 func logRegion(logPath string, baseID uint32) error {
@@ -160,7 +159,7 @@ func logRegion(logPath string, baseID uint32) error {
 	defer f.Close()
 	// One short write to an O_APPEND file: lines of concurrent epochs
 	// never interleave.
-	if _, err := f.WriteString(envoyshm.Path(baseID) + "\n"); err != nil {
+	if _, err := fmt.Fprintf(f, "%d\n", baseID); err != nil {
 		return fmt.Errorf("%s=%s: %w", shmLogEnv, logPath, err)
 	}
 	return nil
