@@ -176,10 +176,8 @@ func stat(t *testing.T, admin, name string) uint64 {
 // gauges merged from a parent move at stats flushes.
 func waitStat(t *testing.T, admin, name string, want uint64) {
 	t.Helper()
-	var last uint64
-	proctest.WaitFor(t, wait, fmt.Sprintf("%s = %d (last %d)", name, want, last), func() bool {
-		last = stat(t, admin, name)
-		return last == want
+	proctest.WaitFor(t, wait, fmt.Sprintf("%s = %d", name, want), func() bool {
+		return stat(t, admin, name) == want
 	})
 }
 

@@ -87,7 +87,6 @@ func (v Variant) Render(testTmpdir, socketDir string) ([]byte, error) {
 	}
 	subst := []struct{ from, to string }{
 		{"{{ socket_dir }}", socketDir},
-		{"{{ test_rundir }}", "/nonexistent/test_rundir"},
 		{"{{ test_tmpdir }}", testTmpdir},
 		{"{{ ip_loopback_address }}", v.Loopback},
 		{"{{ enable_reuse_port }}", fmt.Sprint(v.ReusePort)},
