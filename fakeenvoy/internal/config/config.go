@@ -11,8 +11,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 
@@ -130,10 +132,12 @@ func Load(path string) (*Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("unable to read file: %s", path)
 	}
-	if strings.HasSuffix(path, ".json") {
-		return ParseJSON(b)
+	// As Envoy's MessageUtil::loadFromFile: YAML by the extension, JSON
+	// otherwise.
+	if ext := strings.ToLower(filepath.Ext(path)); ext == ".yaml" || ext == ".yml" {
+		return Parse(b)
 	}
-	return Parse(b)
+	return ParseJSON(b)
 }
 
 // Parse validates a YAML bootstrap document.
@@ -329,7 +333,7 @@ func generatedName(i int) string { return "listener_" + strconv.Itoa(i) }
 func addressText(a *corev3.Address) string {
 	switch {
 	case a.GetSocketAddress() != nil:
-		return netJoin(a.GetSocketAddress().GetAddress(), a.GetSocketAddress().GetPortValue())
+		return hostPort(a.GetSocketAddress())
 	case a.GetPipe() != nil:
 		return a.GetPipe().GetPath()
 	}
@@ -353,6 +357,9 @@ func address(a *corev3.Address) (Address, error) {
 		return Address{IP: ip, Port: uint16(sa.GetPortValue())}, nil
 	case a.GetPipe() != nil:
 		p := a.GetPipe()
+		if strings.HasPrefix(p.GetPath(), "@") && p.GetMode() != 0 {
+			return Address{}, errors.New("Cannot set mode for Abstract AF_UNIX sockets")
+		}
 		return Address{Path: p.GetPath(), Mode: os.FileMode(p.GetMode())}, nil
 	}
 	return Address{}, errors.New("fakeenvoy supports socket_address and pipe addresses only")
@@ -451,15 +458,13 @@ func cluster(cl *clusterv3.Cluster) Cluster {
 			if sa == nil {
 				continue
 			}
-			out.Endpoints = append(out.Endpoints, netJoin(sa.GetAddress(), sa.GetPortValue()))
+			out.Endpoints = append(out.Endpoints, hostPort(sa))
 		}
 	}
 	return out
 }
 
-func netJoin(host string, port uint32) string {
-	if strings.Contains(host, ":") {
-		return fmt.Sprintf("[%s]:%d", host, port)
-	}
-	return fmt.Sprintf("%s:%d", host, port)
+// hostPort is a socket address as host:port, an IPv6 host in brackets.
+func hostPort(sa *corev3.SocketAddress) string {
+	return net.JoinHostPort(sa.GetAddress(), strconv.FormatUint(uint64(sa.GetPortValue()), 10))
 }

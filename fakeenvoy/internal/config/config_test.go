@@ -204,6 +204,10 @@ func TestRejectionsInEnvoysWords(t *testing.T) {
 			hcmDoc(okHCM) + strings.TrimPrefix(hcmDoc(okHCM), "static_resources:\n  listeners:\n"),
 			"error adding listener named 'a': listener with same name already exists",
 		},
+		"abstract pipe with a mode": {
+			"static_resources: {listeners: [{name: a, address: {pipe: {path: '@abs', mode: 384}}, filter_chains: [{}]}]}\n",
+			"error adding listener '@abs': Cannot set mode for Abstract AF_UNIX sockets",
+		},
 		"empty":    {"", "Unable to convert YAML as JSON: "},
 		"not yaml": {"{{{", "Unable to convert YAML as JSON: "},
 		"a scalar": {"hello\n", "Unable to convert YAML as JSON: hello"},
@@ -215,6 +219,28 @@ func TestRejectionsInEnvoysWords(t *testing.T) {
 			assert.NotContains(t, err.Error(), "\n", "one line")
 		})
 	}
+}
+
+// Load reads YAML only from a .yaml or .yml path (any case) and JSON from
+// any other, as Envoy's loadFromFile does; JSON must be one document.
+func TestLoadPicksTheParserByExtension(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, doc string) string {
+		p := filepath.Join(dir, name)
+		require.NoError(t, os.WriteFile(p, []byte(doc), 0o644))
+		return p
+	}
+	yamlDoc := "node: {id: a}\n"
+	for _, name := range []string{"c.yaml", "c.YML"} {
+		_, err := Load(write(name, yamlDoc))
+		assert.NoError(t, err, name)
+	}
+	_, err := Load(write("c.conf", yamlDoc))
+	assert.ErrorContains(t, err, "Unable to parse JSON as proto")
+	_, err = Load(write("c.json", `{"node": {"id": "a"}}`))
+	assert.NoError(t, err)
+	_, err = Load(write("two.json", `{"node": {"id": "a"}} {"bogus": 1}`))
+	assert.ErrorContains(t, err, "Unable to parse JSON as proto")
 }
 
 func TestLoadMissingFile(t *testing.T) {

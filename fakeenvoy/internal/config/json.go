@@ -1,7 +1,9 @@
 package config
 
 import (
+	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 
@@ -183,11 +185,14 @@ func join(path, name string) string {
 // decodeJSON decodes keeping numbers as written, so that protojson sees
 // exactly the digits of the document.
 func decodeJSON(b []byte) (any, error) {
-	dec := json.NewDecoder(strings.NewReader(string(b)))
+	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.UseNumber()
 	var v any
 	if err := dec.Decode(&v); err != nil {
 		return nil, err
+	}
+	if dec.More() {
+		return nil, errors.New("unexpected data after the JSON document")
 	}
 	return v, nil
 }

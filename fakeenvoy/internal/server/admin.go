@@ -101,7 +101,7 @@ func (c *chunkedWriter) Flush() {
 }
 
 func (s *Server) handleReady(w http.ResponseWriter, _ *http.Request) {
-	st := s.stateName()
+	st := stateName(s.state.Load())
 	w.Header().Set("content-type", "text/plain")
 	if st != "LIVE" {
 		w.WriteHeader(http.StatusServiceUnavailable)
@@ -118,7 +118,7 @@ func (s *Server) handleServerInfo(w http.ResponseWriter, _ *http.Request) {
 	mode := map[string]string{"serve": "Serve", "validate": "Validate", "init_only": "InitOnly"}[o.Mode]
 	info := map[string]any{
 		"version":              "fakeenvoy/1.0.0/Clean/RELEASE/BoringSSL",
-		"state":                s.stateName(),
+		"state":                stateName(s.state.Load()),
 		"hot_restart_version":  s.hotRestartVersion(),
 		"uptime_current_epoch": seconds(time.Since(s.startTime).Truncate(time.Second)),
 		"uptime_all_epochs":    fmt.Sprintf("%ds", time.Now().Unix()-s.originalStart),

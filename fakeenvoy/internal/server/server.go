@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/signal"
 	"strconv"
@@ -134,11 +133,21 @@ func (s *Server) hotRestartVersion() string {
 	return hotrestart.VersionString(s.version())
 }
 
-func (s *Server) stateName() string {
-	if s.state.Load() == stateLive {
+// stateName is a state as /ready, /server_info and the state file name it.
+func stateName(state int32) string {
+	if state == stateLive {
 		return "LIVE"
 	}
 	return "INITIALIZING"
+}
+
+// stateCode is a state as the server.state gauge counts it (Envoy's
+// ServerState enum: LIVE 0, INITIALIZING 3).
+func stateCode(state int32) uint64 {
+	if state == stateLive {
+		return 0
+	}
+	return 3
 }
 
 // shmLogEnv names a file each epoch appends its base id to, a line each
@@ -307,9 +316,9 @@ func (s *Server) bindAdmin() error {
 		s.log.Warn("main", "No admin address given, so no admin HTTP server started.")
 		return nil
 	}
-	ln, err := net.Listen("tcp", a.String())
+	ln, err := bind(*a, false)
 	if err != nil {
-		return fmt.Errorf("cannot bind '%s': %w", a, errors.Unwrap(errors.Unwrap(err)))
+		return bindError(*a, err)
 	}
 	s.startAdmin(ln)
 	s.log.Info("main", "admin address: %s", ln.Addr())
@@ -653,9 +662,8 @@ func (s *Server) writeState(state int32) error {
 	if s.opts.FakeStatePath == "" {
 		return nil
 	}
-	name := map[int32]string{stateInitializing: "INITIALIZING", stateLive: "LIVE"}[state]
 	st := State{
-		PID: os.Getpid(), Epoch: s.opts.RestartEpoch, BaseID: s.baseID, State: name,
+		PID: os.Getpid(), Epoch: s.opts.RestartEpoch, BaseID: s.baseID, State: stateName(state),
 		HotRestartVersion: s.hotRestartVersion(), Listeners: map[string]string{},
 	}
 	if s.admin != nil {

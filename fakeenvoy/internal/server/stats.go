@@ -71,7 +71,7 @@ func (s *Server) updateServerStats() error {
 	own := uint64(max(s.connections.Load(), 0))
 	s.serverStats.parentConnections.Set(parentConnections)
 	s.serverStats.totalConnections.Set(own + parentConnections)
-	s.serverStats.state.Set(map[int32]uint64{stateLive: 0, stateInitializing: 3}[s.state.Load()])
+	s.serverStats.state.Set(stateCode(s.state.Load()))
 	return nil
 }
 

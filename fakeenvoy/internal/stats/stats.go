@@ -29,14 +29,10 @@ const (
 // stats flush see the increase since the last latch.
 type Counter struct {
 	value, latched atomic.Uint64
-	used           atomic.Bool
 }
 
 // Add adds n.
-func (c *Counter) Add(n uint64) {
-	c.value.Add(n)
-	c.used.Store(true)
-}
+func (c *Counter) Add(n uint64) { c.value.Add(n) }
 
 // Inc adds one.
 func (c *Counter) Inc() { c.Add(1) }
@@ -176,8 +172,8 @@ func (s *Store) Latch() {
 }
 
 // Export is the parent's side of the transfer: the value of every gauge
-// that was used, and the increase of every used counter since the last
-// latch, where there is one.
+// that was used, and the increase of every counter since the last latch,
+// where there is one (only Add moves a counter, so an increase means used).
 func (s *Store) Export() (gauges, counterDeltas map[string]uint64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -188,10 +184,8 @@ func (s *Store) Export() (gauges, counterDeltas map[string]uint64) {
 		}
 	}
 	for name, c := range s.counters {
-		if c.used.Load() {
-			if d := c.latch(); d > 0 {
-				counterDeltas[name] = d
-			}
+		if d := c.latch(); d > 0 {
+			counterDeltas[name] = d
 		}
 	}
 	return gauges, counterDeltas
