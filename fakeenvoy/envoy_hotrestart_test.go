@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"fmt"
 	"io"
 	"net"
@@ -111,6 +110,7 @@ func TestEnvoysHotRestartTest(t *testing.T) {
 			assert.Equal(t, uint64(1), stat(t, admin1, "server.live"))
 			assert.Equal(t, before, listeners(t, admin1), "listener addresses have not changed")
 			e1.Signal(syscall.SIGUSR1)
+			e1.WaitLine("caught SIGUSR1", 1, wait)
 			assert.Equal(t, uint64(2), stat(t, admin1, "server.hot_restart_generation"))
 
 			e2, admin2 := epoch(2, updated, "--base-id", string(baseID), "--fake-parent-shutdown-time", "300ms")
@@ -208,17 +208,7 @@ func holdIdleConnectionOn(t *testing.T, a protoAddress, epoch string) *idleConne
 
 func holdIdleConnection(t *testing.T, a protoAddress) *idleConnection {
 	t.Helper()
-	network, target := a.dialTarget()
-	conn, err := net.DialTimeout(network, target, wait)
-	require.NoError(t, err)
-	t.Cleanup(func() { conn.Close() })
-	_, err = io.WriteString(conn, "GET / HTTP/1.1\r\nHost: integration\r\n\r\n")
-	require.NoError(t, err)
-	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
-	require.NoError(t, err)
-	_, err = io.Copy(io.Discard, resp.Body)
-	require.NoError(t, err)
-	resp.Body.Close()
+	conn, resp, _ := getOn(t, a, "integration")
 	return &idleConnection{conn: conn, epoch: resp.Header.Get("x-fakeenvoy-epoch")}
 }
 

@@ -1,7 +1,7 @@
 package main
 
 import (
-	"context"
+	"bufio"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -12,6 +12,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -90,34 +91,44 @@ func (a protoAddress) yaml() string {
 // listeners fetches /listeners?format=json from the epoch's admin.
 func listeners(t *testing.T, admin string) []listenerStatus {
 	t.Helper()
-	resp, err := http.Get("http://" + admin + "/listeners?format=json")
-	require.NoError(t, err)
-	defer resp.Body.Close()
+	code, body := get(t, "http://"+admin+"/listeners?format=json")
+	require.Equal(t, http.StatusOK, code)
 	var out struct {
 		ListenerStatuses []listenerStatus `json:"listener_statuses"`
 	}
-	require.NoError(t, json.NewDecoder(resp.Body).Decode(&out))
+	require.NoError(t, json.Unmarshal([]byte(body), &out))
 	return out.ListenerStatuses
+}
+
+// getOn sends GET / for host over a new connection to the address and
+// reads the whole response; the connection stays open, the caller's to
+// close (the test's cleanup closes it too).
+func getOn(t *testing.T, a protoAddress, host string) (net.Conn, *http.Response, string) {
+	t.Helper()
+	network, target := a.dialTarget()
+	conn, err := net.DialTimeout(network, target, wait)
+	require.NoError(t, err)
+	t.Cleanup(func() { conn.Close() })
+	require.NoError(t, conn.SetDeadline(time.Now().Add(wait)))
+	_, err = fmt.Fprintf(conn, "GET / HTTP/1.1\r\nHost: %s\r\n\r\n", host)
+	require.NoError(t, err)
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	require.NoError(t, err)
+	body, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.NoError(t, conn.SetDeadline(time.Time{}))
+	return conn, resp, string(body)
 }
 
 // getVia sends GET / over a fresh connection to the address and returns the
 // epoch that answered.
 func getVia(t *testing.T, a protoAddress) string {
 	t.Helper()
-	network, target := a.dialTarget()
-	client := &http.Client{Timeout: wait, Transport: &http.Transport{
-		DisableKeepAlives: true,
-		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			return (&net.Dialer{}).DialContext(ctx, network, target)
-		},
-	}}
-	resp, err := client.Get("http://kinds/")
-	require.NoError(t, err)
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	require.NoError(t, err)
+	conn, resp, body := getOn(t, a, "kinds")
+	conn.Close()
 	require.Equal(t, http.StatusOK, resp.StatusCode)
-	require.True(t, strings.HasPrefix(string(body), "kinds\n"), "body %q", body)
+	require.True(t, strings.HasPrefix(body, "kinds\n"), "body %q", body)
 	return resp.Header.Get("x-fakeenvoy-epoch")
 }
 

@@ -64,17 +64,23 @@ func rawGet(t *testing.T, addr, path, proto string) string {
 	return string(b)
 }
 
-// Point 1: the admin speaks HTTP/1.1 only, as Envoy's codec does by
-// default, and its HTTP/1.1 replies are chunked.
+// Point 1: the admin and the listeners speak HTTP/1.1 only, as Envoy's
+// codec does by default (accept_http_10 off), and the admin's HTTP/1.1
+// replies are chunked.
 func TestAdminRefusesHTTP10AndChunksReplies(t *testing.T) {
 	sb := newSandbox(t)
-	sb.startRunning(0, "-c", sb.config("c.yaml", 0), "--admin-address-path", sb.Path("admin"))
+	sb.startRunning(0, "-c", sb.config("c.yaml", 0), "--admin-address-path", sb.Path("admin"), "--fake-state-path", sb.Path("state"))
+	web := readState(t, sb.Path("state"), 0).Listeners["web"]
+	reply := rawGet(t, web, "/", "HTTP/1.0")
+	assert.True(t, strings.HasPrefix(reply, "HTTP/1.1 426 Upgrade Required\r\n"), "the listener: %q", reply)
+	assert.True(t, strings.HasPrefix(rawGet(t, web, "/", "HTTP/1.1"), "HTTP/1.1 200 OK\r\n"))
+
 	b, err := os.ReadFile(sb.Path("admin"))
 	require.NoError(t, err)
 	admin := string(b)
 	assert.Regexp(t, `^127\.0\.0\.1:[0-9]+$`, admin, "ip:port, no newline")
 
-	reply := rawGet(t, admin, "/ready", "HTTP/1.0")
+	reply = rawGet(t, admin, "/ready", "HTTP/1.0")
 	assert.True(t, strings.HasPrefix(reply, "HTTP/1.1 426 Upgrade Required\r\n"), "%q", reply)
 	assert.Contains(t, strings.ToLower(reply), "connection: close")
 

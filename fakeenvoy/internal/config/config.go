@@ -87,17 +87,10 @@ type Listener struct {
 // HTTP is the served part of an HTTP connection manager.
 type HTTP struct {
 	StatPrefix     string
+	AcceptHTTP10   bool         // http_protocol_options.accept_http_10: else HTTP/1.0 gets 426
 	AccessLogPaths []string     // file access logs, in order
 	HealthCheck    *HealthCheck // the health check filter, if any
 	VirtualHosts   []*routev3.VirtualHost
-}
-
-// AccessLogPathList is h's file access logs; none for a nil h.
-func (h *HTTP) AccessLogPathList() []string {
-	if h == nil {
-		return nil
-	}
-	return h.AccessLogPaths
 }
 
 // HealthCheck is the health check HTTP filter.
@@ -108,7 +101,6 @@ type HealthCheck struct {
 
 // Cluster is a static cluster's endpoints, host:port each.
 type Cluster struct {
-	Name      string
 	Endpoints []string
 }
 
@@ -121,6 +113,40 @@ var (
 
 func typeURL(m proto.Message) string {
 	return "type.googleapis.com/" + string(m.ProtoReflect().Descriptor().FullName())
+}
+
+// filterFactories names the filters registered in extensions.go by their
+// typed configs' type URLs: each factory's name and whether it is terminal
+// (it must be the last filter of its chain), as Envoy's factories say.
+var filterFactories = map[string]struct {
+	name     string
+	terminal bool
+}{
+	hcmType: {"envoy.filters.network.http_connection_manager", true},
+	"type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy":     {"envoy.filters.network.tcp_proxy", true},
+	"type.googleapis.com/envoy.extensions.filters.network.redis_proxy.v3.RedisProxy": {"envoy.filters.network.redis_proxy", true},
+	"type.googleapis.com/envoy.extensions.filters.http.router.v3.Router":             {"envoy.filters.http.router", true},
+	healthCheckType: {"envoy.filters.http.health_check", false},
+}
+
+// checkTerminalFilters is Envoy's Config::Utility::validateTerminalFilters
+// over one chain: a terminal filter anywhere but last, or a non-terminal
+// one last, is refused. names and typeURLs are the chain's filters.
+func checkTerminalFilters(chain string, names, typeURLs []string) error {
+	for i, url := range typeURLs {
+		f, known := filterFactories[url]
+		if !known {
+			continue // rejected as an unknown @type before this
+		}
+		last := i == len(typeURLs)-1
+		switch {
+		case f.terminal && !last:
+			return fmt.Errorf("Error: terminal filter named %s of type %s must be the last filter in a %s filter chain.", names[i], f.name, chain)
+		case !f.terminal && last:
+			return fmt.Errorf("Error: non-terminal filter named %s of type %s is the last filter in a %s filter chain.", names[i], f.name, chain)
+		}
+	}
+	return nil
 }
 
 // Load reads and validates the bootstrap at path.
@@ -391,6 +417,15 @@ func listener(l *listenerv3.Listener, clusters map[string]Cluster) (Listener, er
 	if len(chains) == 0 {
 		return Listener{}, errors.New("no filter chains specified")
 	}
+	for _, c := range chains {
+		var names, urls []string
+		for _, f := range c.GetFilters() {
+			names, urls = append(names, f.GetName()), append(urls, f.GetTypedConfig().GetTypeUrl())
+		}
+		if err := checkTerminalFilters("network", names, urls); err != nil {
+			return Listener{}, err
+		}
+	}
 	for _, f := range chains[0].GetFilters() {
 		if f.GetTypedConfig().GetTypeUrl() != hcmType {
 			continue
@@ -407,7 +442,7 @@ func listener(l *listenerv3.Listener, clusters map[string]Cluster) (Listener, er
 }
 
 func httpConfig(h *hcmv3.HttpConnectionManager, clusters map[string]Cluster) (*HTTP, error) {
-	out := &HTTP{StatPrefix: h.GetStatPrefix()}
+	out := &HTTP{StatPrefix: h.GetStatPrefix(), AcceptHTTP10: h.GetHttpProtocolOptions().GetAcceptHttp_10()}
 	switch h.GetCodecType() {
 	case hcmv3.HttpConnectionManager_AUTO, hcmv3.HttpConnectionManager_HTTP1:
 	default:
@@ -422,6 +457,13 @@ func httpConfig(h *hcmv3.HttpConnectionManager, clusters map[string]Cluster) (*H
 			return nil, err
 		}
 		out.AccessLogPaths = append(out.AccessLogPaths, f.GetPath())
+	}
+	var names, urls []string
+	for _, hf := range h.GetHttpFilters() {
+		names, urls = append(names, hf.GetName()), append(urls, hf.GetTypedConfig().GetTypeUrl())
+	}
+	if err := checkTerminalFilters("http", names, urls); err != nil {
+		return nil, err
 	}
 	for _, hf := range h.GetHttpFilters() {
 		if hf.GetTypedConfig().GetTypeUrl() != healthCheckType {
@@ -451,7 +493,7 @@ func httpConfig(h *hcmv3.HttpConnectionManager, clusters map[string]Cluster) (*H
 }
 
 func cluster(cl *clusterv3.Cluster) Cluster {
-	out := Cluster{Name: cl.GetName()}
+	var out Cluster
 	for _, le := range cl.GetLoadAssignment().GetEndpoints() {
 		for _, ep := range le.GetLbEndpoints() {
 			sa := ep.GetEndpoint().GetAddress().GetSocketAddress()

@@ -204,6 +204,25 @@ func TestRejectionsInEnvoysWords(t *testing.T) {
 			hcmDoc(okHCM) + strings.TrimPrefix(hcmDoc(okHCM), "static_resources:\n  listeners:\n"),
 			"error adding listener named 'a': listener with same name already exists",
 		},
+		"router not the last http filter": {
+			hcmDoc(okHCM + `          http_filters:
+          - {name: r, typed_config: {"@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}}
+          - {name: hc, typed_config: {"@type": type.googleapis.com/envoy.extensions.filters.http.health_check.v3.HealthCheck, pass_through_mode: false}}
+`),
+			"error adding listener '[::1]:0': Error: terminal filter named r of type envoy.filters.http.router must be the last filter in a http filter chain.",
+		},
+		"a health check last, no router": {
+			hcmDoc(okHCM + `          http_filters:
+          - {name: hc, typed_config: {"@type": type.googleapis.com/envoy.extensions.filters.http.health_check.v3.HealthCheck, pass_through_mode: false}}
+`),
+			"error adding listener '[::1]:0': Error: non-terminal filter named hc of type envoy.filters.http.health_check is the last filter in a http filter chain.",
+		},
+		"a network filter after the connection manager": {
+			hcmDoc(okHCM) + `      - name: tcp
+        typed_config: {"@type": type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy, stat_prefix: t, cluster: c}
+`,
+			"error adding listener '[::1]:0': Error: terminal filter named envoy.filters.network.http_connection_manager of type envoy.filters.network.http_connection_manager must be the last filter in a network filter chain.",
+		},
 		"abstract pipe with a mode": {
 			"static_resources: {listeners: [{name: a, address: {pipe: {path: '@abs', mode: 384}}, filter_chains: [{}]}]}\n",
 			"error adding listener '@abs': Cannot set mode for Abstract AF_UNIX sockets",

@@ -41,30 +41,39 @@ func (s *Server) startAdmin(ln net.Listener) {
 }
 
 // upgradeRequired is what Envoy's HTTP/1 codec answers a request below
-// HTTP/1.1 (accept_http_10 is off by default, and the admin has no way
-// to turn it on); the connection is then closed.
+// HTTP/1.1 unless the connection manager sets accept_http_10 (off by
+// default; the admin has no way to turn it on); the connection is then
+// closed.
 const upgradeRequired = "HTTP/1.1 426 Upgrade Required\r\ncontent-length: 16\r\ncontent-type: text/plain\r\nserver: envoy\r\nconnection: close\r\n\r\nUpgrade Required"
 
-// envoyHTTP1 makes net/http behave as Envoy's HTTP/1 codec does where a
-// client can tell: HTTP/1.0 (and older) gets 426 Upgrade Required and the
-// connection is closed; HTTP/1.1 replies are chunked (no content-length).
-func envoyHTTP1(h http.Handler) http.Handler {
+// refuseBelowHTTP11 answers HTTP/1.0 (and older) with 426 Upgrade Required
+// and closes the connection, as Envoy's HTTP/1 codec does.
+func refuseBelowHTTP11(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !r.ProtoAtLeast(1, 1) {
-			if hj, ok := w.(http.Hijacker); ok {
-				if conn, buf, err := hj.Hijack(); err == nil {
-					_, _ = buf.WriteString(upgradeRequired)
-					_ = buf.Flush()
-					_ = conn.Close()
-					return
-				}
-			}
-			w.Header().Set("connection", "close")
-			http.Error(w, "Upgrade Required", http.StatusUpgradeRequired)
+		if r.ProtoAtLeast(1, 1) {
+			h.ServeHTTP(w, r)
 			return
 		}
-		h.ServeHTTP(&chunkedWriter{ResponseWriter: w}, r)
+		if hj, ok := w.(http.Hijacker); ok {
+			if conn, buf, err := hj.Hijack(); err == nil {
+				_, _ = buf.WriteString(upgradeRequired)
+				_ = buf.Flush()
+				_ = conn.Close()
+				return
+			}
+		}
+		w.Header().Set("connection", "close")
+		http.Error(w, "Upgrade Required", http.StatusUpgradeRequired)
 	})
+}
+
+// envoyHTTP1 makes net/http behave as Envoy's admin does where a client can
+// tell: HTTP/1.0 gets 426, and HTTP/1.1 replies are chunked (no
+// content-length).
+func envoyHTTP1(h http.Handler) http.Handler {
+	return refuseBelowHTTP11(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h.ServeHTTP(&chunkedWriter{ResponseWriter: w}, r)
+	}))
 }
 
 // chunkedWriter flushes right after the headers, so net/http cannot add a

@@ -170,10 +170,15 @@ func (l *listener) serve(newHTTP func(*listener) httpServer) {
 	}
 }
 
-// newHTTPServer is the HTTP server on each of a listener's sockets; it
-// counts the connections for server.total_connections.
+// newHTTPServer is the HTTP server on each of a listener's sockets: HTTP/1.0
+// gets 426 unless the connection manager accepts it, as in Envoy, and the
+// connections are counted for the stats.
 func newHTTPServer(l *listener) httpServer {
-	return &http.Server{Handler: l.router, ReadHeaderTimeout: 10 * time.Second, ConnState: l.countConnection}
+	var h http.Handler = l.router
+	if !l.router.http.AcceptHTTP10 {
+		h = refuseBelowHTTP11(h)
+	}
+	return &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ConnState: l.countConnection}
 }
 
 // countConnection keeps the connection counts: server.total_connections

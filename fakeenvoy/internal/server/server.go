@@ -334,7 +334,10 @@ func (s *Server) bindAdmin() error {
 // openAccessLogs opens each access log path once.
 func (s *Server) openAccessLogs() error {
 	for _, l := range s.cfg.Listeners {
-		for _, p := range l.HTTP.AccessLogPathList() {
+		if l.HTTP == nil {
+			continue
+		}
+		for _, p := range l.HTTP.AccessLogPaths {
 			if s.accessLogs[p] != nil {
 				continue
 			}
@@ -387,7 +390,11 @@ func (s *Server) newListener(c config.Listener) (*listener, error) {
 			sock.ln = ln
 		}
 		l.sockets = append(l.sockets, sock)
-		s.log.Info("config", "listener '%s' on %s (%s)", c.Name, sock.local(), map[bool]string{true: "from parent", false: "bound"}[sock.inherited])
+		origin := "bound"
+		if sock.inherited {
+			origin = "from parent"
+		}
+		s.log.Info("config", "listener '%s' on %s (%s)", c.Name, sock.local(), origin)
 	}
 	return l, nil
 }
