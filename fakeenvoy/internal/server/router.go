@@ -176,19 +176,25 @@ func routeMatches(m *routev3.RouteMatch, r *http.Request) bool {
 	}
 	path := fold(r.URL.Path)
 	ok := false
-	switch {
-	case m.GetPrefix() != "" || m.GetPathSpecifier() == nil:
-		ok = strings.HasPrefix(path, fold(m.GetPrefix()))
-	case m.GetPath() != "":
-		ok = path == fold(m.GetPath())
-	case m.GetSafeRegex() != nil:
-		re, err := regexp.Compile("^(?:" + m.GetSafeRegex().GetRegex() + ")$")
-		ok = err == nil && re.MatchString(r.URL.Path)
-	case m.GetPathSeparatedPrefix() != "":
-		p := fold(m.GetPathSeparatedPrefix())
-		ok = path == p || strings.HasPrefix(path, p+"/")
+	switch p := m.GetPathSpecifier().(type) {
+	case *routev3.RouteMatch_Prefix: // "" matches every path, as in Envoy
+		ok = strings.HasPrefix(path, fold(p.Prefix))
+	case *routev3.RouteMatch_Path:
+		ok = path == fold(p.Path)
+	case *routev3.RouteMatch_SafeRegex:
+		ok = fullMatch(p.SafeRegex.GetRegex(), r.URL.Path)
+	case *routev3.RouteMatch_PathSeparatedPrefix:
+		sep := fold(p.PathSeparatedPrefix)
+		ok = path == sep || strings.HasPrefix(path, sep+"/")
 	}
 	return ok && headersMatch(m.GetHeaders(), r)
+}
+
+// fullMatch: the RE2 expression matches all of v, as Envoy's safe_regex
+// does.
+func fullMatch(expr, v string) bool {
+	re, err := regexp.Compile("^(?:" + expr + ")$")
+	return err == nil && re.MatchString(v)
 }
 
 // headersMatch: every matcher matches (an empty list matches everything,
@@ -214,8 +220,8 @@ func headersMatch(ms []*routev3.HeaderMatcher, r *http.Request) bool {
 }
 
 func headerMatch(m *routev3.HeaderMatcher, vals []string) bool {
-	if m.GetPresentMatch() {
-		return len(vals) > 0
+	if p, ok := m.GetHeaderMatchSpecifier().(*routev3.HeaderMatcher_PresentMatch); ok {
+		return (len(vals) > 0) == p.PresentMatch // false: the header must be absent
 	}
 	if len(vals) == 0 {
 		return m.GetTreatMissingHeaderAsEmpty() && stringMatch(m, "")
@@ -224,19 +230,27 @@ func headerMatch(m *routev3.HeaderMatcher, vals []string) bool {
 }
 
 func stringMatch(m *routev3.HeaderMatcher, v string) bool {
-	switch {
-	case m.GetExactMatch() != "":
-		return v == m.GetExactMatch()
-	case m.GetPrefixMatch() != "":
-		return strings.HasPrefix(v, m.GetPrefixMatch())
-	case m.GetSuffixMatch() != "":
-		return strings.HasSuffix(v, m.GetSuffixMatch())
-	case m.GetContainsMatch() != "":
-		return strings.Contains(v, m.GetContainsMatch())
-	case m.GetStringMatch() != nil:
-		return matchString(m.GetStringMatch(), v)
+	switch s := m.GetHeaderMatchSpecifier().(type) {
+	case nil:
+		return true // no value matcher: the header being there is enough
+	case *routev3.HeaderMatcher_ExactMatch:
+		return v == s.ExactMatch
+	case *routev3.HeaderMatcher_PrefixMatch:
+		return strings.HasPrefix(v, s.PrefixMatch)
+	case *routev3.HeaderMatcher_SuffixMatch:
+		return strings.HasSuffix(v, s.SuffixMatch)
+	case *routev3.HeaderMatcher_ContainsMatch:
+		return strings.Contains(v, s.ContainsMatch)
+	case *routev3.HeaderMatcher_SafeRegexMatch:
+		return fullMatch(s.SafeRegexMatch.GetRegex(), v)
+	case *routev3.HeaderMatcher_RangeMatch:
+		// An integer in [start, end), as Envoy's range_match.
+		n, err := strconv.ParseInt(v, 10, 64)
+		return err == nil && n >= s.RangeMatch.GetStart() && n < s.RangeMatch.GetEnd()
+	case *routev3.HeaderMatcher_StringMatch:
+		return matchString(s.StringMatch, v)
 	}
-	return true // no value matcher: the header being there is enough
+	return false
 }
 
 func matchString(sm *matcherv3.StringMatcher, v string) bool {
@@ -259,8 +273,7 @@ func matchString(sm *matcherv3.StringMatcher, v string) bool {
 	case *matcherv3.StringMatcher_Contains:
 		return strings.Contains(v, lower(p.Contains))
 	case *matcherv3.StringMatcher_SafeRegex:
-		re, err := regexp.Compile("^(?:" + p.SafeRegex.GetRegex() + ")$")
-		return err == nil && re.MatchString(v)
+		return fullMatch(p.SafeRegex.GetRegex(), v)
 	}
 	return false
 }

@@ -9,6 +9,9 @@ import (
 	"strings"
 	"testing"
 
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
+	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -160,4 +163,42 @@ func TestAdminWriterFlushes(t *testing.T) {
 		assert.True(t, rec.Flushed)
 		assert.Equal(t, "OK\n", rec.Body.String())
 	})).ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/quitquitquit", nil))
+}
+
+// Route and header matchers as Envoy's: an empty prefix matches every
+// path; safe_regex_match and range_match test the value; present_match
+// false asks for the header to be absent.
+func TestRouteAndHeaderMatchers(t *testing.T) {
+	req := httptest.NewRequest(http.MethodGet, "/a/b", nil)
+	req.Header.Set("x-v", "zzz")
+	req.Header.Set("x-n", "4")
+	header := func(m *routev3.HeaderMatcher) *routev3.RouteMatch {
+		return &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{}, Headers: []*routev3.HeaderMatcher{m}}
+	}
+	regex := func(name, re string) *routev3.HeaderMatcher {
+		//lint:ignore SA1019 Envoy still honours the deprecated safe_regex_match, so fakeenvoy reads it.
+		return &routev3.HeaderMatcher{Name: name, HeaderMatchSpecifier: &routev3.HeaderMatcher_SafeRegexMatch{SafeRegexMatch: &matcherv3.RegexMatcher{Regex: re}}}
+	}
+	rangeOf := func(start, end int64) *routev3.HeaderMatcher {
+		return &routev3.HeaderMatcher{Name: "x-n", HeaderMatchSpecifier: &routev3.HeaderMatcher_RangeMatch{RangeMatch: &typev3.Int64Range{Start: start, End: end}}}
+	}
+	present := func(name string, want bool) *routev3.HeaderMatcher {
+		return &routev3.HeaderMatcher{Name: name, HeaderMatchSpecifier: &routev3.HeaderMatcher_PresentMatch{PresentMatch: want}}
+	}
+	for name, tc := range map[string]struct {
+		m    *routev3.RouteMatch
+		want bool
+	}{
+		"empty prefix":               {&routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{}}, true},
+		"regex path":                 {&routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_SafeRegex{SafeRegex: &matcherv3.RegexMatcher{Regex: "/a/.*"}}}, true},
+		"regex header matches":       {header(regex("x-v", "z+")), true},
+		"regex header does not":      {header(regex("x-v", "^abc$")), false},
+		"range holds the value":      {header(rangeOf(1, 5)), true},
+		"range excludes its end":     {header(rangeOf(1, 4)), false},
+		"present":                    {header(present("x-v", true)), true},
+		"absent asked, header there": {header(present("x-v", false)), false},
+		"absent asked, header gone":  {header(present("x-gone", false)), true},
+	} {
+		assert.Equal(t, tc.want, routeMatches(tc.m, req), name)
+	}
 }
