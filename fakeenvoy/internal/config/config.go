@@ -86,8 +86,11 @@ type Listener struct {
 
 // HTTP is the served part of an HTTP connection manager.
 type HTTP struct {
-	StatPrefix     string
-	AcceptHTTP10   bool         // http_protocol_options.accept_http_10: else HTTP/1.0 gets 426
+	StatPrefix   string
+	AcceptHTTP10 bool // http_protocol_options.accept_http_10: else HTTP/1.0 gets 426
+	// IgnoreHostPort: virtual hosts are chosen by the Host without its port
+	// (route_config.ignore_port_in_host_matching or strip_any_host_port).
+	IgnoreHostPort bool
 	AccessLogPaths []string     // file access logs, in order
 	HealthCheck    *HealthCheck // the health check filter, if any
 	VirtualHosts   []*routev3.VirtualHost
@@ -479,6 +482,7 @@ func httpConfig(h *hcmv3.HttpConnectionManager, clusters map[string]Cluster) (*H
 	if rc == nil {
 		return nil, errors.New("fakeenvoy serves an inline route_config only (rds and scoped routes are parsed, not served)")
 	}
+	out.IgnoreHostPort = rc.GetIgnorePortInHostMatching() || h.GetStripAnyHostPort()
 	for _, vh := range rc.GetVirtualHosts() {
 		for _, r := range vh.GetRoutes() {
 			if name := r.GetRoute().GetCluster(); name != "" {

@@ -87,7 +87,7 @@ func (rt *router) decide(r *http.Request) answer {
 		// while the server fails health checks (fakeenvoy never does).
 		return answer{status: http.StatusOK}
 	}
-	vh := virtualHost(rt.http.VirtualHosts, r.Host)
+	vh := virtualHost(rt.http.VirtualHosts, r.Host, rt.http.IgnoreHostPort)
 	if vh == nil {
 		return answer{status: http.StatusNotFound}
 	}
@@ -137,9 +137,9 @@ func (rt *router) upstream(c config.Cluster, prefixRewrite, prefix string) answe
 
 // virtualHost picks the virtual host for host as Envoy does: an exact
 // domain, then the longest suffix wildcard, then the longest prefix
-// wildcard, then "*".
-func virtualHost(vhs []*routev3.VirtualHost, host string) *routev3.VirtualHost {
-	if h, _, err := net.SplitHostPort(host); err == nil {
+// wildcard, then "*". The port is part of the host unless ignorePort.
+func virtualHost(vhs []*routev3.VirtualHost, host string, ignorePort bool) *routev3.VirtualHost {
+	if h, _, err := net.SplitHostPort(host); err == nil && ignorePort {
 		host = h
 	}
 	host = strings.ToLower(host)

@@ -141,13 +141,15 @@ func TestVirtualHostPrecedence(t *testing.T) {
 	require.NoError(t, err)
 	vhs := c.Listeners[0].HTTP.VirtualHosts
 	for host, want := range map[string]string{
-		"foo.example.com:80": "exact",
+		"foo.example.com":    "exact",
+		"foo.example.com:80": "prefix", // the port is part of the host
 		"bar.example.com":    "suffix",
 		"foo.bar":            "prefix",
 		"other":              "any",
 	} {
-		assert.Equal(t, want, virtualHost(vhs, host).GetName(), host)
+		assert.Equal(t, want, virtualHost(vhs, host, false).GetName(), host)
 	}
+	assert.Equal(t, "exact", virtualHost(vhs, "foo.example.com:80", true).GetName(), "ignore_port_in_host_matching")
 }
 
 // The admin's writer keeps http.Flusher: /quitquitquit flushes its answer
