@@ -107,6 +107,10 @@ func (rt *router) decide(r *http.Request) answer {
 	return answer{status: http.StatusNotFound}
 }
 
+// upstreamTransport is every proxied request's: a new connection each
+// (no pooling to reason about across epochs), 5 s to connect.
+var upstreamTransport = &http.Transport{DialContext: (&net.Dialer{Timeout: 5 * time.Second}).DialContext, DisableKeepAlives: true}
+
 // upstream proxies to the cluster's first endpoint; a failure to connect
 // is Envoy's 503 with its body.
 func (rt *router) upstream(c config.Cluster, prefixRewrite, prefix string) answer {
@@ -124,7 +128,7 @@ func (rt *router) upstream(c config.Cluster, prefixRewrite, prefix string) answe
 			}
 			pr.Out.Host = pr.In.Host
 		},
-		Transport: &http.Transport{DialContext: (&net.Dialer{Timeout: 5 * time.Second}).DialContext, DisableKeepAlives: true},
+		Transport: upstreamTransport,
 		ErrorHandler: func(w http.ResponseWriter, _ *http.Request, err error) {
 			body := "upstream connect error or disconnect/reset before headers. reset reason: connection failure"
 			w.Header().Set("content-type", "text/plain")
