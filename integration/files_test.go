@@ -27,7 +27,7 @@ func TestBaseIDPathNeverDeletesWhatIsNotABaseID(t *testing.T) {
 		yaml: `holds something other than a base id \(21 bytes starting "static_resources: {}"\); refusing to delete it`,
 		dir:  `is a directory; give the path of a file`,
 	} {
-		code, out := runRestarter(t, nil, "--base-id-path", path, sb.script)
+		code, out := runRestarter(t, "--base-id-path", path, sb.script)
 		require.Equal(t, 2, code, out)
 		require.Regexp(t, `\]\[error\]\[restarter\] flag -base-id-path: .* `+want, out)
 		require.NotContains(t, out, "forking")
@@ -53,7 +53,7 @@ func TestStaleBaseIDOnReadOnlyFileSystemIsFatal(t *testing.T) {
 	// read-only over itself. The mount holding it is made private first so
 	// nothing propagates back; not "/" itself, which is no mount point in a
 	// chroot such as tools/bazel's (unshare's default would fail there).
-	code, out := runCommand(t, nil, "unshare", "-m", "--propagation", "unchanged", "sh", "-c",
+	code, out := runCommand(t, "unshare", "-m", "--propagation", "unchanged", "sh", "-c",
 		`mp=$(findmnt -n -o TARGET -T "$0") && mount --make-rprivate "$mp" && mount -o bind,ro "$0" "$0" && exec "$@"`,
 		ro, proctest.Binary(t, "restarter"), "--base-id-path", stale, sb.script)
 	require.Equal(t, 1, code, out)
@@ -76,7 +76,7 @@ func TestPIDFileIsTakenNotClobbered(t *testing.T) {
 	require.Equal(t, r.PID(), readPID(t, pidFile))
 
 	// A second restarter with the same pid file fails, naming the first,
-	code, out := runRestarter(t, nil, "--pid-file", pidFile, sb.script)
+	code, out := runRestarter(t, "--pid-file", pidFile, sb.script)
 	require.Equal(t, 1, code, out)
 	require.Contains(t, out, "pid file "+pidFile+": held by another running restarter (PID="+strconv.Itoa(r.PID())+")")
 	require.NotContains(t, out, "forking")
@@ -107,7 +107,7 @@ func TestPIDFileThatIsADirectory(t *testing.T) {
 	sb := newSandbox(t, "")
 	dir := sb.Path("pid-dir")
 	require.NoError(t, os.Mkdir(dir, 0o755))
-	code, out := runRestarter(t, nil, "--pid-file", dir, sb.script)
+	code, out := runRestarter(t, "--pid-file", dir, sb.script)
 	require.Equal(t, 1, code, out)
 	require.Contains(t, out, "pid file "+dir+": is a directory; give the path of a file")
 	require.NotContains(t, out, "forking")
