@@ -128,7 +128,9 @@ echo checked
 	r.Signal(syscall.SIGHUP)
 	r.WaitLine(`check passed for epoch 1$`, 1, wait)
 	sb.waitLive(1)
-	waitGone(t, readPID(t, sb.Path("check-child.1.pid")), "the check's background sleep")
+	sleepPID := readPID(t, sb.Path("check-child.1.pid"))
+	killAtEnd(t, sleepPID)
+	waitGone(t, sleepPID, "the check's background sleep")
 	r.Signal(syscall.SIGTERM)
 	require.Equal(t, proctest.Exit{Code: 0}, r.Wait(wait))
 }
@@ -166,6 +168,7 @@ sleep 300
 	sb.waitLive(0)
 	r.Signal(syscall.SIGHUP)
 	pid := readPID(t, sb.Path("check.1.pid"))
+	killAtEnd(t, pid)
 	var sleepPID int
 	proctest.WaitFor(t, wait, "the check's sleep", func() bool {
 		kids, _ := proctest.Children(pid)
@@ -174,6 +177,7 @@ sleep 300
 		}
 		return sleepPID != 0
 	})
+	killAtEnd(t, sleepPID)
 	r.Signal(syscall.SIGTERM)
 	require.Equal(t, proctest.Exit{Code: 0}, r.Wait(wait))
 	waitGone(t, pid, "the check")
