@@ -84,7 +84,7 @@ exec sleep 300
 	ready := sb.writeScript("ready.sh", `env >"$DIR/ready-env.$RESTART_EPOCH"
 [ "$RESTART_EPOCH" = 0 ]
 `)
-	sockPath := filepath.Join(sb.Dir, "notify.sock")
+	sockPath := sb.Path("notify.sock")
 	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sockPath, Net: "unixgram"})
 	require.NoError(t, err)
 	t.Cleanup(func() { conn.Close() })
