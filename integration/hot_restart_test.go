@@ -222,7 +222,7 @@ fakeenvoy --base-id "$BASE_ID"
 	sb.waitLive(1)
 	r.Signal(syscall.SIGHUP)
 	e2, _ := sb.waitLive(2)
-	require.Equal(t, "exited with code=0", sb.waitReaped(epoch{N: 1, PID: sb.forked()[1].PID}))
+	require.Equal(t, "exited with code=0", sb.waitReaped(sb.forked()[1]))
 	r.WaitLine(epochLine(e0.PID, `ignoring SIGTERM \(--fake-ignore-sigterm\)$`), 1, wait)
 	require.True(t, proctest.Alive(e0.PID), "epoch 0 still exiting")
 
