@@ -89,7 +89,7 @@ func TestPIDFileIsTakenNotClobbered(t *testing.T) {
 
 	// unless someone else wrote it meanwhile.
 	r2 := sb.start("--pid-file", pidFile)
-	readPID(t, pidFile)
+	require.Equal(t, r2.PID(), readPID(t, pidFile))
 	r2.WaitLine(`forked new child process`, 1, wait)
 	require.NoError(t, os.WriteFile(pidFile, []byte("999999\n"), 0o644))
 	r2.Signal(syscall.SIGTERM)
