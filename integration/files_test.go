@@ -3,7 +3,6 @@ package integration
 import (
 	"os"
 	"strconv"
-	"strings"
 	"syscall"
 	"testing"
 
@@ -27,7 +26,7 @@ func TestBaseIDPathNeverDeletesWhatIsNotABaseID(t *testing.T) {
 		yaml: `holds something other than a base id \(21 bytes starting "static_resources: {}"\); refusing to delete it`,
 		dir:  `is a directory; give the path of a file`,
 	} {
-		code, out := runRestarter(t, nil, "--base-id-path", path, sb.script)
+		code, out := runRestarter(t, "--base-id-path", path, sb.script)
 		require.Equal(t, 2, code, out)
 		require.Regexp(t, `\]\[error\]\[restarter\] flag -base-id-path: .* `+want, out)
 		require.NotContains(t, out, "forking")
@@ -53,7 +52,7 @@ func TestStaleBaseIDOnReadOnlyFileSystemIsFatal(t *testing.T) {
 	// read-only over itself. The mount holding it is made private first so
 	// nothing propagates back; not "/" itself, which is no mount point in a
 	// chroot such as tools/bazel's (unshare's default would fail there).
-	code, out := runCommand(t, nil, "unshare", "-m", "--propagation", "unchanged", "sh", "-c",
+	code, out := runCommand(t, "unshare", "-m", "--propagation", "unchanged", "sh", "-c",
 		`mp=$(findmnt -n -o TARGET -T "$0") && mount --make-rprivate "$mp" && mount -o bind,ro "$0" "$0" && exec "$@"`,
 		ro, proctest.Binary(t, "restarter"), "--base-id-path", stale, sb.script)
 	require.Equal(t, 1, code, out)
@@ -76,7 +75,7 @@ func TestPIDFileIsTakenNotClobbered(t *testing.T) {
 	require.Equal(t, r.PID(), readPID(t, pidFile))
 
 	// A second restarter with the same pid file fails, naming the first,
-	code, out := runRestarter(t, nil, "--pid-file", pidFile, sb.script)
+	code, out := runRestarter(t, "--pid-file", pidFile, sb.script)
 	require.Equal(t, 1, code, out)
 	require.Contains(t, out, "pid file "+pidFile+": held by another running restarter (PID="+strconv.Itoa(r.PID())+")")
 	require.NotContains(t, out, "forking")
@@ -90,7 +89,7 @@ func TestPIDFileIsTakenNotClobbered(t *testing.T) {
 
 	// unless someone else wrote it meanwhile.
 	r2 := sb.start("--pid-file", pidFile)
-	readPID(t, pidFile)
+	require.Equal(t, r2.PID(), readPID(t, pidFile))
 	r2.WaitLine(`forked new child process`, 1, wait)
 	require.NoError(t, os.WriteFile(pidFile, []byte("999999\n"), 0o644))
 	r2.Signal(syscall.SIGTERM)
@@ -107,7 +106,7 @@ func TestPIDFileThatIsADirectory(t *testing.T) {
 	sb := newSandbox(t, "")
 	dir := sb.Path("pid-dir")
 	require.NoError(t, os.Mkdir(dir, 0o755))
-	code, out := runRestarter(t, nil, "--pid-file", dir, sb.script)
+	code, out := runRestarter(t, "--pid-file", dir, sb.script)
 	require.Equal(t, 1, code, out)
 	require.Contains(t, out, "pid file "+dir+": is a directory; give the path of a file")
 	require.NotContains(t, out, "forking")
@@ -128,7 +127,9 @@ echo checked
 	r.Signal(syscall.SIGHUP)
 	r.WaitLine(`check passed for epoch 1$`, 1, wait)
 	sb.waitLive(1)
-	waitGone(t, readPID(t, sb.Path("check-child.1.pid")), "the check's background sleep")
+	sleepPID := readPID(t, sb.Path("check-child.1.pid"))
+	killAtEnd(t, sleepPID)
+	waitGone(t, sleepPID, "the check's background sleep")
 	r.Signal(syscall.SIGTERM)
 	require.Equal(t, proctest.Exit{Code: 0}, r.Wait(wait))
 }
@@ -166,6 +167,7 @@ sleep 300
 	sb.waitLive(0)
 	r.Signal(syscall.SIGHUP)
 	pid := readPID(t, sb.Path("check.1.pid"))
+	killAtEnd(t, pid)
 	var sleepPID int
 	proctest.WaitFor(t, wait, "the check's sleep", func() bool {
 		kids, _ := proctest.Children(pid)
@@ -174,6 +176,7 @@ sleep 300
 		}
 		return sleepPID != 0
 	})
+	killAtEnd(t, sleepPID)
 	r.Signal(syscall.SIGTERM)
 	require.Equal(t, proctest.Exit{Code: 0}, r.Wait(wait))
 	waitGone(t, pid, "the check")
@@ -193,9 +196,9 @@ fakeenvoy --base-id "$BASE_ID"
 	r := sb.start("--subreaper", "--term-wait", "1s")
 	sb.waitLive(0)
 	orphan, stubborn := readPID(t, sb.Path("orphan.pid")), readPID(t, sb.Path("stubborn.pid"))
+	adopted, _ := proctest.Children(r.PID())
 	for _, pid := range []int{orphan, stubborn} {
-		_, ppid := procParent(t, pid)
-		require.Equal(t, r.PID(), ppid, "PID %d adopted by the restarter", pid)
+		require.Contains(t, adopted, pid, "PID %d adopted by the restarter", pid)
 	}
 
 	r.Signal(syscall.SIGTERM)
@@ -205,16 +208,4 @@ fakeenvoy --base-id "$BASE_ID"
 	r.WaitLine(`orphaned PIDs \[`+strconv.Itoa(stubborn)+`\] still running after --term-wait=1s; force killing them$`, 1, wait)
 	require.False(t, proctest.Alive(orphan))
 	require.False(t, proctest.Alive(stubborn))
-}
-
-// procParent returns pid's state and parent pid.
-func procParent(t *testing.T, pid int) (string, int) {
-	t.Helper()
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	require.NoError(t, err)
-	s := string(b)
-	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
-	ppid, err := strconv.Atoi(f[1])
-	require.NoError(t, err)
-	return f[0], ppid
 }

@@ -64,8 +64,6 @@ func TestHotRestartUnderLoad(t *testing.T) {
 		// (The log's times are in milliseconds, truncated.)
 		require.GreaterOrEqual(t, told.Sub(live), losslessParentShutdownTime-time.Millisecond, "epoch %d told to stop before its child's parent-shutdown time", e.N)
 	}
-	// every fork found at most two older epochs not yet told to terminate,
-	requireGrandparentsTold(t, r.Output(), epochs)
 	require.Len(t, epochs, restarts+1)
 	require.Len(t, r.Lines(`got SIGHUP$`), restarts)
 	// and the restarter is still up with the newest epoch, until SIGTERM.
@@ -224,7 +222,7 @@ fakeenvoy --base-id "$BASE_ID"
 	sb.waitLive(1)
 	r.Signal(syscall.SIGHUP)
 	e2, _ := sb.waitLive(2)
-	require.Equal(t, "exited with code=0", sb.waitReaped(epoch{N: 1, PID: sb.forked()[1].PID}))
+	require.Equal(t, "exited with code=0", sb.waitReaped(sb.forked()[1]))
 	r.WaitLine(epochLine(e0.PID, `ignoring SIGTERM \(--fake-ignore-sigterm\)$`), 1, wait)
 	require.True(t, proctest.Alive(e0.PID), "epoch 0 still exiting")
 

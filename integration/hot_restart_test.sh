@@ -9,13 +9,11 @@ start_restarter "$WORK/start.sh"
 
 # Epoch 0 serves.
 wait_for "epoch 0 to answer" eval 'http_get "http://127.0.0.1:$PORT/" | grep -q "fakeenvoy epoch=0 "'
-wait_forked 0
 pid0=$(epoch_pid 0)
 
 # kill -HUP: epoch 1 serves, epoch 0 drains and exits 0.
 kill -HUP "$RESTARTER_PID"
 wait_for "epoch 1 to answer" eval 'http_get "http://127.0.0.1:$PORT/" | grep -q "fakeenvoy epoch=1 "'
-wait_forked 1
 pid1=$(epoch_pid 1)
 wait_for "epoch 0 to exit 0" log_has "PID=$pid0 exited with code=0\$"
 log_has 'got SIGHUP$' || fail "no 'got SIGHUP' in the log"

@@ -7,7 +7,6 @@
 write_sandbox
 start_restarter "$WORK/start.sh"
 wait_for "epoch 0 to answer" http_get "http://127.0.0.1:$PORT/" warmup
-wait_forked 0
 pid0=$(epoch_pid 0)
 
 for i in $(seq 1 10); do http_get "http://127.0.0.1:$PORT/" "req-$i" >/dev/null; done

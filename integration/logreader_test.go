@@ -192,12 +192,7 @@ func TestStalledLogReaderFreezesNothing(t *testing.T) {
 // and the restarter exits.
 func TestSIGTERMStopsEverythingWithAStalledLogReader(t *testing.T) {
 	t.Parallel()
-	// (The trap is set before the pid is written: the pid file says the
-	// epoch ignores SIGTERM.)
-	sb := newSandbox(t, `trap '' TERM
-echo $$ >"$DIR/epoch.$RESTART_EPOCH.pid"
-exec sleep 300
-`)
+	sb := newSandbox(t, stubbornBody)
 	_, w := fullPipe(t)
 	p := sb.startTo(w, "--term-wait", "1s")
 	w.Close()

@@ -19,19 +19,18 @@ import (
 
 // runRestarter runs `restarter args...` to completion (killing it after
 // wait) and returns its exit code and combined output.
-func runRestarter(t *testing.T, env []string, args ...string) (int, string) {
+func runRestarter(t *testing.T, args ...string) (int, string) {
 	t.Helper()
-	return runCommand(t, env, proctest.Binary(t, "restarter"), args...)
+	return runCommand(t, proctest.Binary(t, "restarter"), args...)
 }
 
 // runCommand runs path with args to completion (killing it after wait) and
 // returns its exit code and combined output.
-func runCommand(t *testing.T, env []string, path string, args ...string) (int, string) {
+func runCommand(t *testing.T, path string, args ...string) (int, string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, path, args...)
-	cmd.Env = append(os.Environ(), env...)
 	cmd.WaitDelay = time.Second
 	out, err := cmd.CombinedOutput()
 	require.NoError(t, ctx.Err(), "%s did not exit within %v:\n%s", path, wait, out)
@@ -101,7 +100,7 @@ func TestControlConnectionFloodSparesHotRestarts(t *testing.T) {
 	for _, c := range flood {
 		c.Close()
 	}
-	code, out := runRestarter(t, nil, "status", "--control-socket", sock, "--timeout", wait.String())
+	code, out := runRestarter(t, "status", "--control-socket", sock, "--timeout", wait.String())
 	require.Equal(t, 0, code, out)
 	require.Contains(t, out, `"phase": "running"`)
 	r.WaitLine(`control socket: closing new connections at once: `, 1, wait)

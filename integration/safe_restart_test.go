@@ -69,12 +69,7 @@ func (sb *safeSandbox) startSafe(flags ...string) *proctest.Proc {
 // reload runs `restarter reload` and returns its exit code and output.
 func (sb *safeSandbox) reload() (int, string) {
 	sb.t.Helper()
-	cmd := exec.Command(proctest.Binary(sb.t, "restarter"), "reload", "--control-socket", sb.sock, "--timeout", wait.String())
-	out, err := cmd.CombinedOutput()
-	if _, ok := err.(*exec.ExitError); !ok {
-		require.NoError(sb.t, err)
-	}
-	return cmd.ProcessState.ExitCode(), string(out)
+	return runRestarter(sb.t, "reload", "--control-socket", sb.sock, "--timeout", wait.String())
 }
 
 // status runs `restarter status` and decodes it.

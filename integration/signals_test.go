@@ -84,7 +84,7 @@ exec sleep 300
 	ready := sb.writeScript("ready.sh", `env >"$DIR/ready-env.$RESTART_EPOCH"
 [ "$RESTART_EPOCH" = 0 ]
 `)
-	sockPath := filepath.Join(sb.Dir, "notify.sock")
+	sockPath := sb.Path("notify.sock")
 	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sockPath, Net: "unixgram"})
 	require.NoError(t, err)
 	t.Cleanup(func() { conn.Close() })
@@ -132,11 +132,11 @@ func TestReloadTimeout(t *testing.T) {
 	r := sb.start("--control-socket", sock, "--check", check)
 	sb.waitLive(0)
 	for _, d := range []string{"0s", "-1s"} {
-		code, out := runRestarter(t, nil, "reload", "--control-socket", sock, "--timeout", d)
+		code, out := runRestarter(t, "reload", "--control-socket", sock, "--timeout", d)
 		require.Equal(t, 2, code, out)
 		require.Contains(t, out, `invalid value "`+d+`" for flag -timeout: must be positive`)
 	}
-	code, out := runRestarter(t, nil, "reload", "--control-socket", sock, "--timeout", "500ms")
+	code, out := runRestarter(t, "reload", "--control-socket", sock, "--timeout", "500ms")
 	require.Equal(t, 4, code, out)
 	require.Contains(t, out, "restarter reload: no outcome within --timeout=500ms: hot restart to epoch 1 still in progress (checking)")
 	r.Signal(syscall.SIGTERM)
@@ -169,7 +169,7 @@ func TestNewlineInCommandCannotForgeALogLine(t *testing.T) {
 	dir := t.TempDir()
 	forged := "[2026-01-01 00:00:00.000][1][info][restarter] forged"
 	script := proctest.Script(t, dir, "start\n"+forged, "exit 0\n")
-	code, out := runRestarter(t, nil, script)
+	code, out := runRestarter(t, script)
 	require.Equal(t, 0, code, out)
 	require.NotRegexp(t, `(?m)^`+regexp.QuoteMeta(forged), out)
 	require.Contains(t, out, `starting hot-restarter with target: `+dir+`/start\n`+forged+"\n")
@@ -181,10 +181,10 @@ func TestControlSocketPathTooLong(t *testing.T) {
 	t.Parallel()
 	sb := newSandbox(t, "")
 	long := sb.Dir + "/" + strings.Repeat("c", 120) + ".sock"
-	code, out := runRestarter(t, nil, "--control-socket", long, sb.script)
+	code, out := runRestarter(t, "--control-socket", long, sb.script)
 	require.Equal(t, 2, code, out)
 	require.Contains(t, out, "flag -control-socket: control socket "+long+": the path is "+strconv.Itoa(len(long))+" bytes, longer than the 107 a unix socket path can hold")
-	code, out = runRestarter(t, nil, "status", "--control-socket", long)
+	code, out = runRestarter(t, "status", "--control-socket", long)
 	require.Equal(t, 2, code, out)
 	require.Contains(t, out, "longer than the 107 a unix socket path can hold")
 }
@@ -196,7 +196,7 @@ func TestMissingInterpreterIsNamed(t *testing.T) {
 	dir := t.TempDir()
 	script := filepath.Join(dir, "start.sh")
 	require.NoError(t, os.WriteFile(script, []byte("#!/nonexistent/bin/sh -e\nexit 0\n"), 0o755))
-	code, out := runRestarter(t, nil, script)
+	code, out := runRestarter(t, script)
 	require.Equal(t, 1, code, out)
 	require.Contains(t, out, "epoch 0: cannot execute "+script+": its interpreter /nonexistent/bin/sh (on its #! line) does not exist (errno=2 ENOENT)")
 }

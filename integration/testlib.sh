@@ -200,9 +200,10 @@ wait_forked() {
 	wait_for "the restarter to log epoch $1's fork" eval '[ "$(forked_count)" -gt '"$1"' ]'
 }
 
-# epoch_pid N prints the pid the restarter forked for epoch N (call
-# wait_forked N first).
+# epoch_pid N waits for epoch N's fork and prints the pid the restarter
+# forked for it.
 epoch_pid() {
+	wait_forked "$1"
 	grep -Eo 'forked new child process with PID=[0-9]+' "$WORK/restarter.log" | sed -n "$(($1 + 1))p" | cut -d= -f2
 }
 

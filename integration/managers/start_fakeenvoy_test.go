@@ -31,16 +31,15 @@ func runStartFakeenvoy(in *install, env ...string) (stdout, stderr string, err e
 func TestStartFakeenvoyCleanEnvironment(t *testing.T) {
 	t.Parallel()
 	in := newInstall(t)
-	runScript := func(env ...string) (string, string, error) { return runStartFakeenvoy(in, env...) }
 
 	t.Run("no HOME, no go, FAKEENVOY given", func(t *testing.T) {
-		stdout, stderr, err := runScript("FAKEENVOY=" + proctest.Binary(t, "fakeenvoy"))
+		stdout, stderr, err := runStartFakeenvoy(in, "FAKEENVOY="+proctest.Binary(t, "fakeenvoy"))
 		require.NoError(t, err, "stderr: %s", stderr)
 		require.Contains(t, stdout+stderr, "configuration '"+in.path("etc/envoy.yaml")+"' OK")
 	})
 
 	t.Run("no go and no FAKEENVOY: one line", func(t *testing.T) {
-		_, stderr, err := runScript()
+		_, stderr, err := runStartFakeenvoy(in)
 		var exit *exec.ExitError
 		require.ErrorAs(t, err, &exit)
 		require.Equal(t, 1, exit.ExitCode())
