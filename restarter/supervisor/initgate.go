@@ -231,7 +231,7 @@ func regionInMaps(pid int) (path string, alive bool) {
 	// First: forked (vfork: our own address space, our mapping of the
 	// region included) and not yet exec'd, nothing of the epoch is there
 	// yet. Checked before the maps are read, so they are the new image's.
-	if notExecedYet(pid) {
+	if runsRestarterExe(pid) {
 		return "", true
 	}
 	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/maps")
@@ -273,9 +273,9 @@ func processRunning(pid int) bool {
 // selfExe is the restarter's own executable, as /proc shows it.
 var selfExe, _ = os.Readlink("/proc/self/exe")
 
-// notExecedYet reports whether pid still runs the restarter's executable:
-// a child between fork and exec.
-func notExecedYet(pid int) bool {
+// runsRestarterExe reports whether pid runs the restarter's executable: a
+// child between fork and exec, or a restarter (this one or another run).
+func runsRestarterExe(pid int) bool {
 	exe, err := os.Readlink("/proc/" + strconv.Itoa(pid) + "/exe")
 	return err == nil && exe == selfExe
 }

@@ -59,7 +59,6 @@ func findLeftovers(id string) []leftover {
 	for _, l := range marked {
 		parent[l.pid] = l.ppid
 	}
-	self, _ := os.Readlink("/proc/self/exe")
 	var out []leftover
 	for _, l := range marked {
 		p := l.ppid
@@ -68,7 +67,7 @@ func findLeftovers(id string) []leftover {
 				p = pp
 			}
 		}
-		if exe, err := os.Readlink("/proc/" + strconv.Itoa(p) + "/exe"); err == nil && exe == self {
+		if runsRestarterExe(p) {
 			continue
 		}
 		out = append(out, l)
