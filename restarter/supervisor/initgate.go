@@ -262,12 +262,8 @@ func regionInMaps(pid int) (path string, alive bool) {
 
 // processRunning reports whether pid exists and is not a zombie.
 func processRunning(pid int) bool {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return false
-	}
-	i := bytes.LastIndexByte(b, ')')
-	return i >= 0 && i+2 < len(b) && b[i+2] != 'Z' && b[i+2] != 'X'
+	state, _, ok := procStat(pid)
+	return ok && state != 'Z' && state != 'X'
 }
 
 // selfExe is the restarter's own executable, as /proc shows it.

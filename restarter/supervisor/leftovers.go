@@ -109,13 +109,9 @@ func findMarked(id string) []leftover {
 		if !found {
 			continue
 		}
-		if b, err := os.ReadFile("/proc/" + name + "/stat"); err == nil {
-			if i := strings.LastIndexByte(string(b), ')'); i >= 0 {
-				if f := strings.Fields(string(b)[i+1:]); len(f) >= 2 && f[0] != "Z" {
-					l.ppid, _ = strconv.Atoi(f[1])
-					out = append(out, l)
-				}
-			}
+		if state, ppid, ok := procStat(pid); ok && state != 'Z' {
+			l.ppid = ppid
+			out = append(out, l)
 		}
 	}
 	return out
@@ -178,6 +174,29 @@ func procPIDs() ([]string, error) {
 	}
 	defer f.Close()
 	return f.Readdirnames(-1)
+}
+
+// procStat returns the state letter and parent pid of pid from
+// /proc/PID/stat; ok is false when pid is gone or its stat unreadable.
+func procStat(pid int) (state byte, ppid int, ok bool) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0, 0, false
+	}
+	// "pid (comm) state ppid ...": comm may hold spaces and parentheses.
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0, 0, false
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 2 || len(f[0]) != 1 {
+		return 0, 0, false
+	}
+	ppid, err = strconv.Atoi(f[1])
+	if err != nil {
+		return 0, 0, false
+	}
+	return f[0][0], ppid, true
 }
 
 // readInto reads the file at path into buf, reusing its storage, and
