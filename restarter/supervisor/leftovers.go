@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
-	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -87,18 +86,20 @@ func findMarked(id string) []leftover {
 	var out []leftover
 	// One buffer for every process's environment: the scan runs at start-up,
 	// and what it allocates would stay in the restarter's resident memory.
-	env := make([]byte, 0, 4<<10)
+	var environ bytes.Buffer
+	environ.Grow(4 << 10)
 	for _, name := range names {
 		pid, err := strconv.Atoi(name)
 		if err != nil || pid == self {
 			continue
 		}
-		if env, err = readInto(env, "/proc/"+name+"/environ"); err != nil || !bytes.Contains(env, marker) {
+		environ.Reset()
+		if err := readEnviron(&environ, name); err != nil || !bytes.Contains(environ.Bytes(), marker) {
 			continue
 		}
 		l := leftover{pid: pid, epoch: "?"}
 		found := false
-		for _, kv := range bytes.Split(env, []byte{0}) {
+		for _, kv := range bytes.Split(environ.Bytes(), []byte{0}) {
 			switch {
 			case bytes.Equal(kv, marker):
 				found = true
@@ -199,26 +200,13 @@ func procStat(pid int) (state byte, ppid int, ok bool) {
 	return f[0][0], ppid, true
 }
 
-// readInto reads the file at path into buf, reusing its storage, and
-// returns it.
-func readInto(buf []byte, path string) ([]byte, error) {
-	f, err := os.Open(path)
+// readEnviron reads /proc/PID/environ of the process named pid into buf.
+func readEnviron(buf *bytes.Buffer, pid string) error {
+	f, err := os.Open("/proc/" + pid + "/environ")
 	if err != nil {
-		return buf[:0], err
+		return err
 	}
 	defer f.Close()
-	buf = buf[:0]
-	for {
-		if len(buf) == cap(buf) {
-			buf = append(buf, 0)[:len(buf)]
-		}
-		n, err := f.Read(buf[len(buf):cap(buf)])
-		buf = buf[:len(buf)+n]
-		if err == io.EOF {
-			return buf, nil
-		}
-		if err != nil {
-			return buf, err
-		}
-	}
+	_, err = buf.ReadFrom(f)
+	return err
 }
