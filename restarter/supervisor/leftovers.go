@@ -60,11 +60,15 @@ func findLeftovers(id string) []leftover {
 	}
 	var out []leftover
 	for _, l := range marked {
+		// Up to the first unmarked ancestor; len(marked) steps bound a cycle
+		// (pids reused while the scan ran).
 		p := l.ppid
 		for i := 0; i < len(marked); i++ {
-			if pp, ok := parent[p]; ok {
-				p = pp
+			pp, ok := parent[p]
+			if !ok {
+				break
 			}
+			p = pp
 		}
 		if runsRestarterExe(p) {
 			continue
