@@ -162,16 +162,25 @@ func joinLeftovers(left []leftover) string {
 	return strings.Join(s, ", ")
 }
 
-// procPIDs lists /proc's entries (the pids among them), unsorted.
 // errForeignProc says /proc belongs to another pid namespace.
 var errForeignProc = errors.New("/proc belongs to another pid namespace (mount one for this namespace, e.g. unshare --mount-proc)")
 
-func procPIDs() ([]string, error) {
-	// A /proc mounted for another pid namespace (`unshare --pid` without
-	// --mount-proc) lists processes by numbers that mean other processes
-	// here: scanning it could signal a stranger.
+// checkOwnProc returns errForeignProc unless /proc is this process's pid
+// namespace's. A /proc mounted for another one (`unshare --pid` without
+// --mount-proc) lists processes by numbers that mean other processes here:
+// scanning it could signal a stranger.
+func checkOwnProc() error {
 	if self, err := os.Readlink("/proc/self"); err != nil || self != strconv.Itoa(os.Getpid()) {
-		return nil, errForeignProc
+		return errForeignProc
+	}
+	return nil
+}
+
+// procPIDs lists /proc's entries (the pids among them), unsorted; it fails
+// with errForeignProc when checkOwnProc does.
+func procPIDs() ([]string, error) {
+	if err := checkOwnProc(); err != nil {
+		return nil, err
 	}
 	f, err := os.Open("/proc")
 	if err != nil {
