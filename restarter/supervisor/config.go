@@ -125,7 +125,7 @@ default, which is hot-restarter.py's behaviour:
   meanwhile are coalesced into one restart after it; --control-socket serves
   "restarter status" (JSON) and "restarter reload" (waits for the outcome:
   exit 0 ready, 1 failed, 2 usage, 3 restarter unreachable, 4 --timeout
-  expired with the restart still in progress). With
+  expired with the restart still in progress or queued). With
   NOTIFY_SOCKET set (systemd Type=notify), READY=1, RELOADING=1 and
   STOPPING=1 are sent.
 

@@ -44,7 +44,7 @@ const (
 const (
 	ExitReloadFailed = 1 // the hot restart failed (check, epoch, readiness) or was abandoned
 	ExitUnreachable  = 3 // the control socket could not be reached or answered nonsense
-	ExitInProgress   = 4 // reload: --timeout expired while the hot restart was still in progress
+	ExitInProgress   = 4 // reload: --timeout expired while the hot restart was still in progress or queued
 )
 
 // maxSocketPath is the longest path a unix socket address holds (sun_path
@@ -329,6 +329,10 @@ func inProgress(path string) (string, bool) {
 		return fmt.Sprintf("hot restart to epoch %d still in progress, and another queued after it", st.Restart.Epoch), true
 	case st.Restart != nil:
 		return fmt.Sprintf("hot restart to epoch %d still in progress (%s)", st.Restart.Epoch, st.Restart.Stage), true
+	case st.Queued:
+		// Held: the newest epoch is still initializing, or the one whose
+		// domain socket ids the next would bind is still exiting.
+		return "hot restart still queued, held until an earlier epoch finishes initializing or exiting", true
 	}
 	return "", false
 }

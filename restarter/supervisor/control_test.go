@@ -220,3 +220,21 @@ func TestVersion(t *testing.T) {
 	Version = "v1.2.3"
 	require.Equal(t, "v1.2.3", version())
 }
+
+func TestInProgressSeesAHeldRestart(t *testing.T) {
+	// Given a restarter whose reload is queued behind a held restart (no
+	// restart in progress),
+	path := filepath.Join(t.TempDir(), "control.sock")
+	s, err := listenControl(path, func(string) {})
+	require.NoError(t, err)
+	t.Cleanup(s.close)
+	go func() {
+		c := <-s.calls
+		c.reply <- controlReply{Status: &Status{Queued: true}}
+	}()
+	// when the client asks after its --timeout, then the reload is in
+	// progress (exit 4), not unreachable (exit 3).
+	msg, ok := inProgress(path)
+	require.True(t, ok)
+	require.Contains(t, msg, "queued")
+}

@@ -231,7 +231,7 @@ func regionInMaps(pid int) (path string, alive bool) {
 	// First: forked (vfork: our own address space, our mapping of the
 	// region included) and not yet exec'd, nothing of the epoch is there
 	// yet. Checked before the maps are read, so they are the new image's.
-	if notExecedYet(pid) {
+	if runsRestarterExe(pid) {
 		return "", true
 	}
 	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/maps")
@@ -262,20 +262,16 @@ func regionInMaps(pid int) (path string, alive bool) {
 
 // processRunning reports whether pid exists and is not a zombie.
 func processRunning(pid int) bool {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return false
-	}
-	i := bytes.LastIndexByte(b, ')')
-	return i >= 0 && i+2 < len(b) && b[i+2] != 'Z' && b[i+2] != 'X'
+	state, _, ok := procStat(pid)
+	return ok && state != 'Z' && state != 'X'
 }
 
 // selfExe is the restarter's own executable, as /proc shows it.
 var selfExe, _ = os.Readlink("/proc/self/exe")
 
-// notExecedYet reports whether pid still runs the restarter's executable:
-// a child between fork and exec.
-func notExecedYet(pid int) bool {
+// runsRestarterExe reports whether pid runs the restarter's executable: a
+// child between fork and exec, or a restarter (this one or another run).
+func runsRestarterExe(pid int) bool {
 	exe, err := os.Readlink("/proc/" + strconv.Itoa(pid) + "/exe")
 	return err == nil && exe == selfExe
 }

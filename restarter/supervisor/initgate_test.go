@@ -164,14 +164,14 @@ func TestWatchInitUnknownLayoutWarns(t *testing.T) {
 	require.False(t, g.known())
 }
 
-func TestNotExecedYet(t *testing.T) {
+func TestRunsRestarterExe(t *testing.T) {
 	// This process runs its own executable: it is what a child between
 	// fork and exec looks like, sharing the restarter's mappings.
-	require.True(t, notExecedYet(os.Getpid()))
+	require.True(t, runsRestarterExe(os.Getpid()))
 	sleep := exec.Command("sleep", "30")
 	require.NoError(t, sleep.Start())
 	defer func() { sleep.Process.Kill(); sleep.Wait() }()
-	require.False(t, notExecedYet(sleep.Process.Pid))
+	require.False(t, runsRestarterExe(sleep.Process.Pid))
 }
 
 func TestWatchInitNotEnvoy(t *testing.T) {

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
-	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -59,16 +58,19 @@ func findLeftovers(id string) []leftover {
 	for _, l := range marked {
 		parent[l.pid] = l.ppid
 	}
-	self, _ := os.Readlink("/proc/self/exe")
 	var out []leftover
 	for _, l := range marked {
+		// Up to the first unmarked ancestor; len(marked) steps bound a cycle
+		// (pids reused while the scan ran).
 		p := l.ppid
 		for i := 0; i < len(marked); i++ {
-			if pp, ok := parent[p]; ok {
-				p = pp
+			pp, ok := parent[p]
+			if !ok {
+				break
 			}
+			p = pp
 		}
-		if exe, err := os.Readlink("/proc/" + strconv.Itoa(p) + "/exe"); err == nil && exe == self {
+		if runsRestarterExe(p) {
 			continue
 		}
 		out = append(out, l)
@@ -88,18 +90,20 @@ func findMarked(id string) []leftover {
 	var out []leftover
 	// One buffer for every process's environment: the scan runs at start-up,
 	// and what it allocates would stay in the restarter's resident memory.
-	env := make([]byte, 0, 4<<10)
+	var environ bytes.Buffer
+	environ.Grow(4 << 10)
 	for _, name := range names {
 		pid, err := strconv.Atoi(name)
 		if err != nil || pid == self {
 			continue
 		}
-		if env, err = readInto(env, "/proc/"+name+"/environ"); err != nil || !bytes.Contains(env, marker) {
+		environ.Reset()
+		if err := readEnviron(&environ, name); err != nil || !bytes.Contains(environ.Bytes(), marker) {
 			continue
 		}
 		l := leftover{pid: pid, epoch: "?"}
 		found := false
-		for _, kv := range bytes.Split(env, []byte{0}) {
+		for _, kv := range bytes.Split(environ.Bytes(), []byte{0}) {
 			switch {
 			case bytes.Equal(kv, marker):
 				found = true
@@ -110,13 +114,9 @@ func findMarked(id string) []leftover {
 		if !found {
 			continue
 		}
-		if b, err := os.ReadFile("/proc/" + name + "/stat"); err == nil {
-			if i := strings.LastIndexByte(string(b), ')'); i >= 0 {
-				if f := strings.Fields(string(b)[i+1:]); len(f) >= 2 && f[0] != "Z" {
-					l.ppid, _ = strconv.Atoi(f[1])
-					out = append(out, l)
-				}
-			}
+		if state, ppid, ok := procStat(pid); ok && state != 'Z' {
+			l.ppid = ppid
+			out = append(out, l)
 		}
 	}
 	return out
@@ -162,16 +162,25 @@ func joinLeftovers(left []leftover) string {
 	return strings.Join(s, ", ")
 }
 
-// procPIDs lists /proc's entries (the pids among them), unsorted.
 // errForeignProc says /proc belongs to another pid namespace.
 var errForeignProc = errors.New("/proc belongs to another pid namespace (mount one for this namespace, e.g. unshare --mount-proc)")
 
-func procPIDs() ([]string, error) {
-	// A /proc mounted for another pid namespace (`unshare --pid` without
-	// --mount-proc) lists processes by numbers that mean other processes
-	// here: scanning it could signal a stranger.
+// checkOwnProc returns errForeignProc unless /proc is this process's pid
+// namespace's. A /proc mounted for another one (`unshare --pid` without
+// --mount-proc) lists processes by numbers that mean other processes here:
+// scanning it could signal a stranger.
+func checkOwnProc() error {
 	if self, err := os.Readlink("/proc/self"); err != nil || self != strconv.Itoa(os.Getpid()) {
-		return nil, errForeignProc
+		return errForeignProc
+	}
+	return nil
+}
+
+// procPIDs lists /proc's entries (the pids among them), unsorted; it fails
+// with errForeignProc when checkOwnProc does.
+func procPIDs() ([]string, error) {
+	if err := checkOwnProc(); err != nil {
+		return nil, err
 	}
 	f, err := os.Open("/proc")
 	if err != nil {
@@ -181,26 +190,36 @@ func procPIDs() ([]string, error) {
 	return f.Readdirnames(-1)
 }
 
-// readInto reads the file at path into buf, reusing its storage, and
-// returns it.
-func readInto(buf []byte, path string) ([]byte, error) {
-	f, err := os.Open(path)
+// procStat returns the state letter and parent pid of pid from
+// /proc/PID/stat; ok is false when pid is gone or its stat unreadable.
+func procStat(pid int) (state byte, ppid int, ok bool) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
 	if err != nil {
-		return buf[:0], err
+		return 0, 0, false
+	}
+	// "pid (comm) state ppid ...": comm may hold spaces and parentheses.
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0, 0, false
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 2 || len(f[0]) != 1 {
+		return 0, 0, false
+	}
+	ppid, err = strconv.Atoi(f[1])
+	if err != nil {
+		return 0, 0, false
+	}
+	return f[0][0], ppid, true
+}
+
+// readEnviron reads /proc/PID/environ of the process named pid into buf.
+func readEnviron(buf *bytes.Buffer, pid string) error {
+	f, err := os.Open("/proc/" + pid + "/environ")
+	if err != nil {
+		return err
 	}
 	defer f.Close()
-	buf = buf[:0]
-	for {
-		if len(buf) == cap(buf) {
-			buf = append(buf, 0)[:len(buf)]
-		}
-		n, err := f.Read(buf[len(buf):cap(buf)])
-		buf = buf[:len(buf)+n]
-		if err == io.EOF {
-			return buf, nil
-		}
-		if err != nil {
-			return buf, err
-		}
-	}
+	_, err = buf.ReadFrom(f)
+	return err
 }

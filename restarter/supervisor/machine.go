@@ -88,6 +88,10 @@ type restart struct {
 	notReady string   // the last reason the readiness probe gave
 	timed    bool     // its ReadyTimeoutTimer was set at the spawn
 	waiters  []Waiter // reload requests answered with its outcome
+	// heldInitializing says the new epoch, killed by a stop signal and held
+	// (see Machine.held), died initializing: its INITIALIZING flag may need
+	// healing.
+	heldInitializing bool
 }
 
 // readyTimerArmed reports whether r's ReadyTimeoutTimer is set and has not
@@ -132,11 +136,8 @@ type Machine struct {
 	// held are the pids of epochs killed by a stop signal while running,
 	// whose verdict waits for GroupStopTimer or the restarter's own stop
 	// signal.
-	held []int
-	// heldInitializing says the held new epoch of the restart in progress
-	// died initializing (its INITIALIZING flag may need healing).
-	heldInitializing bool
-	ignored          map[syscall.Signal]bool // ignored signals already logged
+	held    []int
+	ignored map[syscall.Signal]bool // ignored signals already logged
 }
 
 // NewMachine returns a Machine following p.
@@ -635,7 +636,7 @@ func (m *Machine) exited(ev Exited) []Action {
 	case hold:
 		m.held = append(m.held, ev.PID)
 		if failed {
-			m.heldInitializing = c.initializing
+			m.restart.heldInitializing = c.initializing
 		}
 		return append(acts,
 			info(fmt.Sprintf("PID=%d was killed by %s, perhaps sent to the whole process group: waiting up to %s for the restarter's own before calling it abnormal",
@@ -680,7 +681,7 @@ func (m *Machine) timerFired(t Timer) []Action {
 			// --on-failed-restart keep leaves the older epochs serving.
 			epoch, pid := r.epoch, r.pid
 			acts := m.finishRestart(false, r.failure)
-			if m.heldInitializing {
+			if r.heldInitializing {
 				acts = append(acts, m.heal(epoch, pid)...)
 			}
 			return append(acts, m.keep(epoch)...)

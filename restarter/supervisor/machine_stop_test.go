@@ -139,12 +139,16 @@ func TestMachineStopSignals(t *testing.T) {
 // READY=1 just before it, whichever way the restart failed, and still
 // records why it failed.
 func TestMachineNeverReadyBeforeStopping(t *testing.T) {
-	for name, ev := range map[string]Event{
-		"spawn failed":       SpawnFailed{Epoch: 1, Err: "cannot execute /x: no such file or directory (errno=2 ENOENT)"},
-		"epoch died":         Exited{PID: 101, Code: 1},
-		"epoch killed, held": Exited{PID: 101, Signal: syscall.SIGTERM},
+	for name, tt := range map[string]struct {
+		ev     Event
+		reason string
+	}{
+		"spawn failed":       {SpawnFailed{Epoch: 1, Err: "cannot execute /x: no such file or directory (errno=2 ENOENT)"}, "epoch could not be started: cannot execute /x: no such file or directory (errno=2 ENOENT)"},
+		"epoch died":         {Exited{PID: 101, Code: 1}, "epoch 1 exited with code=1 before it was ready"},
+		"epoch killed, held": {Exited{PID: 101, Signal: syscall.SIGTERM}, "epoch 1 was killed with signal=15 before it was ready"},
 	} {
 		t.Run(name, func(t *testing.T) {
+			ev := tt.ev
 			m := NewMachine(safePolicy)
 			for _, s := range epoch0Ready {
 				m.Handle(s.ev)
@@ -165,8 +169,8 @@ func TestMachineNeverReadyBeforeStopping(t *testing.T) {
 			if diff := cmp.Diff(want, notes); diff != "" {
 				t.Errorf("notifications (-want +got):\n%s", diff)
 			}
-			if got := m.Status().LastRestart; got == nil || got.Result != "failed" || got.Reason == "" || got.Reason[:5] == "shutd" {
-				t.Errorf("last restart = %+v, want failed with its own reason", got)
+			if got := m.Status().LastRestart; got == nil || got.Result != "failed" || got.Reason != tt.reason {
+				t.Errorf("last restart = %+v, want failed with reason %q", got, tt.reason)
 			}
 		})
 	}

@@ -323,17 +323,7 @@ func (f *forker) orphans(epochs []int) []int {
 		if err != nil || pid == self || slices.Contains(epochs, pid) || f.isHelper(pid) {
 			continue
 		}
-		b, err := os.ReadFile("/proc/" + name + "/stat")
-		if err != nil {
-			continue
-		}
-		// "pid (comm) state ppid ...": comm may hold spaces and parentheses.
-		i := strings.LastIndexByte(string(b), ')')
-		fields := strings.Fields(string(b)[i+1:])
-		if i < 0 || len(fields) < 2 || fields[0] == "Z" {
-			continue
-		}
-		if ppid, _ := strconv.Atoi(fields[1]); ppid == self {
+		if state, ppid, ok := procStat(pid); ok && state != 'Z' && ppid == self {
 			pids = append(pids, pid)
 		}
 	}

@@ -121,3 +121,12 @@ func TestNewOSEnv(t *testing.T) {
 	require.True(t, stop())
 	require.NoError(t, env.sdNotify("READY=1"), "without NOTIFY_SOCKET, a no-op")
 }
+
+func TestProcStat(t *testing.T) {
+	state, ppid, ok := procStat(os.Getpid())
+	require.True(t, ok)
+	require.Equal(t, os.Getppid(), ppid)
+	require.Contains(t, "RS", string(state), "this process runs or sleeps")
+	_, _, ok = procStat(-1)
+	require.False(t, ok, "no such process")
+}

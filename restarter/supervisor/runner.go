@@ -199,7 +199,7 @@ func (r *runner) setUp() (int, bool) {
 			return ExitError, false
 		}
 		r.cfg.Subreaper = true
-		if _, err := procPIDs(); errors.Is(err, errForeignProc) {
+		if err := checkOwnProc(); err != nil {
 			r.log.Warn("subreaper: " + err.Error() + ": orphans are reaped, but not found and stopped at exit")
 		}
 	}
