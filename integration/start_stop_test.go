@@ -206,3 +206,28 @@ fakeenvoy --base-id "$BASE_ID" --fake-parent-shutdown-time 60s
 	r.WaitLine(`children still running after --term-wait=2s$`, 1, wait)
 	sb.requireAllGone()
 }
+
+// Issue 19, defect 3: an epoch that crashes during a stop is no clean stop.
+// hot-restarter.py exits 0 then; the restarter logs which epoch failed and
+// how, finishes the stop and exits 1.
+func TestEpochCrashingDuringStopExits1(t *testing.T) {
+	t.Parallel()
+	// Given epoch 0 serving and ignoring SIGTERM (an Envoy stuck in its
+	// shutdown),
+	sb := newSandbox(t, `fakeenvoy --base-id "$BASE_ID" --fake-ignore-sigterm`+"\n")
+	r := sb.start("--term-wait", "1m")
+	e0, _ := sb.waitLive(0)
+
+	// when the restarter is stopped and the epoch then crashes,
+	r.Signal(syscall.SIGTERM)
+	r.WaitLine(`sending TERM to PID=`+strconv.Itoa(e0.PID)+`$`, 1, wait)
+	signal(t, e0.PID, syscall.SIGSEGV)
+
+	// then the stop ends at once, with exit code 1 and the epoch named.
+	require.Equal(t, proctest.Exit{Code: 1}, r.Wait(wait))
+	r.WaitLine(`epoch 0 \(PID=`+strconv.Itoa(e0.PID)+`\) was killed with signal=11 during the stop: the exit code will be 1$`, 1, wait)
+	r.WaitLine(`all children exited; epoch 0 \(PID=`+strconv.Itoa(e0.PID)+`\) was killed with signal=11 during the stop$`, 1, wait)
+	require.Empty(t, r.Lines(`all children exited cleanly$`))
+	r.WaitLine(`exiting with code=1$`, 1, wait)
+	sb.requireAllGone()
+}

@@ -118,7 +118,11 @@ type Machine struct {
 	phase     phase
 	children  []child // live children, oldest epoch first
 	nextEpoch int
-	code      int // exit code once the phase is killing
+	// code is the exit code once the phase is killing, or once an epoch
+	// failed during the stop (see failedDuringStop, which lists them in
+	// stopFailures).
+	code         int
+	stopFailures string
 
 	// Every reload request waits in exactly one of restart.waiters and
 	// queued.waiters until it is answered.
@@ -632,6 +636,9 @@ func (m *Machine) exited(ev Exited) []Action {
 		acts = append(acts, StopTimer{Timer: OlderTermTimer})
 		acts = append(acts, m.termOlder(fmt.Sprintf("epoch %d (PID=%d) is gone; sending TERM to the older epochs", epoch, ev.PID))...)
 	}
+	if m.phase == terminating && !clean && !isStopSignal(ev.Signal) {
+		acts = append(acts, m.failedDuringStop(epoch, ev.PID, how)...)
+	}
 	switch {
 	case hold:
 		m.held = append(m.held, ev.PID)
@@ -658,6 +665,8 @@ func (m *Machine) exited(ev Exited) []Action {
 		return acts // the verdict on the held epochs decides
 	case m.phase == running:
 		return append(acts, m.exit(ExitClean, "exiting due to lack of child processes")...)
+	case m.phase == terminating && m.code != ExitClean:
+		return append(acts, m.exit(m.code, "all children exited; "+m.stopFailures)...)
 	case m.phase == terminating:
 		return append(acts, m.exit(ExitClean, "all children exited cleanly")...)
 	default: // killing
@@ -715,6 +724,20 @@ func (m *Machine) timerFired(t Timer) []Action {
 		return append(acts, Kill{PID: r.pid, Signal: syscall.SIGKILL})
 	}
 	return nil // a timer of a phase or restart already left
+}
+
+// failedDuringStop records that epoch (process pid) ended abnormally during
+// the stop: it exited non-zero or was killed by a signal that is no stop
+// signal (the restarter's TERM, or one sent to the whole group). The stop
+// goes on, and ends with exit code 1 (hot-restarter.py exits 0 then).
+func (m *Machine) failedDuringStop(epoch, pid int, how string) []Action {
+	m.code = ExitError
+	what := fmt.Sprintf("epoch %d (PID=%d) %s during the stop", epoch, pid, how)
+	if m.stopFailures != "" {
+		m.stopFailures += "; "
+	}
+	m.stopFailures += what
+	return []Action{Log{Level: slog.LevelError, Msg: what + ": the exit code will be 1", Args: []any{"epoch", epoch, "pid", pid}}}
 }
 
 // abort handles an abnormal child exit or a failed spawn: kill everything,

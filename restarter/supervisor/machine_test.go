@@ -147,7 +147,7 @@ func TestMachine(t *testing.T) {
 			steps: then(twoEpochs,
 				step{term, do(sends(101, syscall.SIGTERM), holdOlder, termWait)},
 				step{Exited{PID: 101}, do(stopOlder, sends(100, syscall.SIGTERM))},
-				step{Exited{PID: 100, Code: 3}, do(Exit{Code: 0})},
+				step{Exited{PID: 100}, do(Exit{Code: 0})},
 			),
 		},
 		{
@@ -171,13 +171,13 @@ func TestMachine(t *testing.T) {
 			),
 		},
 		{
-			name: "SIGTERM: the older epochs get TERM when the newest is reaped, even if it died abnormally",
+			name: "SIGTERM: the older epochs get TERM when the newest is reaped, even if it died abnormally (exit 1)",
 			steps: then(threeEpochs,
 				step{term, do(sends(102, syscall.SIGTERM), holdOlder, termWait)},
 				step{Exited{PID: 100}, nil},
 				step{Exited{PID: 102, Signal: syscall.SIGABRT}, do(stopOlder, sends(101, syscall.SIGTERM))},
 				step{TimerFired{Timer: OlderTermTimer}, nil}, // already on its way
-				step{Exited{PID: 101}, do(Exit{Code: 0})},
+				step{Exited{PID: 101}, do(Exit{Code: 1})},
 			),
 		},
 		{
@@ -211,11 +211,11 @@ func TestMachine(t *testing.T) {
 			),
 		},
 		{
-			name: "SIGTERM: an abnormal exit while the older epochs wait kills nothing, as any exit during a stop",
+			name: "SIGTERM: an abnormal exit while the older epochs wait kills nothing, and makes the exit code 1",
 			steps: then(twoEpochs,
 				step{term, do(sends(101, syscall.SIGTERM), holdOlder, termWait)},
 				step{Exited{PID: 100, Code: 1}, nil},
-				step{Exited{PID: 101}, do(Exit{Code: 0})},
+				step{Exited{PID: 101}, do(Exit{Code: 1})},
 			),
 		},
 		{

@@ -71,6 +71,14 @@ func TestOperatorMessages(t *testing.T) {
 			f.raise(syscall.SIGINT)
 			return finish(t, r)
 		}},
+		{"an epoch crashes during the stop", func(t *testing.T, f *fakeOS, r *runner) int {
+			f.stubborn = true
+			handle(t, r, Started{})
+			f.raise(syscall.SIGTERM)
+			handle(t, r, nextWithin(t, r)...)
+			f.exit(Exited{PID: 100, Signal: syscall.SIGSEGV})
+			return finish(t, r)
+		}},
 		{"the last epoch exits", func(t *testing.T, f *fakeOS, r *runner) int {
 			handle(t, r, Started{})
 			f.exit(Exited{PID: 100, Code: 0})
