@@ -68,8 +68,9 @@ type NotReady struct {
 // INITIALIZING flag.
 type InitStarted struct{ Epoch int }
 
-// InitDone reports that epoch Epoch cleared Envoy's INITIALIZING flag, or,
-// with Warning, that the gate cannot watch it (an unknown region layout).
+// InitDone reports that epoch Epoch cleared Envoy's INITIALIZING flag, that
+// the gate found it is not Envoy (it never mapped the region), or, with
+// Warning, that the gate cannot watch it (an unknown region layout).
 type InitDone struct {
 	Epoch   int
 	Warning string

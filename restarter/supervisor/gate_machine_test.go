@@ -101,6 +101,58 @@ func TestMachineInitGateAndKeep(t *testing.T) {
 				Counters:    Counters{SIGHUPs: 2, Restarts: 1}},
 		},
 		{
+			name:   "SIGUSR1 right after epoch 0's fork, before the gate knows it is Envoy: held until its flag clears, sent once",
+			policy: gatePolicy,
+			steps: then(envoyEpoch0[:2],
+				step{usr1, nil},
+				step{InitStarted{Epoch: 0}, nil},
+				step{usr1, nil},
+				step{InitDone{Epoch: 0}, do(sends(100, syscall.SIGUSR1))},
+				step{usr1, do(sends(100, syscall.SIGUSR1))},
+			),
+			status: Status{Phase: "running", Epochs: []EpochStatus{{Epoch: 0, PID: 100, Started: testNow, State: "live"}},
+				LastRestart: &RestartStatus{Epoch: 0, Result: "ok", At: testNow}},
+		},
+		{
+			name:   "SIGUSR1 held for a child the gate then finds is not Envoy goes then",
+			policy: gatePolicy,
+			steps: then(envoyEpoch0[:2],
+				step{usr1, nil},
+				step{InitDone{Epoch: 0}, do(sends(100, syscall.SIGUSR1))},
+			),
+			status: Status{Phase: "running", Epochs: []EpochStatus{{Epoch: 0, PID: 100, Started: testNow, State: "live"}},
+				LastRestart: &RestartStatus{Epoch: 0, Result: "ok", At: testNow}},
+		},
+		{
+			name:   "SIGUSR1 right after epoch 1's fork: epoch 0 gets it at once, epoch 1 once its flag clears",
+			policy: gatePolicy,
+			steps: then(envoyEpoch1Starting,
+				step{usr1, do(sends(100, syscall.SIGUSR1))},
+				step{InitStarted{Epoch: 1}, nil},
+				step{InitDone{Epoch: 1}, do(sends(101, syscall.SIGUSR1), stopReadyTimeout, live(1, 101))},
+			),
+			status: Status{Phase: "running", Epochs: []EpochStatus{{Epoch: 0, PID: 100, Started: testNow, State: "draining"}, {Epoch: 1, PID: 101, Started: testNow, State: "live"}},
+				LastRestart: &RestartStatus{Epoch: 1, Result: "ok", At: testNow},
+				Counters:    Counters{SIGHUPs: 1, Restarts: 1}},
+		},
+		{
+			name: "with a readiness probe, SIGUSR1 held by the gate goes once the probe passes",
+			policy: func() Policy {
+				p := gatePolicy
+				p.Readiness = true
+				return p
+			}(),
+			steps: []step{
+				{Started{}, do(Spawn{Epoch: 0})},
+				{Spawned{Epoch: 0, PID: 100}, do(WatchInit{Epoch: 0, PID: 100}, WatchReady{Epoch: 0, PID: 100}, readyTimeout)},
+				{usr1, nil},
+				{Ready{Epoch: 0}, do(sends(100, syscall.SIGUSR1), stopReadyTimeout, live(0, 100))},
+				{InitDone{Epoch: 0}, nil},
+			},
+			status: Status{Phase: "running", Epochs: []EpochStatus{{Epoch: 0, PID: 100, Started: testNow, State: "live"}},
+				LastRestart: &RestartStatus{Epoch: 0, Result: "ok", At: testNow}},
+		},
+		{
 			name:   "a storm is coalesced: the next epoch forks the moment the flag clears",
 			policy: gatePolicy,
 			steps: then(envoyEpoch1Starting,

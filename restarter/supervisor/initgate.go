@@ -140,7 +140,7 @@ func wordAt(mem []byte, off int) uint64 {
 // INITIALIZING flag, reporting InitStarted when it is seen holding it and
 // InitDone when it is done (or, with a warning, when the region's layout is
 // unknown). An epoch not found mapping the region within discoverFor while
-// the region is unknown is not Envoy: nothing is reported. baseID, when not
+// the region is unknown is not Envoy: InitDone is reported then. baseID, when not
 // "", names the region too. It returns when ctx is done or the epoch is gone.
 func (g *initGate) watchInit(ctx context.Context, epoch, pid int, baseID string, report func(Event)) {
 	region, err := g.discover(ctx, pid, baseID)
@@ -149,6 +149,9 @@ func (g *initGate) watchInit(ctx context.Context, epoch, pid int, baseID string,
 		return
 	}
 	if region == nil {
+		// Not Envoy (or gone): the gate is done with it, and a SIGUSR1 held
+		// until the gate decided can go.
+		report(InitDone{Epoch: epoch})
 		return
 	}
 	tick := time.NewTicker(initPoll)

@@ -73,10 +73,34 @@ type child struct {
 	// this epoch. The epoch is live once ready and not initializing.
 	initializing bool
 	initDone     bool // the flag was seen cleared: initializing never comes back
-	usr1         bool // a SIGUSR1 waits for the epoch to be live
+	usr1         bool // a SIGUSR1 waits until the epoch can take it
 }
 
 func (c *child) live() bool { return c.ready && !c.initializing }
+
+// takesUSR1 reports whether the epoch has installed its signal handlers, as
+// far as the restarter can tell: until then SIGUSR1's default action kills
+// it (Envoy installs them in RunHelper, after config load and server init).
+// With the init gate, that is once it cleared INITIALIZING, or once the gate
+// decided it is not Envoy, or once the readiness probe passed; without the
+// gate, once the probe passed (at once when there is none).
+func (m *Machine) takesUSR1(c *child) bool {
+	if m.policy.InitGate && !c.initDone {
+		return m.policy.Readiness && c.ready
+	}
+	return c.ready && !c.initializing
+}
+
+// sendHeldUSR1 sends child i the SIGUSR1 held for it, if any and it can take
+// it now: exactly once.
+func (m *Machine) sendHeldUSR1(i int) []Action {
+	c := &m.children[i]
+	if !c.usr1 || !m.takesUSR1(c) {
+		return nil
+	}
+	c.usr1 = false
+	return []Action{info(fmt.Sprintf("sending SIGUSR1 to PID=%d", c.pid), "pid", c.pid, "epoch", c.epoch), Kill{PID: c.pid, Signal: syscall.SIGUSR1}}
+}
 
 // restart is a hot restart in progress: from the pre-restart check (or the
 // spawn) until the new epoch is ready.
@@ -365,7 +389,7 @@ func (m *Machine) ready(epoch int) []Action {
 	}
 	c := &m.children[i]
 	c.ready, c.watching = true, false
-	return m.becameLive(i)
+	return append(m.sendHeldUSR1(i), m.becameLive(i)...)
 }
 
 // initStarted: the watcher saw epoch's INITIALIZING flag set, though the
@@ -393,10 +417,11 @@ func (m *Machine) initDone(ev InitDone) []Action {
 		acts = append(acts, Log{Level: slog.LevelWarn, Msg: fmt.Sprintf("init gate off for epoch %d: %s", ev.Epoch, ev.Warning), Args: []any{"epoch", ev.Epoch}})
 	}
 	if !c.initializing {
-		return acts
+		return append(acts, m.sendHeldUSR1(i)...)
 	}
 	c.initializing = false
 	acts = append(acts, info(fmt.Sprintf("epoch %d finished initializing", ev.Epoch), "epoch", ev.Epoch, "pid", c.pid))
+	acts = append(acts, m.sendHeldUSR1(i)...)
 	if !c.ready {
 		return acts
 	}
@@ -412,10 +437,6 @@ func (m *Machine) becameLive(i int) []Action {
 		return nil
 	}
 	acts := []Action{info(fmt.Sprintf("epoch %d is ready", c.epoch), "epoch", c.epoch, "pid", c.pid)}
-	if c.usr1 {
-		c.usr1 = false
-		acts = append(acts, info(fmt.Sprintf("sending SIGUSR1 to PID=%d", c.pid), "pid", c.pid, "epoch", c.epoch), Kill{PID: c.pid, Signal: syscall.SIGUSR1})
-	}
 	if r := m.restart; r != nil && r.epoch == c.epoch && r.failure == "" {
 		acts = append(acts, m.finishRestart(true, "")...)
 		acts = append(acts, m.startQueued()...)
@@ -765,14 +786,15 @@ func (m *Machine) kill(level slog.Level, why string) []Action {
 	return append(acts, SetTimer{Timer: KillWaitTimer, After: KillWait})
 }
 
-// forwardUSR1 sends SIGUSR1 to every ready epoch. An epoch still starting
-// (only with a readiness probe) may not have installed its handler yet, and
-// SIGUSR1's default action would kill it: it gets the signal once ready.
+// forwardUSR1 sends SIGUSR1 to every epoch that can take it. An epoch
+// still starting may not have installed its handler yet, and SIGUSR1's
+// default action would kill it: it gets the signal once it can take it
+// (takesUSR1), once however many came meanwhile.
 func (m *Machine) forwardUSR1() []Action {
 	var acts []Action
 	for i := range m.children {
 		c := &m.children[i]
-		if !c.live() {
+		if !m.takesUSR1(c) {
 			c.usr1 = true
 			acts = append(acts, info(fmt.Sprintf("deferring SIGUSR1 to PID=%d until epoch %d is ready", c.pid, c.epoch), "pid", c.pid, "epoch", c.epoch))
 			continue
