@@ -204,8 +204,8 @@ fakeenvoy --base-id "$BASE_ID"
 	r.Signal(syscall.SIGTERM)
 
 	require.Equal(t, proctest.Exit{Code: 0}, r.Wait(wait))
-	r.WaitLine(`sending TERM to 2 orphaned process\(es\) adopted as subreaper`, 1, wait)
-	r.WaitLine(`orphaned PIDs \[`+strconv.Itoa(stubborn)+`\] still running after --term-wait=1s; force killing them$`, 1, wait)
+	r.WaitLine(`sending TERM to 2 process\(es\) left behind by the epochs: PIDs `, 1, wait)
+	r.WaitLine(`PIDs \[`+strconv.Itoa(stubborn)+`\] left behind still running after --term-wait=1s; force killing them$`, 1, wait)
 	require.False(t, proctest.Alive(orphan))
 	require.False(t, proctest.Alive(stubborn))
 }

@@ -103,7 +103,9 @@ func TestRelativeCommandUnderBazelRun(t *testing.T) {
 }
 
 func TestSIGUSR1IsForwardedToEveryChild(t *testing.T) {
-	r, _ := start(t, childScript)
+	// The stand-in is not Envoy: with the init gate on, SIGUSR1 would wait up
+	// to --ready-timeout for the gate to decide so.
+	r, _ := start(t, childScript, "--init-gate", "off")
 	r.WaitLine(`child epoch=0 `, 1, wait)
 	r.Signal(syscall.SIGHUP)
 	r.WaitLine(`child epoch=1 `, 1, wait)

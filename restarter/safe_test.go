@@ -262,7 +262,7 @@ func TestSubreaperReapsOrphans(t *testing.T) {
 	// Given a start script whose helper leaves an orphan behind, which exits 3,
 	dir := t.TempDir()
 	release := filepath.Join(dir, "release")
-	r := proctest.Start(t, proctest.Options{Dir: dir}, proctest.Binary(t, "restarter"), "--subreaper",
+	r := proctest.Start(t, proctest.Options{Dir: dir}, proctest.Binary(t, "restarter"), "--subreaper", "--init-gate", "off",
 		proctest.Script(t, dir, "start.sh", `sh -c 'sh -c "echo orphan=\$\$; while [ ! -e `+release+` ]; do sleep 0.01; done; exit 3" &'
 `+childScript))
 	orphan := r.WaitPID(`^orphan=(\d+)`, 1, wait)

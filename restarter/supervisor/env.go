@@ -35,6 +35,10 @@ type osEnv struct {
 	// orphans lists the live children that are neither in epochs nor
 	// helpers: processes adopted as subreaper.
 	orphans func(epochs []int) []int
+	// groupMembers lists the live processes of the restarter's process
+	// group, itself aside, whose environment carries restarter instance id:
+	// the epochs and what their start scripts left running (leftovers.go).
+	groupMembers func(id string) []int
 	// leftovers lists the processes an earlier run of restarter instance id
 	// left running (see leftovers.go).
 	leftovers func(id string) []leftover

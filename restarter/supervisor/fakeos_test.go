@@ -70,6 +70,7 @@ func (f *fakeOS) env() osEnv {
 		reapOrphans:     f.reapOrphans,
 		becomeSubreaper: func() error { f.record("%s", "subreaper"); return nil },
 		orphans:         func([]int) []int { return nil },
+		groupMembers:    func(string) []int { return nil },
 		leftovers:       func(string) []leftover { return nil },
 		killHelpers:     func() {},
 		runHelper: func(ctx context.Context, cmd *exec.Cmd) (string, error) {

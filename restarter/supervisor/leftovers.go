@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // instanceEnv names the environment variable that marks every process a
@@ -40,6 +42,11 @@ func instanceID(cfg Config) string {
 type leftover struct {
 	pid, ppid int
 	epoch     string
+	// envoy: it maps Envoy's shared memory region (it is an Envoy epoch,
+	// holding the base id's domain sockets and the listeners), or its maps
+	// could not be told (unreadable, or empty in the middle of an exec). A
+	// helper a start script left in the background holds none of that.
+	envoy bool
 }
 
 func (l leftover) String() string {
@@ -116,10 +123,18 @@ func findMarked(id string) []leftover {
 		}
 		if state, ppid, ok := procStat(pid); ok && state != 'Z' {
 			l.ppid = ppid
+			l.envoy = holdsEnvoyState(pid)
 			out = append(out, l)
 		}
 	}
 	return out
+}
+
+// holdsEnvoyState reports whether pid maps Envoy's shared memory region, or
+// might: its maps are unreadable or empty (an exec in progress).
+func holdsEnvoyState(pid int) bool {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/maps")
+	return err != nil || len(b) == 0 || regionIn(b) != ""
 }
 
 // leftoverWait is how long the restarter waits at start-up for processes
@@ -127,31 +142,49 @@ func findMarked(id string) []leftover {
 // may be on its way out).
 const leftoverWait = 5 * time.Second
 
-// checkLeftovers fails start-up while processes of an earlier run of this
-// restarter are still running: an epoch that outlived its restarter (Envoy
-// replaces the restarter's SIGKILL parent-death signal with its own SIGTERM,
-// and may survive it) holds the base id, and every new epoch 0 would fail
-// to bind its domain socket (errno=98). It waits leftoverWait for them to
-// exit first.
+// checkLeftovers fails start-up while Envoy processes of an earlier run of
+// this restarter are still running: an epoch that outlived its restarter
+// (Envoy replaces the restarter's SIGKILL parent-death signal with its own
+// SIGTERM, and may survive it) holds the base id, and every new epoch 0
+// would fail to bind its domain socket (errno=98). It waits leftoverWait for
+// them to exit first. A leftover that holds no Envoy state (a helper a
+// start script left in the background) is only warned about: it never
+// blocks a start.
 func checkLeftovers(find func(id string) []leftover, id string, warn func(string)) error {
-	left := find(id)
-	if len(left) == 0 {
+	envoy, helpers := splitLeftovers(find(id))
+	if len(helpers) > 0 {
+		warn(fmt.Sprintf("processes started by an earlier run of this restarter are still running, holding no Envoy state (no Envoy shared memory mapped): %s; leaving them alone", joinLeftovers(helpers)))
+	}
+	if len(envoy) == 0 {
 		return nil
 	}
-	warn(fmt.Sprintf("processes started by an earlier run of this restarter are still running: %s; waiting up to %s for them to exit", joinLeftovers(left), leftoverWait))
+	warn(fmt.Sprintf("Envoy processes started by an earlier run of this restarter are still running: %s; waiting up to %s for them to exit", joinLeftovers(envoy), leftoverWait))
 	deadline := time.Now().Add(leftoverWait)
-	for len(left) > 0 && time.Now().Before(deadline) {
+	for len(envoy) > 0 && time.Now().Before(deadline) {
 		time.Sleep(100 * time.Millisecond)
-		left = find(id)
+		envoy, _ = splitLeftovers(find(id))
 	}
-	if len(left) == 0 {
+	if len(envoy) == 0 {
 		return nil
 	}
-	pids := make([]string, len(left))
-	for i, l := range left {
+	pids := make([]string, len(envoy))
+	for i, l := range envoy {
 		pids[i] = strconv.Itoa(l.pid)
 	}
-	return fmt.Errorf("processes started by an earlier run of this restarter are still running: %s; they hold its base id and ports, so a new epoch 0 would fail: stop them (kill %s) and start the restarter again", joinLeftovers(left), strings.Join(pids, " "))
+	return fmt.Errorf("processes started by an earlier run of this restarter are still running: %s; they hold its base id and ports, so a new epoch 0 would fail: stop them (kill %s) and start the restarter again", joinLeftovers(envoy), strings.Join(pids, " "))
+}
+
+// splitLeftovers parts leftovers into those holding Envoy state and the
+// others.
+func splitLeftovers(left []leftover) (envoy, helpers []leftover) {
+	for _, l := range left {
+		if l.envoy {
+			envoy = append(envoy, l)
+		} else {
+			helpers = append(helpers, l)
+		}
+	}
+	return envoy, helpers
 }
 
 func joinLeftovers(left []leftover) string {
@@ -190,27 +223,79 @@ func procPIDs() ([]string, error) {
 	return f.Readdirnames(-1)
 }
 
-// procStat returns the state letter and parent pid of pid from
-// /proc/PID/stat; ok is false when pid is gone or its stat unreadable.
-func procStat(pid int) (state byte, ppid int, ok bool) {
+// procStatus is what the restarter reads of /proc/PID/stat.
+type procStatus struct {
+	state      byte // R, S, D, Z, ...
+	ppid, pgrp int
+}
+
+// readStat reads pid's /proc/PID/stat; ok is false when pid is gone or its
+// stat unreadable.
+func readStat(pid int) (st procStatus, ok bool) {
 	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
 	if err != nil {
-		return 0, 0, false
+		return st, false
 	}
-	// "pid (comm) state ppid ...": comm may hold spaces and parentheses.
+	// "pid (comm) state ppid pgrp ...": comm may hold spaces and parentheses.
 	i := bytes.LastIndexByte(b, ')')
 	if i < 0 {
-		return 0, 0, false
+		return st, false
 	}
 	f := strings.Fields(string(b[i+1:]))
-	if len(f) < 2 || len(f[0]) != 1 {
-		return 0, 0, false
+	if len(f) < 3 || len(f[0]) != 1 {
+		return st, false
 	}
-	ppid, err = strconv.Atoi(f[1])
+	ppid, err1 := strconv.Atoi(f[1])
+	pgrp, err2 := strconv.Atoi(f[2])
+	if err1 != nil || err2 != nil {
+		return st, false
+	}
+	return procStatus{state: f[0][0], ppid: ppid, pgrp: pgrp}, true
+}
+
+// procStat returns the state letter and parent pid of pid (see readStat).
+func procStat(pid int) (state byte, ppid int, ok bool) {
+	st, ok := readStat(pid)
+	return st.state, st.ppid, ok
+}
+
+// groupMembers lists the live processes of this process's group, itself
+// aside, that carry instance id: the epochs, and what their start scripts
+// left running. The mark tells them from the rest of a group the restarter
+// does not lead.
+func groupMembers(id string) []int {
+	names, err := procPIDs()
 	if err != nil {
-		return 0, 0, false
+		return nil
 	}
-	return f[0][0], ppid, true
+	marker := []byte(instanceEnv + "=" + id)
+	self, pgrp := os.Getpid(), unix.Getpgrp()
+	var environ bytes.Buffer
+	var out []int
+	for _, name := range names {
+		pid, err := strconv.Atoi(name)
+		if err != nil || pid == self {
+			continue
+		}
+		if st, ok := readStat(pid); !ok || st.pgrp != pgrp || st.state == 'Z' {
+			continue
+		}
+		environ.Reset()
+		if readEnviron(&environ, name) == nil && hasEntry(environ.Bytes(), marker) {
+			out = append(out, pid)
+		}
+	}
+	return out
+}
+
+// hasEntry reports whether environ (NUL-separated) holds entry.
+func hasEntry(environ, entry []byte) bool {
+	for kv := range bytes.SplitSeq(environ, []byte{0}) {
+		if bytes.Equal(kv, entry) {
+			return true
+		}
+	}
+	return false
 }
 
 // readEnviron reads /proc/PID/environ of the process named pid into buf.

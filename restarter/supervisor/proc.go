@@ -43,6 +43,7 @@ func newOSEnv() osEnv {
 		reapOrphans:     f.reapOrphans,
 		becomeSubreaper: becomeSubreaper,
 		orphans:         f.orphans,
+		groupMembers:    groupMembers,
 		leftovers:       findLeftovers,
 		runHelper:       f.runHelper,
 		killHelpers:     f.killHelpers,
@@ -207,8 +208,9 @@ func (b *tailBuffer) String() string {
 }
 
 // start forks and execs path with argv, env and dir. The child shares the
-// restarter's stdio and is SIGKILLed if the restarter dies, so nothing
-// outlives it. An exec failure is returned as an error naming path and errno,
+// restarter's stdio and process group (what its start script leaves in the
+// background stays there, and is stopped at exit: see stopLeftBehind), and
+// is SIGKILLed if the restarter dies. An exec failure is returned as an error naming path and errno,
 // and that child has already been reaped by ForkExec.
 func (f *forker) start(path string, argv, env []string, dir string) (int, error) {
 	attr := &syscall.ProcAttr{

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
 	"syscall"
 	"time"
 )
@@ -131,9 +132,7 @@ func (r *runner) run() int {
 	events := []Event{Started{}}
 	for {
 		if code, done := r.handle(events); done {
-			if r.cfg.Subreaper {
-				r.stopOrphans()
-			}
+			r.stopLeftBehind()
 			return code
 		}
 		events = r.next()
@@ -253,16 +252,23 @@ func (r *runner) tearDown() {
 	}
 }
 
-// stopOrphans TERMs the processes adopted as subreaper that still run once
-// the epochs are gone, KILLs those left after --term-wait, and reaps them
-// (waiting at most KillWait more). A subreaper that exits would hand them
-// on to PID 1, or, as PID 1, to the kernel's teardown of the container.
-func (r *runner) stopOrphans() {
-	pids := r.sys.orphans(r.machine.PIDs())
+// leftBehindPoll is how often stopLeftBehind looks again for processes
+// that are not the restarter's children (no SIGCHLD tells of their end).
+const leftBehindPoll = 20 * time.Millisecond
+
+// stopLeftBehind stops what still runs once the epochs are gone: what a
+// start script left in the background (a log shipper, a sleep: in the
+// restarter's process group, with its mark), and, as subreaper, the orphans
+// adopted from anywhere below. It TERMs them, KILLs those left after --term-wait, and waits at
+// most KillWait more. Nothing the restarter started outlives it: a
+// leftover holding no Envoy state does not block the next start either,
+// but it would pile up, run after run.
+func (r *runner) stopLeftBehind() {
+	pids := r.leftBehind()
 	if len(pids) == 0 {
 		return
 	}
-	r.log.Info(fmt.Sprintf("sending TERM to %d orphaned process(es) adopted as subreaper: PIDs %v", len(pids), pids))
+	r.log.Info(fmt.Sprintf("sending TERM to %d process(es) left behind by the epochs: PIDs %v", len(pids), pids))
 	for _, pid := range pids {
 		r.sys.kill(pid, syscall.SIGTERM)
 	}
@@ -271,26 +277,50 @@ func (r *runner) stopOrphans() {
 	defer func() { stop() }()
 	killed := false
 	for {
-		r.sys.reapOrphans()
-		left := r.sys.orphans(r.machine.PIDs())
+		if r.cfg.Subreaper {
+			r.sys.reapOrphans()
+		}
+		left := r.leftBehind()
 		if len(left) == 0 {
 			return
 		}
+		poll := make(chan struct{}, 1)
+		stopPoll := r.sys.afterFunc(leftBehindPoll, func() { poll <- struct{}{} })
 		select {
 		case <-r.signals.chld:
+		case <-poll:
 		case <-wait:
 			if killed {
-				r.log.Error(fmt.Sprintf("orphaned PIDs %v did not exit after SIGKILL; giving up on them", left))
+				stopPoll()
+				r.log.Error(fmt.Sprintf("PIDs %v left behind did not exit after SIGKILL; giving up on them", left))
 				return
 			}
-			r.log.Warn(fmt.Sprintf("orphaned PIDs %v still running after --term-wait=%s; force killing them", left, r.cfg.TermWait))
+			r.log.Warn(fmt.Sprintf("PIDs %v left behind still running after --term-wait=%s; force killing them", left, r.cfg.TermWait))
 			for _, pid := range left {
 				r.sys.kill(pid, syscall.SIGKILL)
 			}
 			killed = true
 			stop = r.sys.afterFunc(KillWait, func() { wait <- struct{}{} })
 		}
+		stopPoll()
 	}
+}
+
+// leftBehind lists the live processes stopLeftBehind stops: those of the
+// restarter's process group that carry its instance mark, and, as
+// subreaper, the orphans; epochs that survived SIGKILL aside.
+func (r *runner) leftBehind() []int {
+	epochs := r.machine.PIDs()
+	var pids []int
+	if r.cfg.Subreaper {
+		pids = r.sys.orphans(epochs)
+	}
+	for _, pid := range r.sys.groupMembers(r.instance) {
+		if !slices.Contains(pids, pid) && !slices.Contains(epochs, pid) {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
 }
 
 // handle feeds events to the machine and performs its actions; a Spawn's
