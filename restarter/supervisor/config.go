@@ -114,7 +114,9 @@ Exit codes:
      pid file, control socket or base id file could not be set up, or
      processes of an earlier run are still running
   2  usage error (bad flag, missing or non-executable COMMAND, a
-     --base-id-path that holds something other than a base id)
+     --base-id-path that holds something other than a base id, a
+     --pid-file that is a symlink, not a regular file, or holds something
+     other than a pid)
 
 Safe hot restarts. Recommended: --on-failed-restart keep, the init gate
 (--init-gate auto, the default), --check with the start script in
@@ -157,7 +159,7 @@ func ParseArgs(args []string, stdout io.Writer) (Config, error) {
 	fs.StringVar(&cfg.ControlSocket, "control-socket", "", "serve the status and reload subcommands on this unix socket `path` (mode 0600, the restarter's user and root only)")
 	fs.StringVar(&cfg.InitGate, "init-gate", "auto", "auto: never start an epoch while the newest one holds Envoy's INITIALIZING flag (found in its shared memory region; inert for a child that is not Envoy), heal a flag left set by an epoch that died initializing; off: do neither")
 	fs.StringVar(&cfg.OnFailedRestart, "on-failed-restart", "exit", "exit: a new epoch that fails kills every epoch and the restarter exits 1 (hot-restarter.py's policy); keep: the older epochs keep serving and the next hot restart reuses the epoch number")
-	fs.StringVar(&cfg.PIDFile, "pid-file", "", "write the restarter's pid to this `file`, taken with flock (removed at exit if it still holds that pid)")
+	fs.StringVar(&cfg.PIDFile, "pid-file", "", "write the restarter's pid to this `file`, taken with flock (removed at exit if it is still the file written and holds that pid); a symlink, a file that is not a regular one or holds anything but a pid is refused and left alone")
 	help := fs.Bool("help", false, "print this help and exit")
 	fs.BoolVar(help, "h", false, "print this help and exit")
 	version := fs.Bool("version", false, "print the version and exit")
