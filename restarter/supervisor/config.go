@@ -116,7 +116,7 @@ Exit codes:
   2  usage error (bad flag, missing or non-executable COMMAND, a
      --base-id-path that holds something other than a base id, a
      --pid-file that is a symlink, not a regular file, or holds something
-     other than a pid)
+     other than a pid, an open files limit (RLIMIT_NOFILE) below 64)
 
 Safe hot restarts. Recommended: --on-failed-restart keep, the init gate
 (--init-gate auto, the default), --check with the start script in
@@ -184,10 +184,14 @@ func ParseArgs(args []string, stdout io.Writer) (Config, error) {
 		return cfg, usageErrorf("flag -check given %d times: give the command once and its arguments with -check-arg", len(check))
 	case len(checkArgs) > 0 && len(check) == 0:
 		return cfg, usageErrorf("flag -check-arg needs -check")
+	case len(check) == 1 && check[0] == "":
+		return cfg, usageErrorf(`invalid value "" for flag -check: empty command`)
 	case len(readyCmd) > 1:
 		return cfg, usageErrorf("flag -ready-cmd given %d times: give the command once and its arguments with -ready-cmd-arg", len(readyCmd))
 	case len(readyCmdArgs) > 0 && len(readyCmd) == 0:
 		return cfg, usageErrorf("flag -ready-cmd-arg needs -ready-cmd")
+	case len(readyCmd) == 1 && readyCmd[0] == "":
+		return cfg, usageErrorf(`invalid value "" for flag -ready-cmd: empty command`)
 	case cfg.ReadyURL != "" && len(readyCmd) > 0:
 		return cfg, usageErrorf("flags -ready-url and -ready-cmd exclude each other")
 	case cfg.CheckTimeout <= 0:
@@ -271,6 +275,9 @@ func printUsage(fs *flag.FlagSet, w io.Writer) {
 // resolveCommand turns COMMAND into an absolute path of an executable
 // regular file, relative to dir (or the current directory when dir is "").
 func resolveCommand(command, dir string) (string, error) {
+	if command == "" { // it would resolve to the directory itself
+		return "", usageErrorf(`COMMAND "": empty: give the start script to run`)
+	}
 	base := dir
 	if base == "" {
 		wd, err := os.Getwd()
