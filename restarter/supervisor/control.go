@@ -144,6 +144,7 @@ func (s *controlServer) close() {
 	flushed := make(chan struct{})
 	go func() {
 		<-s.served // no handler is added after this
+		s.closeIdle()
 		s.handlers.Wait()
 		close(flushed)
 	}()
@@ -235,6 +236,17 @@ func (s *controlServer) startRequest(conn *net.UnixConn) bool {
 	s.idle = slices.Delete(s.idle, i, i+1)
 	s.busy++
 	return true
+}
+
+// closeIdle closes the connections that have not sent a request: at exit,
+// there is nothing to answer them, and close need not wait for them.
+func (s *controlServer) closeIdle() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, conn := range s.idle {
+		conn.Close()
+	}
+	s.idle = nil
 }
 
 func (s *controlServer) endRequest() {

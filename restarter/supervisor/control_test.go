@@ -408,3 +408,26 @@ func TestClientStatusEscapesControlCharacters(t *testing.T) {
 	require.NoError(t, json.Unmarshal([]byte(out.String()), &st), "still JSON")
 	require.Equal(t, "epoch 1 said: \x1b[31mred\x7f\u009b2J", st.LastRestart.Reason)
 }
+
+// An idle connection does not hold the restarter's exit up for
+// closeFlushWait: it has sent nothing, so there is nothing to answer.
+func TestControlCloseDoesNotWaitForIdleConnections(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "control.sock")
+	s, err := listenControl(path, func(string) {})
+	require.NoError(t, err)
+	c, err := net.Dial("unix", path)
+	require.NoError(t, err)
+	t.Cleanup(func() { c.Close() })
+	// Once the server has admitted it,
+	require.Eventually(t, func() bool {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return len(s.idle) == 1
+	}, 10*time.Second, time.Millisecond)
+	start := time.Now()
+	s.close()
+	require.Less(t, time.Since(start), closeFlushWait)
+	require.NoError(t, c.SetReadDeadline(time.Now().Add(10*time.Second)))
+	_, err = c.Read(make([]byte, 1))
+	require.ErrorIs(t, err, io.EOF)
+}
