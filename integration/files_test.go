@@ -99,17 +99,67 @@ func TestPIDFileIsTakenNotClobbered(t *testing.T) {
 	require.Equal(t, "999999\n", string(b))
 }
 
-// Issue 14, defect 5 (and 8): a pid file that is a directory gets a clear
-// message.
+// Issue 14, defect 5 (and 8), and issue 19, defect 1: a pid file that is a
+// directory is a usage error with a clear message.
 func TestPIDFileThatIsADirectory(t *testing.T) {
 	t.Parallel()
 	sb := newSandbox(t, "")
 	dir := sb.Path("pid-dir")
 	require.NoError(t, os.Mkdir(dir, 0o755))
 	code, out := runRestarter(t, "--pid-file", dir, sb.script)
-	require.Equal(t, 1, code, out)
-	require.Contains(t, out, "pid file "+dir+": is a directory; give the path of a file")
+	require.Equal(t, 2, code, out)
+	require.Contains(t, out, "flag -pid-file: "+dir+" is a directory; give the path of a file")
 	require.NotContains(t, out, "forking")
+}
+
+// Issue 19, defect 1: --pid-file never follows a symlink and never
+// overwrites a file that holds something other than a pid: either is a
+// one-line usage error (exit 2), and the file is left as it was, before and
+// after the restarter exits.
+func TestPIDFileRefusesSymlinksAndForeignFiles(t *testing.T) {
+	t.Parallel()
+	sb := newSandbox(t, "")
+	victim := sb.Path("victim.yaml")
+	require.NoError(t, os.WriteFile(victim, []byte("static_resources: {}\n"), 0o644))
+	link := sb.Path("pid.lnk")
+	require.NoError(t, os.Symlink(victim, link))
+
+	for path, want := range map[string]string{
+		link:   `flag -pid-file: ` + link + ` is a symbolic link; refusing to follow it$`,
+		victim: `flag -pid-file: ` + victim + ` holds something other than a pid \(21 bytes starting "static_resources: {}"\); refusing to overwrite it$`,
+	} {
+		code, out := runRestarter(t, "--pid-file", path, sb.script)
+		require.Equal(t, 2, code, out)
+		require.Regexp(t, `(?m)\]\[error\]\[restarter\] `+want, out)
+		require.NotContains(t, out, "forking")
+	}
+	b, err := os.ReadFile(victim)
+	require.NoError(t, err)
+	require.Equal(t, "static_resources: {}\n", string(b))
+	target, err := os.Readlink(link)
+	require.NoError(t, err)
+	require.Equal(t, victim, target)
+}
+
+// Issue 19, defect 1: the pid file of a run that died (SIGKILLed: it never
+// removed it) is taken over, and removed at exit.
+func TestPIDFileOfADeadRunIsTakenOver(t *testing.T) {
+	t.Parallel()
+	sb := newSandbox(t, "")
+	pidFile := sb.Path("restarter.pid")
+	dead := sb.start("--pid-file", pidFile)
+	sb.waitLive(0)
+	require.Equal(t, dead.PID(), readPID(t, pidFile))
+	require.NoError(t, syscall.Kill(-dead.PID(), syscall.SIGKILL)) // its epochs too
+	require.Equal(t, proctest.Exit{Signal: syscall.SIGKILL}, dead.Wait(wait))
+	require.Equal(t, dead.PID(), readPID(t, pidFile), "left behind")
+
+	r := sb.start("--pid-file", pidFile)
+	r.WaitLine(`forked new child process`, 1, wait)
+	require.Equal(t, r.PID(), readPID(t, pidFile))
+	r.Signal(syscall.SIGTERM)
+	require.Equal(t, proctest.Exit{Code: 0}, r.Wait(wait))
+	require.NoFileExists(t, pidFile)
 }
 
 // Issue 14, defect 6: helpers run in a process group of their own, killed

@@ -103,7 +103,38 @@ func TestControlConnectionFloodSparesHotRestarts(t *testing.T) {
 	code, out := runRestarter(t, "status", "--control-socket", sock, "--timeout", wait.String())
 	require.Equal(t, 0, code, out)
 	require.Contains(t, out, `"phase": "running"`)
-	r.WaitLine(`control socket: closing new connections at once: `, 1, wait)
+	r.WaitLine(`control socket: 16 control connections are open: closing the oldest idle one for each new one$`, 1, wait)
+	r.Signal(syscall.SIGTERM)
+	require.Equal(t, proctest.Exit{Code: 0}, r.Wait(wait))
+}
+
+// Issue 19, defect 2: idle connections to the control socket cannot lock
+// the operator out: with more of them open than the restarter serves at
+// once, `restarter status` and `restarter reload` still get their answers
+// (each new connection takes the place of the oldest idle one).
+func TestIdleControlConnectionsDoNotLockTheOperatorOut(t *testing.T) {
+	t.Parallel()
+	sb := newSandbox(t, "")
+	sock := sb.Path("control.sock")
+	r := sb.start("--control-socket", sock)
+	sb.waitLive(0)
+
+	// Given 20 connections that send nothing,
+	for range 20 {
+		c, err := net.Dial("unix", sock)
+		require.NoError(t, err)
+		t.Cleanup(func() { c.Close() })
+	}
+
+	// the operator still gets the status and a hot restart.
+	code, out := runRestarter(t, "status", "--control-socket", sock, "--timeout", wait.String())
+	require.Equal(t, 0, code, out)
+	require.Contains(t, out, `"phase": "running"`)
+	code, out = runRestarter(t, "reload", "--control-socket", sock, "--timeout", wait.String())
+	require.Equal(t, 0, code, out)
+	require.Equal(t, "hot restart to epoch 1: ready\n", out)
+	sb.waitLive(1)
+	r.WaitLine(`control socket: 16 control connections are open: closing the oldest idle one for each new one$`, 1, wait)
 	r.Signal(syscall.SIGTERM)
 	require.Equal(t, proctest.Exit{Code: 0}, r.Wait(wait))
 }

@@ -231,3 +231,58 @@ func TestEpochCrashingDuringStopExits1(t *testing.T) {
 	r.WaitLine(`exiting with code=1$`, 1, wait)
 	sb.requireAllGone()
 }
+
+// underOpenFilesLimit is the argv that runs argv under an RLIMIT_NOFILE of
+// limit (soft and hard), through sh's ulimit.
+func underOpenFilesLimit(limit int, argv ...string) []string {
+	return append([]string{"sh", "-c", `ulimit -n "$0" && exec "$@"`, strconv.Itoa(limit)}, argv...)
+}
+
+// Issue 19, defect 3: under an open files limit too small for it, the
+// restarter (and its client) say so in one line and exit 2, instead of
+// dying with "fatal error: runtime: netpollinit failed" and a goroutine
+// dump.
+func TestTooFewOpenFilesIsAUsageError(t *testing.T) {
+	t.Parallel()
+	sb := newSandbox(t, "")
+	restarter := proctest.Binary(t, "restarter")
+	for _, tt := range []struct {
+		limit int
+		args  []string
+	}{
+		{6, []string{"--control-socket", sb.Path("control.sock"), sb.script}},
+		{63, []string{"--control-socket", sb.Path("control.sock"), sb.script}},
+		{6, []string{"status", "--control-socket", sb.Path("control.sock")}},
+	} {
+		argv := underOpenFilesLimit(tt.limit, append([]string{restarter}, tt.args...)...)
+		code, out := runCommand(t, argv[0], argv[1:]...)
+		require.Equal(t, 2, code, out)
+		require.Equal(t, "restarter: open files limit (RLIMIT_NOFILE) is "+strconv.Itoa(tt.limit)+
+			"; the restarter needs at least 64: raise it (ulimit -n, LimitNOFILE=)\n", out)
+	}
+}
+
+// Issue 19, defect 3: at the open files limit it requires (which its epochs
+// inherit), the restarter runs its whole job: a control socket, a check, a
+// readiness probe, a hot restart, a clean stop.
+func TestRunsAtTheOpenFilesLimitItRequires(t *testing.T) {
+	t.Parallel()
+	sb := newSandbox(t, "")
+	sock := sb.Path("control.sock")
+	argv := underOpenFilesLimit(64, proctest.Binary(t, "restarter"), "--control-socket", sock,
+		"--check", sb.script, "--check-arg", "--mode", "--check-arg", "validate",
+		"--ready-cmd", "/bin/sh", "--ready-cmd-arg", "-c", "--ready-cmd-arg", `test -e "$0/state.$RESTART_EPOCH.json"`, "--ready-cmd-arg", sb.Dir,
+		sb.script)
+	r := proctest.Start(t, proctest.Options{Dir: sb.Dir}, argv[0], argv[1:]...)
+	sb.restarter = r
+	sb.waitLive(0)
+	code, out := runRestarter(t, "reload", "--control-socket", sock, "--timeout", wait.String())
+	require.Equal(t, 0, code, out)
+	require.Equal(t, "hot restart to epoch 1: ready\n", out)
+	sb.waitLive(1)
+	code, out = runRestarter(t, "status", "--control-socket", sock, "--timeout", wait.String())
+	require.Equal(t, 0, code, out)
+	r.Signal(syscall.SIGTERM)
+	require.Equal(t, proctest.Exit{Code: 0}, r.Wait(wait))
+	require.Empty(t, r.Lines(`too many open files|EMFILE`))
+}

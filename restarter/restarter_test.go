@@ -295,6 +295,8 @@ func TestUsageErrors(t *testing.T) {
 		{"missing command", []string{filepath.Join(dir, "nope.sh")}, `restarter: COMMAND "` + dir + `/nope.sh": no such file`},
 		{"not executable", []string{notExec}, `restarter: COMMAND "` + notExec + `": not executable (permission denied)`},
 		{"directory", []string{dir}, `restarter: COMMAND "` + dir + `": is a directory`},
+		{"empty command", []string{""}, `restarter: COMMAND "": empty: give the start script to run`},
+		{"empty check", []string{"--check", "", script}, `restarter: invalid value "" for flag -check: empty command`},
 		{"bad term wait", []string{"--term-wait", "0s", script}, `restarter: invalid value "0s" for flag -term-wait: must be positive`},
 		{"bad log format", []string{"--log-format", "xml", script}, `restarter: invalid value "xml" for flag -log-format: must be text or json`},
 		{"bad init gate", []string{"--init-gate", "on", script}, `restarter: invalid value "on" for flag -init-gate: must be auto or off`},

@@ -95,7 +95,9 @@ Flags:
 const usageTail = `
 Signals:
   SIGHUP           start the next epoch (ignored once shutdown began)
-  SIGUSR1          forwarded to every live child (Envoy reopens its access logs)
+  SIGUSR1          forwarded to every live child (Envoy reopens its access
+                   logs); held from an epoch still initializing, sent once
+                   it can take it
   SIGTERM, SIGINT, SIGQUIT
                    TERM the newest epoch, then the older ones once it is
                    reaped (or after half of --term-wait); KILL what is left
@@ -110,11 +112,14 @@ Signals:
 
 Exit codes:
   0  every child exited cleanly
-  1  a child failed, was force killed, or could not be started; or the
-     pid file, control socket or base id file could not be set up, or
-     processes of an earlier run are still running
+  1  a child failed (during a stop too: a non-zero code or a signal other
+     than a stop signal), was force killed, or could not be started; or
+     the pid file, control socket or base id file could not be set up, or
+     Envoy processes of an earlier run are still running
   2  usage error (bad flag, missing or non-executable COMMAND, a
-     --base-id-path that holds something other than a base id)
+     --base-id-path that holds something other than a base id, a
+     --pid-file that is a symlink, not a regular file, or holds something
+     other than a pid, an open files limit (RLIMIT_NOFILE) below 64)
 
 Safe hot restarts. Recommended: --on-failed-restart keep, the init gate
 (--init-gate auto, the default), --check with the start script in
@@ -157,7 +162,7 @@ func ParseArgs(args []string, stdout io.Writer) (Config, error) {
 	fs.StringVar(&cfg.ControlSocket, "control-socket", "", "serve the status and reload subcommands on this unix socket `path` (mode 0600, the restarter's user and root only)")
 	fs.StringVar(&cfg.InitGate, "init-gate", "auto", "auto: never start an epoch while the newest one holds Envoy's INITIALIZING flag (found in its shared memory region; inert for a child that is not Envoy), heal a flag left set by an epoch that died initializing; off: do neither")
 	fs.StringVar(&cfg.OnFailedRestart, "on-failed-restart", "exit", "exit: a new epoch that fails kills every epoch and the restarter exits 1 (hot-restarter.py's policy); keep: the older epochs keep serving and the next hot restart reuses the epoch number")
-	fs.StringVar(&cfg.PIDFile, "pid-file", "", "write the restarter's pid to this `file`, taken with flock (removed at exit if it still holds that pid)")
+	fs.StringVar(&cfg.PIDFile, "pid-file", "", "write the restarter's pid to this `file`, taken with flock (removed at exit if it is still the file written and holds that pid); a symlink, a file that is not a regular one or holds anything but a pid is refused and left alone")
 	help := fs.Bool("help", false, "print this help and exit")
 	fs.BoolVar(help, "h", false, "print this help and exit")
 	version := fs.Bool("version", false, "print the version and exit")
@@ -182,10 +187,14 @@ func ParseArgs(args []string, stdout io.Writer) (Config, error) {
 		return cfg, usageErrorf("flag -check given %d times: give the command once and its arguments with -check-arg", len(check))
 	case len(checkArgs) > 0 && len(check) == 0:
 		return cfg, usageErrorf("flag -check-arg needs -check")
+	case len(check) == 1 && check[0] == "":
+		return cfg, usageErrorf(`invalid value "" for flag -check: empty command`)
 	case len(readyCmd) > 1:
 		return cfg, usageErrorf("flag -ready-cmd given %d times: give the command once and its arguments with -ready-cmd-arg", len(readyCmd))
 	case len(readyCmdArgs) > 0 && len(readyCmd) == 0:
 		return cfg, usageErrorf("flag -ready-cmd-arg needs -ready-cmd")
+	case len(readyCmd) == 1 && readyCmd[0] == "":
+		return cfg, usageErrorf(`invalid value "" for flag -ready-cmd: empty command`)
 	case cfg.ReadyURL != "" && len(readyCmd) > 0:
 		return cfg, usageErrorf("flags -ready-url and -ready-cmd exclude each other")
 	case cfg.CheckTimeout <= 0:
@@ -269,6 +278,9 @@ func printUsage(fs *flag.FlagSet, w io.Writer) {
 // resolveCommand turns COMMAND into an absolute path of an executable
 // regular file, relative to dir (or the current directory when dir is "").
 func resolveCommand(command, dir string) (string, error) {
+	if command == "" { // it would resolve to the directory itself
+		return "", usageErrorf(`COMMAND "": empty: give the start script to run`)
+	}
 	base := dir
 	if base == "" {
 		wd, err := os.Getwd()

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -117,6 +118,11 @@ func TestParseArgsUsageErrors(t *testing.T) {
 		{[]string{"/dev/null"}, `COMMAND "/dev/null": not a regular file`},
 		{[]string{"--check", "nocheck.sh", "start.sh"}, `flag -check: "nocheck.sh": no such file`},
 		{[]string{"--ready-cmd", "sub", "start.sh"}, `flag -ready-cmd: "sub": is a directory`},
+		// Issue 19, defect 3: an empty command is named as such, not as the
+		// working directory it resolves to.
+		{[]string{"--check", "", "start.sh"}, `invalid value "" for flag -check: empty command`},
+		{[]string{"--ready-cmd", "", "start.sh"}, `invalid value "" for flag -ready-cmd: empty command`},
+		{[]string{""}, `COMMAND "": empty: give the start script to run`},
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
@@ -138,4 +144,16 @@ func TestParseArgsHelpAndVersion(t *testing.T) {
 	require.NotContains(t, out.String(), "  --h\n")
 	_, err = ParseArgs([]string{"--version"}, nil)
 	require.ErrorIs(t, err, errVersion)
+}
+
+// Issue 19, defect 3: an open files limit below what the restarter needs is
+// a usage error naming both figures and how to raise it.
+func TestCheckOpenFilesLimit(t *testing.T) {
+	require.NoError(t, checkOpenFilesLimit(minOpenFiles))
+	require.NoError(t, checkOpenFilesLimit(1<<20))
+	err := checkOpenFilesLimit(6)
+	var usage *UsageError
+	require.True(t, errors.As(err, &usage), "%v is not a *UsageError", err)
+	require.EqualError(t, err, "open files limit (RLIMIT_NOFILE) is 6; the restarter needs at least 64: raise it (ulimit -n, LimitNOFILE=)")
+	require.Contains(t, usageTail, "(RLIMIT_NOFILE) below "+strconv.Itoa(minOpenFiles), "--help gives the figure")
 }

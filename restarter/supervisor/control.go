@@ -10,6 +10,8 @@ import (
 	"io"
 	"net"
 	"os"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 )
@@ -21,12 +23,19 @@ import (
 // maxRequest bounds a request line; longer requests are refused.
 const maxRequest = 4096
 
-// controlTimeout bounds reading a request and writing a reply.
+// controlTimeout bounds writing a reply, and the client's dial.
 const controlTimeout = 5 * time.Second
 
-// maxControlConns caps the control connections open at once; a connection
-// beyond it is closed at once. Each costs a file descriptor, and a flood of
-// idle ones must not take the descriptors a hot restart needs.
+// requestTimeout bounds how long a connection may take to send its request.
+// The client sends it at once; an idle connection holds one of the
+// maxControlConns slots, and must give it up quickly.
+const requestTimeout = 2 * time.Second
+
+// maxControlConns caps the control connections open at once. Each costs a
+// file descriptor, and a flood of idle ones must not take the descriptors a
+// hot restart needs. At the cap, a new connection takes the place of the
+// oldest idle one (one that has not sent its request yet): idle connections
+// cannot lock the operator's `restarter status` out.
 const maxControlConns = 16
 
 // fdReserve is how many file descriptors below the RLIMIT_NOFILE limit a
@@ -84,7 +93,12 @@ type controlServer struct {
 	calls chan controlCall
 	done  chan struct{} // closed when the event loop stops answering
 	log   func(msg string)
-	slots chan struct{} // one token per open connection, maxControlConns at most
+	// mu guards the connections being served, maxControlConns at most:
+	// those still to send their request (idle, oldest first), and those
+	// whose request is being answered (busy).
+	mu   sync.Mutex
+	idle []*net.UnixConn
+	busy int
 	// handlers counts connections being served, so that close can let the
 	// answers the event loop already gave reach their clients.
 	handlers sync.WaitGroup
@@ -113,8 +127,7 @@ func listenControl(path string, logError func(string)) (*controlServer, error) {
 		ln.Close()
 		return nil, fmt.Errorf("control socket: %w", err)
 	}
-	s := &controlServer{ln: ln, calls: make(chan controlCall), done: make(chan struct{}), served: make(chan struct{}), log: logError,
-		slots: make(chan struct{}, maxControlConns)}
+	s := &controlServer{ln: ln, calls: make(chan controlCall), done: make(chan struct{}), served: make(chan struct{}), log: logError}
 	go s.serve()
 	return s, nil
 }
@@ -131,6 +144,7 @@ func (s *controlServer) close() {
 	flushed := make(chan struct{})
 	go func() {
 		<-s.served // no handler is added after this
+		s.closeIdle()
 		s.handlers.Wait()
 		close(flushed)
 	}()
@@ -146,7 +160,7 @@ func (s *controlServer) close() {
 func (s *controlServer) serve() {
 	defer close(s.served)
 	var backoff time.Duration
-	refusing := false // a refusal was logged and nothing was admitted since
+	crowded := "" // what was logged about the last connection not admitted freely
 	for {
 		conn, err := s.ln.AcceptUnix()
 		if err != nil {
@@ -170,42 +184,81 @@ func (s *controlServer) serve() {
 			s.log("control socket: accepting connections again")
 			backoff = 0
 		}
-		if why := s.admit(conn); why != "" {
+		admitted, crowd := s.admit(conn)
+		if crowd != "" && crowd != crowded {
+			s.log("control socket: " + crowd) // once per crowd, not per connection
+		}
+		crowded = crowd
+		if !admitted {
 			conn.Close()
-			if !refusing {
-				s.log("control socket: closing new connections at once: " + why)
-				refusing = true
-			}
 			continue
 		}
-		refusing = false
 		s.handlers.Add(1)
 		go func() {
 			defer s.handlers.Done()
-			defer func() { <-s.slots }()
 			s.handle(conn)
 		}()
 	}
 }
 
-// admit takes a connection slot for conn, or says why conn must be closed:
-// too many connections are open, or conn took one of the file descriptors
-// kept in reserve for hot restarts.
-func (s *controlServer) admit(conn *net.UnixConn) string {
+// admit makes conn the newest idle connection, closing the oldest idle one
+// if every slot is taken. It refuses conn when every slot is busy
+// answering a request, or conn took one of the file descriptors kept in
+// reserve for hot restarts. crowd says what was done, if conn was not
+// admitted freely.
+func (s *controlServer) admit(conn *net.UnixConn) (admitted bool, crowd string) {
 	if fd, limit, ok := fdOf(conn); ok && fd >= limit-fdReserve {
-		return fmt.Sprintf("too few file descriptors left (fd %d of RLIMIT_NOFILE %d; %d are kept for hot restarts)", fd, limit, fdReserve)
+		return false, fmt.Sprintf("closing new connections at once: too few file descriptors left (fd %d of RLIMIT_NOFILE %d; %d are kept for hot restarts)", fd, limit, fdReserve)
 	}
-	select {
-	case s.slots <- struct{}{}:
-		return ""
-	default:
-		return fmt.Sprintf("%d control connections are already open", maxControlConns)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.idle)+s.busy >= maxControlConns {
+		if len(s.idle) == 0 {
+			return false, fmt.Sprintf("closing new connections at once: all %d control connections are answering requests", maxControlConns)
+		}
+		s.idle[0].Close() // its handler sees the close and ends
+		s.idle = s.idle[1:]
+		crowd = fmt.Sprintf("%d control connections are open: closing the oldest idle one for each new one", maxControlConns)
 	}
+	s.idle = append(s.idle, conn)
+	return true, crowd
 }
 
+// startRequest marks conn busy, done with its request line; it reports
+// false if conn was closed to make room for a newer one.
+func (s *controlServer) startRequest(conn *net.UnixConn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	i := slices.Index(s.idle, conn)
+	if i < 0 {
+		return false
+	}
+	s.idle = slices.Delete(s.idle, i, i+1)
+	s.busy++
+	return true
+}
+
+// closeIdle closes the connections that have not sent a request: at exit,
+// there is nothing to answer them, and close need not wait for them.
+func (s *controlServer) closeIdle() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, conn := range s.idle {
+		conn.Close()
+	}
+	s.idle = nil
+}
+
+func (s *controlServer) endRequest() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.busy--
+}
+
+// handle serves conn, which admit took.
 func (s *controlServer) handle(conn *net.UnixConn) {
 	defer conn.Close()
-	conn.SetDeadline(time.Now().Add(controlTimeout))
+	conn.SetReadDeadline(time.Now().Add(requestTimeout))
 	reply := func(r controlReply) {
 		conn.SetWriteDeadline(time.Now().Add(controlTimeout))
 		b, _ := json.Marshal(r)
@@ -215,6 +268,10 @@ func (s *controlServer) handle(conn *net.UnixConn) {
 	// with unread data would reset the connection under the client.
 	rd := bufio.NewReader(io.LimitReader(conn, maxRequest+1))
 	line, err := rd.ReadBytes('\n')
+	if !s.startRequest(conn) {
+		return // closed to make room: nobody is listening
+	}
+	defer s.endRequest()
 	if uid, uerr := peerUID(conn); uerr != nil || (uid != 0 && uid != os.Getuid()) {
 		s.log(fmt.Sprintf("control socket: refused a connection from uid %d", uid))
 		reply(controlReply{Error: "permission denied: only the restarter's user and root may use the control socket"})
@@ -223,6 +280,9 @@ func (s *controlServer) handle(conn *net.UnixConn) {
 	switch {
 	case len(line) > maxRequest:
 		reply(controlReply{Error: fmt.Sprintf("request too large: the limit is %d bytes", maxRequest)})
+		return
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		reply(controlReply{Error: fmt.Sprintf("no request within %s: want one JSON line such as {\"command\":\"status\"}", requestTimeout)})
 		return
 	case err != nil && !(errors.Is(err, io.EOF) && len(line) > 0):
 		reply(controlReply{Error: "malformed request: want one JSON line such as {\"command\":\"status\"}"})
@@ -267,54 +327,71 @@ func (s *controlServer) handle(conn *net.UnixConn) {
 
 // clientMain runs `restarter status|reload [flags]` and returns its exit code.
 func clientMain(command string, args []string, stdout, stderr io.Writer) int {
+	// fail prints one line on stderr and returns code. Control characters
+	// are escaped: the line may hold text from the server or a socket path,
+	// and must not drive the operator's terminal or forge a line of its own.
+	fail := func(code int, format string, a ...any) int {
+		fmt.Fprintf(stderr, "restarter %s: %s\n", command, escapeControl(fmt.Sprintf(format, a...)))
+		return code
+	}
 	fs := flag.NewFlagSet("restarter "+command, flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	path := fs.String("control-socket", os.Getenv("RESTARTER_CONTROL_SOCKET"), "the restarter's control socket (default $RESTARTER_CONTROL_SOCKET)")
 	timeout := fs.Duration("timeout", 10*time.Minute, "give up waiting for the answer after this long")
 	if err := fs.Parse(args); err != nil {
-		fmt.Fprintf(stderr, "restarter %s: %v\n", command, err)
-		return ExitUsage
+		return fail(ExitUsage, "%v", err)
 	}
 	switch {
 	case fs.NArg() > 0:
-		fmt.Fprintf(stderr, "restarter %s: unexpected argument %q\n", command, fs.Arg(0))
-		return ExitUsage
+		return fail(ExitUsage, "unexpected argument %q", fs.Arg(0))
 	case *path == "":
-		fmt.Fprintf(stderr, "restarter %s: no control socket: give --control-socket or set RESTARTER_CONTROL_SOCKET\n", command)
-		return ExitUsage
+		return fail(ExitUsage, "no control socket: give --control-socket or set RESTARTER_CONTROL_SOCKET")
 	case *timeout <= 0:
-		fmt.Fprintf(stderr, "restarter %s: invalid value %q for flag -timeout: must be positive\n", command, timeout.String())
-		return ExitUsage
+		return fail(ExitUsage, "invalid value %q for flag -timeout: must be positive", timeout.String())
 	}
 	if err := checkSocketPath(*path); err != nil {
-		fmt.Fprintf(stderr, "restarter %s: %v\n", command, err)
-		return ExitUsage
+		return fail(ExitUsage, "%v", err)
 	}
 	reply, err := call(*path, command, *timeout)
 	if errors.Is(err, os.ErrDeadlineExceeded) && command == "reload" {
 		if msg, ok := inProgress(*path); ok {
-			fmt.Fprintf(stderr, "restarter %s: no outcome within --timeout=%s: %s\n", command, *timeout, msg)
-			return ExitInProgress
+			return fail(ExitInProgress, "no outcome within --timeout=%s: %s", *timeout, msg)
 		}
 	}
 	if err != nil {
-		fmt.Fprintf(stderr, "restarter %s: %v\n", command, err)
-		return ExitUnreachable
+		return fail(ExitUnreachable, "%v", err)
 	}
 	switch {
 	case reply.Status != nil:
 		b, _ := json.MarshalIndent(reply.Status, "", "  ")
-		fmt.Fprintf(stdout, "%s\n", b)
+		fmt.Fprintf(stdout, "%s\n", escapeJSONControl(string(b)))
 		return ExitClean
 	case reply.OK && reply.Epoch != nil:
 		fmt.Fprintf(stdout, "hot restart to epoch %d: ready\n", *reply.Epoch)
 		return ExitClean
 	case reply.Epoch != nil:
-		fmt.Fprintf(stderr, "restarter %s: hot restart to epoch %d failed: %s\n", command, *reply.Epoch, reply.Error)
-		return ExitReloadFailed
+		return fail(ExitReloadFailed, "hot restart to epoch %d failed: %s", *reply.Epoch, reply.Error)
 	}
-	fmt.Fprintf(stderr, "restarter %s: %s\n", command, reply.Error)
-	return ExitReloadFailed
+	return fail(ExitReloadFailed, "%s", reply.Error)
+}
+
+// escapeJSONControl escapes, in JSON text, the control characters
+// encoding/json leaves raw: DEL and the C1 range. They can only be inside
+// strings, where \u00XX means the same.
+func escapeJSONControl(js string) string {
+	raw := func(r rune) bool { return r >= 0x7f && r <= 0x9f }
+	if !strings.ContainsFunc(js, raw) {
+		return js
+	}
+	var b strings.Builder
+	for _, r := range js {
+		if raw(r) {
+			fmt.Fprintf(&b, "\\u%04x", r)
+			continue
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
 }
 
 // inProgress asks the restarter at path for its status and describes the

@@ -3,6 +3,7 @@ package supervisor
 import (
 	"bufio"
 	"encoding/json"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -42,6 +43,8 @@ func newTestControl(t *testing.T) (*controlServer, *[]string) {
 func exchange(t *testing.T, s *controlServer, request string) controlReply {
 	t.Helper()
 	server, client := socketpair(t)
+	admitted, _ := s.admit(server)
+	require.True(t, admitted)
 	go s.handle(server)
 	require.NoError(t, client.SetDeadline(time.Now().Add(10*time.Second)))
 	_, err := client.Write([]byte(request))
@@ -237,4 +240,194 @@ func TestInProgressSeesAHeldRestart(t *testing.T) {
 	msg, ok := inProgress(path)
 	require.True(t, ok)
 	require.Contains(t, msg, "queued")
+}
+
+// serveStatus plays the event loop for s: it answers every status call
+// until s stops.
+func serveStatus(s *controlServer, reason string) {
+	go func() {
+		for {
+			select {
+			case c := <-s.calls:
+				st := Status{Phase: "running", Epochs: []EpochStatus{}, LastRestart: &RestartStatus{Epoch: 1, Result: "failed", Reason: reason}}
+				c.reply <- controlReply{OK: true, Status: &st}
+			case <-s.done:
+				return
+			}
+		}
+	}()
+}
+
+// Issue 19, defect 2: idle connections cannot lock the operator out: with
+// every slot taken by a connection that sent nothing, `restarter status`
+// is still answered at once, in the slot of the oldest idle connection.
+func TestControlEvictsTheOldestIdleConnection(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "control.sock")
+	s, err := listenControl(path, func(string) {})
+	require.NoError(t, err)
+	t.Cleanup(s.close)
+	serveStatus(s, "")
+
+	// Given more idle connections than the server serves at once,
+	var idle []net.Conn
+	for range maxControlConns + 4 {
+		c, err := net.Dial("unix", path)
+		require.NoError(t, err)
+		t.Cleanup(func() { c.Close() })
+		idle = append(idle, c)
+	}
+
+	// when the operator asks for the status,
+	var out, errOut strings.Builder
+	start := time.Now()
+	code := clientMain("status", []string{"--control-socket", path, "--timeout", "10s"}, &out, &errOut)
+
+	// then the answer comes at once, not when idle connections time out,
+	require.Equal(t, ExitClean, code, errOut.String())
+	require.Contains(t, out.String(), `"phase": "running"`)
+	require.Less(t, time.Since(start), requestTimeout)
+	// and it was the oldest idle connections that were closed: the newest is
+	// still served.
+	require.NoError(t, idle[0].SetReadDeadline(time.Now().Add(10*time.Second)))
+	_, err = idle[0].Read(make([]byte, 1))
+	require.ErrorIs(t, err, io.EOF, "the oldest idle connection is closed")
+	newest := idle[len(idle)-1]
+	require.NoError(t, newest.SetDeadline(time.Now().Add(10*time.Second)))
+	_, err = newest.Write([]byte("{\"command\":\"status\"}\n"))
+	require.NoError(t, err)
+	line, err := bufio.NewReader(newest).ReadBytes('\n')
+	require.NoError(t, err)
+	require.Contains(t, string(line), `"phase":"running"`)
+}
+
+// Issue 19, defect 2: a connection that is answering a request is never
+// closed to make room; only idle ones are.
+func TestControlNeverEvictsARequestInProgress(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "control.sock")
+	s, err := listenControl(path, func(string) {})
+	require.NoError(t, err)
+	t.Cleanup(s.close)
+
+	// Given a reload waiting for its outcome (the oldest connection),
+	reload, err := net.Dial("unix", path)
+	require.NoError(t, err)
+	t.Cleanup(func() { reload.Close() })
+	require.NoError(t, reload.SetDeadline(time.Now().Add(10*time.Second)))
+	_, err = reload.Write([]byte("{\"command\":\"reload\"}\n"))
+	require.NoError(t, err)
+	var waiting controlCall
+	select {
+	case waiting = <-s.calls:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the reload did not reach the event loop")
+	}
+	// and the other slots taken by idle connections,
+	for range maxControlConns {
+		c, err := net.Dial("unix", path)
+		require.NoError(t, err)
+		t.Cleanup(func() { c.Close() })
+	}
+	// when a status is asked for, it is answered,
+	serveStatus(s, "")
+	var out, errOut strings.Builder
+	require.Equal(t, ExitClean, clientMain("status", []string{"--control-socket", path, "--timeout", "10s"}, &out, &errOut), errOut.String())
+	// and the reload still gets its outcome.
+	epoch := 1
+	waiting.reply <- controlReply{OK: true, Epoch: &epoch}
+	line, err := bufio.NewReader(reload).ReadBytes('\n')
+	require.NoError(t, err)
+	require.JSONEq(t, `{"ok":true,"epoch":1}`, string(line))
+}
+
+// Issue 19, defect 2: a connection that sends no request is closed after
+// requestTimeout, with an error reply.
+func TestControlClosesIdleConnections(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "control.sock")
+	s, err := listenControl(path, func(string) {})
+	require.NoError(t, err)
+	t.Cleanup(s.close)
+	c, err := net.Dial("unix", path)
+	require.NoError(t, err)
+	t.Cleanup(func() { c.Close() })
+	start := time.Now()
+	require.NoError(t, c.SetReadDeadline(start.Add(10*time.Second)))
+	line, err := bufio.NewReader(c).ReadBytes('\n')
+	require.NoError(t, err)
+	require.Less(t, time.Since(start), requestTimeout+2*time.Second)
+	var reply controlReply
+	require.NoError(t, json.Unmarshal(line, &reply))
+	require.Equal(t, controlReply{Error: "no request within 2s: want one JSON line such as {\"command\":\"status\"}"}, reply)
+}
+
+// Issue 19, defect 2: what the client prints from the server (or from a
+// socket path) cannot move the terminal's cursor or forge a line: control
+// characters are escaped.
+func TestClientEscapesControlCharacters(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "control.sock")
+	s, err := listenControl(path, func(string) {})
+	require.NoError(t, err)
+	t.Cleanup(s.close)
+	epoch := 2
+	go func() {
+		c := <-s.calls
+		c.reply <- controlReply{Error: "refused\x1b[2J\nrestarter reload: hot restart to epoch 2: ready\r"}
+		c = <-s.calls
+		c.reply <- controlReply{Epoch: &epoch, Error: "check failed:\n\x1b]0;owned\x07"}
+	}()
+	t.Setenv("RESTARTER_CONTROL_SOCKET", "")
+	var out, errOut strings.Builder
+	require.Equal(t, ExitReloadFailed, clientMain("reload", []string{"--control-socket", path}, &out, &errOut))
+	require.Equal(t, `restarter reload: refused\x1b[2J\nrestarter reload: hot restart to epoch 2: ready\r`+"\n", errOut.String())
+	errOut.Reset()
+	require.Equal(t, ExitReloadFailed, clientMain("reload", []string{"--control-socket", path}, &out, &errOut))
+	require.Equal(t, `restarter reload: hot restart to epoch 2 failed: check failed:\n\x1b]0;owned\a`+"\n", errOut.String())
+
+	// A socket path with a control character in it, in the client's own error.
+	bad := filepath.Join(dir, "bad\x1b[31m.sock")
+	errOut.Reset()
+	require.Equal(t, ExitUnreachable, clientMain("status", []string{"--control-socket", bad}, &out, &errOut))
+	require.NotContains(t, errOut.String(), "\x1b")
+	require.Contains(t, errOut.String(), `bad\x1b[31m.sock`)
+	require.Equal(t, 1, strings.Count(errOut.String(), "\n"))
+}
+
+// Issue 19, defect 2: the status JSON printed carries no raw control
+// character either, not even those encoding/json leaves as they are (DEL
+// and the C1 range, which some terminals obey).
+func TestClientStatusEscapesControlCharacters(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "control.sock")
+	s, err := listenControl(path, func(string) {})
+	require.NoError(t, err)
+	t.Cleanup(s.close)
+	serveStatus(s, "epoch 1 said: \x1b[31mred\x7f\u009b2J")
+	var out, errOut strings.Builder
+	require.Equal(t, ExitClean, clientMain("status", []string{"--control-socket", path}, &out, &errOut), errOut.String())
+	require.Contains(t, out.String(), `"reason": "epoch 1 said: \u001b[31mred\u007f\u009b2J"`)
+	var st Status
+	require.NoError(t, json.Unmarshal([]byte(out.String()), &st), "still JSON")
+	require.Equal(t, "epoch 1 said: \x1b[31mred\x7f\u009b2J", st.LastRestart.Reason)
+}
+
+// An idle connection does not hold the restarter's exit up for
+// closeFlushWait: it has sent nothing, so there is nothing to answer.
+func TestControlCloseDoesNotWaitForIdleConnections(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "control.sock")
+	s, err := listenControl(path, func(string) {})
+	require.NoError(t, err)
+	c, err := net.Dial("unix", path)
+	require.NoError(t, err)
+	t.Cleanup(func() { c.Close() })
+	// Once the server has admitted it,
+	require.Eventually(t, func() bool {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return len(s.idle) == 1
+	}, 10*time.Second, time.Millisecond)
+	start := time.Now()
+	s.close()
+	require.Less(t, time.Since(start), closeFlushWait)
+	require.NoError(t, c.SetReadDeadline(time.Now().Add(10*time.Second)))
+	_, err = c.Read(make([]byte, 1))
+	require.ErrorIs(t, err, io.EOF)
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"syscall"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -62,4 +63,98 @@ func TestPIDFile(t *testing.T) {
 	// A directory is named as such.
 	_, err = takePIDFile(t.TempDir())
 	require.ErrorContains(t, err, "is a directory")
+}
+
+// Issue 19, defect 1: --pid-file never follows a symlink, never writes to
+// anything but a regular file that is empty or holds a pid, and leaves what
+// it refused as it was.
+func TestPIDFileRefusesWhatIsNotAPIDFile(t *testing.T) {
+	dir := t.TempDir()
+	victim := filepath.Join(dir, "envoy.yaml")
+	require.NoError(t, os.WriteFile(victim, []byte("admin: {}\n"), 0o644))
+	link := filepath.Join(dir, "pid.lnk")
+	require.NoError(t, os.Symlink(victim, link))
+	dangling := filepath.Join(dir, "dangling.lnk")
+	require.NoError(t, os.Symlink(filepath.Join(dir, "created-through-link"), dangling))
+	fifo := filepath.Join(dir, "fifo")
+	require.NoError(t, syscall.Mkfifo(fifo, 0o644))
+	notAPID := filepath.Join(dir, "not-a-pid")
+	require.NoError(t, os.WriteFile(notAPID, []byte("12 34\n"), 0o644))
+	sub := filepath.Join(dir, "sub")
+	require.NoError(t, os.Mkdir(sub, 0o755))
+
+	tests := []struct{ path, want string }{
+		{link, "flag -pid-file: " + link + " is a symbolic link; refusing to follow it"},
+		{dangling, "flag -pid-file: " + dangling + " is a symbolic link; refusing to follow it"},
+		{fifo, "flag -pid-file: " + fifo + " is not a regular file; refusing to write to it"},
+		{victim, `flag -pid-file: ` + victim + ` holds something other than a pid (10 bytes starting "admin: {}"); refusing to overwrite it`},
+		{notAPID, `flag -pid-file: ` + notAPID + ` holds something other than a pid (6 bytes starting "12 34"); refusing to overwrite it`},
+		{sub, "flag -pid-file: " + sub + " is a directory; give the path of a file"},
+	}
+	for _, tt := range tests {
+		_, err := takePIDFile(tt.path)
+		var usage *UsageError
+		require.True(t, errors.As(err, &usage), "%s: want a usage error, got %v", tt.path, err)
+		require.EqualError(t, err, tt.want)
+	}
+	b, err := os.ReadFile(victim)
+	require.NoError(t, err)
+	require.Equal(t, "admin: {}\n", string(b), "the victim is untouched")
+	b, err = os.ReadFile(notAPID)
+	require.NoError(t, err)
+	require.Equal(t, "12 34\n", string(b))
+	require.NoFileExists(t, filepath.Join(dir, "created-through-link"))
+	for _, p := range []string{link, dangling} {
+		fi, err := os.Lstat(p)
+		require.NoError(t, err)
+		require.Equal(t, os.ModeSymlink, fi.Mode().Type(), "%s is still a symlink", p)
+	}
+}
+
+// Issue 19, defect 1: a pid file left by a dead run (a pid, with or without
+// its newline) or an empty one is taken over.
+func TestPIDFileTakesOverAStaleOne(t *testing.T) {
+	dir := t.TempDir()
+	for name, content := range map[string]string{"stale": "999999\n", "stale-no-newline": "999999", "empty": ""} {
+		path := filepath.Join(dir, name)
+		require.NoError(t, os.WriteFile(path, []byte(content), 0o644))
+		p, err := takePIDFile(path)
+		require.NoError(t, err, name)
+		require.NoError(t, p.write(4242))
+		b, err := os.ReadFile(path)
+		require.NoError(t, err)
+		require.Equal(t, "4242\n", string(b), name)
+		p.release(4242)
+		require.NoFileExists(t, path, name)
+	}
+}
+
+// Issue 19, defect 1: at exit the restarter removes only the file it wrote:
+// not one put in its place, even one holding the same pid.
+func TestPIDFileReleaseRemovesOnlyItsOwnFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "restarter.pid")
+	p, err := takePIDFile(path)
+	require.NoError(t, err)
+	require.NoError(t, p.write(4242))
+	// Replaced (a new inode) with the same content,
+	require.NoError(t, os.Remove(path))
+	require.NoError(t, os.WriteFile(path, []byte("4242\n"), 0o644))
+	p.release(4242)
+	// it is someone else's file: left alone.
+	b, err := os.ReadFile(path)
+	require.NoError(t, err)
+	require.Equal(t, "4242\n", string(b))
+
+	// Replaced by a symlink to a file holding the pid: neither is removed.
+	target := path + ".target"
+	require.NoError(t, os.Rename(path, target))
+	p, err = takePIDFile(path)
+	require.NoError(t, err)
+	require.NoError(t, p.write(4242))
+	require.NoError(t, os.Remove(path))
+	require.NoError(t, os.Symlink(target, path))
+	p.release(4242)
+	require.FileExists(t, target)
+	_, err = os.Lstat(path)
+	require.NoError(t, err, "the symlink is left alone")
 }

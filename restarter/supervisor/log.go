@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 )
 
 // newAsyncLogger returns the logger Run uses: NewLogger's, writing
@@ -73,23 +74,31 @@ func envoyLevel(l slog.Level) string {
 	return "error"
 }
 
-// escapeControl escapes control characters (a newline above all) in a log
-// message, so that text from outside, such as a COMMAND with a newline in
-// it, can never start a log line of its own.
+// escapeControl escapes control characters (a newline above all) and bytes
+// that are not UTF-8 in a log message, as strconv.Quote does, so that text
+// from outside, such as a COMMAND with a newline in it, can never start a
+// log line of its own or drive a terminal.
 func escapeControl(msg string) string {
-	if !strings.ContainsFunc(msg, isControl) {
+	if !strings.ContainsFunc(msg, isControl) && utf8.ValidString(msg) {
 		return msg
 	}
 	var b strings.Builder
-	for _, r := range msg {
-		if isControl(r) {
+	for len(msg) > 0 {
+		r, size := utf8.DecodeRuneInString(msg)
+		switch {
+		case r == utf8.RuneError && size == 1:
+			fmt.Fprintf(&b, `\x%02x`, msg[0])
+		case isControl(r):
 			q := strconv.QuoteRune(r)
 			b.WriteString(q[1 : len(q)-1])
-			continue
+		default:
+			b.WriteString(msg[:size])
 		}
-		b.WriteRune(r)
+		msg = msg[size:]
 	}
 	return b.String()
 }
 
-func isControl(r rune) bool { return r < 0x20 && r != '\t' || r == 0x7f }
+// isControl reports a control character other than tab: C0, DEL, and C1
+// (which terminals that take 8-bit controls obey as ESC sequences).
+func isControl(r rune) bool { return r < 0x20 && r != '\t' || r >= 0x7f && r <= 0x9f }

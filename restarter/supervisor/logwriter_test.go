@@ -105,4 +105,7 @@ func TestEscapeControl(t *testing.T) {
 	require.Equal(t, "plain", escapeControl("plain"))
 	require.Equal(t, `a\nb\r\x1b[31m`, escapeControl("a\nb\r\x1b[31m"))
 	require.Equal(t, "tab\tkept", escapeControl("tab\tkept"))
+	// DEL, C1 controls (U+009B is CSI to an 8-bit terminal) and a byte that
+	// is not UTF-8 are escaped too; other characters are kept.
+	require.Equal(t, `del\x7f csi\u009b2J raw\x9b héllo`, escapeControl("del\x7f csi\u009b2J raw\x9b héllo"))
 }

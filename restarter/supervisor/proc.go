@@ -416,6 +416,17 @@ func fdOf(conn syscall.Conn) (fd, limit int, ok bool) {
 	return fd, int(rl.Cur), true
 }
 
+// openFilesLimit returns the RLIMIT_NOFILE soft limit: the one in effect,
+// which the Go runtime raised at start-up to the hard limit less one, if it
+// was lower (and restores for the processes it starts).
+func openFilesLimit() (uint64, error) {
+	var rl unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &rl); err != nil {
+		return 0, fmt.Errorf("getrlimit(RLIMIT_NOFILE): %w", err)
+	}
+	return rl.Cur, nil
+}
+
 // monotonicUsec returns CLOCK_MONOTONIC in microseconds, as sd_notify's
 // MONOTONIC_USEC wants it.
 func monotonicUsec() int64 {
