@@ -3,6 +3,7 @@ package integration
 import (
 	"encoding/json"
 	"fmt"
+	"github.com/envoy-restarter/restarter/restarter/status"
 	"os"
 	"os/exec"
 	"strconv"
@@ -73,20 +74,20 @@ func (sb *safeSandbox) reload() (int, string) {
 }
 
 // status runs `restarter status` and decodes it.
-func (sb *safeSandbox) status() supervisor.Status {
+func (sb *safeSandbox) status() status.Status {
 	sb.t.Helper()
 	out, err := exec.Command(proctest.Binary(sb.t, "restarter"), "status", "--control-socket", sb.sock).Output()
 	require.NoError(sb.t, err)
-	var s supervisor.Status
+	var s status.Status
 	require.NoError(sb.t, json.Unmarshal(out, &s))
 	return s
 }
 
 // waitIdle waits until no hot restart is in progress or queued, and
 // returns that status.
-func (sb *safeSandbox) waitIdle() supervisor.Status {
+func (sb *safeSandbox) waitIdle() status.Status {
 	sb.t.Helper()
-	var s supervisor.Status
+	var s status.Status
 	proctest.WaitFor(sb.t, wait, "no hot restart in progress or queued", func() bool {
 		s = sb.status()
 		return s.Restart == nil && !s.Queued
@@ -98,7 +99,7 @@ func (sb *safeSandbox) waitIdle() supervisor.Status {
 // handled one (a restarter still waiting for the CPU is idle too) and then
 // until it is idle, and returns that status. The first SIGHUP handled starts
 // a restart, and any other still pending is handled before it ends.
-func (sb *safeSandbox) waitBurstHandled() supervisor.Status {
+func (sb *safeSandbox) waitBurstHandled() status.Status {
 	sb.t.Helper()
 	sb.restarter.WaitLine(`got SIGHUP$`, 1, wait)
 	return sb.waitIdle()
@@ -118,8 +119,8 @@ func (sb *safeSandbox) breakConfig() {
 func (sb *safeSandbox) fixConfig() { sb.config = sb.writeConfig("envoy.yaml", sb.port) }
 
 var ignoreClock = cmp.Options{
-	cmpopts.IgnoreFields(supervisor.EpochStatus{}, "Started"),
-	cmpopts.IgnoreFields(supervisor.RestartStatus{}, "At"),
+	cmpopts.IgnoreFields(status.EpochStatus{}, "Started"),
+	cmpopts.IgnoreFields(status.RestartStatus{}, "At"),
 }
 
 func TestCheckRefusesBadConfigWhileTrafficFlows(t *testing.T) {
@@ -155,11 +156,11 @@ func TestCheckRefusesBadConfigWhileTrafficFlows(t *testing.T) {
 	require.Positive(t, l.Served(0))
 	require.Positive(t, l.Served(1))
 
-	want := supervisor.Status{
+	want := status.Status{
 		Phase:       "running",
-		Epochs:      []supervisor.EpochStatus{{Epoch: 1, PID: e1.PID, State: "live"}},
-		LastRestart: &supervisor.RestartStatus{Epoch: 1, Result: "ok"},
-		Counters:    supervisor.Counters{SIGHUPs: 1, Reloads: 2, Restarts: 3, RestartsFailed: 2, ChecksFailed: 2},
+		Epochs:      []status.EpochStatus{{Epoch: 1, PID: e1.PID, State: "live"}},
+		LastRestart: &status.RestartStatus{Epoch: 1, Result: "ok"},
+		Counters:    status.Counters{SIGHUPs: 1, Reloads: 2, Restarts: 3, RestartsFailed: 2, ChecksFailed: 2},
 	}
 	require.Empty(t, cmp.Diff(want, sb.status(), ignoreClock))
 	r.Signal(syscall.SIGTERM)

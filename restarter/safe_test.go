@@ -2,6 +2,7 @@ package main_test
 
 import (
 	"encoding/json"
+	"github.com/envoy-restarter/restarter/restarter/status"
 	"net"
 	"os"
 	"os/exec"
@@ -38,18 +39,18 @@ func client(t *testing.T, command, sock string) (int, string, string) {
 	return code, stdout.String(), stderr.String()
 }
 
-func status(t *testing.T, sock string) supervisor.Status {
+func getStatus(t *testing.T, sock string) status.Status {
 	t.Helper()
 	code, out, errOut := client(t, "status", sock)
 	require.Equal(t, 0, code, errOut)
-	var s supervisor.Status
+	var s status.Status
 	require.NoError(t, json.Unmarshal([]byte(out), &s))
 	return s
 }
 
 // ignoreTimes compares statuses without their clock readings.
-var ignoreTimes = cmpopts.IgnoreFields(supervisor.EpochStatus{}, "Started")
-var ignoreAt = cmpopts.IgnoreFields(supervisor.RestartStatus{}, "At")
+var ignoreTimes = cmpopts.IgnoreFields(status.EpochStatus{}, "Started")
+var ignoreAt = cmpopts.IgnoreFields(status.RestartStatus{}, "At")
 
 func TestControlSocketStatusAndReload(t *testing.T) {
 	// Given a restarter with a control socket and a check that fails while a
@@ -82,16 +83,16 @@ func TestControlSocketStatusAndReload(t *testing.T) {
 
 	// and status tells all of it.
 	pids := forkedPIDs(r)
-	want := supervisor.Status{
+	want := status.Status{
 		Phase: "running",
-		Epochs: []supervisor.EpochStatus{
+		Epochs: []status.EpochStatus{
 			{Epoch: 0, PID: pids[0], State: "draining"},
 			{Epoch: 1, PID: pids[1], State: "live"},
 		},
-		LastRestart: &supervisor.RestartStatus{Epoch: 2, Result: "failed", Reason: "check failed: " + check + ": exit status 1"},
-		Counters:    supervisor.Counters{Reloads: 2, Restarts: 2, RestartsFailed: 1, ChecksFailed: 1},
+		LastRestart: &status.RestartStatus{Epoch: 2, Result: "failed", Reason: "check failed: " + check + ": exit status 1"},
+		Counters:    status.Counters{Reloads: 2, Restarts: 2, RestartsFailed: 1, ChecksFailed: 1},
 	}
-	require.Empty(t, cmp.Diff(want, status(t, sock), ignoreTimes, ignoreAt))
+	require.Empty(t, cmp.Diff(want, getStatus(t, sock), ignoreTimes, ignoreAt))
 
 	r.Signal(syscall.SIGTERM)
 	require.Equal(t, proctest.Exit{Code: 0}, r.Wait(wait))
@@ -158,7 +159,7 @@ func TestControlSocketRefusesBadRequests(t *testing.T) {
 	r.WaitLine(`control socket: refused a connection from uid 65534`, 1, wait)
 
 	// The restarter is unharmed.
-	require.Equal(t, "running", status(t, sock).Phase)
+	require.Equal(t, "running", getStatus(t, sock).Phase)
 }
 
 func TestControlSocketInUse(t *testing.T) {
@@ -172,7 +173,7 @@ func TestControlSocketInUse(t *testing.T) {
 	require.Equal(t, proctest.Exit{Code: 1}, second.Wait(wait))
 	second.WaitLine(`control socket `+sock+`: in use by another process$`, 1, wait)
 	require.Empty(t, second.Lines(`forking`), "no epoch started")
-	require.Equal(t, "running", status(t, sock).Phase, "the first restarter's socket survives")
+	require.Equal(t, "running", getStatus(t, sock).Phase, "the first restarter's socket survives")
 }
 
 func TestReadinessTimeoutFailsTheReload(t *testing.T) {

@@ -3,6 +3,7 @@ package supervisor
 import (
 	"context"
 	"fmt"
+	"github.com/envoy-restarter/restarter/restarter/internal/machine"
 	"os"
 	"os/exec"
 	"strconv"
@@ -16,26 +17,26 @@ import (
 // startCheck begins the pre-restart check of epoch: it reads the base id
 // (with --base-id-path), then runs --check in the background. When the
 // outcome is already known it returns it with ok=false.
-func (r *runner) startCheck(epoch int) (CheckFinished, bool) {
+func (r *runner) startCheck(epoch int) (machine.CheckFinished, bool) {
 	if r.cfg.BaseIDPath != "" {
 		id, err := readBaseID(r.cfg.BaseIDPath)
 		if err != nil {
-			return CheckFinished{Epoch: epoch, Err: "base id: " + err.Error()}, false
+			return machine.CheckFinished{Epoch: epoch, Err: "base id: " + err.Error()}, false
 		}
 		r.baseID = id
 	}
 	if len(r.cfg.Check) == 0 {
-		return CheckFinished{Epoch: epoch}, false
+		return machine.CheckFinished{Epoch: epoch}, false
 	}
 	env := r.childEnv(epoch)
 	ctx, cancel := context.WithCancel(r.ctx)
 	r.check = cancel
 	go func() { r.report(ctx, r.runCheck(ctx, epoch, env)) }()
-	return CheckFinished{}, true
+	return machine.CheckFinished{}, true
 }
 
 // runCheck runs --check for epoch with env and reports the outcome.
-func (r *runner) runCheck(ctx context.Context, epoch int, env []string) CheckFinished {
+func (r *runner) runCheck(ctx context.Context, epoch int, env []string) machine.CheckFinished {
 	ctx, cancel := context.WithTimeout(ctx, r.cfg.CheckTimeout)
 	defer cancel()
 	cmd := exec.Command(r.cfg.Check[0], r.cfg.Check[1:]...)
@@ -43,11 +44,11 @@ func (r *runner) runCheck(ctx context.Context, epoch int, env []string) CheckFin
 	out, err := r.sys.runHelper(ctx, cmd)
 	switch {
 	case err == nil:
-		return CheckFinished{Epoch: epoch, Output: out}
+		return machine.CheckFinished{Epoch: epoch, Output: out}
 	case ctx.Err() == context.DeadlineExceeded:
-		return CheckFinished{Epoch: epoch, Err: fmt.Sprintf("%s did not finish within --check-timeout=%s", r.cfg.Check[0], r.cfg.CheckTimeout), Output: out}
+		return machine.CheckFinished{Epoch: epoch, Err: fmt.Sprintf("%s did not finish within --check-timeout=%s", r.cfg.Check[0], r.cfg.CheckTimeout), Output: out}
 	default:
-		return CheckFinished{Epoch: epoch, Err: fmt.Sprintf("%s: %v", r.cfg.Check[0], err), Output: out}
+		return machine.CheckFinished{Epoch: epoch, Err: fmt.Sprintf("%s: %v", r.cfg.Check[0], err), Output: out}
 	}
 }
 

@@ -3,6 +3,7 @@ package supervisor
 import (
 	"errors"
 	"fmt"
+	"github.com/envoy-restarter/restarter/restarter/internal/machine"
 	"io"
 	"os"
 	"runtime/debug"
@@ -21,7 +22,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	if limit, err := openFilesLimit(); err == nil {
 		if err := checkOpenFilesLimit(limit); err != nil {
 			fmt.Fprintf(stderr, "restarter: %v\n", err)
-			return ExitUsage
+			return machine.ExitUsage
 		}
 	}
 	if len(args) > 0 && (args[0] == "status" || args[0] == "reload") {
@@ -31,16 +32,16 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	var usage *UsageError
 	switch {
 	case errors.Is(err, errHelp):
-		return ExitClean
+		return machine.ExitClean
 	case errors.Is(err, errVersion):
 		fmt.Fprintf(stdout, "restarter %s\n", version())
-		return ExitClean
+		return machine.ExitClean
 	case errors.As(err, &usage):
 		fmt.Fprintf(stderr, "restarter: %s\n", usage)
-		return ExitUsage
+		return machine.ExitUsage
 	case err != nil:
 		fmt.Fprintf(stderr, "restarter: %v\n", err)
-		return ExitUsage
+		return machine.ExitUsage
 	}
 	if os.Getenv("GOGC") == "" {
 		// The live heap is a few hundred KiB: the default target (4 MiB before

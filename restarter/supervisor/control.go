@@ -7,6 +7,8 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/envoy-restarter/restarter/restarter/internal/machine"
+	"github.com/envoy-restarter/restarter/restarter/status"
 	"io"
 	"net"
 	"os"
@@ -74,10 +76,10 @@ type controlRequest struct {
 
 // controlReply is the one reply line.
 type controlReply struct {
-	OK     bool    `json:"ok"`
-	Error  string  `json:"error,omitempty"`
-	Epoch  *int    `json:"epoch,omitempty"`
-	Status *Status `json:"status,omitempty"`
+	OK     bool           `json:"ok"`
+	Error  string         `json:"error,omitempty"`
+	Epoch  *int           `json:"epoch,omitempty"`
+	Status *status.Status `json:"status,omitempty"`
 }
 
 // controlCall is a request handed to the event loop, which answers on reply.
@@ -339,18 +341,18 @@ func clientMain(command string, args []string, stdout, stderr io.Writer) int {
 	path := fs.String("control-socket", os.Getenv("RESTARTER_CONTROL_SOCKET"), "the restarter's control socket (default $RESTARTER_CONTROL_SOCKET)")
 	timeout := fs.Duration("timeout", 10*time.Minute, "give up waiting for the answer after this long")
 	if err := fs.Parse(args); err != nil {
-		return fail(ExitUsage, "%v", err)
+		return fail(machine.ExitUsage, "%v", err)
 	}
 	switch {
 	case fs.NArg() > 0:
-		return fail(ExitUsage, "unexpected argument %q", fs.Arg(0))
+		return fail(machine.ExitUsage, "unexpected argument %q", fs.Arg(0))
 	case *path == "":
-		return fail(ExitUsage, "no control socket: give --control-socket or set RESTARTER_CONTROL_SOCKET")
+		return fail(machine.ExitUsage, "no control socket: give --control-socket or set RESTARTER_CONTROL_SOCKET")
 	case *timeout <= 0:
-		return fail(ExitUsage, "invalid value %q for flag -timeout: must be positive", timeout.String())
+		return fail(machine.ExitUsage, "invalid value %q for flag -timeout: must be positive", timeout.String())
 	}
 	if err := checkSocketPath(*path); err != nil {
-		return fail(ExitUsage, "%v", err)
+		return fail(machine.ExitUsage, "%v", err)
 	}
 	reply, err := call(*path, command, *timeout)
 	if errors.Is(err, os.ErrDeadlineExceeded) && command == "reload" {
@@ -365,10 +367,10 @@ func clientMain(command string, args []string, stdout, stderr io.Writer) int {
 	case reply.Status != nil:
 		b, _ := json.MarshalIndent(reply.Status, "", "  ")
 		fmt.Fprintf(stdout, "%s\n", escapeJSONControl(string(b)))
-		return ExitClean
+		return machine.ExitClean
 	case reply.OK && reply.Epoch != nil:
 		fmt.Fprintf(stdout, "hot restart to epoch %d: ready\n", *reply.Epoch)
-		return ExitClean
+		return machine.ExitClean
 	case reply.Epoch != nil:
 		return fail(ExitReloadFailed, "hot restart to epoch %d failed: %s", *reply.Epoch, reply.Error)
 	}

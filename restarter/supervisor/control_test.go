@@ -3,6 +3,8 @@ package supervisor
 import (
 	"bufio"
 	"encoding/json"
+	"github.com/envoy-restarter/restarter/restarter/internal/machine"
+	"github.com/envoy-restarter/restarter/restarter/status"
 	"io"
 	"net"
 	"os"
@@ -112,11 +114,11 @@ func TestListenControl(t *testing.T) {
 
 	go func() {
 		c := <-s.calls
-		st := Status{Phase: "running", Epochs: []EpochStatus{}}
+		st := status.Status{Phase: "running", Epochs: []status.EpochStatus{}}
 		c.reply <- controlReply{OK: true, Status: &st}
 	}()
 	var out, errOut strings.Builder
-	require.Equal(t, ExitClean, clientMain("status", []string{"--control-socket", path}, &out, &errOut))
+	require.Equal(t, machine.ExitClean, clientMain("status", []string{"--control-socket", path}, &out, &errOut))
 	require.Contains(t, out.String(), `"phase": "running"`)
 
 	s.close()
@@ -161,12 +163,12 @@ func TestClientMain(t *testing.T) {
 		code           int
 		stdout, stderr string
 	}{
-		{[]string{"--control-socket", path}, ExitClean, "hot restart to epoch 1: ready\n", ""},
+		{[]string{"--control-socket", path}, machine.ExitClean, "hot restart to epoch 1: ready\n", ""},
 		{[]string{"--control-socket", path}, ExitReloadFailed, "", "restarter reload: hot restart to epoch 2 failed: check failed: exit status 1\n"},
 		{[]string{"--control-socket", path}, ExitReloadFailed, "", "restarter reload: shutdown in progress\n"},
-		{[]string{"--bogus"}, ExitUsage, "", "restarter reload: flag provided but not defined: -bogus\n"},
-		{[]string{"--control-socket", path, "extra"}, ExitUsage, "", "restarter reload: unexpected argument \"extra\"\n"},
-		{nil, ExitUsage, "", "restarter reload: no control socket: give --control-socket or set RESTARTER_CONTROL_SOCKET\n"},
+		{[]string{"--bogus"}, machine.ExitUsage, "", "restarter reload: flag provided but not defined: -bogus\n"},
+		{[]string{"--control-socket", path, "extra"}, machine.ExitUsage, "", "restarter reload: unexpected argument \"extra\"\n"},
+		{nil, machine.ExitUsage, "", "restarter reload: no control socket: give --control-socket or set RESTARTER_CONTROL_SOCKET\n"},
 		{[]string{"--control-socket", filepath.Join(dir, "none.sock")}, ExitUnreachable, "", "restarter reload: control socket " + filepath.Join(dir, "none.sock") + ": dial unix " + filepath.Join(dir, "none.sock") + ": connect: no such file or directory\n"},
 	}
 	t.Setenv("RESTARTER_CONTROL_SOCKET", "")
@@ -204,15 +206,15 @@ func TestCallRejectsNonsense(t *testing.T) {
 func TestMainExitCodes(t *testing.T) {
 	workDir(t)
 	var out, errOut strings.Builder
-	require.Equal(t, ExitClean, Main([]string{"--version"}, &out, &errOut))
+	require.Equal(t, machine.ExitClean, Main([]string{"--version"}, &out, &errOut))
 	require.True(t, strings.HasPrefix(out.String(), "restarter "), out.String())
 	out.Reset()
-	require.Equal(t, ExitClean, Main([]string{"-h"}, &out, &errOut))
+	require.Equal(t, machine.ExitClean, Main([]string{"-h"}, &out, &errOut))
 	require.Contains(t, out.String(), "Exit codes:")
-	require.Equal(t, ExitUsage, Main([]string{"missing.sh"}, &out, &errOut))
+	require.Equal(t, machine.ExitUsage, Main([]string{"missing.sh"}, &out, &errOut))
 	require.Equal(t, "restarter: COMMAND \"missing.sh\": no such file\n", errOut.String())
 	errOut.Reset()
-	require.Equal(t, ExitUsage, Main([]string{"status", "--control-socket"}, &out, &errOut))
+	require.Equal(t, machine.ExitUsage, Main([]string{"status", "--control-socket"}, &out, &errOut))
 	require.Equal(t, "restarter status: flag needs an argument: -control-socket\n", errOut.String())
 }
 
@@ -233,7 +235,7 @@ func TestInProgressSeesAHeldRestart(t *testing.T) {
 	t.Cleanup(s.close)
 	go func() {
 		c := <-s.calls
-		c.reply <- controlReply{Status: &Status{Queued: true}}
+		c.reply <- controlReply{Status: &status.Status{Queued: true}}
 	}()
 	// when the client asks after its --timeout, then the reload is in
 	// progress (exit 4), not unreachable (exit 3).
@@ -249,7 +251,7 @@ func serveStatus(s *controlServer, reason string) {
 		for {
 			select {
 			case c := <-s.calls:
-				st := Status{Phase: "running", Epochs: []EpochStatus{}, LastRestart: &RestartStatus{Epoch: 1, Result: "failed", Reason: reason}}
+				st := status.Status{Phase: "running", Epochs: []status.EpochStatus{}, LastRestart: &status.RestartStatus{Epoch: 1, Result: "failed", Reason: reason}}
 				c.reply <- controlReply{OK: true, Status: &st}
 			case <-s.done:
 				return
@@ -283,7 +285,7 @@ func TestControlEvictsTheOldestIdleConnection(t *testing.T) {
 	code := clientMain("status", []string{"--control-socket", path, "--timeout", "10s"}, &out, &errOut)
 
 	// then the answer comes at once, not when idle connections time out,
-	require.Equal(t, ExitClean, code, errOut.String())
+	require.Equal(t, machine.ExitClean, code, errOut.String())
 	require.Contains(t, out.String(), `"phase": "running"`)
 	require.Less(t, time.Since(start), requestTimeout)
 	// and it was the oldest idle connections that were closed: the newest is
@@ -330,7 +332,7 @@ func TestControlNeverEvictsARequestInProgress(t *testing.T) {
 	// when a status is asked for, it is answered,
 	serveStatus(s, "")
 	var out, errOut strings.Builder
-	require.Equal(t, ExitClean, clientMain("status", []string{"--control-socket", path, "--timeout", "10s"}, &out, &errOut), errOut.String())
+	require.Equal(t, machine.ExitClean, clientMain("status", []string{"--control-socket", path, "--timeout", "10s"}, &out, &errOut), errOut.String())
 	// and the reload still gets its outcome.
 	epoch := 1
 	waiting.reply <- controlReply{OK: true, Epoch: &epoch}
@@ -402,9 +404,9 @@ func TestClientStatusEscapesControlCharacters(t *testing.T) {
 	t.Cleanup(s.close)
 	serveStatus(s, "epoch 1 said: \x1b[31mred\x7f\u009b2J")
 	var out, errOut strings.Builder
-	require.Equal(t, ExitClean, clientMain("status", []string{"--control-socket", path}, &out, &errOut), errOut.String())
+	require.Equal(t, machine.ExitClean, clientMain("status", []string{"--control-socket", path}, &out, &errOut), errOut.String())
 	require.Contains(t, out.String(), `"reason": "epoch 1 said: \u001b[31mred\u007f\u009b2J"`)
-	var st Status
+	var st status.Status
 	require.NoError(t, json.Unmarshal([]byte(out.String()), &st), "still JSON")
 	require.Equal(t, "epoch 1 said: \x1b[31mred\x7f\u009b2J", st.LastRestart.Reason)
 }

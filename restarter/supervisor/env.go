@@ -2,6 +2,7 @@ package supervisor
 
 import (
 	"context"
+	"github.com/envoy-restarter/restarter/restarter/internal/machine"
 	"os"
 	"os/exec"
 	"syscall"
@@ -26,10 +27,10 @@ type osEnv struct {
 	// an error.
 	kill func(pid int, sig syscall.Signal) error
 	// reap collects, without blocking, every child in pids that terminated.
-	reap func(pids []int) []Exited
+	reap func(pids []int) []machine.Exited
 	// reapOrphans collects terminated children that are neither epochs nor
 	// helpers (subreaper only; called after reap).
-	reapOrphans func() []Exited
+	reapOrphans func() []machine.Exited
 	// becomeSubreaper makes orphaned descendants re-parent to the restarter.
 	becomeSubreaper func() error
 	// orphans lists the live children that are neither in epochs nor

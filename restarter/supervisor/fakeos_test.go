@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"github.com/envoy-restarter/restarter/restarter/internal/machine"
 	"os"
 	"os/exec"
 	"strings"
@@ -22,9 +23,9 @@ type fakeOS struct {
 	mu       sync.Mutex
 	lastPID  int
 	live     map[int]bool
-	zombies  map[int]Exited // exited, waiting to be reaped
-	orphans  []Exited       // exited orphans, for reapOrphans
-	calls    []string       // what the loop asked for, in order
+	zombies  map[int]machine.Exited // exited, waiting to be reaped
+	orphans  []machine.Exited       // exited orphans, for reapOrphans
+	calls    []string               // what the loop asked for, in order
 	timers   []*fakeTimer
 	signals  map[syscall.Signal]chan os.Signal
 	stubborn bool // children ignore SIGTERM
@@ -49,7 +50,7 @@ func newFakeOS() *fakeOS {
 	return &fakeOS{
 		lastPID: 99,
 		live:    map[int]bool{},
-		zombies: map[int]Exited{},
+		zombies: map[int]machine.Exited{},
 		signals: map[syscall.Signal]chan os.Signal{},
 		getenv:  map[string]string{},
 	}
@@ -150,15 +151,15 @@ func (f *fakeOS) kill(pid int, sig syscall.Signal) error {
 	f.record("kill %d %s", pid, signalName(sig))
 	switch {
 	case sig == syscall.SIGKILL:
-		f.exit(Exited{PID: pid, Signal: sig})
+		f.exit(machine.Exited{PID: pid, Signal: machine.Signal(sig)})
 	case sig == syscall.SIGTERM && !f.stubborn:
-		f.exit(Exited{PID: pid})
+		f.exit(machine.Exited{PID: pid})
 	}
 	return nil
 }
 
 // exit makes a live child exit with ev's status and raises SIGCHLD.
-func (f *fakeOS) exit(ev Exited) {
+func (f *fakeOS) exit(ev machine.Exited) {
 	f.mu.Lock()
 	if !f.live[ev.PID] {
 		f.mu.Unlock()
@@ -181,10 +182,10 @@ func (f *fakeOS) raise(sig syscall.Signal) {
 	}
 }
 
-func (f *fakeOS) reap(pids []int) []Exited {
+func (f *fakeOS) reap(pids []int) []machine.Exited {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	var out []Exited
+	var out []machine.Exited
 	for _, pid := range pids {
 		if ev, ok := f.zombies[pid]; ok {
 			delete(f.zombies, pid)
@@ -194,7 +195,7 @@ func (f *fakeOS) reap(pids []int) []Exited {
 	return out
 }
 
-func (f *fakeOS) reapOrphans() []Exited {
+func (f *fakeOS) reapOrphans() []machine.Exited {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	out := f.orphans
@@ -251,3 +252,13 @@ func (b *syncBuffer) String() string {
 	defer b.mu.Unlock()
 	return b.b.String()
 }
+
+// Signals as the loop turns them into events.
+var (
+	hup  = machine.Signaled{Signal: machine.SIGHUP}
+	usr1 = machine.Signaled{Signal: machine.SIGUSR1}
+	term = machine.Signaled{Signal: machine.SIGTERM}
+)
+
+// testTermWait is the configurations' --term-wait.
+const testTermWait = 30 * time.Second

@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/envoy-restarter/restarter/restarter/internal/machine"
 	"os"
 	"strconv"
 	"strings"
@@ -142,16 +143,16 @@ func wordAt(mem []byte, off int) uint64 {
 // unknown). An epoch not found mapping the region within discoverFor while
 // the region is unknown is not Envoy: InitDone is reported then. baseID, when not
 // "", names the region too. It returns when ctx is done or the epoch is gone.
-func (g *initGate) watchInit(ctx context.Context, epoch, pid int, baseID string, report func(Event)) {
+func (g *initGate) watchInit(ctx context.Context, epoch, pid int, baseID string, report func(machine.Event)) {
 	region, err := g.discover(ctx, pid, baseID)
 	if err != nil {
-		report(InitDone{Epoch: epoch, Warning: err.Error()})
+		report(machine.InitDone{Epoch: epoch, Warning: err.Error()})
 		return
 	}
 	if region == nil {
 		// Not Envoy (or gone): the gate is done with it, and a SIGUSR1 held
 		// until the gate decided can go.
-		report(InitDone{Epoch: epoch})
+		report(machine.InitDone{Epoch: epoch})
 		return
 	}
 	tick := time.NewTicker(initPoll)
@@ -163,14 +164,14 @@ func (g *initGate) watchInit(ctx context.Context, epoch, pid int, baseID string,
 		switch {
 		case set && !seenSet:
 			seenSet = true
-			report(InitStarted{Epoch: epoch})
+			report(machine.InitStarted{Epoch: epoch})
 		case !set && seenSet:
-			report(InitDone{Epoch: epoch})
+			report(machine.InitDone{Epoch: epoch})
 			return
 		case !set && !mappedAt.IsZero() && time.Since(mappedAt) >= mappedGrace:
 			// Mapped, and the flag stayed clear: the epoch set and cleared it
 			// between two looks (Envoy sets it right after mapping).
-			report(InitDone{Epoch: epoch})
+			report(machine.InitDone{Epoch: epoch})
 			return
 		}
 		if time.Since(lastMaps) >= mapsPoll {

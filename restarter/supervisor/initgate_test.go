@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"github.com/envoy-restarter/restarter/restarter/internal/machine"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -102,11 +103,11 @@ func TestRegionInMaps(t *testing.T) {
 }
 
 // events collects what a watcher reports.
-type events chan Event
+type events chan machine.Event
 
-func (e events) report(ev Event) { e <- ev }
+func (e events) report(ev machine.Event) { e <- ev }
 
-func (e events) next(t *testing.T) Event {
+func (e events) next(t *testing.T) machine.Event {
 	t.Helper()
 	select {
 	case ev := <-e:
@@ -131,13 +132,13 @@ func TestWatchInitFollowsTheFlag(t *testing.T) {
 	go func() { defer close(done); g.watchInit(ctx, 3, os.Getpid(), "", got.report) }()
 
 	// the watcher finds it in /proc/PID/maps and reports the flag set,
-	require.Equal(t, InitStarted{Epoch: 3}, got.next(t))
+	require.Equal(t, machine.InitStarted{Epoch: 3}, got.next(t))
 	require.True(t, g.known())
 
 	// and, once the epoch clears it, that it is done.
 	cleared := time.Now()
 	binary.LittleEndian.PutUint64(flags, 0)
-	require.Equal(t, InitDone{Epoch: 3}, got.next(t))
+	require.Equal(t, machine.InitDone{Epoch: 3}, got.next(t))
 	t.Logf("flag clear to InitDone: %v", time.Since(cleared))
 	<-done
 }
@@ -149,7 +150,7 @@ func TestWatchInitEpochDoneBeforeItWasSeen(t *testing.T) {
 	g := &initGate{discoverFor: 10 * time.Second}
 	got := make(events, 4)
 	g.watchInit(context.Background(), 1, os.Getpid(), id, got.report)
-	require.Equal(t, InitDone{Epoch: 1}, got.next(t))
+	require.Equal(t, machine.InitDone{Epoch: 1}, got.next(t))
 }
 
 func TestWatchInitUnknownLayoutWarns(t *testing.T) {
@@ -158,7 +159,7 @@ func TestWatchInitUnknownLayoutWarns(t *testing.T) {
 	g := &initGate{discoverFor: 10 * time.Second}
 	got := make(events, 4)
 	g.watchInit(context.Background(), 2, os.Getpid(), "", got.report)
-	ev := got.next(t).(InitDone)
+	ev := got.next(t).(machine.InitDone)
 	require.Equal(t, 2, ev.Epoch)
 	require.Contains(t, ev.Warning, "version_ 12: not Envoy's hot restart version")
 	require.False(t, g.known())
@@ -184,7 +185,7 @@ func TestWatchInitNotEnvoy(t *testing.T) {
 	got := make(events, 4)
 	g.watchInit(context.Background(), 0, sleep.Process.Pid, "", got.report)
 	require.Len(t, got, 1)
-	require.Equal(t, InitDone{Epoch: 0}, <-got)
+	require.Equal(t, machine.InitDone{Epoch: 0}, <-got)
 	require.False(t, g.known())
 }
 

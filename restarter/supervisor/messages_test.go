@@ -3,6 +3,7 @@ package supervisor
 import (
 	"flag"
 	"fmt"
+	"github.com/envoy-restarter/restarter/restarter/internal/machine"
 	"os"
 	"regexp"
 	"strings"
@@ -25,47 +26,47 @@ func TestOperatorMessages(t *testing.T) {
 		run  func(t *testing.T, f *fakeOS, r *runner) int
 	}{
 		{"hot restart, SIGUSR1, drain, SIGTERM", func(t *testing.T, f *fakeOS, r *runner) int {
-			handle(t, r, Started{}, hup, usr1)
-			f.exit(Exited{PID: 100}) // epoch 0 drained
+			handle(t, r, machine.Started{}, hup, usr1)
+			f.exit(machine.Exited{PID: 100}) // epoch 0 drained
 			handle(t, r, nextWithin(t, r)...)
 			f.raise(syscall.SIGTERM)
 			return finish(t, r)
 		}},
 		{"SIGTERM while epoch 0 drains: the newest epoch first", func(t *testing.T, f *fakeOS, r *runner) int {
-			handle(t, r, Started{}, hup)
+			handle(t, r, machine.Started{}, hup)
 			f.raise(syscall.SIGTERM)
 			return finish(t, r)
 		}},
 		{"a hot restart held while epoch N-3 exits", func(t *testing.T, f *fakeOS, r *runner) int {
-			handle(t, r, Started{}, InitStarted{Epoch: 0}, InitDone{Epoch: 0}, hup, hup, hup, hup)
-			f.exit(Exited{PID: 100}) // epoch 0, told to terminate when epoch 2 started
+			handle(t, r, machine.Started{}, machine.InitStarted{Epoch: 0}, machine.InitDone{Epoch: 0}, hup, hup, hup, hup)
+			f.exit(machine.Exited{PID: 100}) // epoch 0, told to terminate when epoch 2 started
 			handle(t, r, nextWithin(t, r)...)
 			f.raise(syscall.SIGTERM)
 			return finish(t, r)
 		}},
 		{"an epoch crashes", func(t *testing.T, f *fakeOS, r *runner) int {
-			handle(t, r, Started{}, hup)
-			f.exit(Exited{PID: 101, Signal: syscall.SIGSEGV})
+			handle(t, r, machine.Started{}, hup)
+			f.exit(machine.Exited{PID: 101, Signal: machine.SIGSEGV})
 			return finish(t, r)
 		}},
 		{"children outlive the term wait", func(t *testing.T, f *fakeOS, r *runner) int {
 			f.stubborn = true
-			handle(t, r, Started{})
+			handle(t, r, machine.Started{})
 			f.raise(syscall.SIGINT)
 			handle(t, r, nextWithin(t, r)...)
 			f.fire(0)
 			return finish(t, r)
 		}},
 		{"a stop signal to the whole process group, the epoch's death seen first", func(t *testing.T, f *fakeOS, r *runner) int {
-			handle(t, r, Started{}, hup)
-			f.exit(Exited{PID: 101, Signal: syscall.SIGTERM})
+			handle(t, r, machine.Started{}, hup)
+			f.exit(machine.Exited{PID: 101, Signal: machine.SIGTERM})
 			handle(t, r, nextWithin(t, r)...)
 			f.raise(syscall.SIGTERM)
 			return finish(t, r)
 		}},
 		{"a second stop signal during the term wait", func(t *testing.T, f *fakeOS, r *runner) int {
 			f.stubborn = true
-			handle(t, r, Started{})
+			handle(t, r, machine.Started{})
 			f.raise(syscall.SIGTERM)
 			handle(t, r, nextWithin(t, r)...)
 			f.raise(syscall.SIGINT)
@@ -73,15 +74,15 @@ func TestOperatorMessages(t *testing.T) {
 		}},
 		{"an epoch crashes during the stop", func(t *testing.T, f *fakeOS, r *runner) int {
 			f.stubborn = true
-			handle(t, r, Started{})
+			handle(t, r, machine.Started{})
 			f.raise(syscall.SIGTERM)
 			handle(t, r, nextWithin(t, r)...)
-			f.exit(Exited{PID: 100, Signal: syscall.SIGSEGV})
+			f.exit(machine.Exited{PID: 100, Signal: machine.SIGSEGV})
 			return finish(t, r)
 		}},
 		{"the last epoch exits", func(t *testing.T, f *fakeOS, r *runner) int {
-			handle(t, r, Started{})
-			f.exit(Exited{PID: 100, Code: 0})
+			handle(t, r, machine.Started{})
+			f.exit(machine.Exited{PID: 100, Code: 0})
 			return finish(t, r)
 		}},
 	}

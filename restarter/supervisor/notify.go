@@ -2,13 +2,14 @@ package supervisor
 
 import (
 	"fmt"
+	"github.com/envoy-restarter/restarter/restarter/internal/machine"
 	"strconv"
 	"strings"
 )
 
 // notify sends n to the service manager (sd_notify): the machine emits
 // Notify actions only when $NOTIFY_SOCKET is set.
-func (r *runner) notify(n Notify) {
+func (r *runner) notify(n machine.Notify) {
 	var lines []string
 	if n.Ready {
 		lines = append(lines, "READY=1")

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/envoy-restarter/restarter/restarter/internal/machine"
 	"io"
 	"io/fs"
 	"net"
@@ -266,8 +267,8 @@ func missingInterpreter(path, dir string) (string, bool) {
 // reap collects every child in pids that has terminated, without blocking,
 // and returns one Exited event for each. Children are reaped by pid, so
 // processes the restarter did not start as epochs are left alone.
-func reap(pids []int) []Exited {
-	var events []Exited
+func reap(pids []int) []machine.Exited {
+	var events []machine.Exited
 	for _, pid := range pids {
 		var status unix.WaitStatus
 		for {
@@ -290,8 +291,8 @@ func reap(pids []int) []Exited {
 // every pid it returns is an orphan re-parented to the restarter. It peeks
 // (WNOWAIT) first: a helper's status belongs to os/exec, and the pass stops
 // there until the helper has been waited for (its end triggers a new pass).
-func (f *forker) reapOrphans() []Exited {
-	var events []Exited
+func (f *forker) reapOrphans() []machine.Exited {
+	var events []machine.Exited
 	for {
 		var info unix.Siginfo
 		err := unix.Waitid(unix.P_ALL, 0, &info, unix.WEXITED|unix.WNOHANG|unix.WNOWAIT, nil)
@@ -343,11 +344,11 @@ func siginfoPID(info *unix.Siginfo) int32 {
 	return *(*int32)(unsafe.Add(unsafe.Pointer(info), offset))
 }
 
-func exitedEvent(pid int, status unix.WaitStatus) Exited {
+func exitedEvent(pid int, status unix.WaitStatus) machine.Exited {
 	if status.Signaled() {
-		return Exited{PID: pid, Signal: syscall.Signal(status.Signal())}
+		return machine.Exited{PID: pid, Signal: machine.Signal(status.Signal())}
 	}
-	return Exited{PID: pid, Code: status.ExitStatus()}
+	return machine.Exited{PID: pid, Code: status.ExitStatus()}
 }
 
 // signalName returns the conventional name of sig, such as SIGHUP.

@@ -2,6 +2,7 @@ package supervisor
 
 import (
 	"context"
+	"github.com/envoy-restarter/restarter/restarter/internal/machine"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -30,7 +31,7 @@ func TestSiginfoPIDOfARealChild(t *testing.T) {
 	}
 	require.NoError(t, err)
 	require.Equal(t, int32(pid), siginfoPID(&info))
-	require.Equal(t, []Exited{{PID: pid, Code: 3}}, reap([]int{pid}))
+	require.Equal(t, []machine.Exited{{PID: pid, Code: 3}}, reap([]int{pid}))
 	require.Empty(t, reap([]int{pid}), "reaped once")
 }
 
@@ -45,9 +46,9 @@ func TestStartAndReapRealChildren(t *testing.T) {
 	require.Empty(t, reap([]int{pid}), "still running")
 
 	require.NoError(t, kill(pid, syscall.SIGTERM))
-	var got []Exited
+	var got []machine.Exited
 	require.Eventually(t, func() bool { got = reap([]int{pid}); return len(got) > 0 }, 10*time.Second, 5*time.Millisecond)
-	require.Equal(t, []Exited{{PID: pid, Signal: syscall.SIGTERM}}, got)
+	require.Equal(t, []machine.Exited{{PID: pid, Signal: machine.SIGTERM}}, got)
 	require.NoError(t, kill(pid, syscall.SIGTERM), "ESRCH is not an error")
 }
 
@@ -96,9 +97,9 @@ func TestReapOrphans(t *testing.T) {
 	require.NoError(t, err)
 	orphan, err := strconv.Atoi(strings.TrimSpace(string(b)))
 	require.NoError(t, err)
-	var got []Exited
+	var got []machine.Exited
 	require.Eventually(t, func() bool { got = append(got, testForker.reapOrphans()...); return len(got) > 0 }, 10*time.Second, 5*time.Millisecond)
-	require.Equal(t, []Exited{{PID: orphan, Code: 5}}, got)
+	require.Equal(t, []machine.Exited{{PID: orphan, Code: 5}}, got)
 }
 
 func TestSignalName(t *testing.T) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/envoy-restarter/restarter/restarter/internal/machine"
 	"net/url"
 	"os/exec"
 	"slices"
@@ -32,7 +33,7 @@ func (r *runner) startWatch(epoch, pid int) {
 		// keeps a watcher from outliving it by much if no StopWatch came.
 		wctx, stop := context.WithTimeout(ctx, r.cfg.ReadyTimeout+time.Second)
 		defer stop()
-		r.watchReady(wctx, epoch, pid, func(ev Event) { r.report(ctx, ev) })
+		r.watchReady(wctx, epoch, pid, func(ev machine.Event) { r.report(ctx, ev) })
 	}()
 }
 
@@ -41,7 +42,7 @@ func (r *runner) startWatch(epoch, pid int) {
 // changes, it reports NotReady with the new reason, so the machine can name
 // the last one if the epoch never gets ready. It gives up silently when ctx
 // is done (the machine's ready timeout decides what that means).
-func (r *runner) watchReady(ctx context.Context, epoch, pid int, report func(Event)) {
+func (r *runner) watchReady(ctx context.Context, epoch, pid int, report func(machine.Event)) {
 	probe := func(ctx context.Context) error { return r.probeURL(ctx, epoch) }
 	if len(r.cfg.ReadyCmd) > 0 {
 		probe = func(ctx context.Context) error { return r.probeCmd(ctx, epoch, pid) }
@@ -52,7 +53,7 @@ func (r *runner) watchReady(ctx context.Context, epoch, pid int, report func(Eve
 	for {
 		err := probe(ctx)
 		if err == nil {
-			report(Ready{Epoch: epoch}) // dropped by the loop if the watch was stopped
+			report(machine.Ready{Epoch: epoch}) // dropped by the loop if the watch was stopped
 			return
 		}
 		if ctx.Err() != nil {
@@ -60,7 +61,7 @@ func (r *runner) watchReady(ctx context.Context, epoch, pid int, report func(Eve
 		}
 		if err.Error() != last {
 			last = err.Error()
-			report(NotReady{Epoch: epoch, Reason: last})
+			report(machine.NotReady{Epoch: epoch, Reason: last})
 		}
 		select {
 		case <-ctx.Done():

@@ -2,6 +2,7 @@ package supervisor
 
 import (
 	"context"
+	"github.com/envoy-restarter/restarter/restarter/internal/machine"
 	"net/http"
 	"net/http/httptest"
 	"os/exec"
@@ -68,16 +69,16 @@ func TestWatchReadyByURL(t *testing.T) {
 	r.startWatch(0, 100)
 	time.AfterFunc(150*time.Millisecond, func() { close(ready) }) // a few probes fail first
 	// the failing probes' reason is reported (once: it does not change), then Ready.
-	require.Equal(t, []Event{NotReady{Epoch: 0, Reason: "GET " + cfg.ReadyURL + ": status 503"}}, nextWithin(t, r))
-	require.Equal(t, []Event{Ready{Epoch: 0}}, nextWithin(t, r))
+	require.Equal(t, []machine.Event{machine.NotReady{Epoch: 0, Reason: "GET " + cfg.ReadyURL + ": status 503"}}, nextWithin(t, r))
+	require.Equal(t, []machine.Event{machine.Ready{Epoch: 0}}, nextWithin(t, r))
 
 	// A watch whose context ends gives up silently.
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	cfg.ReadyURL = "http://127.0.0.1:1/ready"
 	r, _ = fakeRunner(t, cfg, newFakeOS())
-	var reported []Event
-	r.watchReady(ctx, 1, 101, func(ev Event) { reported = append(reported, ev) })
+	var reported []machine.Event
+	r.watchReady(ctx, 1, 101, func(ev machine.Event) { reported = append(reported, ev) })
 	require.Empty(t, reported)
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/envoy-restarter/restarter/restarter/internal/machine"
 	"log/slog"
 	"os"
 	"slices"
@@ -18,10 +19,10 @@ type runner struct {
 	cfg     Config
 	log     *slog.Logger
 	sys     osEnv
-	machine *Machine
+	machine *machine.Machine
 	signals signals
-	timers  map[Timer]func() bool // stops each armed timer
-	gen     map[Timer]int         // the generation of each timer; older firings are dropped
+	timers  map[machine.Timer]func() bool // stops each armed timer
+	gen     map[machine.Timer]int         // the generation of each timer; older firings are dropped
 	fired   chan timerFiring
 	async   chan outcome               // outcomes of checks and readiness probes
 	check   context.CancelFunc         // stops the check in progress
@@ -29,8 +30,12 @@ type runner struct {
 	ctx     context.Context
 	cancel  context.CancelFunc // stops checks and probes still running
 	control *controlServer
-	baseID  string    // epoch 0's base id, read from --base-id-path
-	gate    *initGate // Envoy's INITIALIZING flag; nil with --init-gate off
+	// waiters are where the answers to the reload requests the machine holds
+	// go, by the Waiter it was given.
+	waiters    map[machine.Waiter]chan<- controlReply
+	lastWaiter machine.Waiter
+	baseID     string    // epoch 0's base id, read from --base-id-path
+	gate       *initGate // Envoy's INITIALIZING flag; nil with --init-gate off
 	// initWatches stops the INITIALIZING watch of each epoch, by pid.
 	initWatches map[int]context.CancelFunc
 	pidFile     *pidFile
@@ -42,7 +47,7 @@ type runner struct {
 // context it ran under: once that is cancelled (StopCheck, StopWatch), the
 // event is stale and dropped.
 type outcome struct {
-	ev  Event
+	ev  machine.Event
 	ctx context.Context
 }
 
@@ -58,7 +63,7 @@ type signals struct {
 }
 
 type timerFiring struct {
-	timer Timer
+	timer machine.Timer
 	gen   int
 }
 
@@ -88,7 +93,7 @@ func newRunner(cfg Config, log *slog.Logger, sys osEnv) *runner {
 		cfg:         cfg,
 		log:         log,
 		sys:         sys,
-		machine: NewMachine(Policy{
+		machine: machine.New(machine.Policy{
 			TermWait:            cfg.TermWait,
 			Check:               len(cfg.Check) > 0 || cfg.BaseIDPath != "",
 			Readiness:           cfg.readiness(),
@@ -107,11 +112,12 @@ func newRunner(cfg Config, log *slog.Logger, sys osEnv) *runner {
 			usr2: sys.notifySignal(syscall.SIGUSR2),
 			pipe: sys.notifySignal(syscall.SIGPIPE),
 		},
-		timers:   map[Timer]func() bool{},
-		gen:      map[Timer]int{},
+		timers:   map[machine.Timer]func() bool{},
+		gen:      map[machine.Timer]int{},
 		fired:    make(chan timerFiring, 4),
 		async:    make(chan outcome, 16),
 		watches:  map[int]context.CancelFunc{},
+		waiters:  map[machine.Waiter]chan<- controlReply{},
 		ctx:      ctx,
 		cancel:   cancel,
 		instance: instanceID(cfg),
@@ -129,7 +135,7 @@ func (r *runner) run() int {
 	}
 	defer r.tearDown()
 
-	events := []Event{Started{}}
+	events := []machine.Event{machine.Started{}}
 	for {
 		if code, done := r.handle(events); done {
 			r.stopLeftBehind()
@@ -143,7 +149,7 @@ func (r *runner) run() int {
 // was stale (a stopped timer, check or watch). Exits are always collected
 // first, so the machine sees a child's death before a signal, timer or
 // request that arrived at the same moment.
-func (r *runner) next() []Event {
+func (r *runner) next() []machine.Event {
 	var calls chan controlCall // nil (never ready) without a control socket
 	if r.control != nil {
 		calls = r.control.calls
@@ -153,19 +159,19 @@ func (r *runner) next() []Event {
 	case <-sig.chld:
 		return r.reap()
 	case <-sig.hup:
-		return append(r.reapAndLookAtInit(), Signaled{Signal: syscall.SIGHUP})
+		return append(r.reapAndLookAtInit(), machine.Signaled{Signal: machine.SIGHUP})
 	case <-sig.usr1:
-		return append(r.reap(), Signaled{Signal: syscall.SIGUSR1})
+		return append(r.reap(), machine.Signaled{Signal: machine.SIGUSR1})
 	case <-sig.term:
-		return append(r.reap(), Signaled{Signal: syscall.SIGTERM})
+		return append(r.reap(), machine.Signaled{Signal: machine.SIGTERM})
 	case <-sig.intr:
-		return append(r.reap(), Signaled{Signal: syscall.SIGINT})
+		return append(r.reap(), machine.Signaled{Signal: machine.SIGINT})
 	case <-sig.quit:
-		return append(r.reap(), Signaled{Signal: syscall.SIGQUIT})
+		return append(r.reap(), machine.Signaled{Signal: machine.SIGQUIT})
 	case <-sig.usr2:
-		return []Event{Signaled{Signal: syscall.SIGUSR2}}
+		return []machine.Event{machine.Signaled{Signal: machine.SIGUSR2}}
 	case <-sig.pipe:
-		return []Event{Signaled{Signal: syscall.SIGPIPE}}
+		return []machine.Event{machine.Signaled{Signal: machine.SIGPIPE}}
 	case o := <-r.async:
 		if o.ctx.Err() != nil {
 			return nil // its check or watch was stopped
@@ -178,7 +184,7 @@ func (r *runner) next() []Event {
 		if f.gen != r.gen[f.timer] {
 			return nil // stopped or set again since
 		}
-		return append(r.reap(), TimerFired{Timer: f.timer})
+		return append(r.reap(), machine.TimerFired{Timer: f.timer})
 	}
 }
 
@@ -195,7 +201,7 @@ func (r *runner) setUp() (int, bool) {
 	if r.cfg.Subreaper || r.sys.getpid() == 1 {
 		if err := r.sys.becomeSubreaper(); err != nil {
 			r.log.Error(err.Error())
-			return ExitError, false
+			return machine.ExitError, false
 		}
 		r.cfg.Subreaper = true
 		if err := checkOwnProc(); err != nil {
@@ -207,9 +213,9 @@ func (r *runner) setUp() (int, bool) {
 		r.tearDown()
 		var usage *UsageError
 		if errors.As(err, &usage) {
-			return ExitUsage, false
+			return machine.ExitUsage, false
 		}
-		return ExitError, false
+		return machine.ExitError, false
 	}
 	if r.cfg.PIDFile != "" {
 		p, err := takePIDFile(r.cfg.PIDFile)
@@ -300,7 +306,7 @@ func (r *runner) stopLeftBehind() {
 				r.sys.kill(pid, syscall.SIGKILL)
 			}
 			killed = true
-			stop = r.sys.afterFunc(KillWait, func() { wait <- struct{}{} })
+			stop = r.sys.afterFunc(machine.KillWait, func() { wait <- struct{}{} })
 		}
 		stopPoll()
 	}
@@ -326,58 +332,59 @@ func (r *runner) leftBehind() []int {
 // handle feeds events to the machine and performs its actions; a Spawn's
 // outcome is fed back before anything else. It reports the exit code once
 // the machine asks to exit.
-func (r *runner) handle(events []Event) (code int, done bool) {
+func (r *runner) handle(events []machine.Event) (code int, done bool) {
 	for len(events) > 0 {
 		ev := events[0]
 		events = events[1:]
 		for _, a := range r.machine.Handle(ev) {
 			switch a := a.(type) {
-			case Log:
+			case machine.Log:
 				r.log.Log(context.Background(), a.Level, a.Msg, a.Args...)
-			case Spawn:
-				events = append([]Event{r.spawn(a.Epoch)}, events...)
+			case machine.Spawn:
+				events = append([]machine.Event{r.spawn(a.Epoch)}, events...)
 				if a.Epoch > 0 {
 					// What the hot restart allocated is garbage now: hand it back
 					// to the kernel at once rather than at the scavenger's pace,
 					// so resident memory does not creep up restart by restart.
 					r.sys.releaseMemory()
 				}
-			case Kill:
-				if err := r.sys.kill(a.PID, a.Signal); err != nil {
+			case machine.Kill:
+				if err := r.sys.kill(a.PID, syscall.Signal(a.Signal)); err != nil {
 					r.log.Error(err.Error())
 				}
-			case SetTimer:
+			case machine.SetTimer:
 				r.setTimer(a.Timer, a.After)
-			case StopTimer:
+			case machine.StopTimer:
 				r.stopTimer(a.Timer)
-			case RunCheck:
+			case machine.RunCheck:
 				if ev, ok := r.startCheck(a.Epoch); !ok {
-					events = append([]Event{ev}, events...)
+					events = append([]machine.Event{ev}, events...)
 				}
-			case StopCheck:
+			case machine.StopCheck:
 				r.stopCheck()
-			case WatchReady:
+			case machine.WatchReady:
 				r.startWatch(a.Epoch, a.PID)
-			case StopWatch:
+			case machine.StopWatch:
 				r.stopWatch(a.Epoch)
-			case WatchInit:
+			case machine.WatchInit:
 				ctx, cancel := context.WithCancel(r.ctx)
 				r.initWatches[a.PID] = cancel
-				go r.gate.watchInit(ctx, a.Epoch, a.PID, r.baseID, func(ev Event) { r.report(ctx, ev) })
-			case ClearInit:
+				go r.gate.watchInit(ctx, a.Epoch, a.PID, r.baseID, func(ev machine.Event) { r.report(ctx, ev) })
+			case machine.ClearInit:
 				cleared, err := r.gate.clearInit(r.baseID)
 				if err != nil {
 					r.log.Warn(fmt.Sprintf("init gate: %v", err))
 				}
 				if cleared {
-					events = append([]Event{InitCleared(a)}, events...)
+					events = append([]machine.Event{machine.InitCleared(a)}, events...)
 				}
-			case Notify:
+			case machine.Notify:
 				r.notify(a)
-			case ReloadResult:
+			case machine.ReloadResult:
 				epoch := a.Epoch
-				a.Waiter <- controlReply{OK: a.OK, Error: a.Reason, Epoch: &epoch} // buffered: never blocks
-			case Exit:
+				r.waiters[a.Waiter] <- controlReply{OK: a.OK, Error: a.Reason, Epoch: &epoch} // buffered: never blocks
+				delete(r.waiters, a.Waiter)
+			case machine.Exit:
 				return a.Code, true
 			}
 		}
@@ -385,29 +392,31 @@ func (r *runner) handle(events []Event) (code int, done bool) {
 	return 0, false
 }
 
-func (r *runner) spawn(epoch int) Event {
+func (r *runner) spawn(epoch int) machine.Event {
 	pid, err := r.sys.start(r.cfg.Path, append([]string{r.cfg.Command}, r.cfg.Args...), r.childEnv(epoch), r.cfg.Dir)
 	if err != nil {
-		return SpawnFailed{Epoch: epoch, Err: err.Error()}
+		return machine.SpawnFailed{Epoch: epoch, Err: err.Error()}
 	}
-	return Spawned{Epoch: epoch, PID: pid, Envoy: r.gate != nil && r.gate.known()}
+	return machine.Spawned{Epoch: epoch, PID: pid, Envoy: r.gate != nil && r.gate.known()}
 }
 
-func (r *runner) controlCall(c controlCall) []Event {
+func (r *runner) controlCall(c controlCall) []machine.Event {
 	if c.command == "status" {
 		s := r.machine.Status()
 		c.reply <- controlReply{OK: true, Status: &s}
 		return nil
 	}
-	return []Event{ReloadRequested{Waiter: c.reply}}
+	r.lastWaiter++
+	r.waiters[r.lastWaiter] = c.reply
+	return []machine.Event{machine.ReloadRequested{Waiter: r.lastWaiter}}
 }
 
 // finished releases the check or watch that reported ev.
-func (r *runner) finished(ev Event) {
+func (r *runner) finished(ev machine.Event) {
 	switch ev := ev.(type) {
-	case CheckFinished:
+	case machine.CheckFinished:
 		r.stopCheck()
-	case Ready:
+	case machine.Ready:
 		r.stopWatch(ev.Epoch)
 	}
 }
@@ -432,7 +441,7 @@ func (r *runner) stopWatch(epoch int) {
 
 // report hands the outcome of work running under ctx to the event loop,
 // unless the loop has stopped.
-func (r *runner) report(ctx context.Context, ev Event) {
+func (r *runner) report(ctx context.Context, ev machine.Event) {
 	select {
 	case r.async <- outcome{ev: ev, ctx: ctx}:
 	case <-r.ctx.Done():
@@ -442,20 +451,20 @@ func (r *runner) report(ctx context.Context, ev Event) {
 // reapAndLookAtInit reaps, then, before a hot restart request, looks at
 // the newest epoch's INITIALIZING flag at once: its watcher may not have
 // found the region yet (epoch 0, in its first moments).
-func (r *runner) reapAndLookAtInit() []Event {
+func (r *runner) reapAndLookAtInit() []machine.Event {
 	events := r.reap()
 	if r.gate == nil {
 		return events
 	}
 	if epoch, pid, ok := r.machine.Newest(); ok && r.gate.initializingNow(pid) {
-		events = append(events, InitStarted{Epoch: epoch})
+		events = append(events, machine.InitStarted{Epoch: epoch})
 	}
 	return events
 }
 
 // reap collects the exits of epochs and, as subreaper, of orphans.
-func (r *runner) reap() []Event {
-	var events []Event
+func (r *runner) reap() []machine.Event {
+	var events []machine.Event
 	for _, ev := range r.sys.reap(r.machine.PIDs()) {
 		if stop := r.initWatches[ev.PID]; stop != nil {
 			stop() // the epoch is gone: so is its INITIALIZING watch
@@ -471,7 +480,7 @@ func (r *runner) reap() []Event {
 	return events
 }
 
-func (r *runner) setTimer(t Timer, after time.Duration) {
+func (r *runner) setTimer(t machine.Timer, after time.Duration) {
 	if stop := r.timers[t]; stop != nil {
 		stop()
 	}
@@ -485,7 +494,7 @@ func (r *runner) setTimer(t Timer, after time.Duration) {
 	})
 }
 
-func (r *runner) stopTimer(t Timer) {
+func (r *runner) stopTimer(t machine.Timer) {
 	if stop := r.timers[t]; stop != nil {
 		stop()
 		delete(r.timers, t)

@@ -2,6 +2,7 @@ package supervisor
 
 import (
 	"context"
+	"github.com/envoy-restarter/restarter/restarter/internal/machine"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,7 +19,7 @@ import (
 // the loop itself (handle, next), so every interleaving is deterministic.
 
 // handle feeds events to the runner and fails the test if it exits.
-func handle(t *testing.T, r *runner, events ...Event) {
+func handle(t *testing.T, r *runner, events ...machine.Event) {
 	t.Helper()
 	if code, done := r.handle(events); done {
 		t.Fatalf("runner exited with %d", code)
@@ -26,9 +27,9 @@ func handle(t *testing.T, r *runner, events ...Event) {
 }
 
 // nextWithin returns the loop's next events, failing after a deadline.
-func nextWithin(t *testing.T, r *runner) []Event {
+func nextWithin(t *testing.T, r *runner) []machine.Event {
 	t.Helper()
-	got := make(chan []Event, 1)
+	got := make(chan []machine.Event, 1)
 	go func() { got <- r.next() }()
 	select {
 	case evs := <-got:
@@ -40,20 +41,20 @@ func nextWithin(t *testing.T, r *runner) []Event {
 }
 
 func TestLoopCollectsExitsBeforeAnythingElse(t *testing.T) {
-	exit := Exited{PID: 101, Code: 1}
+	exit := machine.Exited{PID: 101, Code: 1}
 	tests := []struct {
 		name   string
 		arrive func(t *testing.T, f *fakeOS, r *runner)
-		want   Event
+		want   machine.Event
 	}{
 		{"signal", func(t *testing.T, f *fakeOS, r *runner) { f.raise(syscall.SIGTERM) }, term},
 		{"timer", func(t *testing.T, f *fakeOS, r *runner) {
-			r.setTimer(TermWaitTimer, time.Hour)
+			r.setTimer(machine.TermWaitTimer, time.Hour)
 			f.fire(len(f.timers) - 1)
-		}, TimerFired{Timer: TermWaitTimer}},
+		}, machine.TimerFired{Timer: machine.TermWaitTimer}},
 		{"check outcome", func(t *testing.T, f *fakeOS, r *runner) {
-			r.report(r.ctx, CheckFinished{Epoch: 2})
-		}, CheckFinished{Epoch: 2}},
+			r.report(r.ctx, machine.CheckFinished{Epoch: 2})
+		}, machine.CheckFinished{Epoch: 2}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -61,7 +62,7 @@ func TestLoopCollectsExitsBeforeAnythingElse(t *testing.T) {
 			// delivered yet,
 			f := newFakeOS()
 			r, _ := fakeRunner(t, testConfig(), f)
-			handle(t, r, Started{}, hup)
+			handle(t, r, machine.Started{}, hup)
 			f.mu.Lock()
 			delete(f.live, 101)
 			f.zombies[101] = exit
@@ -69,7 +70,7 @@ func TestLoopCollectsExitsBeforeAnythingElse(t *testing.T) {
 			// when something else arrives at the same moment,
 			tt.arrive(t, f, r)
 			// then the machine hears of the death first.
-			require.Equal(t, []Event{exit, tt.want}, nextWithin(t, r))
+			require.Equal(t, []machine.Event{exit, tt.want}, nextWithin(t, r))
 		})
 	}
 }
@@ -78,11 +79,11 @@ func TestLoopSIGTERMDuringAbnormalExitKillsNotTerms(t *testing.T) {
 	// Given two epochs; epoch 1 crashes and SIGTERM arrives before SIGCHLD.
 	f := newFakeOS()
 	r, _ := fakeRunner(t, testConfig(), f)
-	handle(t, r, Started{}, hup)
+	handle(t, r, machine.Started{}, hup)
 	f.takeCalls()
 	f.mu.Lock()
 	delete(f.live, 101)
-	f.zombies[101] = Exited{PID: 101, Signal: syscall.SIGSEGV}
+	f.zombies[101] = machine.Exited{PID: 101, Signal: machine.SIGSEGV}
 	f.mu.Unlock()
 	f.raise(syscall.SIGTERM)
 	handle(t, r, nextWithin(t, r)...)
@@ -90,13 +91,13 @@ func TestLoopSIGTERMDuringAbnormalExitKillsNotTerms(t *testing.T) {
 	require.Equal(t, []string{"kill 100 SIGKILL"}, f.takeCalls())
 	code, done := r.handle(nextWithin(t, r))
 	require.True(t, done)
-	require.Equal(t, ExitError, code)
+	require.Equal(t, machine.ExitError, code)
 }
 
 func TestLoopFeedsASpawnsOutcomeFirst(t *testing.T) {
 	f := newFakeOS()
 	r, _ := fakeRunner(t, testConfig(), f)
-	handle(t, r, Started{})
+	handle(t, r, machine.Started{})
 	// SIGHUP and SIGUSR1 in one batch: the new epoch is booked before the
 	// SIGUSR1 is handled, so it gets the signal too.
 	handle(t, r, hup, usr1)
@@ -111,8 +112,8 @@ func TestLoopFeedsASpawnsOutcomeFirst(t *testing.T) {
 func TestLoopChildDyingAtOnceIsAFailedEpoch(t *testing.T) {
 	f := newFakeOS()
 	r, logs := fakeRunner(t, testConfig(), f)
-	handle(t, r, Started{})
-	f.onStart = func(pid int) { f.exit(Exited{PID: pid, Code: 127}) } // dies before start returns
+	handle(t, r, machine.Started{})
+	f.onStart = func(pid int) { f.exit(machine.Exited{PID: pid, Code: 127}) } // dies before start returns
 	handle(t, r, hup)
 	handle(t, r, nextWithin(t, r)...)
 	require.Contains(t, f.takeCalls(), "kill 100 SIGKILL")
@@ -135,7 +136,7 @@ func TestLoopDropsStaleTimersAndOutcomes(t *testing.T) {
 		return "", nil
 	}
 	r, _ := fakeRunner(t, cfg, f)
-	handle(t, r, Started{})
+	handle(t, r, machine.Started{})
 	require.Len(t, f.timers, 1) // epoch 0's ready timeout
 	handle(t, r, nextWithin(t, r)...)
 	require.True(t, f.timers[0].stopped, "epoch 0 is ready: its ready timeout must be stopped")
@@ -157,7 +158,7 @@ func TestLoopDropsStaleTimersAndOutcomes(t *testing.T) {
 	// KILLed epoch's death.
 	close(release)
 	got := append(nextWithin(t, r), nextWithin(t, r)...)
-	require.Equal(t, []Event{Exited{PID: 101, Signal: syscall.SIGKILL}}, got)
+	require.Equal(t, []machine.Event{machine.Exited{PID: 101, Signal: machine.SIGKILL}}, got)
 }
 
 func TestLoopStopsProbingADeadEpoch(t *testing.T) {
@@ -180,12 +181,12 @@ func TestLoopStopsProbingADeadEpoch(t *testing.T) {
 		return "", ctx.Err()
 	}
 	r, _ := fakeRunner(t, cfg, f)
-	handle(t, r, Started{})
+	handle(t, r, machine.Started{})
 	handle(t, r, nextWithin(t, r)...) // epoch 0 ready
 	handle(t, r, hup)
 	<-probing
 	// when it exits 0 before it is ready,
-	f.exit(Exited{PID: 101})
+	f.exit(machine.Exited{PID: 101})
 	handle(t, r, nextWithin(t, r)...)
 	// then its probe is stopped at once, not at --ready-timeout.
 	select {
@@ -211,7 +212,7 @@ func TestLoopStopsTheCheckOnShutdown(t *testing.T) {
 		return "", ctx.Err()
 	}
 	r, _ := fakeRunner(t, cfg, f)
-	handle(t, r, Started{}, hup)
+	handle(t, r, machine.Started{}, hup)
 	// when SIGTERM comes during the check, the check is stopped,
 	f.raise(syscall.SIGTERM)
 	handle(t, r, nextWithin(t, r)...)
@@ -230,11 +231,11 @@ func TestCheckOutcomes(t *testing.T) {
 		name    string
 		check   []string
 		timeout time.Duration
-		want    CheckFinished
+		want    machine.CheckFinished
 	}{
-		{"passes", sh("echo RESTART_EPOCH=$RESTART_EPOCH"), 5 * time.Second, CheckFinished{Epoch: 1, Output: "RESTART_EPOCH=1\n"}},
-		{"refuses", sh("echo bad listener; exit 3"), 5 * time.Second, CheckFinished{Epoch: 1, Err: "/bin/sh: exit status 3", Output: "bad listener\n"}},
-		{"times out", sh("exec sleep 30"), 100 * time.Millisecond, CheckFinished{Epoch: 1, Err: "/bin/sh did not finish within --check-timeout=100ms"}},
+		{"passes", sh("echo RESTART_EPOCH=$RESTART_EPOCH"), 5 * time.Second, machine.CheckFinished{Epoch: 1, Output: "RESTART_EPOCH=1\n"}},
+		{"refuses", sh("echo bad listener; exit 3"), 5 * time.Second, machine.CheckFinished{Epoch: 1, Err: "/bin/sh: exit status 3", Output: "bad listener\n"}},
+		{"times out", sh("exec sleep 30"), 100 * time.Millisecond, machine.CheckFinished{Epoch: 1, Err: "/bin/sh did not finish within --check-timeout=100ms"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -244,7 +245,7 @@ func TestCheckOutcomes(t *testing.T) {
 			r, _ := fakeRunner(t, cfg, f) // checks run for real
 			_, pending := r.startCheck(1)
 			require.True(t, pending)
-			require.Equal(t, []Event{tt.want}, nextWithin(t, r))
+			require.Equal(t, []machine.Event{tt.want}, nextWithin(t, r))
 			require.Nil(t, r.check, "a finished check is released")
 		})
 	}
@@ -269,7 +270,7 @@ func TestBaseIDFlowsFromEpoch0ToLaterEpochs(t *testing.T) {
 
 	_, ok := r.setUp()
 	require.True(t, ok)
-	handle(t, r, Started{})
+	handle(t, r, machine.Started{})
 	require.NoFileExists(t, path, "epoch 0 must not see the stale id")
 	instance := instanceEnv + "=" + instanceID(cfg)
 	require.Equal(t, []string{"PATH=/bin", "RESTART_EPOCH=0", instance, "ENVOY_BASE_ID_PATH=" + path}, envs[0])
@@ -281,7 +282,7 @@ func TestBaseIDFlowsFromEpoch0ToLaterEpochs(t *testing.T) {
 	require.NoError(t, os.WriteFile(path, []byte("not an id"), 0o644))
 	ev, pending := r.startCheck(2)
 	require.False(t, pending)
-	require.Equal(t, CheckFinished{Epoch: 2, Err: "base id: " + path + `: "not an id" is not a base id`}, ev)
+	require.Equal(t, machine.CheckFinished{Epoch: 2, Err: "base id: " + path + `: "not an id" is not a base id`}, ev)
 	os.Remove(path)
 	ev, _ = r.startCheck(2)
 	require.Contains(t, ev.Err, "no such file or directory")
@@ -291,7 +292,7 @@ func TestNotify(t *testing.T) {
 	f := newFakeOS()
 	f.getenv["NOTIFY_SOCKET"] = "/run/notify"
 	r, _ := fakeRunner(t, testConfig(), f)
-	handle(t, r, Started{}, hup)
+	handle(t, r, machine.Started{}, hup)
 	f.raise(syscall.SIGTERM)
 	code, done := r.handle(nextWithin(t, r))
 	require.False(t, done, "TERMed children exit: SIGCHLD still to come (code %d)", code)
@@ -353,7 +354,7 @@ func TestRunServesControlAndCleansUp(t *testing.T) {
 
 	// and SIGTERM ends it with 0, its files removed.
 	f.raise(syscall.SIGTERM)
-	require.Equal(t, ExitClean, waitCode(t, code))
+	require.Equal(t, machine.ExitClean, waitCode(t, code))
 	require.NoFileExists(t, cfg.PIDFile)
 	require.NoFileExists(t, cfg.ControlSocket)
 	require.Zero(t, f.running())
@@ -365,7 +366,7 @@ func TestRunSetUpFailures(t *testing.T) {
 		cfg := testConfig()
 		cfg.PIDFile = filepath.Join(dir, "missing", "restarter.pid")
 		r, logs := fakeRunner(t, cfg, newFakeOS())
-		require.Equal(t, ExitError, r.run())
+		require.Equal(t, machine.ExitError, r.run())
 		require.Contains(t, logs.String(), "pid file "+cfg.PIDFile+": no such file or directory")
 	})
 	t.Run("control socket", func(t *testing.T) {
@@ -373,7 +374,7 @@ func TestRunSetUpFailures(t *testing.T) {
 		cfg.PIDFile = filepath.Join(dir, "restarter.pid")
 		cfg.ControlSocket = filepath.Join(dir, "missing", "control.sock")
 		r, logs := fakeRunner(t, cfg, newFakeOS())
-		require.Equal(t, ExitError, r.run())
+		require.Equal(t, machine.ExitError, r.run())
 		require.Contains(t, logs.String(), "control socket: ")
 		require.NoFileExists(t, cfg.PIDFile, "a failed set-up leaves nothing behind")
 	})
@@ -383,13 +384,13 @@ func TestRunSetUpFailures(t *testing.T) {
 		f := newFakeOS()
 		r, _ := fakeRunner(t, cfg, f)
 		f.mu.Lock()
-		f.orphans = []Exited{{PID: 777}}
+		f.orphans = []machine.Exited{{PID: 777}}
 		f.mu.Unlock()
 		_, ok := r.setUp()
 		require.True(t, ok)
-		handle(t, r, Started{})
+		handle(t, r, machine.Started{})
 		f.raise(syscall.SIGCHLD)
-		require.Equal(t, []Event{Exited{PID: 777}}, nextWithin(t, r))
+		require.Equal(t, []machine.Event{machine.Exited{PID: 777}}, nextWithin(t, r))
 		require.Equal(t, "subreaper", f.takeCalls()[0])
 	})
 }
@@ -398,7 +399,7 @@ func TestRunSpawnFailure(t *testing.T) {
 	f := newFakeOS()
 	f.startErr = os.ErrPermission
 	r, logs := fakeRunner(t, testConfig(), f)
-	require.Equal(t, ExitError, r.run())
+	require.Equal(t, machine.ExitError, r.run())
 	require.Contains(t, logs.String(), "epoch 0: permission denied")
 }
 
@@ -406,7 +407,7 @@ func TestRunKillsStubbornChildrenAfterTermWait(t *testing.T) {
 	f := newFakeOS()
 	f.stubborn = true
 	r, _ := fakeRunner(t, testConfig(), f)
-	handle(t, r, Started{})
+	handle(t, r, machine.Started{})
 	f.raise(syscall.SIGTERM)
 	handle(t, r, nextWithin(t, r)...)
 	require.Equal(t, testTermWait, f.timers[0].after)
@@ -414,7 +415,7 @@ func TestRunKillsStubbornChildrenAfterTermWait(t *testing.T) {
 	handle(t, r, nextWithin(t, r)...) // the term wait: KILL
 	code, done := r.handle(nextWithin(t, r))
 	require.True(t, done)
-	require.Equal(t, ExitError, code)
+	require.Equal(t, machine.ExitError, code)
 }
 
 // TestRunRealOS runs the whole restarter in process on the real OS layer:
@@ -423,7 +424,7 @@ func TestRunRealOS(t *testing.T) {
 	cfg := testConfig()
 	cfg.Command, cfg.Path, cfg.Args = "/bin/sh", "/bin/sh", []string{"-c", "test \"$RESTART_EPOCH\" = 0"}
 	var logs syncBuffer
-	require.Equal(t, ExitClean, Run(cfg, NewLogger(&logs, "text")))
+	require.Equal(t, machine.ExitClean, Run(cfg, NewLogger(&logs, "text")))
 	require.Contains(t, logs.String(), "exited with code=0")
 	require.Contains(t, logs.String(), "exiting due to lack of child processes")
 }

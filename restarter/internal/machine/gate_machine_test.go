@@ -1,8 +1,8 @@
-package supervisor
+package machine
 
 import (
+	"github.com/envoy-restarter/restarter/restarter/status"
 	"log/slog"
-	"syscall"
 	"testing"
 	"time"
 
@@ -54,20 +54,20 @@ func TestMachineInitGateAndKeep(t *testing.T) {
 		name   string
 		policy Policy
 		steps  []step
-		status Status
+		status status.Status
 	}{
 		{
 			name:   "SIGTERM while the newest epoch initializes: it stops first, its parent once it is reaped",
 			policy: gatePolicy,
 			steps: then(envoyEpoch1Starting,
-				step{term, do(Notify{Stopping: true, Status: "shutting down"}, stopReadyTimeout, sends(101, syscall.SIGTERM), holdOlder, termWait)},
+				step{term, do(Notify{Stopping: true, Status: "shutting down"}, stopReadyTimeout, sends(101, SIGTERM), holdOlder, termWait)},
 				step{InitDone{Epoch: 1}, nil},
-				step{Exited{PID: 101, Signal: syscall.SIGTERM}, do(stopOlder, sends(100, syscall.SIGTERM))}, // before its handlers
+				step{Exited{PID: 101, Signal: SIGTERM}, do(stopOlder, sends(100, SIGTERM))}, // before its handlers
 				step{Exited{PID: 100}, do(Exit{Code: 0})},
 			),
-			status: Status{Phase: "exited", Epochs: []EpochStatus{},
-				LastRestart: &RestartStatus{Epoch: 1, Result: "failed", Reason: "shutdown in progress", At: testNow},
-				Counters:    Counters{SIGHUPs: 1, Restarts: 1, RestartsFailed: 1}},
+			status: status.Status{Phase: "exited", Epochs: []status.EpochStatus{},
+				LastRestart: &status.RestartStatus{Epoch: 1, Result: "failed", Reason: "shutdown in progress", At: testNow},
+				Counters:    status.Counters{SIGHUPs: 1, Restarts: 1, RestartsFailed: 1}},
 		},
 		{
 			name:   "a child that never maps Envoy's region behaves as without the gate",
@@ -79,10 +79,10 @@ func TestMachineInitGateAndKeep(t *testing.T) {
 				{Spawned{Epoch: 1, PID: 101}, do(WatchInit{Epoch: 1, PID: 101}, live(1, 101))},
 				{hup, do(reloading(2), Spawn{Epoch: 2})},
 			},
-			status: Status{Phase: "running", Epochs: []EpochStatus{{Epoch: 0, PID: 100, Started: testNow, State: "draining"}, {Epoch: 1, PID: 101, Started: testNow, State: "live"}},
-				Restart:     &RestartStatus{Epoch: 2, Stage: "starting"},
-				LastRestart: &RestartStatus{Epoch: 1, Result: "ok", At: testNow},
-				Counters:    Counters{SIGHUPs: 2, Restarts: 2}},
+			status: status.Status{Phase: "running", Epochs: []status.EpochStatus{{Epoch: 0, PID: 100, Started: testNow, State: "draining"}, {Epoch: 1, PID: 101, Started: testNow, State: "live"}},
+				Restart:     &status.RestartStatus{Epoch: 2, Stage: "starting"},
+				LastRestart: &status.RestartStatus{Epoch: 1, Result: "ok", At: testNow},
+				Counters:    status.Counters{SIGHUPs: 2, Restarts: 2}},
 		},
 		{
 			name:   "SIGHUPs and SIGUSR1 while epoch 0 initializes wait for its flag to clear",
@@ -91,14 +91,14 @@ func TestMachineInitGateAndKeep(t *testing.T) {
 				step{hup, nil},
 				step{hup, nil},
 				step{usr1, nil},
-				step{InitDone{Epoch: 0}, do(sends(100, syscall.SIGUSR1), reloading(1), Spawn{Epoch: 1})},
+				step{InitDone{Epoch: 0}, do(sends(100, SIGUSR1), reloading(1), Spawn{Epoch: 1})},
 				step{InitStarted{Epoch: 0}, nil}, // done is done
 				envoySpawned(1, 101),
 			),
-			status: Status{Phase: "running", Epochs: []EpochStatus{{Epoch: 0, PID: 100, Started: testNow, State: "live"}, {Epoch: 1, PID: 101, Started: testNow, State: "starting"}},
-				Restart:     &RestartStatus{Epoch: 1, Stage: "starting"},
-				LastRestart: &RestartStatus{Epoch: 0, Result: "ok", At: testNow},
-				Counters:    Counters{SIGHUPs: 2, Restarts: 1}},
+			status: status.Status{Phase: "running", Epochs: []status.EpochStatus{{Epoch: 0, PID: 100, Started: testNow, State: "live"}, {Epoch: 1, PID: 101, Started: testNow, State: "starting"}},
+				Restart:     &status.RestartStatus{Epoch: 1, Stage: "starting"},
+				LastRestart: &status.RestartStatus{Epoch: 0, Result: "ok", At: testNow},
+				Counters:    status.Counters{SIGHUPs: 2, Restarts: 1}},
 		},
 		{
 			name:   "SIGUSR1 right after epoch 0's fork, before the gate knows it is Envoy: held until its flag clears, sent once",
@@ -107,33 +107,33 @@ func TestMachineInitGateAndKeep(t *testing.T) {
 				step{usr1, nil},
 				step{InitStarted{Epoch: 0}, nil},
 				step{usr1, nil},
-				step{InitDone{Epoch: 0}, do(sends(100, syscall.SIGUSR1))},
-				step{usr1, do(sends(100, syscall.SIGUSR1))},
+				step{InitDone{Epoch: 0}, do(sends(100, SIGUSR1))},
+				step{usr1, do(sends(100, SIGUSR1))},
 			),
-			status: Status{Phase: "running", Epochs: []EpochStatus{{Epoch: 0, PID: 100, Started: testNow, State: "live"}},
-				LastRestart: &RestartStatus{Epoch: 0, Result: "ok", At: testNow}},
+			status: status.Status{Phase: "running", Epochs: []status.EpochStatus{{Epoch: 0, PID: 100, Started: testNow, State: "live"}},
+				LastRestart: &status.RestartStatus{Epoch: 0, Result: "ok", At: testNow}},
 		},
 		{
 			name:   "SIGUSR1 held for a child the gate then finds is not Envoy goes then",
 			policy: gatePolicy,
 			steps: then(envoyEpoch0[:2],
 				step{usr1, nil},
-				step{InitDone{Epoch: 0}, do(sends(100, syscall.SIGUSR1))},
+				step{InitDone{Epoch: 0}, do(sends(100, SIGUSR1))},
 			),
-			status: Status{Phase: "running", Epochs: []EpochStatus{{Epoch: 0, PID: 100, Started: testNow, State: "live"}},
-				LastRestart: &RestartStatus{Epoch: 0, Result: "ok", At: testNow}},
+			status: status.Status{Phase: "running", Epochs: []status.EpochStatus{{Epoch: 0, PID: 100, Started: testNow, State: "live"}},
+				LastRestart: &status.RestartStatus{Epoch: 0, Result: "ok", At: testNow}},
 		},
 		{
 			name:   "SIGUSR1 right after epoch 1's fork: epoch 0 gets it at once, epoch 1 once its flag clears",
 			policy: gatePolicy,
 			steps: then(envoyEpoch1Starting,
-				step{usr1, do(sends(100, syscall.SIGUSR1))},
+				step{usr1, do(sends(100, SIGUSR1))},
 				step{InitStarted{Epoch: 1}, nil},
-				step{InitDone{Epoch: 1}, do(sends(101, syscall.SIGUSR1), stopReadyTimeout, live(1, 101))},
+				step{InitDone{Epoch: 1}, do(sends(101, SIGUSR1), stopReadyTimeout, live(1, 101))},
 			),
-			status: Status{Phase: "running", Epochs: []EpochStatus{{Epoch: 0, PID: 100, Started: testNow, State: "draining"}, {Epoch: 1, PID: 101, Started: testNow, State: "live"}},
-				LastRestart: &RestartStatus{Epoch: 1, Result: "ok", At: testNow},
-				Counters:    Counters{SIGHUPs: 1, Restarts: 1}},
+			status: status.Status{Phase: "running", Epochs: []status.EpochStatus{{Epoch: 0, PID: 100, Started: testNow, State: "draining"}, {Epoch: 1, PID: 101, Started: testNow, State: "live"}},
+				LastRestart: &status.RestartStatus{Epoch: 1, Result: "ok", At: testNow},
+				Counters:    status.Counters{SIGHUPs: 1, Restarts: 1}},
 		},
 		{
 			name: "with a readiness probe, SIGUSR1 held by the gate goes once the probe passes",
@@ -146,11 +146,11 @@ func TestMachineInitGateAndKeep(t *testing.T) {
 				{Started{}, do(Spawn{Epoch: 0})},
 				{Spawned{Epoch: 0, PID: 100}, do(WatchInit{Epoch: 0, PID: 100}, WatchReady{Epoch: 0, PID: 100}, readyTimeout)},
 				{usr1, nil},
-				{Ready{Epoch: 0}, do(sends(100, syscall.SIGUSR1), stopReadyTimeout, live(0, 100))},
+				{Ready{Epoch: 0}, do(sends(100, SIGUSR1), stopReadyTimeout, live(0, 100))},
 				{InitDone{Epoch: 0}, nil},
 			},
-			status: Status{Phase: "running", Epochs: []EpochStatus{{Epoch: 0, PID: 100, Started: testNow, State: "live"}},
-				LastRestart: &RestartStatus{Epoch: 0, Result: "ok", At: testNow}},
+			status: status.Status{Phase: "running", Epochs: []status.EpochStatus{{Epoch: 0, PID: 100, Started: testNow, State: "live"}},
+				LastRestart: &status.RestartStatus{Epoch: 0, Result: "ok", At: testNow}},
 		},
 		{
 			name:   "a storm is coalesced: the next epoch forks the moment the flag clears",
@@ -164,10 +164,10 @@ func TestMachineInitGateAndKeep(t *testing.T) {
 				envoySpawned(2, 102),
 				step{InitDone{Epoch: 2}, do(stopReadyTimeout, ReloadResult{Waiter: w1, OK: true, Epoch: 2}, live(2, 102))},
 			),
-			status: Status{Phase: "running", Epochs: []EpochStatus{
+			status: status.Status{Phase: "running", Epochs: []status.EpochStatus{
 				{Epoch: 0, PID: 100, Started: testNow, State: "draining"}, {Epoch: 1, PID: 101, Started: testNow, State: "draining"}, {Epoch: 2, PID: 102, Started: testNow, State: "live"}},
-				LastRestart: &RestartStatus{Epoch: 2, Result: "ok", At: testNow},
-				Counters:    Counters{SIGHUPs: 3, Reloads: 1, Restarts: 2}},
+				LastRestart: &status.RestartStatus{Epoch: 2, Result: "ok", At: testNow},
+				Counters:    status.Counters{SIGHUPs: 3, Reloads: 1, Restarts: 2}},
 		},
 		{
 			name:   "an unknown region layout turns the gate off for that epoch",
@@ -176,9 +176,9 @@ func TestMachineInitGateAndKeep(t *testing.T) {
 				step{InitDone{Epoch: 1, Warning: "region version 12, want 11"}, do(stopReadyTimeout, live(1, 101))},
 				step{InitDone{Epoch: 1, Warning: "again"}, nil}, // one warning per epoch
 			),
-			status: Status{Phase: "running", Epochs: []EpochStatus{{Epoch: 0, PID: 100, Started: testNow, State: "draining"}, {Epoch: 1, PID: 101, Started: testNow, State: "live"}},
-				LastRestart: &RestartStatus{Epoch: 1, Result: "ok", At: testNow},
-				Counters:    Counters{SIGHUPs: 1, Restarts: 1}},
+			status: status.Status{Phase: "running", Epochs: []status.EpochStatus{{Epoch: 0, PID: 100, Started: testNow, State: "draining"}, {Epoch: 1, PID: 101, Started: testNow, State: "live"}},
+				LastRestart: &status.RestartStatus{Epoch: 1, Result: "ok", At: testNow},
+				Counters:    status.Counters{SIGHUPs: 1, Restarts: 1}},
 		},
 		{
 			name:   "exit policy: a new epoch that fails initializing takes everything down",
@@ -186,11 +186,11 @@ func TestMachineInitGateAndKeep(t *testing.T) {
 			steps: then(envoyEpoch1Starting,
 				step{Exited{PID: 101, Code: 1}, do(stopReadyTimeout,
 					// No READY=1 just before STOPPING=1.
-					Notify{Stopping: true, Status: shuttingDown}, sends(100, syscall.SIGKILL), killWait)},
+					Notify{Stopping: true, Status: shuttingDown}, sends(100, SIGKILL), killWait)},
 			),
-			status: Status{Phase: "killing", Epochs: []EpochStatus{{Epoch: 0, PID: 100, Started: testNow, State: "live"}},
-				LastRestart: &RestartStatus{Epoch: 1, Result: "failed", Reason: "epoch 1 exited with code=1 before it was ready", At: testNow},
-				Counters:    Counters{SIGHUPs: 1, Restarts: 1, RestartsFailed: 1}},
+			status: status.Status{Phase: "killing", Epochs: []status.EpochStatus{{Epoch: 0, PID: 100, Started: testNow, State: "live"}},
+				LastRestart: &status.RestartStatus{Epoch: 1, Result: "failed", Reason: "epoch 1 exited with code=1 before it was ready", At: testNow},
+				Counters:    status.Counters{SIGHUPs: 1, Restarts: 1, RestartsFailed: 1}},
 		},
 		{
 			name:   "exit policy: a new epoch that exits 0 initializing leaves the flag set; it is cleared",
@@ -202,10 +202,10 @@ func TestMachineInitGateAndKeep(t *testing.T) {
 					ClearInit{Epoch: 1, PID: 101}, reloading(2), Spawn{Epoch: 2})},
 				step{InitCleared{Epoch: 1, PID: 101}, nil},
 			),
-			status: Status{Phase: "running", Epochs: []EpochStatus{{Epoch: 0, PID: 100, Started: testNow, State: "live"}},
-				Restart:     &RestartStatus{Epoch: 2, Stage: "starting"},
-				LastRestart: &RestartStatus{Epoch: 1, Result: "failed", Reason: "epoch 1 exited with code=0 before it was ready", At: testNow},
-				Counters:    Counters{SIGHUPs: 2, Restarts: 2, RestartsFailed: 1, InitFlagsCleared: 1}},
+			status: status.Status{Phase: "running", Epochs: []status.EpochStatus{{Epoch: 0, PID: 100, Started: testNow, State: "live"}},
+				Restart:     &status.RestartStatus{Epoch: 2, Stage: "starting"},
+				LastRestart: &status.RestartStatus{Epoch: 1, Result: "failed", Reason: "epoch 1 exited with code=0 before it was ready", At: testNow},
+				Counters:    status.Counters{SIGHUPs: 2, Restarts: 2, RestartsFailed: 1, InitFlagsCleared: 1}},
 		},
 		{
 			name:   "keep: a new epoch that fails leaves the old one serving; the flag is healed and the number reused",
@@ -219,9 +219,9 @@ func TestMachineInitGateAndKeep(t *testing.T) {
 				envoySpawned(1, 102),
 				step{InitDone{Epoch: 1}, do(stopReadyTimeout, ReloadResult{Waiter: w1, OK: true, Epoch: 1}, live(1, 102))},
 			),
-			status: Status{Phase: "running", Epochs: []EpochStatus{{Epoch: 0, PID: 100, Started: testNow, State: "draining"}, {Epoch: 1, PID: 102, Started: testNow, State: "live"}},
-				LastRestart: &RestartStatus{Epoch: 1, Result: "ok", At: testNow},
-				Counters:    Counters{SIGHUPs: 1, Reloads: 1, Restarts: 2, RestartsFailed: 1, InitFlagsCleared: 1}},
+			status: status.Status{Phase: "running", Epochs: []status.EpochStatus{{Epoch: 0, PID: 100, Started: testNow, State: "draining"}, {Epoch: 1, PID: 102, Started: testNow, State: "live"}},
+				LastRestart: &status.RestartStatus{Epoch: 1, Result: "ok", At: testNow},
+				Counters:    status.Counters{SIGHUPs: 1, Reloads: 1, Restarts: 2, RestartsFailed: 1, InitFlagsCleared: 1}},
 		},
 		{
 			name:   "keep: the reload of a restart whose epoch was killed gets the reason",
@@ -229,16 +229,16 @@ func TestMachineInitGateAndKeep(t *testing.T) {
 			steps: then(envoyEpoch0,
 				step{ReloadRequested{Waiter: w1}, do(reloading(1), Spawn{Epoch: 1})},
 				envoySpawned(1, 101),
-				step{Exited{PID: 101, Signal: syscall.SIGKILL}, do(stopReadyTimeout,
+				step{Exited{PID: 101, Signal: SIGKILL}, do(stopReadyTimeout,
 					ReloadResult{Waiter: w1, Epoch: 1, Reason: "epoch 1 was killed with signal=9 before it was ready"},
 					failed(1, "epoch 1 was killed with signal=9 before it was ready"),
 					ClearInit{Epoch: 1, PID: 101})},
 				step{hup, do(reloading(1), Spawn{Epoch: 1})},
 			),
-			status: Status{Phase: "running", Epochs: []EpochStatus{{Epoch: 0, PID: 100, Started: testNow, State: "live"}},
-				Restart:     &RestartStatus{Epoch: 1, Stage: "starting"},
-				LastRestart: &RestartStatus{Epoch: 1, Result: "failed", Reason: "epoch 1 was killed with signal=9 before it was ready", At: testNow},
-				Counters:    Counters{SIGHUPs: 1, Reloads: 1, Restarts: 2, RestartsFailed: 1}},
+			status: status.Status{Phase: "running", Epochs: []status.EpochStatus{{Epoch: 0, PID: 100, Started: testNow, State: "live"}},
+				Restart:     &status.RestartStatus{Epoch: 1, Stage: "starting"},
+				LastRestart: &status.RestartStatus{Epoch: 1, Result: "failed", Reason: "epoch 1 was killed with signal=9 before it was ready", At: testNow},
+				Counters:    status.Counters{SIGHUPs: 1, Reloads: 1, Restarts: 2, RestartsFailed: 1}},
 		},
 		{
 			name:   "keep: an older epoch's late watcher never takes the new epoch's flag for its own; the dead new epoch's flag is healed",
@@ -261,10 +261,10 @@ func TestMachineInitGateAndKeep(t *testing.T) {
 					ClearInit{Epoch: 1, PID: 101})},
 				step{hup, do(reloading(1), Spawn{Epoch: 1})},
 			),
-			status: Status{Phase: "running", Epochs: []EpochStatus{{Epoch: 0, PID: 100, Started: testNow, State: "live"}},
-				Restart:     &RestartStatus{Epoch: 1, Stage: "starting"},
-				LastRestart: &RestartStatus{Epoch: 1, Result: "failed", Reason: "epoch 1 exited with code=1 before it was ready", At: testNow},
-				Counters:    Counters{SIGHUPs: 1, Reloads: 1, Restarts: 2, RestartsFailed: 1}},
+			status: status.Status{Phase: "running", Epochs: []status.EpochStatus{{Epoch: 0, PID: 100, Started: testNow, State: "live"}},
+				Restart:     &status.RestartStatus{Epoch: 1, Stage: "starting"},
+				LastRestart: &status.RestartStatus{Epoch: 1, Result: "failed", Reason: "epoch 1 exited with code=1 before it was ready", At: testNow},
+				Counters:    status.Counters{SIGHUPs: 1, Reloads: 1, Restarts: 2, RestartsFailed: 1}},
 		},
 		{
 			name:   "keep: a new epoch killed by SIGTERM, no stop signal following: kept after the group-stop grace",
@@ -272,15 +272,15 @@ func TestMachineInitGateAndKeep(t *testing.T) {
 			steps: then(envoyEpoch0,
 				step{ReloadRequested{Waiter: w1}, do(reloading(1), Spawn{Epoch: 1})},
 				envoySpawned(1, 101),
-				step{Exited{PID: 101, Signal: syscall.SIGTERM}, do(stopReadyTimeout, groupGrace)},
+				step{Exited{PID: 101, Signal: SIGTERM}, do(stopReadyTimeout, groupGrace)},
 				step{TimerFired{Timer: GroupStopTimer}, do(
 					ReloadResult{Waiter: w1, Epoch: 1, Reason: "epoch 1 was killed with signal=15 before it was ready"},
 					failed(1, "epoch 1 was killed with signal=15 before it was ready"),
 					ClearInit{Epoch: 1, PID: 101})},
 			),
-			status: Status{Phase: "running", Epochs: []EpochStatus{{Epoch: 0, PID: 100, Started: testNow, State: "live"}},
-				LastRestart: &RestartStatus{Epoch: 1, Result: "failed", Reason: "epoch 1 was killed with signal=15 before it was ready", At: testNow},
-				Counters:    Counters{Reloads: 1, Restarts: 1, RestartsFailed: 1}},
+			status: status.Status{Phase: "running", Epochs: []status.EpochStatus{{Epoch: 0, PID: 100, Started: testNow, State: "live"}},
+				LastRestart: &status.RestartStatus{Epoch: 1, Result: "failed", Reason: "epoch 1 was killed with signal=15 before it was ready", At: testNow},
+				Counters:    status.Counters{Reloads: 1, Restarts: 1, RestartsFailed: 1}},
 		},
 		{
 			name:   "keep: an exec failure at epoch 1 keeps epoch 0",
@@ -291,10 +291,10 @@ func TestMachineInitGateAndKeep(t *testing.T) {
 					failed(1, "epoch could not be started: cannot execute /x: too many open files (errno=24 EMFILE)"))},
 				step{hup, do(reloading(1), Spawn{Epoch: 1})},
 			),
-			status: Status{Phase: "running", Epochs: []EpochStatus{{Epoch: 0, PID: 100, Started: testNow, State: "live"}},
-				Restart:     &RestartStatus{Epoch: 1, Stage: "starting"},
-				LastRestart: &RestartStatus{Epoch: 1, Result: "failed", Reason: "epoch could not be started: cannot execute /x: too many open files (errno=24 EMFILE)", At: testNow},
-				Counters:    Counters{SIGHUPs: 2, Restarts: 2, RestartsFailed: 1}},
+			status: status.Status{Phase: "running", Epochs: []status.EpochStatus{{Epoch: 0, PID: 100, Started: testNow, State: "live"}},
+				Restart:     &status.RestartStatus{Epoch: 1, Stage: "starting"},
+				LastRestart: &status.RestartStatus{Epoch: 1, Result: "failed", Reason: "epoch could not be started: cannot execute /x: too many open files (errno=24 EMFILE)", At: testNow},
+				Counters:    status.Counters{SIGHUPs: 2, Restarts: 2, RestartsFailed: 1}},
 		},
 		{
 			name:   "keep: epoch 0 failing to start still exits",
@@ -303,32 +303,32 @@ func TestMachineInitGateAndKeep(t *testing.T) {
 				{Started{}, do(Spawn{Epoch: 0})},
 				{SpawnFailed{Epoch: 0, Err: "cannot execute /x: no such file"}, do(Notify{Stopping: true, Status: shuttingDown}, Exit{Code: 1})},
 			},
-			status: Status{Phase: "exited",
-				LastRestart: &RestartStatus{Epoch: 0, Result: "failed", Reason: "epoch could not be started: cannot execute /x: no such file", At: testNow}},
+			status: status.Status{Phase: "exited",
+				LastRestart: &status.RestartStatus{Epoch: 0, Result: "failed", Reason: "epoch could not be started: cannot execute /x: no such file", At: testNow}},
 		},
 		{
 			name:   "keep: an epoch never done initializing times out, is killed, and the old one keeps serving",
 			policy: keepPolicy,
 			steps: then(envoyEpoch1Starting,
-				step{TimerFired{Timer: ReadyTimeoutTimer}, do(sends(101, syscall.SIGKILL))},
-				step{Exited{PID: 101, Signal: syscall.SIGKILL}, do(
+				step{TimerFired{Timer: ReadyTimeoutTimer}, do(sends(101, SIGKILL))},
+				step{Exited{PID: 101, Signal: SIGKILL}, do(
 					failed(1, "epoch 1 not ready within --ready-timeout=10s: Envoy's INITIALIZING flag is still set"),
 					ClearInit{Epoch: 1, PID: 101})},
 			),
-			status: Status{Phase: "running", Epochs: []EpochStatus{{Epoch: 0, PID: 100, Started: testNow, State: "live"}},
-				LastRestart: &RestartStatus{Epoch: 1, Result: "failed", Reason: "epoch 1 not ready within --ready-timeout=10s: Envoy's INITIALIZING flag is still set", At: testNow},
-				Counters:    Counters{SIGHUPs: 1, Restarts: 1, RestartsFailed: 1}},
+			status: status.Status{Phase: "running", Epochs: []status.EpochStatus{{Epoch: 0, PID: 100, Started: testNow, State: "live"}},
+				LastRestart: &status.RestartStatus{Epoch: 1, Result: "failed", Reason: "epoch 1 not ready within --ready-timeout=10s: Envoy's INITIALIZING flag is still set", At: testNow},
+				Counters:    status.Counters{SIGHUPs: 1, Restarts: 1, RestartsFailed: 1}},
 		},
 		{
 			name:   "keep: a live epoch that dies still takes everything down",
 			policy: keepPolicy,
 			steps: then(envoyEpoch1Starting,
 				step{InitDone{Epoch: 1}, do(stopReadyTimeout, live(1, 101))},
-				step{Exited{PID: 101, Code: 1}, do(Notify{Stopping: true, Status: shuttingDown}, sends(100, syscall.SIGKILL), killWait)},
+				step{Exited{PID: 101, Code: 1}, do(Notify{Stopping: true, Status: shuttingDown}, sends(100, SIGKILL), killWait)},
 			),
-			status: Status{Phase: "killing", Epochs: []EpochStatus{{Epoch: 0, PID: 100, Started: testNow, State: "live"}},
-				LastRestart: &RestartStatus{Epoch: 1, Result: "ok", At: testNow},
-				Counters:    Counters{SIGHUPs: 1, Restarts: 1}},
+			status: status.Status{Phase: "killing", Epochs: []status.EpochStatus{{Epoch: 0, PID: 100, Started: testNow, State: "live"}},
+				LastRestart: &status.RestartStatus{Epoch: 1, Result: "ok", At: testNow},
+				Counters:    status.Counters{SIGHUPs: 1, Restarts: 1}},
 		},
 		{
 			// Its live child would abort within seconds anyway: Envoy's child
@@ -337,11 +337,11 @@ func TestMachineInitGateAndKeep(t *testing.T) {
 			policy: keepPolicy,
 			steps: then(envoyEpoch1Starting,
 				step{InitDone{Epoch: 1}, do(stopReadyTimeout, live(1, 101))},
-				step{Exited{PID: 100, Signal: syscall.SIGSEGV}, do(Notify{Stopping: true, Status: shuttingDown}, sends(101, syscall.SIGKILL), killWait)},
+				step{Exited{PID: 100, Signal: SIGSEGV}, do(Notify{Stopping: true, Status: shuttingDown}, sends(101, SIGKILL), killWait)},
 			),
-			status: Status{Phase: "killing", Epochs: []EpochStatus{{Epoch: 1, PID: 101, Started: testNow, State: "live"}},
-				LastRestart: &RestartStatus{Epoch: 1, Result: "ok", At: testNow},
-				Counters:    Counters{SIGHUPs: 1, Restarts: 1}},
+			status: status.Status{Phase: "killing", Epochs: []status.EpochStatus{{Epoch: 1, PID: 101, Started: testNow, State: "live"}},
+				LastRestart: &status.RestartStatus{Epoch: 1, Result: "ok", At: testNow},
+				Counters:    status.Counters{SIGHUPs: 1, Restarts: 1}},
 		},
 		{
 			name:   "with a probe: ready once both the flag cleared and the probe passed",
@@ -352,8 +352,8 @@ func TestMachineInitGateAndKeep(t *testing.T) {
 				{Ready{Epoch: 0}, nil},
 				{InitDone{Epoch: 0}, do(stopReadyTimeout, live(0, 100))},
 			},
-			status: Status{Phase: "running", Epochs: []EpochStatus{{Epoch: 0, PID: 100, Started: testNow, State: "live"}},
-				LastRestart: &RestartStatus{Epoch: 0, Result: "ok", At: testNow}},
+			status: status.Status{Phase: "running", Epochs: []status.EpochStatus{{Epoch: 0, PID: 100, Started: testNow, State: "live"}},
+				LastRestart: &status.RestartStatus{Epoch: 0, Result: "ok", At: testNow}},
 		},
 		{
 			name:   "with a probe: the timeout names the probe's last reason",
@@ -367,12 +367,12 @@ func TestMachineInitGateAndKeep(t *testing.T) {
 				{NotReady{Epoch: 1, Reason: "GET http://a/server_info: connection refused"}, nil},
 				{NotReady{Epoch: 0, Reason: "stale"}, nil},
 				{NotReady{Epoch: 1, Reason: "GET http://a/server_info: epoch 1 is INITIALIZING"}, nil},
-				{TimerFired{Timer: ReadyTimeoutTimer}, do(StopWatch{Epoch: 1}, sends(101, syscall.SIGKILL))},
-				{Exited{PID: 101, Signal: syscall.SIGKILL}, do(failed(1, "epoch 1 not ready within --ready-timeout=10s: GET http://a/server_info: epoch 1 is INITIALIZING"))},
+				{TimerFired{Timer: ReadyTimeoutTimer}, do(StopWatch{Epoch: 1}, sends(101, SIGKILL))},
+				{Exited{PID: 101, Signal: SIGKILL}, do(failed(1, "epoch 1 not ready within --ready-timeout=10s: GET http://a/server_info: epoch 1 is INITIALIZING"))},
 			},
-			status: Status{Phase: "running", Epochs: []EpochStatus{{Epoch: 0, PID: 100, Started: testNow, State: "live"}},
-				LastRestart: &RestartStatus{Epoch: 1, Result: "failed", Reason: "epoch 1 not ready within --ready-timeout=10s: GET http://a/server_info: epoch 1 is INITIALIZING", At: testNow},
-				Counters:    Counters{SIGHUPs: 1, Restarts: 1, RestartsFailed: 1}},
+			status: status.Status{Phase: "running", Epochs: []status.EpochStatus{{Epoch: 0, PID: 100, Started: testNow, State: "live"}},
+				LastRestart: &status.RestartStatus{Epoch: 1, Result: "failed", Reason: "epoch 1 not ready within --ready-timeout=10s: GET http://a/server_info: epoch 1 is INITIALIZING", At: testNow},
+				Counters:    status.Counters{SIGHUPs: 1, Restarts: 1, RestartsFailed: 1}},
 		},
 		{
 			name:   "gate off: no watching, no healing",
@@ -386,11 +386,11 @@ func TestMachineInitGateAndKeep(t *testing.T) {
 				{Spawned{Epoch: 2, PID: 102}, do(live(2, 102))},
 				// Envoy's "previous envoy process is still initializing": the
 				// epoch counted as live at once, so it takes the exit path.
-				{Exited{PID: 102, Code: 1}, do(Notify{Stopping: true, Status: shuttingDown}, sends(100, syscall.SIGKILL), sends(101, syscall.SIGKILL), killWait)},
+				{Exited{PID: 102, Code: 1}, do(Notify{Stopping: true, Status: shuttingDown}, sends(100, SIGKILL), sends(101, SIGKILL), killWait)},
 			},
-			status: Status{Phase: "killing", Epochs: []EpochStatus{{Epoch: 0, PID: 100, Started: testNow, State: "draining"}, {Epoch: 1, PID: 101, Started: testNow, State: "live"}},
-				LastRestart: &RestartStatus{Epoch: 2, Result: "ok", At: testNow},
-				Counters:    Counters{SIGHUPs: 2, Restarts: 2}},
+			status: status.Status{Phase: "killing", Epochs: []status.EpochStatus{{Epoch: 0, PID: 100, Started: testNow, State: "draining"}, {Epoch: 1, PID: 101, Started: testNow, State: "live"}},
+				LastRestart: &status.RestartStatus{Epoch: 2, Result: "ok", At: testNow},
+				Counters:    status.Counters{SIGHUPs: 2, Restarts: 2}},
 		},
 	}
 	for _, tt := range tests {
@@ -401,7 +401,7 @@ func TestMachineInitGateAndKeep(t *testing.T) {
 // TestGateMessages pins the operator-visible lines of the gate, the keep
 // policy and the healing.
 func TestGateMessages(t *testing.T) {
-	m := NewMachine(keepPolicy)
+	m := New(keepPolicy)
 	var logs []string
 	for _, ev := range []Event{
 		Started{}, Spawned{Epoch: 0, PID: 100}, InitStarted{Epoch: 0}, hup, InitDone{Epoch: 0},
@@ -466,15 +466,15 @@ var envoyThreeEpochs = then(envoyEpoch1Starting,
 // Envoy names its domain sockets base_id*10 + epoch%3: epoch 3 would bind
 // epoch 0's, and fail (errno=98) while epoch 0 is still exiting.
 func TestMachineSocketSlotHold(t *testing.T) {
-	w1, w2 := make(Waiter, 1), make(Waiter, 1)
-	threeLive := []EpochStatus{
+	w1, w2 := Waiter(201), Waiter(202)
+	threeLive := []status.EpochStatus{
 		{Epoch: 0, PID: 100, Started: testNow, State: "draining"},
 		{Epoch: 1, PID: 101, Started: testNow, State: "draining"},
 		{Epoch: 2, PID: 102, Started: testNow, State: "live"}}
 	tests := []struct {
 		name   string
 		steps  []step
-		status Status
+		status status.Status
 	}{
 		{
 			name: "a SIGHUP while epoch N-3 is exiting is held, coalesced, and starts when it is reaped",
@@ -487,10 +487,10 @@ func TestMachineSocketSlotHold(t *testing.T) {
 				envoySpawned(3, 103),
 				step{InitDone{Epoch: 3}, do(stopReadyTimeout, ReloadResult{Waiter: w1, OK: true, Epoch: 3}, live(3, 103))},
 			),
-			status: Status{Phase: "running", Epochs: []EpochStatus{
+			status: status.Status{Phase: "running", Epochs: []status.EpochStatus{
 				{Epoch: 2, PID: 102, Started: testNow, State: "draining"}, {Epoch: 3, PID: 103, Started: testNow, State: "live"}},
-				LastRestart: &RestartStatus{Epoch: 3, Result: "ok", At: testNow},
-				Counters:    Counters{SIGHUPs: 4, Reloads: 1, Restarts: 3, SlotHolds: 1}},
+				LastRestart: &status.RestartStatus{Epoch: 3, Result: "ok", At: testNow},
+				Counters:    status.Counters{SIGHUPs: 4, Reloads: 1, Restarts: 3, SlotHolds: 1}},
 		},
 		{
 			name: "a restart queued behind an initializing epoch is then held by epoch N-3",
@@ -503,23 +503,23 @@ func TestMachineSocketSlotHold(t *testing.T) {
 				step{hup, nil},
 				step{Exited{PID: 100}, do(reloading(3), Spawn{Epoch: 3})},
 			),
-			status: Status{Phase: "running", Epochs: []EpochStatus{
+			status: status.Status{Phase: "running", Epochs: []status.EpochStatus{
 				{Epoch: 1, PID: 101, Started: testNow, State: "draining"}, {Epoch: 2, PID: 102, Started: testNow, State: "live"}},
-				Restart:     &RestartStatus{Epoch: 3, Stage: "starting"},
-				LastRestart: &RestartStatus{Epoch: 2, Result: "ok", At: testNow},
-				Counters:    Counters{SIGHUPs: 4, Restarts: 3, SlotHolds: 1}},
+				Restart:     &status.RestartStatus{Epoch: 3, Stage: "starting"},
+				LastRestart: &status.RestartStatus{Epoch: 2, Result: "ok", At: testNow},
+				Counters:    status.Counters{SIGHUPs: 4, Restarts: 3, SlotHolds: 1}},
 		},
 		{
 			name: "SIGTERM during a hold answers the held reload; the reaped epoch starts nothing",
 			steps: then(envoyThreeEpochs,
 				step{ReloadRequested{Waiter: w2}, nil},
 				step{term, do(Notify{Stopping: true, Status: "shutting down"}, ReloadResult{Waiter: w2, Reason: "shutdown in progress"},
-					sends(102, syscall.SIGTERM), holdOlder, termWait)},
+					sends(102, SIGTERM), holdOlder, termWait)},
 				step{Exited{PID: 100}, nil},
 			),
-			status: Status{Phase: "terminating", Epochs: threeLive[1:],
-				LastRestart: &RestartStatus{Epoch: 2, Result: "ok", At: testNow},
-				Counters:    Counters{SIGHUPs: 2, Reloads: 1, Restarts: 2, SlotHolds: 1}},
+			status: status.Status{Phase: "terminating", Epochs: threeLive[1:],
+				LastRestart: &status.RestartStatus{Epoch: 2, Result: "ok", At: testNow},
+				Counters:    status.Counters{SIGHUPs: 2, Reloads: 1, Restarts: 2, SlotHolds: 1}},
 		},
 		{
 			name: "no hold once epoch N-3 is gone",
@@ -527,10 +527,10 @@ func TestMachineSocketSlotHold(t *testing.T) {
 				step{Exited{PID: 100}, nil},
 				step{hup, do(reloading(3), Spawn{Epoch: 3})},
 			),
-			status: Status{Phase: "running", Epochs: threeLive[1:],
-				Restart:     &RestartStatus{Epoch: 3, Stage: "starting"},
-				LastRestart: &RestartStatus{Epoch: 2, Result: "ok", At: testNow},
-				Counters:    Counters{SIGHUPs: 3, Restarts: 3}},
+			status: status.Status{Phase: "running", Epochs: threeLive[1:],
+				Restart:     &status.RestartStatus{Epoch: 3, Stage: "starting"},
+				LastRestart: &status.RestartStatus{Epoch: 2, Result: "ok", At: testNow},
+				Counters:    status.Counters{SIGHUPs: 3, Restarts: 3}},
 		},
 	}
 	for _, tt := range tests {

@@ -1,8 +1,7 @@
-package supervisor
+package machine
 
 import (
 	"log/slog"
-	"syscall"
 	"time"
 )
 
@@ -16,7 +15,7 @@ type Started struct{}
 
 // Signaled reports a signal delivered to the restarter (never SIGCHLD: child
 // exits arrive as Exited).
-type Signaled struct{ Signal syscall.Signal }
+type Signaled struct{ Signal Signal }
 
 // Spawned reports that epoch Epoch is running as process PID. Envoy is
 // true when earlier epochs were seen in Envoy's shared memory region: this
@@ -38,7 +37,7 @@ type SpawnFailed struct {
 type Exited struct {
 	PID    int
 	Code   int
-	Signal syscall.Signal
+	Signal Signal
 }
 
 // TimerFired reports that a timer set by a SetTimer action expired.
@@ -84,10 +83,10 @@ type InitCleared struct{ Epoch, PID int }
 // happens (the restart's outcome, a shutdown, the restarter's exit).
 type ReloadRequested struct{ Waiter Waiter }
 
-// Waiter is where the answer to a reload request goes. The Machine only
-// keeps it until it hands it back in the ReloadResult that answers it; the
-// OS layer sends the answer.
-type Waiter chan<- controlReply
+// Waiter identifies a reload request; the supervisor keeps where its answer
+// goes. The Machine only holds it until it hands it back in the ReloadResult
+// that answers it.
+type Waiter uint64
 
 func (Started) isEvent()         {}
 func (Signaled) isEvent()        {}
@@ -113,7 +112,7 @@ type Spawn struct{ Epoch int }
 // Kill asks for Signal to be sent to PID.
 type Kill struct {
 	PID    int
-	Signal syscall.Signal
+	Signal Signal
 }
 
 // SetTimer asks for TimerFired{Timer} after After. Setting a timer again

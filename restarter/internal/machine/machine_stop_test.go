@@ -1,15 +1,14 @@
-package supervisor
+package machine
 
 import (
 	"slices"
-	"syscall"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
 )
 
 var (
-	quit       = Signaled{Signal: syscall.SIGQUIT}
+	quit       = Signaled{Signal: SIGQUIT}
 	groupGrace = SetTimer{Timer: GroupStopTimer, After: GroupStopGrace}
 )
 
@@ -26,8 +25,8 @@ func TestMachineStopSignals(t *testing.T) {
 		{
 			name: "group SIGTERM: the epoch's death reaped before the restarter's own signal is part of the stop",
 			steps: then(twoEpochs,
-				step{Exited{PID: 101, Signal: syscall.SIGTERM}, do(groupGrace)},
-				step{term, do(sends(100, syscall.SIGTERM), termWait)},
+				step{Exited{PID: 101, Signal: SIGTERM}, do(groupGrace)},
+				step{term, do(sends(100, SIGTERM), termWait)},
 				step{TimerFired{Timer: GroupStopTimer}, nil}, // the signal gave the verdict
 				step{Exited{PID: 100}, do(Exit{Code: 0})},
 			),
@@ -42,7 +41,7 @@ func TestMachineStopSignals(t *testing.T) {
 		{
 			name: "group SIGINT: every epoch dead before the restarter's own signal, exit 0",
 			steps: then(twoEpochs,
-				step{Exited{PID: 101, Signal: syscall.SIGINT}, do(groupGrace)},
+				step{Exited{PID: 101, Signal: SIGINT}, do(groupGrace)},
 				step{Exited{PID: 100}, nil}, // no "lack of child processes" exit while a verdict is held
 				step{intr, do(Exit{Code: 0})},
 			),
@@ -50,42 +49,42 @@ func TestMachineStopSignals(t *testing.T) {
 		{
 			name: "group SIGTERM: the restarter's own signal first",
 			steps: then(twoEpochs,
-				step{term, do(sends(101, syscall.SIGTERM), holdOlder, termWait)},
-				step{Exited{PID: 101, Signal: syscall.SIGTERM}, do(stopOlder, sends(100, syscall.SIGTERM))},
+				step{term, do(sends(101, SIGTERM), holdOlder, termWait)},
+				step{Exited{PID: 101, Signal: SIGTERM}, do(stopOlder, sends(100, SIGTERM))},
 				step{Exited{PID: 100}, do(Exit{Code: 0})},
 			),
 		},
 		{
 			name: "an epoch killed by SIGTERM with no stop signal for the restarter is abnormal after the grace",
 			steps: then(twoEpochs,
-				step{Exited{PID: 101, Signal: syscall.SIGTERM}, do(groupGrace)},
-				step{TimerFired{Timer: GroupStopTimer}, do(sends(100, syscall.SIGKILL), killWait)},
+				step{Exited{PID: 101, Signal: SIGTERM}, do(groupGrace)},
+				step{TimerFired{Timer: GroupStopTimer}, do(sends(100, SIGKILL), killWait)},
 				step{term, nil},
-				step{Exited{PID: 100, Signal: syscall.SIGKILL}, do(Exit{Code: 1})},
+				step{Exited{PID: 100, Signal: SIGKILL}, do(Exit{Code: 1})},
 			),
 			logs: []string{"Due to abnormal exit, force killing all child processes and exiting", "ignoring SIGTERM: shutdown in progress"},
 		},
 		{
 			name: "another abnormal exit while a verdict is held aborts at once",
 			steps: then(twoEpochs,
-				step{Exited{PID: 101, Signal: syscall.SIGQUIT}, do(groupGrace)},
+				step{Exited{PID: 101, Signal: SIGQUIT}, do(groupGrace)},
 				step{Exited{PID: 100, Code: 3}, do(Exit{Code: 1})},
 			),
 		},
 		{
 			name: "a second stop signal during shutdown force kills at once",
 			steps: then(twoEpochs,
-				step{term, do(sends(101, syscall.SIGTERM), holdOlder, termWait)},
-				step{intr, do(stopOlder, sends(100, syscall.SIGKILL), sends(101, syscall.SIGKILL), killWait)},
-				step{Exited{PID: 100, Signal: syscall.SIGKILL}, nil},
-				step{Exited{PID: 101, Signal: syscall.SIGKILL}, do(Exit{Code: 1})},
+				step{term, do(sends(101, SIGTERM), holdOlder, termWait)},
+				step{intr, do(stopOlder, sends(100, SIGKILL), sends(101, SIGKILL), killWait)},
+				step{Exited{PID: 100, Signal: SIGKILL}, nil},
+				step{Exited{PID: 101, Signal: SIGKILL}, do(Exit{Code: 1})},
 			),
 			logs: []string{"SIGINT during shutdown: force killing all child processes"},
 		},
 		{
 			name: "SIGQUIT stops like SIGTERM",
 			steps: then(twoEpochs,
-				step{quit, do(sends(101, syscall.SIGTERM), holdOlder, termWait)},
+				step{quit, do(sends(101, SIGTERM), holdOlder, termWait)},
 				step{Exited{PID: 100}, nil},
 				step{Exited{PID: 101}, do(Exit{Code: 0})},
 			),
@@ -93,8 +92,8 @@ func TestMachineStopSignals(t *testing.T) {
 		{
 			name: "an epoch that crashes during the stop makes the exit code 1, and the stop goes on",
 			steps: then(twoEpochs,
-				step{term, do(sends(101, syscall.SIGTERM), holdOlder, termWait)},
-				step{Exited{PID: 101, Signal: syscall.SIGSEGV}, do(stopOlder, sends(100, syscall.SIGTERM))},
+				step{term, do(sends(101, SIGTERM), holdOlder, termWait)},
+				step{Exited{PID: 101, Signal: SIGSEGV}, do(stopOlder, sends(100, SIGTERM))},
 				step{Exited{PID: 100}, do(Exit{Code: 1})},
 			),
 			logs: []string{
@@ -107,9 +106,9 @@ func TestMachineStopSignals(t *testing.T) {
 		{
 			name: "an older epoch that aborts while the newest drains makes the exit code 1",
 			steps: then(threeEpochs,
-				step{term, do(sends(102, syscall.SIGTERM), holdOlder, termWait)},
-				step{Exited{PID: 100, Signal: syscall.SIGABRT}, nil},
-				step{Exited{PID: 102}, do(stopOlder, sends(101, syscall.SIGTERM))},
+				step{term, do(sends(102, SIGTERM), holdOlder, termWait)},
+				step{Exited{PID: 100, Signal: SIGABRT}, nil},
+				step{Exited{PID: 102}, do(stopOlder, sends(101, SIGTERM))},
 				step{Exited{PID: 101, Code: 1}, do(Exit{Code: 1})},
 			),
 			logs: []string{
@@ -121,19 +120,19 @@ func TestMachineStopSignals(t *testing.T) {
 		{
 			name: "epochs killed by stop signals during the stop are part of it: exit 0",
 			steps: then(twoEpochs,
-				step{term, do(sends(101, syscall.SIGTERM), holdOlder, termWait)},
-				step{Exited{PID: 101, Signal: syscall.SIGTERM}, do(stopOlder, sends(100, syscall.SIGTERM))},
-				step{Exited{PID: 100, Signal: syscall.SIGINT}, do(Exit{Code: 0})},
+				step{term, do(sends(101, SIGTERM), holdOlder, termWait)},
+				step{Exited{PID: 101, Signal: SIGTERM}, do(stopOlder, sends(100, SIGTERM))},
+				step{Exited{PID: 100, Signal: SIGINT}, do(Exit{Code: 0})},
 			),
 			logs: []string{"all children exited cleanly", "exiting with code=0"},
 		},
 		{
 			name: "signals of no use are ignored and logged once each",
 			steps: then(twoEpochs,
-				step{Signaled{Signal: syscall.SIGUSR2}, nil},
-				step{Signaled{Signal: syscall.SIGPIPE}, nil},
-				step{Signaled{Signal: syscall.SIGUSR2}, nil},
-				step{Signaled{Signal: syscall.SIGPIPE}, nil},
+				step{Signaled{Signal: SIGUSR2}, nil},
+				step{Signaled{Signal: SIGPIPE}, nil},
+				step{Signaled{Signal: SIGUSR2}, nil},
+				step{Signaled{Signal: SIGPIPE}, nil},
 			),
 			pids: []int{100, 101},
 			logs: []string{"ignoring SIGUSR2 (logged once)", "ignoring SIGPIPE (logged once)"},
@@ -141,7 +140,7 @@ func TestMachineStopSignals(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			m := NewMachine(Policy{TermWait: testTermWait})
+			m := New(Policy{TermWait: testTermWait})
 			var logged []string
 			for _, s := range tt.steps {
 				for _, a := range m.Handle(s.ev) {
@@ -151,7 +150,7 @@ func TestMachineStopSignals(t *testing.T) {
 				}
 			}
 			// Replay for the action comparison, which leaves logs out.
-			play(t, NewMachine(Policy{TermWait: testTermWait}), tt.steps)
+			play(t, New(Policy{TermWait: testTermWait}), tt.steps)
 			if diff := cmp.Diff(tt.pids, m.PIDs(), cmpEmpty); diff != "" {
 				t.Errorf("live children mismatch (-want +got):\n%s", diff)
 			}
@@ -182,11 +181,11 @@ func TestMachineNeverReadyBeforeStopping(t *testing.T) {
 	}{
 		"spawn failed":       {SpawnFailed{Epoch: 1, Err: "cannot execute /x: no such file or directory (errno=2 ENOENT)"}, "epoch could not be started: cannot execute /x: no such file or directory (errno=2 ENOENT)"},
 		"epoch died":         {Exited{PID: 101, Code: 1}, "epoch 1 exited with code=1 before it was ready"},
-		"epoch killed, held": {Exited{PID: 101, Signal: syscall.SIGTERM}, "epoch 1 was killed with signal=15 before it was ready"},
+		"epoch killed, held": {Exited{PID: 101, Signal: SIGTERM}, "epoch 1 was killed with signal=15 before it was ready"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			ev := tt.ev
-			m := NewMachine(safePolicy)
+			m := New(safePolicy)
 			for _, s := range epoch0Ready {
 				m.Handle(s.ev)
 			}

@@ -1,11 +1,11 @@
-package supervisor
+package machine
 
 import (
 	"fmt"
+	"github.com/envoy-restarter/restarter/restarter/status"
 	"log/slog"
 	"slices"
 	"strings"
-	"syscall"
 	"time"
 )
 
@@ -99,7 +99,7 @@ func (m *Machine) sendHeldUSR1(i int) []Action {
 		return nil
 	}
 	c.usr1 = false
-	return []Action{info(fmt.Sprintf("sending SIGUSR1 to PID=%d", c.pid), "pid", c.pid, "epoch", c.epoch), Kill{PID: c.pid, Signal: syscall.SIGUSR1}}
+	return []Action{info(fmt.Sprintf("sending SIGUSR1 to PID=%d", c.pid), "pid", c.pid, "epoch", c.epoch), Kill{PID: c.pid, Signal: SIGUSR1}}
 }
 
 // restart is a hot restart in progress: from the pre-restart check (or the
@@ -152,8 +152,8 @@ type Machine struct {
 	// queued.waiters until it is answered.
 	restart  *restart       // nil when no hot restart is in progress
 	queued   *queuedRestart // nil unless one more restart follows restart
-	last     *RestartStatus
-	counters Counters
+	last     *status.RestartStatus
+	counters status.Counters
 
 	// envoy: the epochs were seen in Envoy's shared memory region (by the
 	// init gate), so they bind Envoy's domain sockets: see slotHolder.
@@ -165,15 +165,15 @@ type Machine struct {
 	// whose verdict waits for GroupStopTimer or the restarter's own stop
 	// signal.
 	held    []int
-	ignored map[syscall.Signal]bool // ignored signals already logged
+	ignored map[Signal]bool // ignored signals already logged
 }
 
-// NewMachine returns a Machine following p.
-func NewMachine(p Policy) *Machine {
+// New returns a Machine following p.
+func New(p Policy) *Machine {
 	if p.Clock == nil {
 		p.Clock = time.Now
 	}
-	return &Machine{policy: p, ignored: map[syscall.Signal]bool{}}
+	return &Machine{policy: p, ignored: map[Signal]bool{}}
 }
 
 // PIDs returns the pids of the live children, oldest epoch first: the ones
@@ -506,7 +506,7 @@ func (m *Machine) finishRestart(ok bool, reason string) []Action {
 			m.counters.RestartsFailed++
 		}
 	}
-	m.last = &RestartStatus{Epoch: r.epoch, Result: result, Reason: reason, At: m.policy.Clock()}
+	m.last = &status.RestartStatus{Epoch: r.epoch, Result: result, Reason: reason, At: m.policy.Clock()}
 	for _, w := range r.waiters {
 		acts = append(acts, ReloadResult{Waiter: w, OK: ok, Epoch: r.epoch, Reason: reason})
 	}
@@ -562,33 +562,33 @@ func (m *Machine) abandonRestarts(reason string) []Action {
 	return acts
 }
 
-func (m *Machine) signaled(sig syscall.Signal) []Action {
-	if !isStopSignal(sig) && sig != syscall.SIGHUP && sig != syscall.SIGUSR1 {
+func (m *Machine) signaled(sig Signal) []Action {
+	if !sig.IsStop() && sig != SIGHUP && sig != SIGUSR1 {
 		// A signal the restarter has no use for (SIGUSR2, SIGPIPE): caught so
 		// that its default action cannot kill the restarter and every epoch.
 		if m.ignored[sig] {
 			return nil
 		}
 		m.ignored[sig] = true
-		return []Action{info(fmt.Sprintf("ignoring %s (logged once)", signalName(sig)))}
+		return []Action{info(fmt.Sprintf("ignoring %s (logged once)", sig.String()))}
 	}
-	acts := []Action{info("got " + signalName(sig))}
+	acts := []Action{info("got " + sig.String())}
 	switch sig {
-	case syscall.SIGHUP:
+	case SIGHUP:
 		m.counters.SIGHUPs++
 		if m.phase != running {
 			return append(acts, info("ignoring SIGHUP: shutdown in progress"))
 		}
 		return append(acts, m.requestRestart("SIGHUP")...)
-	case syscall.SIGUSR1:
+	case SIGUSR1:
 		return append(acts, m.forwardUSR1()...)
-	case syscall.SIGTERM, syscall.SIGINT, syscall.SIGQUIT:
+	case SIGTERM, SIGINT, SIGQUIT:
 		switch m.phase {
 		case terminating:
 			// The operator insists (a second Ctrl-C): do not make them wait.
-			return append(acts, m.kill(slog.LevelWarn, fmt.Sprintf("%s during shutdown: force killing all child processes", signalName(sig)))...)
+			return append(acts, m.kill(slog.LevelWarn, fmt.Sprintf("%s during shutdown: force killing all child processes", sig.String()))...)
 		case killing:
-			return append(acts, info("ignoring "+signalName(sig)+": shutdown in progress"))
+			return append(acts, info("ignoring "+sig.String()+": shutdown in progress"))
 		}
 		m.phase = terminating
 		for _, pid := range m.held {
@@ -620,7 +620,7 @@ func (m *Machine) exited(ev Exited) []Action {
 	if ev.Signal != 0 {
 		how = fmt.Sprintf("was killed with signal=%d", int(ev.Signal))
 		acts = append(acts, Log{Level: slog.LevelWarn, Msg: fmt.Sprintf("PID=%d %s", ev.PID, how),
-			Args: []any{"pid", ev.PID, "epoch", epoch, "signal", int(ev.Signal), "signal_name", signalName(ev.Signal)}})
+			Args: []any{"pid", ev.PID, "epoch", epoch, "signal", int(ev.Signal), "signal_name", ev.Signal.String()}})
 	} else {
 		level := slog.LevelInfo
 		if ev.Code != 0 {
@@ -634,7 +634,7 @@ func (m *Machine) exited(ev Exited) []Action {
 		acts = append(acts, StopWatch{Epoch: epoch})
 	}
 	clean := ev.Signal == 0 && ev.Code == 0
-	hold := m.phase == running && isStopSignal(ev.Signal)
+	hold := m.phase == running && ev.Signal.IsStop()
 	failed := false // the new epoch of the restart in progress died before it was ready
 	if r := m.restart; r != nil && r.pid == ev.PID {
 		failed = true
@@ -657,7 +657,7 @@ func (m *Machine) exited(ev Exited) []Action {
 		acts = append(acts, StopTimer{Timer: OlderTermTimer})
 		acts = append(acts, m.termOlder(fmt.Sprintf("epoch %d (PID=%d) is gone; sending TERM to the older epochs", epoch, ev.PID))...)
 	}
-	if m.phase == terminating && !clean && !isStopSignal(ev.Signal) {
+	if m.phase == terminating && !clean && !ev.Signal.IsStop() {
 		acts = append(acts, m.failedDuringStop(epoch, ev.PID, how)...)
 	}
 	switch {
@@ -668,7 +668,7 @@ func (m *Machine) exited(ev Exited) []Action {
 		}
 		return append(acts,
 			info(fmt.Sprintf("PID=%d was killed by %s, perhaps sent to the whole process group: waiting up to %s for the restarter's own before calling it abnormal",
-				ev.PID, signalName(ev.Signal), GroupStopGrace), "pid", ev.PID, "epoch", epoch),
+				ev.PID, ev.Signal.String(), GroupStopGrace), "pid", ev.PID, "epoch", epoch),
 			SetTimer{Timer: GroupStopTimer, After: GroupStopGrace})
 	case failed && m.keeps(epoch):
 		if c.initializing {
@@ -742,7 +742,7 @@ func (m *Machine) timerFired(t Timer) []Action {
 			m.children[i].watching = false
 			acts = append(acts, StopWatch{Epoch: r.epoch})
 		}
-		return append(acts, Kill{PID: r.pid, Signal: syscall.SIGKILL})
+		return append(acts, Kill{PID: r.pid, Signal: SIGKILL})
 	}
 	return nil // a timer of a phase or restart already left
 }
@@ -779,7 +779,7 @@ func (m *Machine) kill(level slog.Level, why string) []Action {
 	}
 	acts = append(acts, m.notify(Notify{Stopping: true, Status: "shutting down: " + why})...)
 	acts = append(acts, m.abandonRestarts("shutdown in progress: "+why)...)
-	acts = append(acts, m.signalAll(syscall.SIGKILL, "force killing PID=%d")...)
+	acts = append(acts, m.signalAll(SIGKILL, "force killing PID=%d")...)
 	if len(m.children) == 0 {
 		return append(acts, m.exit(m.code, "")...)
 	}
@@ -799,7 +799,7 @@ func (m *Machine) forwardUSR1() []Action {
 			acts = append(acts, info(fmt.Sprintf("deferring SIGUSR1 to PID=%d until epoch %d is ready", c.pid, c.epoch), "pid", c.pid, "epoch", c.epoch))
 			continue
 		}
-		acts = append(acts, info(fmt.Sprintf("sending SIGUSR1 to PID=%d", c.pid), "pid", c.pid, "epoch", c.epoch), Kill{PID: c.pid, Signal: syscall.SIGUSR1})
+		acts = append(acts, info(fmt.Sprintf("sending SIGUSR1 to PID=%d", c.pid), "pid", c.pid, "epoch", c.epoch), Kill{PID: c.pid, Signal: SIGUSR1})
 	}
 	return acts
 }
@@ -818,7 +818,7 @@ func (m *Machine) termNewestFirst() []Action {
 		return nil
 	}
 	newest := m.children[n-1]
-	acts := signalChild(newest, syscall.SIGTERM, termFormat)
+	acts := signalChild(newest, SIGTERM, termFormat)
 	if n == 1 {
 		return acts
 	}
@@ -836,7 +836,7 @@ func (m *Machine) termOlder(why string) []Action {
 	var acts []Action
 	for _, c := range m.children {
 		if c.pid != newest {
-			acts = append(acts, signalChild(c, syscall.SIGTERM, termFormat)...)
+			acts = append(acts, signalChild(c, SIGTERM, termFormat)...)
 		}
 	}
 	if len(acts) == 0 {
@@ -845,7 +845,7 @@ func (m *Machine) termOlder(why string) []Action {
 	return append([]Action{info(why)}, acts...)
 }
 
-func (m *Machine) signalAll(sig syscall.Signal, format string) []Action {
+func (m *Machine) signalAll(sig Signal, format string) []Action {
 	var acts []Action
 	for _, c := range m.children {
 		acts = append(acts, signalChild(c, sig, format)...)
@@ -857,7 +857,7 @@ func (m *Machine) signalAll(sig syscall.Signal, format string) []Action {
 const termFormat = "sending TERM to PID=%d"
 
 // signalChild sends sig to c, logged with format (of c's pid).
-func signalChild(c child, sig syscall.Signal, format string) []Action {
+func signalChild(c child, sig Signal, format string) []Action {
 	return []Action{info(fmt.Sprintf(format, c.pid), "pid", c.pid, "epoch", c.epoch), Kill{PID: c.pid, Signal: sig}}
 }
 
@@ -893,9 +893,4 @@ func info(msg string, args ...any) Log { return Log{Level: slog.LevelInfo, Msg: 
 
 func logf(level slog.Level, format string, a ...any) Log {
 	return Log{Level: level, Msg: fmt.Sprintf(format, a...)}
-}
-
-// isStopSignal reports whether sig asks the restarter to stop.
-func isStopSignal(sig syscall.Signal) bool {
-	return sig == syscall.SIGTERM || sig == syscall.SIGINT || sig == syscall.SIGQUIT
 }

@@ -1,8 +1,12 @@
-package supervisor
+// Package status is the schema of what `restarter status` prints (JSON):
+// the restarter's state as its event loop's state machine sees it. Programs
+// that read the restarter's status can decode into these types.
+package status
 
 import "time"
 
-// Status is what `restarter status` prints: a snapshot of the Machine.
+// Status is what `restarter status` prints: a snapshot of the restarter's
+// state machine.
 type Status struct {
 	// Phase is running, terminating, killing or exited.
 	Phase  string        `json:"phase"`
@@ -51,37 +55,4 @@ type Counters struct {
 	// SlotHolds counts hot restarts held because the epoch three before
 	// the next one, whose domain socket ids it would bind, was still exiting.
 	SlotHolds int `json:"slot_holds"`
-}
-
-// Status returns a snapshot of the machine's state.
-func (m *Machine) Status() Status {
-	s := Status{Phase: phaseNames[m.phase], Epochs: []EpochStatus{}, Queued: m.queued != nil, Counters: m.counters}
-	newestReady := -1
-	for _, c := range m.children {
-		if c.live() {
-			newestReady = c.epoch
-		}
-	}
-	for _, c := range m.children {
-		state := "draining"
-		switch {
-		case !c.live():
-			state = "starting"
-		case c.epoch == newestReady:
-			state = "live"
-		}
-		s.Epochs = append(s.Epochs, EpochStatus{Epoch: c.epoch, PID: c.pid, Started: c.started, State: state})
-	}
-	if r := m.restart; r != nil {
-		stage := "starting"
-		if r.checking {
-			stage = "checking"
-		}
-		s.Restart = &RestartStatus{Epoch: r.epoch, Stage: stage}
-	}
-	if m.last != nil {
-		last := *m.last
-		s.LastRestart = &last
-	}
-	return s
 }

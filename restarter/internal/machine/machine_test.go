@@ -1,8 +1,7 @@
-package supervisor
+package machine
 
 import (
 	"strconv"
-	"syscall"
 	"testing"
 	"time"
 
@@ -25,13 +24,13 @@ type step struct {
 // do lists the actions a step wants; do() is none.
 func do(acts ...Action) []Action { return acts }
 
-func sends(pid int, sig syscall.Signal) Action { return Kill{PID: pid, Signal: sig} }
+func sends(pid int, sig Signal) Action { return Kill{PID: pid, Signal: sig} }
 
 var (
-	hup  = Signaled{Signal: syscall.SIGHUP}
-	usr1 = Signaled{Signal: syscall.SIGUSR1}
-	term = Signaled{Signal: syscall.SIGTERM}
-	intr = Signaled{Signal: syscall.SIGINT}
+	hup  = Signaled{Signal: SIGHUP}
+	usr1 = Signaled{Signal: SIGUSR1}
+	term = Signaled{Signal: SIGTERM}
+	intr = Signaled{Signal: SIGINT}
 
 	termWait = SetTimer{Timer: TermWaitTimer, After: testTermWait}
 	killWait = SetTimer{Timer: KillWaitTimer, After: KillWait}
@@ -101,7 +100,7 @@ var twoEpochs = []step{
 }
 
 // stopWaiter is a reload request made during a stop.
-var stopWaiter = make(Waiter, 1)
+var stopWaiter = Waiter(100)
 
 // threeEpochs: pids 100, 101 and 102 (epochs 0 to 2).
 var threeEpochs = then(twoEpochs, step{hup, do(Spawn{Epoch: 2})}, spawned(2, 102))
@@ -136,7 +135,7 @@ func TestMachine(t *testing.T) {
 		},
 		{
 			name:  "SIGUSR1 is forwarded to every live child",
-			steps: then(twoEpochs, step{usr1, do(sends(100, syscall.SIGUSR1), sends(101, syscall.SIGUSR1))}),
+			steps: then(twoEpochs, step{usr1, do(sends(100, SIGUSR1), sends(101, SIGUSR1))}),
 			pids:  []int{100, 101},
 		},
 		{
@@ -145,16 +144,16 @@ func TestMachine(t *testing.T) {
 			// aborts.
 			name: "SIGTERM: TERM to the newest epoch, to the older ones once it is reaped; exit 0 when the last is",
 			steps: then(twoEpochs,
-				step{term, do(sends(101, syscall.SIGTERM), holdOlder, termWait)},
-				step{Exited{PID: 101}, do(stopOlder, sends(100, syscall.SIGTERM))},
+				step{term, do(sends(101, SIGTERM), holdOlder, termWait)},
+				step{Exited{PID: 101}, do(stopOlder, sends(100, SIGTERM))},
 				step{Exited{PID: 100}, do(Exit{Code: 0})},
 			),
 		},
 		{
 			name: "SIGTERM: a newest epoch still running at half the term wait no longer holds the older ones",
 			steps: then(threeEpochs,
-				step{term, do(sends(102, syscall.SIGTERM), holdOlder, termWait)},
-				step{TimerFired{Timer: OlderTermTimer}, do(sends(100, syscall.SIGTERM), sends(101, syscall.SIGTERM))},
+				step{term, do(sends(102, SIGTERM), holdOlder, termWait)},
+				step{TimerFired{Timer: OlderTermTimer}, do(sends(100, SIGTERM), sends(101, SIGTERM))},
 				step{Exited{PID: 100}, nil},
 				step{Exited{PID: 101}, nil},
 				step{Exited{PID: 102}, do(Exit{Code: 0})},
@@ -163,7 +162,7 @@ func TestMachine(t *testing.T) {
 		{
 			name: "SIGTERM: older epochs exiting on their own during the stop leave none to TERM",
 			steps: then(threeEpochs,
-				step{term, do(sends(102, syscall.SIGTERM), holdOlder, termWait)},
+				step{term, do(sends(102, SIGTERM), holdOlder, termWait)},
 				step{Exited{PID: 100}, nil}, // terminated by epoch 2's start
 				step{Exited{PID: 101}, nil}, // terminated by epoch 2's shutdown
 				step{TimerFired{Timer: OlderTermTimer}, nil},
@@ -173,9 +172,9 @@ func TestMachine(t *testing.T) {
 		{
 			name: "SIGTERM: the older epochs get TERM when the newest is reaped, even if it died abnormally (exit 1)",
 			steps: then(threeEpochs,
-				step{term, do(sends(102, syscall.SIGTERM), holdOlder, termWait)},
+				step{term, do(sends(102, SIGTERM), holdOlder, termWait)},
 				step{Exited{PID: 100}, nil},
-				step{Exited{PID: 102, Signal: syscall.SIGABRT}, do(stopOlder, sends(101, syscall.SIGTERM))},
+				step{Exited{PID: 102, Signal: SIGABRT}, do(stopOlder, sends(101, SIGTERM))},
 				step{TimerFired{Timer: OlderTermTimer}, nil}, // already on its way
 				step{Exited{PID: 101}, do(Exit{Code: 1})},
 			),
@@ -183,37 +182,37 @@ func TestMachine(t *testing.T) {
 		{
 			name: "SIGTERM: a SIGHUP or a reload while the older epochs wait starts nothing",
 			steps: then(twoEpochs,
-				step{term, do(sends(101, syscall.SIGTERM), holdOlder, termWait)},
+				step{term, do(sends(101, SIGTERM), holdOlder, termWait)},
 				step{hup, nil},
 				step{ReloadRequested{Waiter: stopWaiter}, do(ReloadResult{Waiter: stopWaiter, Reason: "shutdown in progress"})},
-				step{Exited{PID: 101}, do(stopOlder, sends(100, syscall.SIGTERM))},
+				step{Exited{PID: 101}, do(stopOlder, sends(100, SIGTERM))},
 				step{Exited{PID: 100}, do(Exit{Code: 0})},
 			),
 		},
 		{
 			name: "SIGTERM: a second SIGTERM while the older epochs wait KILLs every epoch at once",
 			steps: then(twoEpochs,
-				step{term, do(sends(101, syscall.SIGTERM), holdOlder, termWait)},
-				step{term, do(stopOlder, sends(100, syscall.SIGKILL), sends(101, syscall.SIGKILL), killWait)},
+				step{term, do(sends(101, SIGTERM), holdOlder, termWait)},
+				step{term, do(stopOlder, sends(100, SIGKILL), sends(101, SIGKILL), killWait)},
 				step{TimerFired{Timer: OlderTermTimer}, nil}, // already on its way
-				step{Exited{PID: 101, Signal: syscall.SIGKILL}, nil},
-				step{Exited{PID: 100, Signal: syscall.SIGKILL}, do(Exit{Code: 1})},
+				step{Exited{PID: 101, Signal: SIGKILL}, nil},
+				step{Exited{PID: 100, Signal: SIGKILL}, do(Exit{Code: 1})},
 			),
 		},
 		{
 			name: "SIGTERM: the term wait KILLs the newest and the older epochs alike",
 			steps: then(twoEpochs,
-				step{term, do(sends(101, syscall.SIGTERM), holdOlder, termWait)},
-				step{TimerFired{Timer: OlderTermTimer}, do(sends(100, syscall.SIGTERM))},
-				step{TimerFired{Timer: TermWaitTimer}, do(sends(100, syscall.SIGKILL), sends(101, syscall.SIGKILL), killWait)},
-				step{Exited{PID: 100, Signal: syscall.SIGKILL}, nil},
-				step{Exited{PID: 101, Signal: syscall.SIGKILL}, do(Exit{Code: 1})},
+				step{term, do(sends(101, SIGTERM), holdOlder, termWait)},
+				step{TimerFired{Timer: OlderTermTimer}, do(sends(100, SIGTERM))},
+				step{TimerFired{Timer: TermWaitTimer}, do(sends(100, SIGKILL), sends(101, SIGKILL), killWait)},
+				step{Exited{PID: 100, Signal: SIGKILL}, nil},
+				step{Exited{PID: 101, Signal: SIGKILL}, do(Exit{Code: 1})},
 			),
 		},
 		{
 			name: "SIGTERM: an abnormal exit while the older epochs wait kills nothing, and makes the exit code 1",
 			steps: then(twoEpochs,
-				step{term, do(sends(101, syscall.SIGTERM), holdOlder, termWait)},
+				step{term, do(sends(101, SIGTERM), holdOlder, termWait)},
 				step{Exited{PID: 100, Code: 1}, nil},
 				step{Exited{PID: 101}, do(Exit{Code: 1})},
 			),
@@ -221,18 +220,18 @@ func TestMachine(t *testing.T) {
 		{
 			name: "SIGINT behaves as SIGTERM",
 			steps: then(oneEpoch,
-				step{intr, do(sends(100, syscall.SIGTERM), termWait)},
+				step{intr, do(sends(100, SIGTERM), termWait)},
 				step{Exited{PID: 100}, do(Exit{Code: 0})},
 			),
 		},
 		{
 			name: "SIGTERM: children still running after the wait are KILLed, exit 1",
 			steps: then(twoEpochs,
-				step{term, do(sends(101, syscall.SIGTERM), holdOlder, termWait)},
-				step{TimerFired{Timer: OlderTermTimer}, do(sends(100, syscall.SIGTERM))},
+				step{term, do(sends(101, SIGTERM), holdOlder, termWait)},
+				step{TimerFired{Timer: OlderTermTimer}, do(sends(100, SIGTERM))},
 				step{Exited{PID: 100}, nil},
-				step{TimerFired{Timer: TermWaitTimer}, do(sends(101, syscall.SIGKILL), killWait)},
-				step{Exited{PID: 101, Signal: syscall.SIGKILL}, do(Exit{Code: 1})},
+				step{TimerFired{Timer: TermWaitTimer}, do(sends(101, SIGKILL), killWait)},
+				step{Exited{PID: 101, Signal: SIGKILL}, do(Exit{Code: 1})},
 			),
 		},
 		{
@@ -240,7 +239,7 @@ func TestMachine(t *testing.T) {
 			// and the stale timer must not kill anything or change the exit code.
 			name: "race: a child exits in the last instant of the term wait",
 			steps: then(oneEpoch,
-				step{term, do(sends(100, syscall.SIGTERM), termWait)},
+				step{term, do(sends(100, SIGTERM), termWait)},
 				step{Exited{PID: 100}, do(Exit{Code: 0})},
 				step{TimerFired{Timer: TermWaitTimer}, nil},
 			),
@@ -248,8 +247,8 @@ func TestMachine(t *testing.T) {
 		{
 			name: "a child that survives SIGKILL does not hang the restarter",
 			steps: then(oneEpoch,
-				step{term, do(sends(100, syscall.SIGTERM), termWait)},
-				step{TimerFired{Timer: TermWaitTimer}, do(sends(100, syscall.SIGKILL), killWait)},
+				step{term, do(sends(100, SIGTERM), termWait)},
+				step{TimerFired{Timer: TermWaitTimer}, do(sends(100, SIGKILL), killWait)},
 				step{TimerFired{Timer: KillWaitTimer}, do(Exit{Code: 1})},
 			),
 			pids: []int{100},
@@ -269,15 +268,15 @@ func TestMachine(t *testing.T) {
 		{
 			name: "a child exiting non-zero KILLs the others, reaps them, exit 1",
 			steps: then(twoEpochs,
-				step{Exited{PID: 101, Code: 1}, do(sends(100, syscall.SIGKILL), killWait)},
-				step{Exited{PID: 100, Signal: syscall.SIGKILL}, do(Exit{Code: 1})},
+				step{Exited{PID: 101, Code: 1}, do(sends(100, SIGKILL), killWait)},
+				step{Exited{PID: 100, Signal: SIGKILL}, do(Exit{Code: 1})},
 			),
 		},
 		{
 			name: "a child killed by a signal KILLs the others, exit 1",
 			steps: then(twoEpochs,
-				step{Exited{PID: 100, Signal: syscall.SIGSEGV}, do(sends(101, syscall.SIGKILL), killWait)},
-				step{Exited{PID: 101, Signal: syscall.SIGKILL}, do(Exit{Code: 1})},
+				step{Exited{PID: 100, Signal: SIGSEGV}, do(sends(101, SIGKILL), killWait)},
+				step{Exited{PID: 101, Signal: SIGKILL}, do(Exit{Code: 1})},
 			),
 		},
 		{
@@ -292,7 +291,7 @@ func TestMachine(t *testing.T) {
 			steps: then(oneEpoch,
 				step{hup, do(Spawn{Epoch: 1})},
 				spawned(1, 101),
-				step{Exited{PID: 101, Code: 127}, do(sends(100, syscall.SIGKILL), killWait)},
+				step{Exited{PID: 101, Code: 127}, do(sends(100, SIGKILL), killWait)},
 			),
 			pids: []int{100},
 		},
@@ -300,7 +299,7 @@ func TestMachine(t *testing.T) {
 			name: "exec failure at a later epoch is a failed child: KILL the others, exit 1",
 			steps: then(oneEpoch,
 				step{hup, do(Spawn{Epoch: 1})},
-				step{SpawnFailed{Epoch: 1, Err: "cannot execute /x: no such file or directory (errno=2 ENOENT)"}, do(sends(100, syscall.SIGKILL), killWait)},
+				step{SpawnFailed{Epoch: 1, Err: "cannot execute /x: no such file or directory (errno=2 ENOENT)"}, do(sends(100, SIGKILL), killWait)},
 			),
 			pids: []int{100},
 		},
@@ -314,7 +313,7 @@ func TestMachine(t *testing.T) {
 		{
 			name: "SIGHUP during shutdown starts no epoch",
 			steps: then(oneEpoch,
-				step{term, do(sends(100, syscall.SIGTERM), termWait)},
+				step{term, do(sends(100, SIGTERM), termWait)},
 				step{hup, nil},
 				step{Exited{PID: 100}, do(Exit{Code: 0})},
 			),
@@ -322,7 +321,7 @@ func TestMachine(t *testing.T) {
 		{
 			name: "SIGHUP while killing after an abnormal exit starts no epoch",
 			steps: then(twoEpochs,
-				step{Exited{PID: 101, Code: 1}, do(sends(100, syscall.SIGKILL), killWait)},
+				step{Exited{PID: 101, Code: 1}, do(sends(100, SIGKILL), killWait)},
 				step{hup, nil},
 			),
 			pids: []int{100},
@@ -332,16 +331,16 @@ func TestMachine(t *testing.T) {
 			// later SIGTERM changes nothing.
 			name: "race: SIGTERM while an abnormal exit is being handled",
 			steps: then(twoEpochs,
-				step{Exited{PID: 101, Signal: syscall.SIGSEGV}, do(sends(100, syscall.SIGKILL), killWait)},
+				step{Exited{PID: 101, Signal: SIGSEGV}, do(sends(100, SIGKILL), killWait)},
 				step{term, nil},
-				step{Exited{PID: 100, Signal: syscall.SIGKILL}, do(Exit{Code: 1})},
+				step{Exited{PID: 100, Signal: SIGKILL}, do(Exit{Code: 1})},
 			),
 		},
 		{
 			name: "race: SIGTERM just after a drained epoch was reaped",
 			steps: then(twoEpochs,
 				step{Exited{PID: 100}, nil},
-				step{term, do(sends(101, syscall.SIGTERM), termWait)},
+				step{term, do(sends(101, SIGTERM), termWait)},
 				step{Exited{PID: 101}, do(Exit{Code: 0})},
 			),
 		},
@@ -354,7 +353,7 @@ func TestMachine(t *testing.T) {
 				spawned(2, 102),
 				step{hup, do(Spawn{Epoch: 3})},
 				spawned(3, 103),
-				step{usr1, do(sends(100, syscall.SIGUSR1), sends(101, syscall.SIGUSR1), sends(102, syscall.SIGUSR1), sends(103, syscall.SIGUSR1))},
+				step{usr1, do(sends(100, SIGUSR1), sends(101, SIGUSR1), sends(102, SIGUSR1), sends(103, SIGUSR1))},
 			),
 			pids: []int{100, 101, 102, 103},
 		},
@@ -374,7 +373,7 @@ func TestMachine(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			m := NewMachine(Policy{TermWait: testTermWait})
+			m := New(Policy{TermWait: testTermWait})
 			play(t, m, tt.steps)
 			if diff := cmp.Diff(tt.pids, m.PIDs(), cmpEmpty); diff != "" {
 				t.Errorf("live children mismatch (-want +got):\n%s", diff)
@@ -389,7 +388,7 @@ var cmpEmpty = cmp.Comparer(func(a, b []int) bool { return cmp.Equal(a, b) || le
 // and checks the invariants: every action list ends the run at most once,
 // Exit is last, and no Spawn happens after shutdown began.
 func TestMachineSignalStorm(t *testing.T) {
-	m := NewMachine(Policy{TermWait: testTermWait})
+	m := New(Policy{TermWait: testTermWait})
 	pid := 1000
 	handle := func(ev Event) []Action {
 		acts := m.Handle(ev)
@@ -437,7 +436,7 @@ func TestMachineSignalStorm(t *testing.T) {
 }
 
 func BenchmarkMachineHotRestart(b *testing.B) {
-	m := NewMachine(Policy{TermWait: testTermWait})
+	m := New(Policy{TermWait: testTermWait})
 	m.Handle(Started{})
 	m.Handle(Spawned{Epoch: 0, PID: 1})
 	for i := 0; i < b.N; i++ {

@@ -1,7 +1,7 @@
-package supervisor
+package machine
 
 import (
-	"syscall"
+	"github.com/envoy-restarter/restarter/restarter/status"
 	"testing"
 	"time"
 
@@ -17,9 +17,7 @@ var safePolicy = Policy{
 }
 
 // Reload requests, each with its own waiter.
-var w1, w2, w3, w4 = newWaiter(), newWaiter(), newWaiter(), newWaiter()
-
-func newWaiter() Waiter { return make(chan controlReply, 1) }
+var w1, w2, w3, w4 = Waiter(1), Waiter(2), Waiter(3), Waiter(4)
 
 var (
 	readyTimeout     = SetTimer{Timer: ReadyTimeoutTimer, After: 10 * time.Second}
@@ -66,13 +64,13 @@ func TestMachineSafeRestarts(t *testing.T) {
 	tests := []struct {
 		name   string
 		steps  []step
-		status Status
+		status status.Status
 	}{
 		{
 			name:  "epoch 0 is ready: READY=1, and its ready timeout is stopped",
 			steps: epoch0Ready,
-			status: Status{Phase: "running", Epochs: []EpochStatus{{Epoch: 0, PID: 100, Started: testNow, State: "live"}},
-				LastRestart: &RestartStatus{Epoch: 0, Result: "ok", At: testNow}},
+			status: status.Status{Phase: "running", Epochs: []status.EpochStatus{{Epoch: 0, PID: 100, Started: testNow, State: "live"}},
+				LastRestart: &status.RestartStatus{Epoch: 0, Result: "ok", At: testNow}},
 		},
 		{
 			name: "SIGHUPs during a restart are coalesced into one restart after readiness",
@@ -88,30 +86,30 @@ func TestMachineSafeRestarts(t *testing.T) {
 				step{CheckFinished{Epoch: 2}, do(Spawn{Epoch: 2})},
 				watched(2, 102),
 			),
-			status: Status{Phase: "running",
-				Epochs: []EpochStatus{
+			status: status.Status{Phase: "running",
+				Epochs: []status.EpochStatus{
 					{Epoch: 0, PID: 100, Started: testNow, State: "draining"},
 					{Epoch: 1, PID: 101, Started: testNow, State: "live"},
 					{Epoch: 2, PID: 102, Started: testNow, State: "starting"},
 				},
-				Restart:     &RestartStatus{Epoch: 2, Stage: "starting"},
-				LastRestart: &RestartStatus{Epoch: 1, Result: "ok", At: testNow},
-				Counters:    Counters{SIGHUPs: 4, Restarts: 2}},
+				Restart:     &status.RestartStatus{Epoch: 2, Stage: "starting"},
+				LastRestart: &status.RestartStatus{Epoch: 1, Result: "ok", At: testNow},
+				Counters:    status.Counters{SIGHUPs: 4, Restarts: 2}},
 		},
 		{
 			name: "SIGUSR1 reaches a starting epoch only once it is ready",
 			steps: then(epoch1Starting,
-				step{usr1, do(sends(100, syscall.SIGUSR1))},
-				step{usr1, do(sends(100, syscall.SIGUSR1))},
-				step{Ready{Epoch: 1}, do(sends(101, syscall.SIGUSR1), stopReadyTimeout, live(1, 101))}, // once, for both
+				step{usr1, do(sends(100, SIGUSR1))},
+				step{usr1, do(sends(100, SIGUSR1))},
+				step{Ready{Epoch: 1}, do(sends(101, SIGUSR1), stopReadyTimeout, live(1, 101))}, // once, for both
 			),
-			status: Status{Phase: "running",
-				Epochs: []EpochStatus{
+			status: status.Status{Phase: "running",
+				Epochs: []status.EpochStatus{
 					{Epoch: 0, PID: 100, Started: testNow, State: "draining"},
 					{Epoch: 1, PID: 101, Started: testNow, State: "live"},
 				},
-				LastRestart: &RestartStatus{Epoch: 1, Result: "ok", At: testNow},
-				Counters:    Counters{SIGHUPs: 1, Restarts: 1}},
+				LastRestart: &status.RestartStatus{Epoch: 1, Result: "ok", At: testNow},
+				Counters:    status.Counters{SIGHUPs: 1, Restarts: 1}},
 		},
 		{
 			name: "a failed check starts no epoch; the running epochs keep serving",
@@ -122,10 +120,10 @@ func TestMachineSafeRestarts(t *testing.T) {
 				// The next attempt reuses epoch 1: Envoy needs consecutive epochs.
 				step{hup, checking(1)},
 			),
-			status: Status{Phase: "running", Epochs: []EpochStatus{{Epoch: 0, PID: 100, Started: testNow, State: "live"}},
-				Restart:     &RestartStatus{Epoch: 1, Stage: "checking"},
-				LastRestart: &RestartStatus{Epoch: 1, Result: "failed", Reason: "check failed: validate.sh: exit status 1", At: testNow},
-				Counters:    Counters{SIGHUPs: 2, Restarts: 2, RestartsFailed: 1, ChecksFailed: 1}},
+			status: status.Status{Phase: "running", Epochs: []status.EpochStatus{{Epoch: 0, PID: 100, Started: testNow, State: "live"}},
+				Restart:     &status.RestartStatus{Epoch: 1, Stage: "checking"},
+				LastRestart: &status.RestartStatus{Epoch: 1, Result: "failed", Reason: "check failed: validate.sh: exit status 1", At: testNow},
+				Counters:    status.Counters{SIGHUPs: 2, Restarts: 2, RestartsFailed: 1, ChecksFailed: 1}},
 		},
 		{
 			name: "a SIGHUP queued behind a failed check retries it (the config may be fixed by now)",
@@ -134,10 +132,10 @@ func TestMachineSafeRestarts(t *testing.T) {
 				step{hup, nil},
 				step{CheckFinished{Epoch: 1, Err: "exit status 1"}, cat(do(failed(1, "check failed: exit status 1")), checking(1))},
 			),
-			status: Status{Phase: "running", Epochs: []EpochStatus{{Epoch: 0, PID: 100, Started: testNow, State: "live"}},
-				Restart:     &RestartStatus{Epoch: 1, Stage: "checking"},
-				LastRestart: &RestartStatus{Epoch: 1, Result: "failed", Reason: "check failed: exit status 1", At: testNow},
-				Counters:    Counters{SIGHUPs: 2, Restarts: 2, RestartsFailed: 1, ChecksFailed: 1}},
+			status: status.Status{Phase: "running", Epochs: []status.EpochStatus{{Epoch: 0, PID: 100, Started: testNow, State: "live"}},
+				Restart:     &status.RestartStatus{Epoch: 1, Stage: "checking"},
+				LastRestart: &status.RestartStatus{Epoch: 1, Result: "failed", Reason: "check failed: exit status 1", At: testNow},
+				Counters:    status.Counters{SIGHUPs: 2, Restarts: 2, RestartsFailed: 1, ChecksFailed: 1}},
 		},
 		{
 			name: "a queued SIGHUP is not lost when the new epoch exits 0 before it is ready",
@@ -150,24 +148,24 @@ func TestMachineSafeRestarts(t *testing.T) {
 				step{Exited{PID: 101}, cat(do(StopWatch{Epoch: 1}, stopReadyTimeout,
 					failed(1, "epoch 1 exited with code=0 before it was ready")), checking(2))},
 			),
-			status: Status{Phase: "running", Epochs: []EpochStatus{{Epoch: 0, PID: 100, Started: testNow, State: "live"}},
-				Restart:     &RestartStatus{Epoch: 2, Stage: "checking"},
-				LastRestart: &RestartStatus{Epoch: 1, Result: "failed", Reason: "epoch 1 exited with code=0 before it was ready", At: testNow},
-				Counters:    Counters{SIGHUPs: 2, Restarts: 2, RestartsFailed: 1}},
+			status: status.Status{Phase: "running", Epochs: []status.EpochStatus{{Epoch: 0, PID: 100, Started: testNow, State: "live"}},
+				Restart:     &status.RestartStatus{Epoch: 2, Stage: "checking"},
+				LastRestart: &status.RestartStatus{Epoch: 1, Result: "failed", Reason: "epoch 1 exited with code=0 before it was ready", At: testNow},
+				Counters:    status.Counters{SIGHUPs: 2, Restarts: 2, RestartsFailed: 1}},
 		},
 		{
 			name: "a new epoch not ready in time is killed, its watch stopped, and counts as failed",
 			steps: then(epoch1Starting,
-				step{TimerFired{Timer: ReadyTimeoutTimer}, do(StopWatch{Epoch: 1}, sends(101, syscall.SIGKILL))},
+				step{TimerFired{Timer: ReadyTimeoutTimer}, do(StopWatch{Epoch: 1}, sends(101, SIGKILL))},
 				step{Ready{Epoch: 1}, nil}, // from the stopped watch: too late
-				step{Exited{PID: 101, Signal: syscall.SIGKILL}, do(
+				step{Exited{PID: 101, Signal: SIGKILL}, do(
 					// No READY=1 just before STOPPING=1.
 					Notify{Stopping: true, Status: shuttingDown},
-					sends(100, syscall.SIGKILL), killWait)},
+					sends(100, SIGKILL), killWait)},
 			),
-			status: Status{Phase: "killing", Epochs: []EpochStatus{{Epoch: 0, PID: 100, Started: testNow, State: "live"}},
-				LastRestart: &RestartStatus{Epoch: 1, Result: "failed", Reason: "epoch 1 not ready within --ready-timeout=10s: no probe has finished yet", At: testNow},
-				Counters:    Counters{SIGHUPs: 1, Restarts: 1, RestartsFailed: 1}},
+			status: status.Status{Phase: "killing", Epochs: []status.EpochStatus{{Epoch: 0, PID: 100, Started: testNow, State: "live"}},
+				LastRestart: &status.RestartStatus{Epoch: 1, Result: "failed", Reason: "epoch 1 not ready within --ready-timeout=10s: no probe has finished yet", At: testNow},
+				Counters:    status.Counters{SIGHUPs: 1, Restarts: 1, RestartsFailed: 1}},
 		},
 		{
 			name: "a ready timeout left from an earlier restart kills nothing",
@@ -175,13 +173,13 @@ func TestMachineSafeRestarts(t *testing.T) {
 				step{Ready{Epoch: 1}, do(stopReadyTimeout, live(1, 101))},
 				step{TimerFired{Timer: ReadyTimeoutTimer}, nil},
 			),
-			status: Status{Phase: "running",
-				Epochs: []EpochStatus{
+			status: status.Status{Phase: "running",
+				Epochs: []status.EpochStatus{
 					{Epoch: 0, PID: 100, Started: testNow, State: "draining"},
 					{Epoch: 1, PID: 101, Started: testNow, State: "live"},
 				},
-				LastRestart: &RestartStatus{Epoch: 1, Result: "ok", At: testNow},
-				Counters:    Counters{SIGHUPs: 1, Restarts: 1}},
+				LastRestart: &status.RestartStatus{Epoch: 1, Result: "ok", At: testNow},
+				Counters:    status.Counters{SIGHUPs: 1, Restarts: 1}},
 		},
 		{
 			name: "reloads are answered with the outcome of the restart they started or joined",
@@ -199,17 +197,17 @@ func TestMachineSafeRestarts(t *testing.T) {
 					Notify{Stopping: true, Status: "shutting down"},
 					StopCheck{Epoch: 2},
 					ReloadResult{Waiter: w3, Epoch: 2, Reason: "shutdown in progress"},
-					sends(101, syscall.SIGTERM), holdOlder, termWait)},
+					sends(101, SIGTERM), holdOlder, termWait)},
 				step{ReloadRequested{Waiter: w4}, do(ReloadResult{Waiter: w4, Reason: "shutdown in progress"})},
 				step{CheckFinished{Epoch: 2}, nil}, // from the stopped check
 			),
-			status: Status{Phase: "terminating",
-				Epochs: []EpochStatus{
+			status: status.Status{Phase: "terminating",
+				Epochs: []status.EpochStatus{
 					{Epoch: 0, PID: 100, Started: testNow, State: "draining"},
 					{Epoch: 1, PID: 101, Started: testNow, State: "live"},
 				},
-				LastRestart: &RestartStatus{Epoch: 2, Result: "failed", Reason: "shutdown in progress", At: testNow},
-				Counters:    Counters{Reloads: 4, Restarts: 3, RestartsFailed: 2, ChecksFailed: 1}},
+				LastRestart: &status.RestartStatus{Epoch: 2, Result: "failed", Reason: "shutdown in progress", At: testNow},
+				Counters:    status.Counters{Reloads: 4, Restarts: 3, RestartsFailed: 2, ChecksFailed: 1}},
 		},
 		{
 			name: "an epoch dying before it is ready fails its restart, its queued one and everything",
@@ -223,11 +221,11 @@ func TestMachineSafeRestarts(t *testing.T) {
 					Notify{Stopping: true, Status: shuttingDown}, // no READY=1 just before it
 					ReloadResult{Waiter: w1, Epoch: 1, Reason: "epoch 1 exited with code=1 before it was ready"},
 					ReloadResult{Waiter: w2, Reason: "shutdown in progress: " + abnormal},
-					sends(100, syscall.SIGKILL), killWait)},
+					sends(100, SIGKILL), killWait)},
 			),
-			status: Status{Phase: "killing", Epochs: []EpochStatus{{Epoch: 0, PID: 100, Started: testNow, State: "live"}},
-				LastRestart: &RestartStatus{Epoch: 1, Result: "failed", Reason: "epoch 1 exited with code=1 before it was ready", At: testNow},
-				Counters:    Counters{Reloads: 2, Restarts: 1, RestartsFailed: 1}},
+			status: status.Status{Phase: "killing", Epochs: []status.EpochStatus{{Epoch: 0, PID: 100, Started: testNow, State: "live"}},
+				LastRestart: &status.RestartStatus{Epoch: 1, Result: "failed", Reason: "epoch 1 exited with code=1 before it was ready", At: testNow},
+				Counters:    status.Counters{Reloads: 2, Restarts: 1, RestartsFailed: 1}},
 		},
 		{
 			name: "SIGTERM while an epoch starts stops its watch and ready timeout",
@@ -238,14 +236,14 @@ func TestMachineSafeRestarts(t *testing.T) {
 					stopReadyTimeout,
 					ReloadResult{Waiter: w1, Reason: "shutdown in progress"},
 					StopWatch{Epoch: 1},
-					sends(101, syscall.SIGTERM), holdOlder, termWait)},
+					sends(101, SIGTERM), holdOlder, termWait)},
 				step{Ready{Epoch: 1}, nil}, // from the stopped watch
-				step{Exited{PID: 101}, do(stopOlder, sends(100, syscall.SIGTERM))},
+				step{Exited{PID: 101}, do(stopOlder, sends(100, SIGTERM))},
 				step{Exited{PID: 100}, do(Exit{Code: 0})},
 			),
-			status: Status{Phase: "exited", Epochs: []EpochStatus{},
-				LastRestart: &RestartStatus{Epoch: 1, Result: "failed", Reason: "shutdown in progress", At: testNow},
-				Counters:    Counters{SIGHUPs: 1, Reloads: 1, Restarts: 1, RestartsFailed: 1}},
+			status: status.Status{Phase: "exited", Epochs: []status.EpochStatus{},
+				LastRestart: &status.RestartStatus{Epoch: 1, Result: "failed", Reason: "shutdown in progress", At: testNow},
+				Counters:    status.Counters{SIGHUPs: 1, Reloads: 1, Restarts: 1, RestartsFailed: 1}},
 		},
 		{
 			name: "the last epoch exiting during a check answers the reload before the exit",
@@ -259,23 +257,23 @@ func TestMachineSafeRestarts(t *testing.T) {
 					Exit{Code: 0})},
 				step{CheckFinished{Epoch: 1}, nil},
 			),
-			status: Status{Phase: "exited", Epochs: []EpochStatus{},
-				LastRestart: &RestartStatus{Epoch: 1, Result: "failed", Reason: "the restarter is exiting", At: testNow},
-				Counters:    Counters{Reloads: 2, Restarts: 1, RestartsFailed: 1}},
+			status: status.Status{Phase: "exited", Epochs: []status.EpochStatus{},
+				LastRestart: &status.RestartStatus{Epoch: 1, Result: "failed", Reason: "the restarter is exiting", At: testNow},
+				Counters:    status.Counters{Reloads: 2, Restarts: 1, RestartsFailed: 1}},
 		},
 		{
 			name: "the last epoch dying during a check: the reload is answered, exit 1",
 			steps: then(epoch0Ready,
 				step{ReloadRequested{Waiter: w1}, checking(1)},
-				step{Exited{PID: 100, Signal: syscall.SIGSEGV}, do(
+				step{Exited{PID: 100, Signal: SIGSEGV}, do(
 					Notify{Stopping: true, Status: shuttingDown},
 					StopCheck{Epoch: 1},
 					ReloadResult{Waiter: w1, Epoch: 1, Reason: "shutdown in progress: " + abnormal},
 					Exit{Code: 1})},
 			),
-			status: Status{Phase: "exited", Epochs: []EpochStatus{},
-				LastRestart: &RestartStatus{Epoch: 1, Result: "failed", Reason: "shutdown in progress: " + abnormal, At: testNow},
-				Counters:    Counters{Reloads: 1, Restarts: 1, RestartsFailed: 1}},
+			status: status.Status{Phase: "exited", Epochs: []status.EpochStatus{},
+				LastRestart: &status.RestartStatus{Epoch: 1, Result: "failed", Reason: "shutdown in progress: " + abnormal, At: testNow},
+				Counters:    status.Counters{Reloads: 1, Restarts: 1, RestartsFailed: 1}},
 		},
 		{
 			name: "a failed spawn answers the reload and KILLs the others",
@@ -285,11 +283,11 @@ func TestMachineSafeRestarts(t *testing.T) {
 				step{SpawnFailed{Epoch: 1, Err: "cannot execute /x: too many open files (errno=24 EMFILE)"}, do(
 					Notify{Stopping: true, Status: shuttingDown}, // no READY=1 just before it
 					ReloadResult{Waiter: w1, Epoch: 1, Reason: "epoch could not be started: cannot execute /x: too many open files (errno=24 EMFILE)"},
-					sends(100, syscall.SIGKILL), killWait)},
+					sends(100, SIGKILL), killWait)},
 			),
-			status: Status{Phase: "killing", Epochs: []EpochStatus{{Epoch: 0, PID: 100, Started: testNow, State: "live"}},
-				LastRestart: &RestartStatus{Epoch: 1, Result: "failed", Reason: "epoch could not be started: cannot execute /x: too many open files (errno=24 EMFILE)", At: testNow},
-				Counters:    Counters{Reloads: 1, Restarts: 1, RestartsFailed: 1}},
+			status: status.Status{Phase: "killing", Epochs: []status.EpochStatus{{Epoch: 0, PID: 100, Started: testNow, State: "live"}},
+				LastRestart: &status.RestartStatus{Epoch: 1, Result: "failed", Reason: "epoch could not be started: cannot execute /x: too many open files (errno=24 EMFILE)", At: testNow},
+				Counters:    status.Counters{Reloads: 1, Restarts: 1, RestartsFailed: 1}},
 		},
 	}
 	for _, tt := range tests {
@@ -299,12 +297,12 @@ func TestMachineSafeRestarts(t *testing.T) {
 
 // playToStatus plays steps on a machine following p, then compares its
 // status with want (nil Epochs meaning none).
-func playToStatus(t *testing.T, p Policy, steps []step, want Status) {
+func playToStatus(t *testing.T, p Policy, steps []step, want status.Status) {
 	t.Helper()
-	m := NewMachine(p)
+	m := New(p)
 	play(t, m, steps)
 	if want.Epochs == nil {
-		want.Epochs = []EpochStatus{}
+		want.Epochs = []status.EpochStatus{}
 	}
 	if diff := cmp.Diff(want, m.Status()); diff != "" {
 		t.Errorf("status mismatch (-want +got):\n%s", diff)
@@ -326,7 +324,7 @@ func TestMachineNeverTwoEpochsInitializing(t *testing.T) {
 // another is starting and that the SIGHUPs were coalesced.
 func stormOneStartingAtATime(t *testing.T, p Policy, envoy bool, done func(epoch int) Event) {
 	t.Helper()
-	m := NewMachine(p)
+	m := New(p)
 	pid := 100
 	starting := map[int]bool{} // epochs spawned and not done yet
 	pids := map[int]int{}      // the pid of each epoch
