@@ -1,10 +1,11 @@
 package machine
 
 import (
-	"github.com/envoy-restarter/restarter/restarter/status"
 	"log/slog"
 	"testing"
 	"time"
+
+	"github.com/envoy-restarter/restarter/restarter/status"
 
 	"github.com/google/go-cmp/cmp"
 )

@@ -1,9 +1,10 @@
 package machine
 
 import (
-	"github.com/envoy-restarter/restarter/restarter/status"
 	"testing"
 	"time"
+
+	"github.com/envoy-restarter/restarter/restarter/status"
 
 	"github.com/google/go-cmp/cmp"
 )
