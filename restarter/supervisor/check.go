@@ -3,11 +3,12 @@ package supervisor
 import (
 	"context"
 	"fmt"
-	"github.com/envoy-restarter/restarter/restarter/internal/machine"
 	"os"
 	"os/exec"
 	"strconv"
 	"strings"
+
+	"github.com/envoy-restarter/restarter/restarter/internal/machine"
 )
 
 // This file is the pre-restart check (--check) and the base id

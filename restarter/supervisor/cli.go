@@ -3,10 +3,11 @@ package supervisor
 import (
 	"errors"
 	"fmt"
-	"github.com/envoy-restarter/restarter/restarter/internal/machine"
 	"io"
 	"os"
 	"runtime/debug"
+
+	"github.com/envoy-restarter/restarter/restarter/internal/machine"
 )
 
 // Version is the restarter's version; release builds set it with

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/envoy-restarter/restarter/internal/httpprobe"
+
 	"github.com/envoy-restarter/restarter/internal/repeated"
 )
 
@@ -205,7 +207,7 @@ func ParseArgs(args []string, stdout io.Writer) (Config, error) {
 		return cfg, usageErrorf("missing COMMAND: the start script to run (see restarter --help)")
 	}
 	if cfg.ReadyURL != "" {
-		if _, err := parseProbeURL(cfg.ReadyURL); err != nil {
+		if _, err := httpprobe.ParseURL(cfg.ReadyURL); err != nil {
 			return cfg, usageErrorf("invalid value %q for flag -ready-url: %v", cfg.ReadyURL, err)
 		}
 	}

@@ -7,8 +7,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"github.com/envoy-restarter/restarter/restarter/internal/machine"
-	"github.com/envoy-restarter/restarter/restarter/status"
 	"io"
 	"net"
 	"os"
@@ -16,6 +14,9 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/envoy-restarter/restarter/restarter/internal/machine"
+	"github.com/envoy-restarter/restarter/restarter/status"
 )
 
 // The control socket: `restarter status` and `restarter reload` send one

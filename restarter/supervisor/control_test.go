@@ -3,8 +3,6 @@ package supervisor
 import (
 	"bufio"
 	"encoding/json"
-	"github.com/envoy-restarter/restarter/restarter/internal/machine"
-	"github.com/envoy-restarter/restarter/restarter/status"
 	"io"
 	"net"
 	"os"
@@ -13,6 +11,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/envoy-restarter/restarter/restarter/internal/machine"
+	"github.com/envoy-restarter/restarter/restarter/status"
 
 	"github.com/stretchr/testify/require"
 )

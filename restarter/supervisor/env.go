@@ -2,11 +2,12 @@ package supervisor
 
 import (
 	"context"
-	"github.com/envoy-restarter/restarter/restarter/internal/machine"
 	"os"
 	"os/exec"
 	"syscall"
 	"time"
+
+	"github.com/envoy-restarter/restarter/restarter/internal/machine"
 )
 
 // osEnv is everything the event loop asks of the operating system, gathered

@@ -6,12 +6,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/envoy-restarter/restarter/restarter/internal/machine"
 	"os"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/envoy-restarter/restarter/restarter/internal/machine"
 
 	"golang.org/x/sys/unix"
 

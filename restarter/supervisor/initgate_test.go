@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
-	"github.com/envoy-restarter/restarter/restarter/internal/machine"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -12,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/envoy-restarter/restarter/restarter/internal/machine"
 
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"

@@ -3,12 +3,13 @@ package supervisor
 import (
 	"flag"
 	"fmt"
-	"github.com/envoy-restarter/restarter/restarter/internal/machine"
 	"os"
 	"regexp"
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/envoy-restarter/restarter/restarter/internal/machine"
 
 	"github.com/google/go-cmp/cmp"
 )

@@ -2,9 +2,10 @@ package supervisor
 
 import (
 	"fmt"
-	"github.com/envoy-restarter/restarter/restarter/internal/machine"
 	"strconv"
 	"strings"
+
+	"github.com/envoy-restarter/restarter/restarter/internal/machine"
 )
 
 // notify sends n to the service manager (sd_notify): the machine emits

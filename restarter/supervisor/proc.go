@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/envoy-restarter/restarter/restarter/internal/machine"
 	"io"
 	"io/fs"
 	"net"
@@ -21,6 +20,8 @@ import (
 	"syscall"
 	"time"
 	"unsafe"
+
+	"github.com/envoy-restarter/restarter/restarter/internal/machine"
 
 	"github.com/coreos/go-systemd/v22/daemon"
 	"golang.org/x/sys/unix"

@@ -2,7 +2,6 @@ package supervisor
 
 import (
 	"context"
-	"github.com/envoy-restarter/restarter/restarter/internal/machine"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/envoy-restarter/restarter/restarter/internal/machine"
 
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"

@@ -2,15 +2,14 @@ package supervisor
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"github.com/envoy-restarter/restarter/restarter/internal/machine"
-	"net/url"
 	"os/exec"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/envoy-restarter/restarter/internal/httpprobe"
+	"github.com/envoy-restarter/restarter/restarter/internal/machine"
 )
 
 // This file is the readiness probe of a new epoch (--ready-url,
@@ -75,60 +74,7 @@ func (r *runner) watchReady(ctx context.Context, epoch, pid int, report func(mac
 func (r *runner) probeURL(ctx context.Context, epoch int) error {
 	ctx, cancel := context.WithTimeout(ctx, probeTimeout)
 	defer cancel()
-	code, body, err := httpGet(ctx, r.cfg.ReadyURL, maxProbeBody)
-	if err != nil {
-		return err
-	}
-	return readyAnswer(r.cfg.ReadyURL, code, body, epoch)
-}
-
-// readyAnswer returns nil when a 200 answer of --ready-url says epoch is
-// ready, else why not. Any 200 will do, except from Envoy's /server_info:
-// Envoy's admin port passes from epoch to epoch, so the old epoch may
-// answer first, and the answer must parse, come from epoch and say LIVE.
-func readyAnswer(rawURL string, code int, body []byte, epoch int) error {
-	if code != 200 {
-		return fmt.Errorf("GET %s: status %d%s", rawURL, code, excerpt(body))
-	}
-	u, err := url.Parse(rawURL)
-	if err != nil || !slices.Contains(strings.Split(u.Path, "/"), "server_info") {
-		return nil
-	}
-	var info struct {
-		State   string `json:"state"`
-		Options *struct {
-			RestartEpoch json.RawMessage `json:"restart_epoch"`
-		} `json:"command_line_options"`
-	}
-	if err := json.Unmarshal(body, &info); err != nil {
-		return fmt.Errorf("GET %s: /server_info does not parse: %v", rawURL, err)
-	}
-	if info.Options == nil || info.State == "" {
-		return fmt.Errorf("GET %s: /server_info has no state or command_line_options", rawURL)
-	}
-	got, err := strconv.Unquote(string(info.Options.RestartEpoch)) // proto3 JSON may quote numbers
-	if err != nil {
-		got = string(info.Options.RestartEpoch)
-	}
-	if got != strconv.Itoa(epoch) {
-		return fmt.Errorf("GET %s: answered by restart_epoch %s, not %d", rawURL, got, epoch)
-	}
-	if info.State != "LIVE" {
-		return fmt.Errorf("GET %s: epoch %d is %s", rawURL, epoch, info.State)
-	}
-	return nil
-}
-
-// excerpt quotes the start of an error answer's body, for the log.
-func excerpt(body []byte) string {
-	s := strings.TrimSpace(string(body))
-	if s == "" {
-		return ""
-	}
-	if len(s) > 80 {
-		s = s[:80] + "..."
-	}
-	return fmt.Sprintf(" %q", s)
+	return httpprobe.Ready(ctx, r.cfg.ReadyURL, epoch)
 }
 
 // probeCmd returns nil when --ready-cmd exits 0 for epoch, else why not.
@@ -140,9 +86,21 @@ func (r *runner) probeCmd(ctx context.Context, epoch, pid int) error {
 	cmd.Dir = r.cfg.Dir
 	out, err := r.sys.runHelper(ctx, cmd)
 	if err != nil {
-		return fmt.Errorf("%s: %v%s", r.cfg.ReadyCmd[0], err, excerpt([]byte(lastLine(out))))
+		return fmt.Errorf("%s: %v%s", r.cfg.ReadyCmd[0], err, quoteLine(lastLine(out)))
 	}
 	return nil
+}
+
+// quoteLine quotes the start of a helper's output line, for the log.
+func quoteLine(line string) string {
+	line = strings.TrimSpace(line)
+	if line == "" {
+		return ""
+	}
+	if len(line) > 80 {
+		line = line[:80] + "..."
+	}
+	return fmt.Sprintf(" %q", line)
 }
 
 // lastLine returns the last non-empty line of out.

@@ -2,13 +2,14 @@ package supervisor
 
 import (
 	"context"
-	"github.com/envoy-restarter/restarter/restarter/internal/machine"
 	"net/http"
 	"net/http/httptest"
 	"os/exec"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/envoy-restarter/restarter/restarter/internal/machine"
 
 	"github.com/stretchr/testify/require"
 )

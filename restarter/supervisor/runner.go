@@ -4,12 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/envoy-restarter/restarter/restarter/internal/machine"
 	"log/slog"
 	"os"
 	"slices"
 	"syscall"
 	"time"
+
+	"github.com/envoy-restarter/restarter/restarter/internal/machine"
 )
 
 // runner is the event loop: the one goroutine that owns the Machine, turns

@@ -1,4 +1,4 @@
-package supervisor
+package httpprobe
 
 import (
 	"bufio"
@@ -40,26 +40,26 @@ func TestHTTPGetSpeaksHTTP11(t *testing.T) {
 	defer cancel()
 
 	// when the probe asks, then it gets the answers, whatever their framing.
-	code, body, err := httpGet(ctx, srv.URL+"/ready?x=1", 1<<20)
+	code, body, err := Get(ctx, srv.URL+"/ready?x=1", 1<<20)
 	require.NoError(t, err)
 	require.Equal(t, 200, code)
 	require.Equal(t, "LIVE\n", string(body))
 	require.Equal(t, strings.TrimPrefix(srv.URL, "http://"), gotHost)
 	require.Equal(t, "close", gotConnection)
 
-	code, body, err = httpGet(ctx, srv.URL+"/chunked", 1<<20)
+	code, body, err = Get(ctx, srv.URL+"/chunked", 1<<20)
 	require.NoError(t, err)
 	require.Equal(t, 200, code)
 	require.Equal(t, "first second", string(body))
 
-	code, body, err = httpGet(ctx, srv.URL+"/initializing", 1<<20)
+	code, body, err = Get(ctx, srv.URL+"/initializing", 1<<20)
 	require.NoError(t, err)
 	require.Equal(t, 503, code)
 	require.Equal(t, "INITIALIZING\n", string(body))
 
-	_, _, err = httpGet(ctx, srv.URL+"/chunked", 5)
+	_, _, err = Get(ctx, srv.URL+"/chunked", 5)
 	require.ErrorContains(t, err, "chunked body larger than the limit of 5 bytes")
-	_, _, err = httpGet(ctx, srv.URL+"/ready", 2)
+	_, _, err = Get(ctx, srv.URL+"/ready", 2)
 	require.ErrorContains(t, err, "body of 5 bytes is larger than the limit of 2")
 }
 
@@ -67,7 +67,7 @@ func TestHTTPGetFailures(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 
-	_, _, err := httpGet(ctx, "https://127.0.0.1:1/", 1<<20)
+	_, _, err := Get(ctx, "https://127.0.0.1:1/", 1<<20)
 	require.EqualError(t, err, "GET https://127.0.0.1:1/: must be an http:// URL (for anything else use --ready-cmd)")
 
 	// Nothing listening: an error naming the URL, not a hang.
@@ -75,19 +75,19 @@ func TestHTTPGetFailures(t *testing.T) {
 	require.NoError(t, err)
 	addr := ln.Addr().String()
 	ln.Close()
-	_, _, err = httpGet(ctx, "http://"+addr+"/ready", 1<<20)
+	_, _, err = Get(ctx, "http://"+addr+"/ready", 1<<20)
 	require.ErrorContains(t, err, "GET http://"+addr+"/ready: ")
 	require.ErrorContains(t, err, "connection refused")
 
 	// Not HTTP at all: an error naming the status line.
-	_, _, err = httpGet(ctx, serveOnce(t, "SSH-2.0-OpenSSH\r\n"), 1<<20)
+	_, _, err = Get(ctx, serveOnce(t, "SSH-2.0-OpenSSH\r\n"), 1<<20)
 	require.ErrorContains(t, err, `malformed status line "SSH-2.0-OpenSSH"`)
 
 	// A server that accepts and never answers: bounded by ctx.
 	silent := serveOnce(t, "")
 	short, cancelShort := context.WithTimeout(ctx, 100*time.Millisecond)
 	defer cancelShort()
-	_, _, err = httpGet(short, silent, 1<<20)
+	_, _, err = Get(short, silent, 1<<20)
 	require.ErrorIs(t, err, context.DeadlineExceeded)
 	require.ErrorContains(t, err, "GET "+silent+": context deadline exceeded")
 }
@@ -222,7 +222,7 @@ func TestParseProbeURL(t *testing.T) {
 		"http://u:p@127.0.0.1:1/":           "user information is not supported",
 		"http://127.0.0.1:x/":               `invalid port ":x" after host`,
 	} {
-		_, err := parseProbeURL(raw)
+		_, err := ParseURL(raw)
 		if want == "" {
 			require.NoError(t, err, raw)
 		} else {

@@ -1,23 +1,29 @@
-package supervisor
+// Package httpprobe is the restarter's HTTP client for Envoy's admin: the
+// readiness probe's GET. It is hand-written on purpose: probes only ever
+// talk to an admin endpoint on the host, and net/http would bring TLS,
+// HTTP/2 and proxies along and cost about 3 MiB of resident memory (as
+// measured, docs/BENCHMARKS.md), more than the rest of the restarter.
+package httpprobe
 
 import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 )
 
-// This file is the readiness probe's HTTP client. Probes only ever talk to
-// an admin endpoint on the host, and net/http would bring TLS, HTTP/2 and
-// proxies along and cost about 3 MiB of resident memory, so it is a small
-// HTTP/1.1 client: one GET per connection (Connection: close), bodies
+// It is a small HTTP/1.1 client: one GET per connection (Connection:
+// close, so every probe reaches the epoch that owns the admin's listening
+// socket now, never an old epoch over a kept-alive connection), bodies
 // delimited by Content-Length, chunked encoding or the end of the
 // connection, everything bounded in size and time. Envoy's admin refuses
 // HTTP/1.0 with 426 Upgrade Required and may answer chunked.
@@ -26,12 +32,12 @@ import (
 const (
 	maxStatusAndHeaderLine = 8 << 10 // bytes in one line of the head
 	maxHeaderLines         = 100
-	maxProbeBody           = 1 << 20 // bytes; Envoy's /server_info is a few KiB
+	MaxBody                = 1 << 20 // bytes; Envoy's /server_info is a few KiB
 )
 
-// parseProbeURL checks a --ready-url: plain http:// with a host and, when
+// ParseURL checks a --ready-url: plain http:// with a host and, when
 // given, a port in 1..65535.
-func parseProbeURL(raw string) (*url.URL, error) {
+func ParseURL(raw string) (*url.URL, error) {
 	u, err := url.Parse(raw)
 	switch {
 	case err != nil:
@@ -51,11 +57,70 @@ func parseProbeURL(raw string) (*url.URL, error) {
 	return u, nil
 }
 
-// httpGet fetches rawURL with HTTP/1.1 and returns the status code and the
+// Ready returns nil when a GET of rawURL says Envoy's epoch is ready, else
+// why not (see readyAnswer). ctx bounds the whole probe.
+func Ready(ctx context.Context, rawURL string, epoch int) error {
+	code, body, err := Get(ctx, rawURL, MaxBody)
+	if err != nil {
+		return err
+	}
+	return readyAnswer(rawURL, code, body, epoch)
+}
+
+// readyAnswer returns nil when a 200 answer of rawURL says epoch is
+// ready, else why not. Any 200 will do, except from Envoy's /server_info:
+// Envoy's admin port passes from epoch to epoch, so the old epoch may
+// answer first, and the answer must parse, come from epoch and say LIVE.
+func readyAnswer(rawURL string, code int, body []byte, epoch int) error {
+	if code != 200 {
+		return fmt.Errorf("GET %s: status %d%s", rawURL, code, excerpt(body))
+	}
+	u, err := url.Parse(rawURL)
+	if err != nil || !slices.Contains(strings.Split(u.Path, "/"), "server_info") {
+		return nil
+	}
+	var info struct {
+		State   string `json:"state"`
+		Options *struct {
+			RestartEpoch json.RawMessage `json:"restart_epoch"`
+		} `json:"command_line_options"`
+	}
+	if err := json.Unmarshal(body, &info); err != nil {
+		return fmt.Errorf("GET %s: /server_info does not parse: %v", rawURL, err)
+	}
+	if info.Options == nil || info.State == "" {
+		return fmt.Errorf("GET %s: /server_info has no state or command_line_options", rawURL)
+	}
+	got, err := strconv.Unquote(string(info.Options.RestartEpoch)) // proto3 JSON may quote numbers
+	if err != nil {
+		got = string(info.Options.RestartEpoch)
+	}
+	if got != strconv.Itoa(epoch) {
+		return fmt.Errorf("GET %s: answered by restart_epoch %s, not %d", rawURL, got, epoch)
+	}
+	if info.State != "LIVE" {
+		return fmt.Errorf("GET %s: epoch %d is %s", rawURL, epoch, info.State)
+	}
+	return nil
+}
+
+// excerpt quotes the start of an error answer's body, for the log.
+func excerpt(body []byte) string {
+	s := strings.TrimSpace(string(body))
+	if s == "" {
+		return ""
+	}
+	if len(s) > 80 {
+		s = s[:80] + "..."
+	}
+	return fmt.Sprintf(" %q", s)
+}
+
+// Get fetches rawURL with HTTP/1.1 and returns the status code and the
 // body (at most maxBody bytes: a longer one is an error, never silently cut).
 // ctx bounds the whole exchange, connecting included. Every error says what
 // failed, prefixed with "GET rawURL".
-func httpGet(ctx context.Context, rawURL string, maxBody int64) (int, []byte, error) {
+func Get(ctx context.Context, rawURL string, maxBody int64) (int, []byte, error) {
 	code, body, err := get(ctx, rawURL, maxBody)
 	if err != nil {
 		if cerr := ctxErr(ctx); cerr != nil && !errors.Is(err, cerr) {
@@ -79,7 +144,7 @@ func ctxErr(ctx context.Context) error {
 }
 
 func get(ctx context.Context, rawURL string, maxBody int64) (int, []byte, error) {
-	u, err := parseProbeURL(rawURL)
+	u, err := ParseURL(rawURL)
 	if err != nil {
 		return 0, nil, err
 	}
