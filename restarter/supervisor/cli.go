@@ -3,6 +3,8 @@ package supervisor
 import (
 	"errors"
 	"fmt"
+	"github.com/envoy-restarter/restarter/restarter/internal/config"
+	"github.com/envoy-restarter/restarter/restarter/internal/logging"
 	"io"
 	"os"
 	"runtime/debug"
@@ -21,7 +23,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	// pipe opened makes the Go runtime fail to create its poller, and the
 	// process dies with "fatal error: runtime: netpollinit failed".
 	if limit, err := openFilesLimit(); err == nil {
-		if err := checkOpenFilesLimit(limit); err != nil {
+		if err := config.CheckOpenFilesLimit(limit); err != nil {
 			fmt.Fprintf(stderr, "restarter: %v\n", err)
 			return machine.ExitUsage
 		}
@@ -29,12 +31,12 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	if len(args) > 0 && (args[0] == "status" || args[0] == "reload") {
 		return clientMain(args[0], args[1:], stdout, stderr)
 	}
-	cfg, err := ParseArgs(args, stdout)
-	var usage *UsageError
+	cfg, err := config.Parse(args, stdout)
+	var usage *config.UsageError
 	switch {
-	case errors.Is(err, errHelp):
+	case errors.Is(err, config.ErrHelp):
 		return machine.ExitClean
-	case errors.Is(err, errVersion):
+	case errors.Is(err, config.ErrVersion):
 		fmt.Fprintf(stdout, "restarter %s\n", version())
 		return machine.ExitClean
 	case errors.As(err, &usage):
@@ -50,27 +52,10 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		// double the resident memory of a process that mostly idles.
 		debug.SetGCPercent(25)
 	}
-	log, lw := newAsyncLogger(stdout, cfg.LogFormat)
+	log, lw := logging.NewAsync(stdout, cfg.LogFormat)
 	code := Run(cfg, log)
-	lw.flush(logFlushTimeout)
+	lw.Flush(logging.FlushTimeout)
 	return code
-}
-
-// minOpenFiles is the RLIMIT_NOFILE the restarter requires. Measured with
-// examples/start_fakeenvoy.sh (epochs inherit the limit) under a control
-// socket, a check, a readiness probe and a hot restart: it runs with 17.
-// The restarter itself holds 8 descriptors (stdio, the runtime's poller and
-// cgroup files, the control socket), then up to maxControlConns control
-// connections, and keeps fdReserve free for forking an epoch and running
-// its check: 32 with every control slot taken. 64 doubles that.
-const minOpenFiles = 64
-
-// checkOpenFilesLimit refuses an RLIMIT_NOFILE below minOpenFiles.
-func checkOpenFilesLimit(limit uint64) error {
-	if limit < minOpenFiles {
-		return usageErrorf("open files limit (RLIMIT_NOFILE) is %d; the restarter needs at least %d: raise it (ulimit -n, LimitNOFILE=)", limit, minOpenFiles)
-	}
-	return nil
 }
 
 func version() string {

@@ -7,6 +7,8 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/envoy-restarter/restarter/restarter/internal/config"
+	"github.com/envoy-restarter/restarter/restarter/internal/logging"
 	"io"
 	"net"
 	"os"
@@ -58,18 +60,6 @@ const (
 	ExitUnreachable  = 3 // the control socket could not be reached or answered nonsense
 	ExitInProgress   = 4 // reload: --timeout expired while the hot restart was still in progress or queued
 )
-
-// maxSocketPath is the longest path a unix socket address holds (sun_path
-// is 108 bytes with the terminating NUL).
-const maxSocketPath = 107
-
-// checkSocketPath says why path cannot name a unix socket, if it cannot.
-func checkSocketPath(path string) error {
-	if len(path) > maxSocketPath {
-		return fmt.Errorf("control socket %s: the path is %d bytes, longer than the %d a unix socket path can hold; choose a shorter one", path, len(path), maxSocketPath)
-	}
-	return nil
-}
 
 type controlRequest struct {
 	Command string `json:"command"`
@@ -334,7 +324,7 @@ func clientMain(command string, args []string, stdout, stderr io.Writer) int {
 	// are escaped: the line may hold text from the server or a socket path,
 	// and must not drive the operator's terminal or forge a line of its own.
 	fail := func(code int, format string, a ...any) int {
-		fmt.Fprintf(stderr, "restarter %s: %s\n", command, escapeControl(fmt.Sprintf(format, a...)))
+		fmt.Fprintf(stderr, "restarter %s: %s\n", command, logging.EscapeControl(fmt.Sprintf(format, a...)))
 		return code
 	}
 	fs := flag.NewFlagSet("restarter "+command, flag.ContinueOnError)
@@ -352,7 +342,7 @@ func clientMain(command string, args []string, stdout, stderr io.Writer) int {
 	case *timeout <= 0:
 		return fail(machine.ExitUsage, "invalid value %q for flag -timeout: must be positive", timeout.String())
 	}
-	if err := checkSocketPath(*path); err != nil {
+	if err := config.CheckSocketPath(*path); err != nil {
 		return fail(machine.ExitUsage, "%v", err)
 	}
 	reply, err := call(*path, command, *timeout)

@@ -205,7 +205,7 @@ func TestCallRejectsNonsense(t *testing.T) {
 }
 
 func TestMainExitCodes(t *testing.T) {
-	workDir(t)
+	t.Setenv("BUILD_WORKING_DIRECTORY", t.TempDir())
 	var out, errOut strings.Builder
 	require.Equal(t, machine.ExitClean, Main([]string{"--version"}, &out, &errOut))
 	require.True(t, strings.HasPrefix(out.String(), "restarter "), out.String())

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"github.com/envoy-restarter/restarter/restarter/internal/config"
+	"github.com/envoy-restarter/restarter/restarter/internal/logging"
 	"os"
 	"os/exec"
 	"strings"
@@ -220,18 +222,18 @@ func (f *fakeOS) running() int {
 	return len(f.live) + len(f.zombies)
 }
 
-// testConfig is a Config for a fake start script.
-func testConfig() Config {
-	return Config{Command: "./start.sh", Path: "/srv/start.sh", Args: []string{"-x"}, TermWait: testTermWait,
-		CheckTimeout: 5 * time.Second, ReadyTimeout: 10 * time.Second, LogFormat: "text"}
+// testConfig is a config.Config for a fake start script.
+func testConfig() config.Config {
+	return config.Config{Command: "./start.sh", Path: "/srv/start.sh", Args: []string{"-x"}, TermWait: testTermWait,
+		CheckTimeout: 5 * time.Second, ReadyTimeout: 10 * time.Second, LogFormat: logging.Text, InitGate: config.InitGateOff}
 }
 
 // fakeRunner returns a runner over a fake OS, logging into the returned
 // buffer.
-func fakeRunner(t *testing.T, cfg Config, f *fakeOS) (*runner, *syncBuffer) {
+func fakeRunner(t *testing.T, cfg config.Config, f *fakeOS) (*runner, *syncBuffer) {
 	t.Helper()
 	var logs syncBuffer
-	r := newRunner(cfg, NewLogger(&logs, "text"), f.env())
+	r := newRunner(cfg, logging.New(&logs, logging.Text), f.env())
 	t.Cleanup(r.cancel)
 	return r, &logs
 }

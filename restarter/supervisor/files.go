@@ -3,6 +3,7 @@ package supervisor
 import (
 	"errors"
 	"fmt"
+	"github.com/envoy-restarter/restarter/restarter/internal/config"
 	"io"
 	"io/fs"
 	"os"
@@ -47,10 +48,10 @@ func takePIDFile(path string) (*pidFile, error) {
 		f, err = os.OpenFile(path, os.O_RDWR|syscall.O_NOFOLLOW, 0)
 	}
 	if errors.Is(err, syscall.ELOOP) {
-		return nil, usageErrorf("flag -pid-file: %s is a symbolic link; refusing to follow it", path)
+		return nil, config.Usagef("flag -pid-file: %s is a symbolic link; refusing to follow it", path)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("pid file %s: %v", path, unwrapPathError(err))
+		return nil, fmt.Errorf("pid file %s: %v", path, config.UnwrapPathError(err))
 	}
 	if !p.created {
 		if err := checkPIDFileContent(path, f); err != nil {
@@ -78,11 +79,11 @@ func checkPIDFilePath(path string) error {
 	case err != nil:
 		return nil // nothing there, or the open says why
 	case fi.Mode()&fs.ModeSymlink != 0:
-		return usageErrorf("flag -pid-file: %s is a symbolic link; refusing to follow it", path)
+		return config.Usagef("flag -pid-file: %s is a symbolic link; refusing to follow it", path)
 	case fi.IsDir():
-		return usageErrorf("flag -pid-file: %s is a directory; give the path of a file", path)
+		return config.Usagef("flag -pid-file: %s is a directory; give the path of a file", path)
 	case !fi.Mode().IsRegular():
-		return usageErrorf("flag -pid-file: %s is not a regular file; refusing to write to it", path)
+		return config.Usagef("flag -pid-file: %s is not a regular file; refusing to write to it", path)
 	}
 	return nil
 }
@@ -92,18 +93,18 @@ func checkPIDFilePath(path string) error {
 func checkPIDFileContent(path string, f *os.File) error {
 	fi, err := f.Stat()
 	if err != nil {
-		return fmt.Errorf("pid file %s: %v", path, unwrapPathError(err))
+		return fmt.Errorf("pid file %s: %v", path, config.UnwrapPathError(err))
 	}
 	if !fi.Mode().IsRegular() { // swapped in since checkPIDFilePath
-		return usageErrorf("flag -pid-file: %s is not a regular file; refusing to write to it", path)
+		return config.Usagef("flag -pid-file: %s is not a regular file; refusing to write to it", path)
 	}
 	b := make([]byte, maxPIDFileSize+1)
 	n, err := f.ReadAt(b, 0)
 	if err != nil && !errors.Is(err, io.EOF) {
-		return fmt.Errorf("pid file %s: %v", path, unwrapPathError(err))
+		return fmt.Errorf("pid file %s: %v", path, config.UnwrapPathError(err))
 	}
 	if content := string(b[:n]); content != "" && (fi.Size() > maxPIDFileSize || !isPID(strings.TrimSuffix(content, "\n"))) {
-		return usageErrorf("flag -pid-file: %s holds something other than a pid (%d bytes starting %q); refusing to overwrite it", path, fi.Size(), firstLine(content, 40))
+		return config.Usagef("flag -pid-file: %s holds something other than a pid (%d bytes starting %q); refusing to overwrite it", path, fi.Size(), firstLine(content, 40))
 	}
 	return nil
 }
@@ -156,23 +157,23 @@ func clearBaseID(path string) error {
 	case errors.Is(err, fs.ErrNotExist):
 		return nil
 	case err != nil:
-		return fmt.Errorf("base id file %s: %v", path, unwrapPathError(err))
+		return fmt.Errorf("base id file %s: %v", path, config.UnwrapPathError(err))
 	case fi.IsDir():
-		return usageErrorf("flag -base-id-path: %s is a directory; give the path of a file for Envoy's --base-id-path", path)
+		return config.Usagef("flag -base-id-path: %s is a directory; give the path of a file for Envoy's --base-id-path", path)
 	case !fi.Mode().IsRegular():
-		return usageErrorf("flag -base-id-path: %s is not a regular file; refusing to delete it", path)
+		return config.Usagef("flag -base-id-path: %s is not a regular file; refusing to delete it", path)
 	}
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return fmt.Errorf("base id file %s: %v", path, unwrapPathError(err))
+		return fmt.Errorf("base id file %s: %v", path, config.UnwrapPathError(err))
 	}
 	if id := strings.TrimSpace(string(b)); id != "" {
 		if _, err := strconv.ParseUint(id, 10, 32); err != nil {
-			return usageErrorf("flag -base-id-path: %s holds something other than a base id (%d bytes starting %q); refusing to delete it", path, len(b), firstLine(string(b), 40))
+			return config.Usagef("flag -base-id-path: %s holds something other than a base id (%d bytes starting %q); refusing to delete it", path, len(b), firstLine(string(b), 40))
 		}
 	}
 	if err := os.Remove(path); err != nil {
-		return fmt.Errorf("base id file %s: cannot remove the stale base id left by an earlier run (%v); later epochs would be given it: remove it or choose another --base-id-path", path, unwrapPathError(err))
+		return fmt.Errorf("base id file %s: cannot remove the stale base id left by an earlier run (%v); later epochs would be given it: remove it or choose another --base-id-path", path, config.UnwrapPathError(err))
 	}
 	return nil
 }

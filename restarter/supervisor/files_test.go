@@ -2,6 +2,7 @@ package supervisor
 
 import (
 	"errors"
+	"github.com/envoy-restarter/restarter/restarter/internal/config"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -24,7 +25,7 @@ func TestClearBaseID(t *testing.T) {
 		require.NoFileExists(t, p)
 	}
 	// Anything else: a usage error, left alone.
-	var usage *UsageError
+	var usage *config.UsageError
 	for _, p := range []string{write("yaml", "admin: {}\n"), write("too-big", "4294967296"), filepath.Join(dir, "sub")} {
 		os.Mkdir(filepath.Join(dir, "sub"), 0o755)
 		err := clearBaseID(p)
@@ -93,7 +94,7 @@ func TestPIDFileRefusesWhatIsNotAPIDFile(t *testing.T) {
 	}
 	for _, tt := range tests {
 		_, err := takePIDFile(tt.path)
-		var usage *UsageError
+		var usage *config.UsageError
 		require.True(t, errors.As(err, &usage), "%s: want a usage error, got %v", tt.path, err)
 		require.EqualError(t, err, tt.want)
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"github.com/envoy-restarter/restarter/restarter/internal/config"
 	"hash/fnv"
 	"os"
 	"path/filepath"
@@ -21,7 +22,7 @@ const instanceEnv = "RESTARTER_INSTANCE"
 
 // instanceID identifies a restarter by what it runs: the same COMMAND,
 // arguments, working directory and files give the same id, run after run.
-func instanceID(cfg Config) string {
+func instanceID(cfg config.Config) string {
 	h := fnv.New64a()
 	path := cfg.Path
 	if !filepath.IsAbs(path) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/envoy-restarter/restarter/restarter/internal/config"
 	"log/slog"
 	"os"
 	"slices"
@@ -17,7 +18,7 @@ import (
 // signals, reaped children, timers, helper outcomes and control requests
 // into events, and performs the actions through sys.
 type runner struct {
-	cfg     Config
+	cfg     config.Config
 	log     *slog.Logger
 	sys     osEnv
 	machine *machine.Machine
@@ -74,7 +75,7 @@ type timerFiring struct {
 // the code). Every child it started has been reaped by then (unless one
 // survived SIGKILL for KillWait, which is logged), and its control socket
 // and pid file are removed.
-func Run(cfg Config, log *slog.Logger) int {
+func Run(cfg config.Config, log *slog.Logger) int {
 	return newRunner(cfg, log, newOSEnv()).run()
 }
 
@@ -82,10 +83,10 @@ func Run(cfg Config, log *slog.Logger) int {
 // are installed at once and never removed: between Run's return and the
 // process's exit, a late SIGHUP or SIGTERM must not kill the restarter by
 // its default action and replace the exit code with "killed by signal".
-func newRunner(cfg Config, log *slog.Logger, sys osEnv) *runner {
+func newRunner(cfg config.Config, log *slog.Logger, sys osEnv) *runner {
 	ctx, cancel := context.WithCancel(context.Background())
 	var gate *initGate
-	if cfg.InitGate == "auto" {
+	if cfg.InitGate == config.InitGateAuto {
 		gate = &initGate{discoverFor: cfg.ReadyTimeout}
 	}
 	return &runner{
@@ -97,11 +98,11 @@ func newRunner(cfg Config, log *slog.Logger, sys osEnv) *runner {
 		machine: machine.New(machine.Policy{
 			TermWait:            cfg.TermWait,
 			Check:               len(cfg.Check) > 0 || cfg.BaseIDPath != "",
-			Readiness:           cfg.readiness(),
+			Readiness:           cfg.Readiness(),
 			ReadyTimeout:        cfg.ReadyTimeout,
 			Notify:              sys.getenv("NOTIFY_SOCKET") != "",
-			InitGate:            cfg.InitGate == "auto",
-			KeepOnFailedRestart: cfg.OnFailedRestart == "keep",
+			InitGate:            cfg.InitGate == config.InitGateAuto,
+			KeepOnFailedRestart: cfg.OnFailedRestart == config.FailedRestartKeep,
 		}),
 		signals: signals{
 			chld: sys.notifySignal(syscall.SIGCHLD),
@@ -212,7 +213,7 @@ func (r *runner) setUp() (int, bool) {
 	fail := func(err error) (int, bool) {
 		r.log.Error(err.Error())
 		r.tearDown()
-		var usage *UsageError
+		var usage *config.UsageError
 		if errors.As(err, &usage) {
 			return machine.ExitUsage, false
 		}

@@ -2,6 +2,7 @@ package supervisor
 
 import (
 	"context"
+	"github.com/envoy-restarter/restarter/restarter/internal/logging"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -425,7 +426,7 @@ func TestRunRealOS(t *testing.T) {
 	cfg := testConfig()
 	cfg.Command, cfg.Path, cfg.Args = "/bin/sh", "/bin/sh", []string{"-c", "test \"$RESTART_EPOCH\" = 0"}
 	var logs syncBuffer
-	require.Equal(t, machine.ExitClean, Run(cfg, NewLogger(&logs, "text")))
+	require.Equal(t, machine.ExitClean, Run(cfg, logging.New(&logs, logging.Text)))
 	require.Contains(t, logs.String(), "exited with code=0")
 	require.Contains(t, logs.String(), "exiting due to lack of child processes")
 }

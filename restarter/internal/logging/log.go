@@ -1,4 +1,8 @@
-package supervisor
+// Package logging is the restarter's one logger: Envoy's log format (or
+// JSON), written through a bounded queue so that no log write ever blocks
+// the event loop, and control characters escaped so that nothing logged can
+// forge a line.
+package logging
 
 import (
 	"bytes"
@@ -14,24 +18,44 @@ import (
 	"unicode/utf8"
 )
 
-// newAsyncLogger returns the logger Run uses: NewLogger's, writing
-// through a lineWriter so that no log write ever blocks the event loop.
-// Flush the lineWriter before exiting.
-func newAsyncLogger(w io.Writer, format string) (*slog.Logger, *lineWriter) {
-	lw := newLineWriter(w, func(n int) []byte {
-		var b bytes.Buffer
-		NewLogger(&b, format).Warn(fmt.Sprintf("dropped %d log line(s): the log reader was not reading", n), "dropped", n)
-		return b.Bytes()
-	})
-	return NewLogger(lw, format), lw
+// Format is the log format: Text or JSON.
+type Format int
+
+const (
+	// Text is Envoy's format: "[2026-11-24 19:20:00.123][pid][info][restarter] message".
+	Text Format = iota
+	// JSON is one slog JSON object per line with the message's fields.
+	JSON
+)
+
+// ParseFormat returns the format named s ("text" or "json").
+func ParseFormat(s string) (Format, error) {
+	switch s {
+	case "text":
+		return Text, nil
+	case "json":
+		return JSON, nil
+	}
+	return Text, fmt.Errorf("must be text or json")
 }
 
-// NewLogger returns the restarter's one logger, writing to w: "text" is
-// Envoy's format, "[2026-11-24 19:20:00.123][pid][info][restarter] message",
-// so log searches written for Envoy and hot-restarter.py keep working; "json"
-// is one slog JSON object per line with the message's fields.
-func NewLogger(w io.Writer, format string) *slog.Logger {
-	if format == "json" {
+// NewAsync returns the logger the restarter runs with: New's, writing
+// through a Writer so that no log write ever blocks the event loop. Flush
+// the Writer before exiting.
+func NewAsync(w io.Writer, format Format) (*slog.Logger, *Writer) {
+	lw := newWriter(w, func(n int) []byte {
+		var b bytes.Buffer
+		New(&b, format).Warn(fmt.Sprintf("dropped %d log line(s): the log reader was not reading", n), "dropped", n)
+		return b.Bytes()
+	})
+	return New(lw, format), lw
+}
+
+// New returns the restarter's one logger, writing to w in format. Text is
+// Envoy's format, so log searches written for Envoy and hot-restarter.py
+// keep working.
+func New(w io.Writer, format Format) *slog.Logger {
+	if format == JSON {
 		return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: slog.LevelInfo})).With("component", "restarter")
 	}
 	return slog.New(&envoyHandler{w: w, pid: os.Getpid(), mu: new(sync.Mutex)})
@@ -52,7 +76,7 @@ func (h *envoyHandler) Handle(_ context.Context, r slog.Record) error {
 	if t.IsZero() {
 		t = time.Now()
 	}
-	line := fmt.Sprintf("[%s][%d][%s][restarter] %s\n", t.Format("2006-01-02 15:04:05.000"), h.pid, envoyLevel(r.Level), escapeControl(r.Message))
+	line := fmt.Sprintf("[%s][%d][%s][restarter] %s\n", t.Format("2006-01-02 15:04:05.000"), h.pid, envoyLevel(r.Level), EscapeControl(r.Message))
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	_, err := io.WriteString(h.w, line) // one write per line: lines never interleave
@@ -74,11 +98,11 @@ func envoyLevel(l slog.Level) string {
 	return "error"
 }
 
-// escapeControl escapes control characters (a newline above all) and bytes
+// EscapeControl escapes control characters (a newline above all) and bytes
 // that are not UTF-8 in a log message, as strconv.Quote does, so that text
 // from outside, such as a COMMAND with a newline in it, can never start a
 // log line of its own or drive a terminal.
-func escapeControl(msg string) string {
+func EscapeControl(msg string) string {
 	if !strings.ContainsFunc(msg, isControl) && utf8.ValidString(msg) {
 		return msg
 	}

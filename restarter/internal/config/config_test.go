@@ -1,7 +1,8 @@
-package supervisor
+package config
 
 import (
 	"errors"
+	"github.com/envoy-restarter/restarter/restarter/internal/logging"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -25,13 +26,13 @@ func workDir(t *testing.T) string {
 	return dir
 }
 
-func TestParseArgs(t *testing.T) {
+func TestParse(t *testing.T) {
 	dir := workDir(t)
 	start := filepath.Join(dir, "start.sh")
 	sh, err := filepath.Abs("/bin/sh")
 	require.NoError(t, err)
 	defaults := Config{Command: "start.sh", Path: start, Args: []string{}, Dir: dir, TermWait: 30 * time.Second,
-		LogFormat: "text", CheckTimeout: time.Minute, ReadyTimeout: time.Minute, InitGate: "auto", OnFailedRestart: "exit"}
+		LogFormat: logging.Text, CheckTimeout: time.Minute, ReadyTimeout: time.Minute, InitGate: InitGateAuto, OnFailedRestart: FailedRestartExit}
 	with := func(change func(*Config)) Config { c := defaults; change(&c); return c }
 
 	tests := []struct {
@@ -43,7 +44,7 @@ func TestParseArgs(t *testing.T) {
 			c.Command, c.Path, c.Args = "./start.sh", "./start.sh", []string{"--config", "x"} // $0 as typed
 		})},
 		{[]string{"--term-wait", "5s", "--log-format=json", "--subreaper", "start.sh"}, with(func(c *Config) {
-			c.TermWait, c.LogFormat, c.Subreaper = 5*time.Second, "json", true
+			c.TermWait, c.LogFormat, c.Subreaper = 5*time.Second, logging.JSON, true
 		})},
 		{[]string{"--check", "/bin/sh", "--check-arg", "-c", "--check-arg", "exit 0", "--check-timeout", "3s", "start.sh"}, with(func(c *Config) {
 			c.Check, c.CheckTimeout = []string{sh, "-c", "exit 0"}, 3*time.Second
@@ -54,7 +55,7 @@ func TestParseArgs(t *testing.T) {
 			c.ReadyCmd, c.ReadyTimeout = []string{found, "-c"}, 9*time.Second
 		})},
 		{[]string{"--ready-url", "http://127.0.0.1:9901/ready", "start.sh"}, with(func(c *Config) { c.ReadyURL = "http://127.0.0.1:9901/ready" })},
-		{[]string{"--init-gate", "off", "--on-failed-restart", "keep", "start.sh"}, with(func(c *Config) { c.InitGate, c.OnFailedRestart = "off", "keep" })},
+		{[]string{"--init-gate", "off", "--on-failed-restart", "keep", "start.sh"}, with(func(c *Config) { c.InitGate, c.OnFailedRestart = InitGateOff, FailedRestartKeep })},
 		{[]string{"--base-id-path", "base", "--control-socket", "/run/c.sock", "--pid-file", "r.pid", "start.sh"}, with(func(c *Config) {
 			// relative to the working directory under bazel run
 			c.BaseIDPath, c.ControlSocket, c.PIDFile = filepath.Join(dir, "base"), "/run/c.sock", filepath.Join(dir, "r.pid")
@@ -62,7 +63,7 @@ func TestParseArgs(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
-			got, err := ParseArgs(tt.args, nil)
+			got, err := Parse(tt.args, nil)
 			require.NoError(t, err)
 			require.Equal(t, tt.want, got)
 		})
@@ -83,7 +84,7 @@ func lookPath(t *testing.T, name string) string {
 
 func TestParseArgsFindsCommandInPATH(t *testing.T) {
 	workDir(t)
-	cfg, err := ParseArgs([]string{"sh", "-c", "true"}, nil)
+	cfg, err := Parse([]string{"sh", "-c", "true"}, nil)
 	require.NoError(t, err)
 	require.Equal(t, "sh", cfg.Command)
 	require.True(t, filepath.IsAbs(cfg.Path), cfg.Path)
@@ -126,7 +127,7 @@ func TestParseArgsUsageErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
-			_, err := ParseArgs(tt.args, nil)
+			_, err := Parse(tt.args, nil)
 			var usage *UsageError
 			require.True(t, errors.As(err, &usage), "%v is not a *UsageError", err)
 			require.Equal(t, tt.want, err.Error())
@@ -136,24 +137,24 @@ func TestParseArgsUsageErrors(t *testing.T) {
 
 func TestParseArgsHelpAndVersion(t *testing.T) {
 	var out strings.Builder
-	_, err := ParseArgs([]string{"--help", "start.sh"}, &out)
-	require.ErrorIs(t, err, errHelp)
+	_, err := Parse([]string{"--help", "start.sh"}, &out)
+	require.ErrorIs(t, err, ErrHelp)
 	require.True(t, strings.HasPrefix(out.String(), "Usage: restarter [flags] COMMAND [ARG...]"), out.String())
 	require.Contains(t, out.String(), "  --term-wait duration\n")
 	require.Contains(t, out.String(), "(default 30s)")
 	require.NotContains(t, out.String(), "  --h\n")
-	_, err = ParseArgs([]string{"--version"}, nil)
-	require.ErrorIs(t, err, errVersion)
+	_, err = Parse([]string{"--version"}, nil)
+	require.ErrorIs(t, err, ErrVersion)
 }
 
 // Issue 19, defect 3: an open files limit below what the restarter needs is
 // a usage error naming both figures and how to raise it.
 func TestCheckOpenFilesLimit(t *testing.T) {
-	require.NoError(t, checkOpenFilesLimit(minOpenFiles))
-	require.NoError(t, checkOpenFilesLimit(1<<20))
-	err := checkOpenFilesLimit(6)
+	require.NoError(t, CheckOpenFilesLimit(MinOpenFiles))
+	require.NoError(t, CheckOpenFilesLimit(1<<20))
+	err := CheckOpenFilesLimit(6)
 	var usage *UsageError
 	require.True(t, errors.As(err, &usage), "%v is not a *UsageError", err)
 	require.EqualError(t, err, "open files limit (RLIMIT_NOFILE) is 6; the restarter needs at least 64: raise it (ulimit -n, LimitNOFILE=)")
-	require.Contains(t, usageTail, "(RLIMIT_NOFILE) below "+strconv.Itoa(minOpenFiles), "--help gives the figure")
+	require.Contains(t, usageTail, "(RLIMIT_NOFILE) below "+strconv.Itoa(MinOpenFiles), "--help gives the figure")
 }

@@ -1,4 +1,4 @@
-package supervisor
+package logging
 
 import (
 	"bytes"
@@ -34,7 +34,7 @@ func (g *gateWriter) String() string {
 
 func TestLineWriterNeverBlocksAndCountsWhatItDrops(t *testing.T) {
 	g := &gateWriter{open: make(chan struct{})}
-	lw := newLineWriter(g, func(n int) []byte { return []byte("dropped " + strconv.Itoa(n) + "\n") })
+	lw := newWriter(g, func(n int) []byte { return []byte("dropped " + strconv.Itoa(n) + "\n") })
 	// Given a stalled reader, many more lines than fit are written at once,
 	done := make(chan struct{})
 	go func() {
@@ -48,14 +48,14 @@ func TestLineWriterNeverBlocksAndCountsWhatItDrops(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("Write blocked on a stalled reader")
 	}
-	lw.flush(10 * time.Millisecond) // bounded: returns with the reader still stalled
+	lw.Flush(10 * time.Millisecond) // bounded: returns with the reader still stalled
 
 	// when the reader is back, it gets the lines kept, in order, and the
 	// count of those dropped, once: together, every line written.
 	close(g.open)
-	lw.flush(10 * time.Second)
+	lw.Flush(10 * time.Second)
 	lw.Write([]byte("after\n"))
-	lw.flush(10 * time.Second)
+	lw.Flush(10 * time.Second)
 	lines := strings.Split(strings.TrimSuffix(g.String(), "\n"), "\n")
 	require.Equal(t, "after", lines[len(lines)-1])
 	last, kept, dropped, reports := -1, 0, 0, 0
@@ -93,19 +93,19 @@ func (f *flakyWriter) Write(p []byte) (int, error) {
 
 func TestLineWriterCountsLinesLostToEPIPE(t *testing.T) {
 	f := &flakyWriter{fails: 3}
-	lw := newLineWriter(f, func(n int) []byte { return []byte("dropped " + strconv.Itoa(n) + "\n") })
+	lw := newWriter(f, func(n int) []byte { return []byte("dropped " + strconv.Itoa(n) + "\n") })
 	for i := range 5 {
 		lw.Write([]byte("line " + strconv.Itoa(i) + "\n"))
-		lw.flush(10 * time.Second) // one at a time: each meets the writer's state in turn
+		lw.Flush(10 * time.Second) // one at a time: each meets the writer's state in turn
 	}
 	require.Equal(t, "line 3\ndropped 3\nline 4\n", f.buf.String())
 }
 
 func TestEscapeControl(t *testing.T) {
-	require.Equal(t, "plain", escapeControl("plain"))
-	require.Equal(t, `a\nb\r\x1b[31m`, escapeControl("a\nb\r\x1b[31m"))
-	require.Equal(t, "tab\tkept", escapeControl("tab\tkept"))
+	require.Equal(t, "plain", EscapeControl("plain"))
+	require.Equal(t, `a\nb\r\x1b[31m`, EscapeControl("a\nb\r\x1b[31m"))
+	require.Equal(t, "tab\tkept", EscapeControl("tab\tkept"))
 	// DEL, C1 controls (U+009B is CSI to an 8-bit terminal) and a byte that
 	// is not UTF-8 are escaped too; other characters are kept.
-	require.Equal(t, `del\x7f csi\u009b2J raw\x9b héllo`, escapeControl("del\x7f csi\u009b2J raw\x9b héllo"))
+	require.Equal(t, `del\x7f csi\u009b2J raw\x9b héllo`, EscapeControl("del\x7f csi\u009b2J raw\x9b héllo"))
 }

@@ -1,4 +1,4 @@
-package supervisor
+package logging
 
 import (
 	"io"
@@ -11,16 +11,16 @@ import (
 // restarter's log; past it, lines are dropped and counted.
 const maxPendingLines = 256
 
-// logFlushTimeout bounds how long the restarter waits, at exit, for its log
+// FlushTimeout bounds how long the restarter waits, at exit, for its log
 // reader to take the lines still pending.
-const logFlushTimeout = time.Second
+const FlushTimeout = time.Second
 
-// lineWriter hands log lines to a writer goroutine through a bounded queue,
+// Writer hands log lines to a writer goroutine through a bounded queue,
 // so that a log reader that is slow, stalled (a full pipe) or gone (EPIPE)
 // never blocks the event loop. Lines that do not fit are dropped and
 // counted; once a write succeeds again, the count is reported in a line of
 // its own, made by dropped. Write never blocks and never fails.
-type lineWriter struct {
+type Writer struct {
 	w       io.Writer
 	dropped func(n int) []byte // the line reporting n dropped lines
 
@@ -32,17 +32,17 @@ type lineWriter struct {
 	writing bool
 }
 
-// newLineWriter starts the writer goroutine for w. dropped formats the
+// newWriter starts the writer goroutine for w. dropped formats the
 // report of n dropped lines as a complete line.
-func newLineWriter(w io.Writer, dropped func(n int) []byte) *lineWriter {
-	lw := &lineWriter{w: w, dropped: dropped, wake: make(chan struct{}, 1), idle: make(chan struct{})}
+func newWriter(w io.Writer, dropped func(n int) []byte) *Writer {
+	lw := &Writer{w: w, dropped: dropped, wake: make(chan struct{}, 1), idle: make(chan struct{})}
 	go lw.run()
 	return lw
 }
 
 // Write queues one complete line (a copy of p). It reports success even
 // when the line is dropped: a log line is never worth stopping for.
-func (lw *lineWriter) Write(p []byte) (int, error) {
+func (lw *Writer) Write(p []byte) (int, error) {
 	lw.mu.Lock()
 	if len(lw.queue) >= maxPendingLines {
 		lw.lost++
@@ -57,7 +57,7 @@ func (lw *lineWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-func (lw *lineWriter) run() {
+func (lw *Writer) run() {
 	for range lw.wake {
 		for {
 			lw.mu.Lock()
@@ -96,9 +96,9 @@ func (lw *lineWriter) run() {
 	}
 }
 
-// flush waits until every queued line is written, or timeout passes (a
+// Flush waits until every queued line is written, or timeout passes (a
 // stalled reader), whichever comes first.
-func (lw *lineWriter) flush(timeout time.Duration) {
+func (lw *Writer) Flush(timeout time.Duration) {
 	deadline := time.After(timeout)
 	for {
 		lw.mu.Lock()

@@ -1,0 +1,464 @@
+// Package config is the restarter's command line: its flags, each checked
+// once as it is parsed (typed values, positive durations, enums), the
+// checks between flags, COMMAND resolved to an executable, and the usage
+// text. Every problem is a *UsageError: one line, exit code 2.
+package config
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/envoy-restarter/restarter/internal/httpprobe"
+	"github.com/envoy-restarter/restarter/internal/repeated"
+	"github.com/envoy-restarter/restarter/restarter/internal/logging"
+)
+
+// Config is the restarter's command line, validated.
+type Config struct {
+	// Command is the start script as given: the child's argv[0].
+	Command string
+	// Path is what is executed: Command itself when it holds a slash (so a
+	// script's $0 is what the operator typed; the children's working directory
+	// is the one it is relative to), else Command found in the working
+	// directory or PATH, as an absolute path. It was checked to be an
+	// executable regular file.
+	Path string
+	// Args are passed on to Command after argv[0].
+	Args []string
+	// Dir is the children's working directory: BUILD_WORKING_DIRECTORY under
+	// `bazel run`, else the restarter's own ("" means inherit).
+	Dir string
+	// TermWait is how long children get to exit after SIGTERM before SIGKILL.
+	TermWait time.Duration
+	// LogFormat is Envoy's text format or JSON.
+	LogFormat logging.Format
+	// Subreaper makes the restarter reap orphans as PID 1 does.
+	Subreaper bool
+
+	// Check is the pre-restart check's argv (--check, --check-arg), empty for none.
+	Check []string
+	// CheckTimeout bounds one run of the check.
+	CheckTimeout time.Duration
+	// ReadyURL is polled until it answers 200 (--ready-url).
+	ReadyURL string
+	// ReadyCmd is run until it exits 0 (--ready-cmd, --ready-cmd-arg).
+	ReadyCmd []string
+	// ReadyTimeout bounds how long a new epoch gets to become ready.
+	ReadyTimeout time.Duration
+	// BaseIDPath is where epoch 0 writes its base id; later epochs get it as
+	// ENVOY_BASE_ID.
+	BaseIDPath string
+	// ControlSocket is the unix socket `restarter status` and `restarter
+	// reload` talk to, "" for none.
+	ControlSocket string
+	// PIDFile is written with the restarter's pid, "" for none.
+	PIDFile string
+	// InitGate says whether Envoy's INITIALIZING flag is watched.
+	InitGate InitGate
+	// OnFailedRestart is what a failed hot restart does to the older epochs.
+	OnFailedRestart FailedRestart
+}
+
+// Readiness reports whether new epochs are probed for readiness.
+func (c Config) Readiness() bool { return c.ReadyURL != "" || len(c.ReadyCmd) > 0 }
+
+// InitGate is --init-gate.
+type InitGate int
+
+const (
+	// InitGateAuto never starts an epoch while the newest one holds Envoy's
+	// INITIALIZING flag, and heals a flag left set by a dead epoch.
+	InitGateAuto InitGate = iota
+	// InitGateOff does neither.
+	InitGateOff
+)
+
+// FailedRestart is --on-failed-restart.
+type FailedRestart int
+
+const (
+	// FailedRestartExit kills every epoch and exits 1: hot-restarter.py's policy.
+	FailedRestartExit FailedRestart = iota
+	// FailedRestartKeep leaves the older epochs serving.
+	FailedRestartKeep
+)
+
+// choice is a flag.Value for an enum: one of names, stored as its index.
+type choice[T ~int] struct {
+	v     *T
+	names []string
+}
+
+func (c choice[T]) String() string {
+	if c.v == nil || int(*c.v) >= len(c.names) {
+		return ""
+	}
+	return c.names[*c.v]
+}
+
+// placeholder names the values in the usage text: "auto|off".
+func (c choice[T]) placeholder() string { return strings.Join(c.names, "|") }
+
+func (c choice[T]) Set(s string) error {
+	for i, name := range c.names {
+		if s == name {
+			*c.v = T(i)
+			return nil
+		}
+	}
+	return fmt.Errorf("must be %s", strings.Join(c.names, " or "))
+}
+
+// positive is a flag.Value for a duration that must be positive.
+type positive struct{ d *time.Duration }
+
+func (p positive) String() string {
+	if p.d == nil {
+		return ""
+	}
+	return p.d.String()
+}
+
+func (positive) placeholder() string { return "duration" }
+
+func (p positive) Set(s string) error {
+	d, err := time.ParseDuration(s)
+	switch {
+	case err != nil:
+		return errors.New("parse error")
+	case d <= 0:
+		return errors.New("must be positive")
+	}
+	*p.d = d
+	return nil
+}
+
+// UsageError is a bad command line: the restarter prints it on one line and
+// exits with exit code 2.
+type UsageError struct{ msg string }
+
+func (e *UsageError) Error() string { return e.msg }
+
+// Usagef returns a *UsageError.
+func Usagef(format string, a ...any) error {
+	return &UsageError{msg: fmt.Sprintf(format, a...)}
+}
+
+// ErrHelp and ErrVersion ask for --help and --version output.
+var (
+	ErrHelp    = errors.New("help requested")
+	ErrVersion = errors.New("version requested")
+)
+
+// MinOpenFiles is the RLIMIT_NOFILE the restarter requires. Measured with
+// examples/start_fakeenvoy.sh (epochs inherit the limit) under a control
+// socket, a check, a readiness probe and a hot restart: it runs with 17.
+// The restarter itself holds 8 descriptors (stdio, the runtime's poller and
+// cgroup files, the control socket), then up to 16 control connections,
+// and keeps 8 free for forking an epoch and running its check: 32 with
+// every control slot taken. 64 doubles that.
+const MinOpenFiles = 64
+
+// CheckOpenFilesLimit returns a *UsageError when limit is below MinOpenFiles.
+func CheckOpenFilesLimit(limit uint64) error {
+	if limit < MinOpenFiles {
+		return Usagef("open files limit (RLIMIT_NOFILE) is %d; the restarter needs at least %d: raise it (ulimit -n, LimitNOFILE=)", limit, MinOpenFiles)
+	}
+	return nil
+}
+
+// MaxSocketPath is the longest path a unix socket address holds (sun_path
+// is 108 bytes with the terminating NUL).
+const MaxSocketPath = 107
+
+// CheckSocketPath says why path cannot name a unix socket, if it cannot.
+func CheckSocketPath(path string) error {
+	if len(path) > MaxSocketPath {
+		return fmt.Errorf("control socket %s: the path is %d bytes, longer than the %d a unix socket path can hold; choose a shorter one", path, len(path), MaxSocketPath)
+	}
+	return nil
+}
+
+const usageHead = `Usage: restarter [flags] COMMAND [ARG...]
+       restarter status [--control-socket PATH]
+       restarter reload [--control-socket PATH] [--timeout D]
+
+Runs COMMAND (normally a start script that execs Envoy with
+--restart-epoch "$RESTART_EPOCH") as epoch 0, and hot restarts it on SIGHUP
+by starting COMMAND again with the next RESTART_EPOCH. A drop-in replacement
+for Envoy's restarter/hot-restarter.py.
+
+Flags:
+`
+
+const usageTail = `
+Signals:
+  SIGHUP           start the next epoch (ignored once shutdown began)
+  SIGUSR1          forwarded to every live child (Envoy reopens its access
+                   logs); held from an epoch still initializing, sent once
+                   it can take it
+  SIGTERM, SIGINT, SIGQUIT
+                   TERM the newest epoch, then the older ones once it is
+                   reaped (or after half of --term-wait); KILL what is left
+                   after --term-wait; exit; a second one KILLs at once
+  SIGCHLD          a child exiting 0 drained (keep running); any other exit
+                   KILLs every child and exits 1 (with --on-failed-restart
+                   keep, a new epoch failing before it is ready does not);
+                   no children left: exit. An epoch killed by a stop signal
+                   is held 1s: if the restarter gets one too (a signal to
+                   the whole group), it is a stop
+  SIGUSR2, SIGPIPE ignored (logged once)
+
+Exit codes:
+  0  every child exited cleanly
+  1  a child failed (during a stop too: a non-zero code or a signal other
+     than a stop signal), was force killed, or could not be started; or
+     the pid file, control socket or base id file could not be set up, or
+     Envoy processes of an earlier run are still running
+  2  usage error (bad flag, missing or non-executable COMMAND, a
+     --base-id-path that holds something other than a base id, a
+     --pid-file that is a symlink, not a regular file, or holds something
+     other than a pid, an open files limit (RLIMIT_NOFILE) below 64)
+
+Safe hot restarts. Recommended: --on-failed-restart keep, the init gate
+(--init-gate auto, the default), --check with the start script in
+--mode validate, and --control-socket. Apart from the gate, all are off by
+default, which is hot-restarter.py's behaviour:
+  --check runs before every hot restart and can refuse it; --ready-url or
+  --ready-cmd make a restart last until the new epoch is ready, and SIGHUPs
+  meanwhile are coalesced into one restart after it; --control-socket serves
+  "restarter status" (JSON) and "restarter reload" (waits for the outcome:
+  exit 0 ready, 1 failed, 2 usage, 3 restarter unreachable, 4 --timeout
+  expired with the restart still in progress or queued). With
+  NOTIFY_SOCKET set (systemd Type=notify), READY=1, RELOADING=1 and
+  STOPPING=1 are sent.
+
+COMMAND runs without a shell, with argv[0] as given and RESTART_EPOCH=N
+added to the environment. A COMMAND without a slash is looked up in the
+working directory first (as hot-restarter.py does), then in PATH. Under
+"bazel run", a relative COMMAND and the children's working directory are
+resolved against BUILD_WORKING_DIRECTORY.
+`
+
+// raw is what the flags give before the checks between them.
+type raw struct {
+	check, checkArgs, readyCmd, readyCmdArgs repeated.Strings
+	help, version                            bool
+}
+
+// Parse parses the command line (without the program name) and checks
+// COMMAND. It returns a *UsageError for anything wrong with it, ErrHelp
+// (after printing the usage to stdout) or ErrVersion.
+func Parse(args []string, stdout io.Writer) (Config, error) {
+	cfg := Config{TermWait: 30 * time.Second, CheckTimeout: 60 * time.Second, ReadyTimeout: 60 * time.Second}
+	var r raw
+	fs := flags(&cfg, &r)
+	if err := fs.Parse(args); err != nil {
+		if strings.HasPrefix(err.Error(), "invalid value ") {
+			return cfg, Usagef("%v", err)
+		}
+		return cfg, Usagef("%v (see restarter --help)", err)
+	}
+	switch {
+	case r.help:
+		printUsage(fs, stdout)
+		return cfg, ErrHelp
+	case r.version:
+		return cfg, ErrVersion
+	}
+	if err := r.checkBetween(cfg); err != nil {
+		return cfg, err
+	}
+	if fs.NArg() == 0 {
+		return cfg, Usagef("missing COMMAND: the start script to run (see restarter --help)")
+	}
+	cfg.Command, cfg.Args = fs.Arg(0), fs.Args()[1:]
+	return cfg, resolve(&cfg, r)
+}
+
+// flags defines the restarter's flags over cfg and r.
+func flags(cfg *Config, r *raw) *flag.FlagSet {
+	fs := flag.NewFlagSet("restarter", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.Var(positive{&cfg.TermWait}, "term-wait", "how long children get to exit after SIGTERM before they are KILLed")
+	fs.Var(choice[logging.Format]{&cfg.LogFormat, []string{"text", "json"}}, "log-format", "log format: text (Envoy's format) or json")
+	fs.BoolVar(&cfg.Subreaper, "subreaper", false, "reap orphaned descendants (PR_SET_CHILD_SUBREAPER); implied when running as PID 1")
+	fs.Var(&r.check, "check", "pre-restart `command`, run before every hot restart with the new RESTART_EPOCH; non-zero refuses the restart (the running epochs keep serving)")
+	fs.Var(&r.checkArgs, "check-arg", "an `argument` for --check (repeatable, in order)")
+	fs.Var(positive{&cfg.CheckTimeout}, "check-timeout", "how long one run of --check may take")
+	fs.Func("ready-url", "readiness probe: a new epoch is ready when this http:// `URL` answers 200; give Envoy's admin /server_info, whose state must be LIVE and restart_epoch the new epoch's (not /ready: the admin port passes between epochs, and the old epoch answers /ready until the new one takes it over)", func(s string) error {
+		if _, err := httpprobe.ParseURL(s); err != nil {
+			return err
+		}
+		cfg.ReadyURL = s
+		return nil
+	})
+	fs.Var(&r.readyCmd, "ready-cmd", "readiness probe: a new epoch is ready when this `command` exits 0 (run every 100ms with RESTART_EPOCH and ENVOY_PID)")
+	fs.Var(&r.readyCmdArgs, "ready-cmd-arg", "an `argument` for --ready-cmd (repeatable, in order)")
+	fs.Var(positive{&cfg.ReadyTimeout}, "ready-timeout", "how long a new epoch gets to become ready before it counts as failed")
+	fs.StringVar(&cfg.BaseIDPath, "base-id-path", "", "the `file` epoch 0 writes its base id to (Envoy's --base-id-path); later epochs get it as ENVOY_BASE_ID. Removed before epoch 0 if empty or a base id; anything else there is an error")
+	fs.StringVar(&cfg.ControlSocket, "control-socket", "", "serve the status and reload subcommands on this unix socket `path` (mode 0600, the restarter's user and root only)")
+	fs.Var(choice[InitGate]{&cfg.InitGate, []string{"auto", "off"}}, "init-gate", "auto: never start an epoch while the newest one holds Envoy's INITIALIZING flag (found in its shared memory region; inert for a child that is not Envoy), heal a flag left set by an epoch that died initializing, and hold SIGUSR1 from an epoch until it is initialized; off: do none of this")
+	fs.Var(choice[FailedRestart]{&cfg.OnFailedRestart, []string{"exit", "keep"}}, "on-failed-restart", "exit: a new epoch that fails kills every epoch and the restarter exits 1 (hot-restarter.py's policy); keep: the older epochs keep serving and the next hot restart reuses the epoch number")
+	fs.StringVar(&cfg.PIDFile, "pid-file", "", "write the restarter's pid to this `file`, taken with flock (removed at exit if it is still the file written and holds that pid); a symlink, a file that is not a regular one or holds anything but a pid is refused and left alone")
+	fs.BoolVar(&r.help, "help", false, "print this help and exit")
+	fs.BoolVar(&r.help, "h", false, "print this help and exit")
+	fs.BoolVar(&r.version, "version", false, "print the version and exit")
+	return fs
+}
+
+// checkBetween checks what one flag says about another.
+func (r raw) checkBetween(cfg Config) error {
+	for _, h := range []struct {
+		name      string
+		cmd, args repeated.Strings
+	}{{"check", r.check, r.checkArgs}, {"ready-cmd", r.readyCmd, r.readyCmdArgs}} {
+		switch {
+		case len(h.cmd) > 1:
+			return Usagef("flag -%s given %d times: give the command once and its arguments with -%s-arg", h.name, len(h.cmd), h.name)
+		case len(h.args) > 0 && len(h.cmd) == 0:
+			return Usagef("flag -%s-arg needs -%s", h.name, h.name)
+		case len(h.cmd) == 1 && h.cmd[0] == "":
+			return Usagef(`invalid value "" for flag -%s: empty command`, h.name)
+		}
+	}
+	if cfg.ReadyURL != "" && len(r.readyCmd) > 0 {
+		return Usagef("flags -ready-url and -ready-cmd exclude each other")
+	}
+	return nil
+}
+
+// resolve finds COMMAND and the helpers' commands, and makes the file flags
+// absolute against the children's working directory.
+func resolve(cfg *Config, r raw) error {
+	cfg.Dir = os.Getenv("BUILD_WORKING_DIRECTORY")
+	path, err := resolveCommand(cfg.Command, cfg.Dir)
+	if err != nil {
+		return err
+	}
+	cfg.Path = path
+	if strings.Contains(cfg.Command, "/") {
+		cfg.Path = cfg.Command
+	}
+	if len(r.check) > 0 {
+		if cfg.Check, err = resolveHelper("check", r.check[0], r.checkArgs, cfg.Dir); err != nil {
+			return err
+		}
+	}
+	if len(r.readyCmd) > 0 {
+		if cfg.ReadyCmd, err = resolveHelper("ready-cmd", r.readyCmd[0], r.readyCmdArgs, cfg.Dir); err != nil {
+			return err
+		}
+	}
+	for _, p := range []*string{&cfg.BaseIDPath, &cfg.ControlSocket, &cfg.PIDFile} {
+		if *p != "" && !filepath.IsAbs(*p) && cfg.Dir != "" {
+			*p = filepath.Join(cfg.Dir, *p)
+		}
+	}
+	if cfg.ControlSocket != "" {
+		if err := CheckSocketPath(cfg.ControlSocket); err != nil {
+			return Usagef("flag -control-socket: %v", err)
+		}
+	}
+	return nil
+}
+
+// resolveHelper checks the command of --check or --ready-cmd as COMMAND is
+// checked, and returns its argv with the command as an absolute path.
+func resolveHelper(flagName, command string, args []string, dir string) ([]string, error) {
+	path, err := resolveCommand(command, dir)
+	if err != nil {
+		var usage *UsageError
+		if errors.As(err, &usage) {
+			return nil, Usagef("flag -%s: %s", flagName, strings.TrimPrefix(usage.msg, "COMMAND "))
+		}
+		return nil, err
+	}
+	return append([]string{path}, args...), nil
+}
+
+func printUsage(fs *flag.FlagSet, w io.Writer) {
+	fmt.Fprint(w, usageHead)
+	fs.VisitAll(func(f *flag.Flag) {
+		if f.Name == "h" {
+			return
+		}
+		name, usage := flag.UnquoteUsage(f)
+		if p, ok := f.Value.(interface{ placeholder() string }); ok {
+			name = p.placeholder()
+		}
+		if name != "" {
+			name = " " + name
+		}
+		def := ""
+		if f.DefValue != "" && f.DefValue != "false" {
+			def = fmt.Sprintf(" (default %s)", f.DefValue)
+		}
+		fmt.Fprintf(w, "  --%s%s\n        %s%s\n", f.Name, name, usage, def)
+	})
+	fmt.Fprint(w, usageTail)
+}
+
+// resolveCommand turns COMMAND into an absolute path of an executable
+// regular file, relative to dir (or the current directory when dir is "").
+func resolveCommand(command, dir string) (string, error) {
+	if command == "" { // it would resolve to the directory itself
+		return "", Usagef(`COMMAND "": empty: give the start script to run`)
+	}
+	base := dir
+	if base == "" {
+		wd, err := os.Getwd()
+		if err != nil {
+			return "", Usagef("COMMAND %q: cannot read the working directory: %v", command, err)
+		}
+		base = wd
+	}
+	path := command
+	if !filepath.IsAbs(path) {
+		path = filepath.Join(base, path)
+	}
+	if !strings.Contains(command, "/") {
+		if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+			if found, err := exec.LookPath(command); err == nil {
+				path = found
+			}
+		}
+	}
+	info, err := os.Stat(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return "", Usagef("COMMAND %q: no such file", command)
+	case err != nil:
+		return "", Usagef("COMMAND %q: %v", command, UnwrapPathError(err))
+	case info.IsDir():
+		return "", Usagef("COMMAND %q: is a directory", command)
+	case !info.Mode().IsRegular():
+		return "", Usagef("COMMAND %q: not a regular file", command)
+	}
+	if _, err := exec.LookPath(path); err != nil { // a path with a slash: checked, not searched
+		var execErr *exec.Error
+		if errors.As(err, &execErr) {
+			err = execErr.Err
+		}
+		return "", Usagef("COMMAND %q: not executable (%v)", command, err)
+	}
+	return filepath.Abs(path)
+}
+
+// UnwrapPathError returns the error inside a *fs.PathError, whose path the
+// caller's message names already.
+func UnwrapPathError(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
+}
