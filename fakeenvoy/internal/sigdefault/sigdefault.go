@@ -9,9 +9,9 @@
 // This package's init puts the default action back as early as Go allows:
 // right after os/signal's init, about a millisecond after exec (the
 // runtime's start and the packages initialised before it), a window where
-// SIGUSR1 is still swallowed. The
-// server catches the signals with signal.Notify at the point of RunHelper,
-// and calls Restore when RunHelper would be destroyed.
+// SIGUSR1 is still swallowed. The server catches the signals with
+// signal.Notify at the point of RunHelper, and calls Restore when RunHelper
+// would be destroyed.
 package sigdefault
 
 import (
