@@ -15,8 +15,10 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
 
 	"github.com/envoy-restarter/restarter/fakeenvoy/internal/hotrestart"
+	"github.com/envoy-restarter/restarter/fakeenvoy/internal/sigdefault"
 	"github.com/envoy-restarter/restarter/internal/fakeenvoytest"
 	"github.com/envoy-restarter/restarter/internal/proctest"
 )
@@ -178,4 +180,86 @@ func TestPathSocketsAreRemovedOnExit(t *testing.T) {
 	require.NoError(t, err)
 	assert.Empty(t, matches)
 	assert.Empty(t, sb.leftovers())
+}
+
+// Mirrors source/server/server.cc: Envoy catches SIGTERM, SIGINT, SIGUSR1
+// and SIGHUP only from RunHelper on, which InstanceImpl::run builds after
+// initialize() has loaded the config; until then each has its default
+// action. Given an epoch loading its bootstrap (--fake-config-load-delay
+// holds it there for far longer than the test takes), when one of them
+// arrives, then the epoch dies by that signal, catches nothing, and leaves
+// INITIALIZING set, as an Envoy would.
+func TestSignalsWhileTheConfigLoadsKill(t *testing.T) {
+	for _, sig := range []syscall.Signal{syscall.SIGUSR1, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP} {
+		t.Run(unix.SignalName(sig), func(t *testing.T) {
+			if sigdefault.InheritedIgnored(sig) {
+				t.Skipf("this test was started with %s ignored, so fakeenvoy is, as Envoy would be", unix.SignalName(sig))
+			}
+			sb := newSandbox(t)
+			e0 := sb.start(0, "-c", sb.config("c.yaml", 0), "--fake-config-load-delay", "1h")
+			e0.WaitLine(loadingLine(0), 1, wait)
+			e0.Signal(sig)
+			assert.Equal(t, proctest.Exit{Signal: sig}, e0.Wait(wait))
+			assert.Empty(t, e0.Lines(`caught`))
+			assert.True(t, sb.initializingFlag())
+		})
+	}
+}
+
+// Mirrors source/server/server.cc (the config loads in initialize(), before
+// RunHelper): given epoch 0 serving and epoch 1 loading its config, when
+// SIGUSR1 (an operator's log rotation, forwarded to every epoch) reaches
+// epoch 1, then it dies by it before it asked epoch 0 for anything: epoch 0
+// keeps its admin and serves on, and INITIALIZING stays set, so every later
+// hot restart is refused (the wedge of Envoy issue #33446).
+func TestSIGUSR1WhileANewEpochLoadsItsConfigWedgesHotRestart(t *testing.T) {
+	sb := newSandbox(t)
+	cfg := sb.config("c.yaml", 0)
+	e0 := sb.startRunning(0, "-c", cfg)
+	admin := adminAddress(e0)
+	e1 := sb.start(1, "-c", cfg, "--fake-config-load-delay", "1h")
+	e1.WaitLine(loadingLine(1), 1, wait)
+	e1.Signal(syscall.SIGUSR1)
+	assert.Equal(t, proctest.Exit{Signal: syscall.SIGUSR1}, e1.Wait(wait))
+
+	code, body := get(t, "http://"+admin+"/ready")
+	assert.Equal(t, 200, code, "epoch 0 kept its admin")
+	assert.Equal(t, "LIVE\n", body)
+	assert.True(t, sb.initializingFlag())
+	again := sb.start(1, "-c", cfg)
+	assert.Equal(t, proctest.Exit{Code: 1}, again.Wait(wait))
+	assert.Equal(t, "previous envoy process is still initializing", again.Output())
+	e0.Signal(syscall.SIGTERM)
+	assert.Equal(t, proctest.Exit{}, e0.Wait(wait))
+}
+
+// Mirrors source/server/server.cc (RunHelper, built by InstanceImpl::run
+// before "starting main dispatch loop") and its test, RunHelperTest in
+// test/server/server_test.cc: from RunHelper on the signals are caught,
+// even while the init manager still waits (--fake-ready-delay), before LIVE
+// and before INITIALIZING is cleared. SIGUSR1 reopens the logs, SIGHUP is
+// eaten, SIGTERM shuts down cleanly.
+func TestSignalsFromRunHelperOnAreCaught(t *testing.T) {
+	sb := newSandbox(t)
+	e0 := sb.start(0, "-c", sb.config("c.yaml", 0), "--fake-config-load-delay", "100ms", "--fake-ready-delay", "1h")
+	e0.WaitLine(regexp.QuoteMeta("starting main dispatch loop"), 1, wait)
+
+	e0.Signal(syscall.SIGUSR1)
+	e0.WaitLine(regexp.QuoteMeta("caught SIGUSR1. Reopening access logs."), 1, wait)
+	e0.Signal(syscall.SIGHUP)
+	e0.WaitLine(regexp.QuoteMeta("caught and eating SIGHUP. See documentation for how to hot restart."), 1, wait)
+	assert.True(t, e0.Alive())
+	assert.Empty(t, e0.Lines("all dependencies initialized"), "still initializing")
+	assert.True(t, sb.initializingFlag())
+
+	e0.Signal(syscall.SIGTERM)
+	assert.Equal(t, proctest.Exit{}, e0.Wait(wait))
+	assert.Len(t, e0.Lines(regexp.QuoteMeta("caught ENVOY_SIGTERM")), 1)
+	assert.Len(t, e0.Lines(regexp.QuoteMeta("caught SIGUSR1. Reopening access logs.")), 1)
+}
+
+// loadingLine is logged as an epoch starts, right before it loads its
+// bootstrap (Envoy's InstanceImpl::initialize logs it first).
+func loadingLine(epoch int) string {
+	return `initializing epoch ` + strconv.Itoa(epoch) + ` \(`
 }

@@ -64,6 +64,68 @@ func TestLogRotationUnderLoad(t *testing.T) {
 	require.True(t, proctest.Alive(e0.PID) && proctest.Alive(e1.PID))
 }
 
+// Scenario 17: a log rotation (SIGUSR1 to the restarter) while an epoch is
+// starting does not kill it. Envoy installs its SIGUSR1 handler only in
+// RunHelper, after its config is loaded (source/server/server.cc); until
+// then SIGUSR1's default action kills it, and a new epoch killed so leaves
+// INITIALIZING set. Its epochs taking 2 s to load their config
+// (--fake-config-load-delay), the restarter must hold the signal for a
+// starting epoch and deliver it once the epoch can take it.
+func TestLogRotationWhileAnEpochStarts(t *testing.T) {
+	t.Parallel()
+	const body = `fakeenvoy --base-id "$BASE_ID" --fake-config-load-delay 2s` + "\n"
+	caught := `caught SIGUSR1\. Reopening access logs\.$`
+
+	t.Run("epoch 0", func(t *testing.T) {
+		t.Parallel()
+		// Given a restarter that has just forked epoch 0,
+		sb := newSandbox(t, body)
+		r := sb.start()
+		e0 := sb.waitForked(0)
+		// when the operator sends it SIGUSR1 right then,
+		r.Signal(syscall.SIGUSR1)
+		// then epoch 0 is not killed: it comes up and reopens its logs,
+		r.WaitLine(epochLine(e0.PID, startedRE), 1, wait)
+		r.WaitLine(epochLine(e0.PID, caught), 1, wait)
+		// and the restarter serves on,
+		require.True(t, r.Alive(), "restarter running")
+		require.Contains(t, httpGet(t, "http://"+sb.addr()+"/"), "fakeenvoy epoch=0")
+		// until SIGTERM stops it cleanly; epoch 0 got the signal once.
+		r.Signal(syscall.SIGTERM)
+		require.Equal(t, proctest.Exit{}, r.Wait(wait))
+		require.Len(t, r.Lines(epochLine(e0.PID, caught)), 1)
+		require.Empty(t, r.Lines(`was killed with signal=`))
+		sb.requireAllGone()
+	})
+
+	t.Run("epoch 1", func(t *testing.T) {
+		t.Parallel()
+		// Given epoch 0 live and a restarter that has just forked epoch 1,
+		sb := newSandbox(t, body)
+		r := sb.start()
+		e0, _ := sb.waitLive(0)
+		r.Signal(syscall.SIGHUP)
+		e1 := sb.waitForked(1)
+		// when the operator sends it SIGUSR1 right then,
+		r.Signal(syscall.SIGUSR1)
+		// then epoch 1 is not killed: it comes up and reopens its logs,
+		// and epoch 0, live, reopens its own,
+		r.WaitLine(epochLine(e1.PID, startedRE), 1, wait)
+		r.WaitLine(epochLine(e1.PID, caught), 1, wait)
+		r.WaitLine(epochLine(e0.PID, caught), 1, wait)
+		// and the restarter serves on,
+		require.True(t, r.Alive(), "restarter running")
+		require.Contains(t, httpGet(t, "http://"+sb.addr()+"/"), "fakeenvoy epoch=")
+		// until SIGTERM stops it cleanly; each epoch got the signal once.
+		r.Signal(syscall.SIGTERM)
+		require.Equal(t, proctest.Exit{}, r.Wait(wait))
+		require.Len(t, r.Lines(epochLine(e0.PID, caught)), 1)
+		require.Len(t, r.Lines(epochLine(e1.PID, caught)), 1)
+		require.Empty(t, r.Lines(`was killed with signal=`))
+		sb.requireAllGone()
+	})
+}
+
 var requestIDRE = regexp.MustCompile(`"(req-\d+)"`)
 
 // requestIDs returns the x-request-id of every line of an access log.

@@ -34,6 +34,10 @@ type Options struct {
 	AdminAddressPath          string
 
 	// fakeenvoy's own knobs; Envoy has none of these.
+	//
+	// FakeConfigLoadDelay is how much longer the bootstrap takes to load:
+	// the time a large config takes, before the signal handlers exist.
+	FakeConfigLoadDelay      time.Duration
 	FakeReadyDelay           time.Duration
 	FakeStatePath            string
 	FakeIgnoreSIGTERM        bool
@@ -137,6 +141,7 @@ func flags() map[string]flagSpec {
 		"--admin-address-path":            str(func(o *Options, s string) { o.AdminAddressPath = s }),
 		"--hot-restart-version":           boolean(func(o *Options) { o.printHotRestartVersion = true }),
 
+		"--fake-config-load-delay":       dur(func(o *Options, d time.Duration) { o.FakeConfigLoadDelay = d }),
 		"--fake-ready-delay":             dur(func(o *Options, d time.Duration) { o.FakeReadyDelay = d }),
 		"--fake-state-path":              str(func(o *Options, s string) { o.FakeStatePath = s }),
 		"--fake-ignore-sigterm":          boolean(func(o *Options) { o.FakeIgnoreSIGTERM = true }),
@@ -315,6 +320,7 @@ Envoy's flags (same names, defaults and errors as Envoy):
   --admin-address-path PATH         write the admin's ip:port to PATH once bound
 
 fakeenvoy's own test knobs:
+  --fake-config-load-delay D        the bootstrap takes this much longer to load (signals kill meanwhile)
   --fake-ready-delay DURATION       stay INITIALIZING this long before LIVE
   --fake-state-path PATH            write a JSON state file when LIVE
   --fake-ignore-sigterm             log and ignore SIGTERM

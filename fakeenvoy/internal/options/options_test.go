@@ -34,7 +34,7 @@ func TestParseAcceptsEnvoysSpellings(t *testing.T) {
 		"-c", "/etc/envoy.yaml", "--restart-epoch", "3", "--base-id=7", "--drain-time-s", "2",
 		"--parent-shutdown-time-s=15", "--socket-path", "/tmp/hr", "--socket-mode", "644",
 		"--drain-strategy", "immediate", "--mode", "init_only", "--skip-hot-restart-on-no-parent",
-		"--fake-ready-delay", "250ms", "--fake-ignore-sigterm", "--service-node", "n1",
+		"--fake-ready-delay", "250ms", "--fake-ignore-sigterm", "--service-node", "n1", "--fake-config-load-delay=2s",
 		"--skip-hot-restart-parent-stats", "--admin-address-path", "/tmp/admin",
 	}, version)
 	require.NoError(t, err)
@@ -50,6 +50,7 @@ func TestParseAcceptsEnvoysSpellings(t *testing.T) {
 	assert.Equal(t, "init_only", o.Mode)
 	assert.True(t, o.SkipHotRestartOnNoParent)
 	assert.Equal(t, 250*time.Millisecond, o.FakeReadyDelay)
+	assert.Equal(t, 2*time.Second, o.FakeConfigLoadDelay)
 	assert.True(t, o.FakeIgnoreSIGTERM)
 	assert.Equal(t, "n1", o.ServiceNode)
 }

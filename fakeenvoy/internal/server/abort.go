@@ -5,11 +5,11 @@ import (
 	"os/signal"
 	"runtime"
 	"syscall"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/envoy-restarter/restarter/fakeenvoy/internal/envoylog"
+	"github.com/envoy-restarter/restarter/fakeenvoy/internal/sigdefault"
 )
 
 // abort ends the process the way Envoy's PANIC and RELEASE_ASSERT do: by
@@ -26,10 +26,7 @@ func dieBySignal(sig unix.Signal) {
 	// would reach os.Exit first and end with a code instead of the signal.
 	runtime.LockOSThread()
 	_ = unix.Setrlimit(unix.RLIMIT_CORE, &unix.Rlimit{})
-	// struct kernel_sigaction {handler, flags, restorer, mask}; all zero is SIG_DFL.
-	var action [4]uint64
-	_, _, _ = unix.RawSyscall6(unix.SYS_RT_SIGACTION, uintptr(sig),
-		uintptr(unsafe.Pointer(&action)), 0, 8, 0, 0)
+	sigdefault.Set(sig)
 	_ = unix.Tgkill(unix.Getpid(), unix.Gettid(), sig)
 	os.Exit(128 + int(sig))
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/envoy-restarter/restarter/fakeenvoy/internal/envoylog"
 	"github.com/envoy-restarter/restarter/fakeenvoy/internal/hotrestart"
 	"github.com/envoy-restarter/restarter/fakeenvoy/internal/options"
+	"github.com/envoy-restarter/restarter/fakeenvoy/internal/sigdefault"
 	"github.com/envoy-restarter/restarter/fakeenvoy/internal/stats"
 	"github.com/envoy-restarter/restarter/internal/atomicfile"
 )
@@ -178,12 +179,22 @@ func logRegion(logPath string, baseID uint32) error {
 // state. Envoy prints the verdict on stdout; a failure is its critical log
 // line only (validateConfig swallows the exception), exit 1.
 func (s *Server) validate() int {
-	if _, err := config.Load(s.opts.ConfigPath); err != nil {
+	if _, err := s.loadBootstrap(); err != nil {
 		s.log.Critical("main", "error initializing configuration '%s': %v", s.opts.ConfigPath, err)
 		return 1
 	}
 	fmt.Printf("configuration '%s' OK\n", s.opts.ConfigPath)
 	return 0
+}
+
+// loadBootstrap is Envoy's InstanceUtil::loadBootstrapConfig, taking
+// --fake-config-load-delay longer, as a large bootstrap does. No signal
+// handler exists yet (in validate and init_only modes, none ever does), so
+// SIGTERM, SIGINT, SIGUSR1 and SIGHUP kill the process meanwhile, as they
+// kill an Envoy loading its config.
+func (s *Server) loadBootstrap() (*config.Config, error) {
+	time.Sleep(s.opts.FakeConfigLoadDelay)
+	return config.Load(s.opts.ConfigPath)
 }
 
 // configError is a failure while the server initialises (bad bootstrap,
@@ -252,7 +263,7 @@ func (s *Server) run() int {
 		}
 	}
 	s.log.Info("main", "initializing epoch %d (base id=%d, hot restart version=%s)", o.RestartEpoch, s.baseID, s.hotRestartVersion())
-	cfg, err := config.Load(o.ConfigPath)
+	cfg, err := s.loadBootstrap()
 	if err != nil {
 		return s.configError(err)
 	}
@@ -402,8 +413,13 @@ func (s *Server) newListener(c config.Listener) (*listener, error) {
 // dispatch is the main loop: signals, requests from the child epoch,
 // timers. It returns the exit code.
 func (s *Server) dispatch() int {
+	// Envoy's RunHelper (InstanceImpl::run): the signals are caught from
+	// here, before LIVE, the workers-started callback and INITIALIZING
+	// cleared; until here they had their default action (sigdefault). When
+	// the loop is done, RunHelper goes and the default action is back.
 	sigs := make(chan os.Signal, 8)
-	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGUSR1, syscall.SIGHUP)
+	signal.Notify(sigs, sigdefault.Handled...)
+	defer sigdefault.Restore()
 	defer signal.Stop(sigs)
 	if s.hr != nil {
 		go s.hr.Parent.Serve(parentHandler{s})
