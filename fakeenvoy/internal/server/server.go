@@ -597,7 +597,10 @@ func (h parentHandler) ShutdownAdmin() int64 {
 			s.statsFlush = nil
 		}
 		if s.admin != nil {
-			_ = s.admin.http.Close()
+			// Only the listening socket, as Envoy's closeSocket: open
+			// admin connections stay with this epoch and are answered
+			// until it exits.
+			_ = s.admin.ln.Close()
 		}
 		s.log.Warn("main", "terminating parent process")
 		if err := s.terminateParent(); err != nil {
