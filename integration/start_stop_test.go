@@ -109,11 +109,16 @@ func TestBadStartScript(t *testing.T) {
 	}
 }
 
+// probeClient opens a new connection for each request, as a probe of
+// Envoy's admin must: a connection kept from before a hot restart is still
+// the old epoch's (ShutdownAdmin closes only the listening socket), and a
+// kept listener connection is the old epoch's until it drain-closes.
+var probeClient = &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+
 // httpGet returns the body of a GET that must answer 200.
 func httpGet(t *testing.T, url string) string {
 	t.Helper()
-	client := &http.Client{Timeout: 10 * time.Second}
-	resp, err := client.Get(url)
+	resp, err := probeClient.Get(url)
 	require.NoError(t, err)
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
@@ -125,8 +130,7 @@ func httpGet(t *testing.T, url string) string {
 // httpStatus returns the status and trimmed body of a GET.
 func httpStatus(t *testing.T, url string) (int, string) {
 	t.Helper()
-	client := &http.Client{Timeout: 10 * time.Second}
-	resp, err := client.Get(url)
+	resp, err := probeClient.Get(url)
 	require.NoError(t, err)
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)

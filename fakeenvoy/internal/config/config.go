@@ -78,6 +78,13 @@ type Listener struct {
 	Name      string
 	Addresses []Address // the address, then the additional_addresses in order
 	ReusePort bool      // SO_REUSEPORT: enable_reuse_port, default true on Linux
+	// Inbound: traffic_direction INBOUND, the listeners
+	// /drain_listeners?inboundonly stops and drains.
+	Inbound bool
+	// DrainModifyOnly: drain_type MODIFY_ONLY, a listener whose connections
+	// are not drain-closed while the server fails its health check (the
+	// default, DEFAULT, closes them).
+	DrainModifyOnly bool
 	// HTTP is the listener's HTTP connection manager; nil for a listener
 	// whose network filter fakeenvoy parses but does not serve (its
 	// connections are accepted and closed).
@@ -397,7 +404,11 @@ func address(a *corev3.Address) (Address, error) {
 func listener(l *listenerv3.Listener, clusters map[string]Cluster) (Listener, error) {
 	// enable_reuse_port defaults to true (the deprecated reuse_port can
 	// only ask for what is already the default).
-	out := Listener{Name: l.GetName(), ReusePort: true}
+	out := Listener{
+		Name: l.GetName(), ReusePort: true,
+		Inbound:         l.GetTrafficDirection() == corev3.TrafficDirection_INBOUND,
+		DrainModifyOnly: l.GetDrainType() == listenerv3.Listener_MODIFY_ONLY,
+	}
 	if l.GetEnableReusePort() != nil {
 		out.ReusePort = l.GetEnableReusePort().GetValue()
 	}

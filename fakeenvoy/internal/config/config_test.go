@@ -92,6 +92,38 @@ func TestHealthCheckAndCaseInsensitiveEnums(t *testing.T) {
 	assert.False(t, hc.PassThrough)
 }
 
+// traffic_direction and drain_type are read: /drain_listeners?inboundonly
+// and a failed health check tell listeners apart by them; Envoy's defaults
+// (UNSPECIFIED, DEFAULT) are neither inbound nor modify-only.
+func TestTrafficDirectionAndDrainType(t *testing.T) {
+	doc := `static_resources:
+  listeners:
+  - name: plain
+    address: {socket_address: {address: 127.0.0.1, port_value: 0}}
+    filter_chains: [{filters: [{name: r, typed_config: {"@type": type.googleapis.com/envoy.extensions.filters.network.redis_proxy.v3.RedisProxy, settings: {op_timeout: 1s}, stat_prefix: r, prefix_routes: {catch_all_route: {cluster: c}}}}]}]
+  - name: in
+    traffic_direction: inbound
+    drain_type: MODIFY_ONLY
+    address: {socket_address: {address: 127.0.0.1, port_value: 0}}
+    filter_chains: [{filters: [{name: r, typed_config: {"@type": type.googleapis.com/envoy.extensions.filters.network.redis_proxy.v3.RedisProxy, settings: {op_timeout: 1s}, stat_prefix: r, prefix_routes: {catch_all_route: {cluster: c}}}}]}]
+  - name: out
+    traffic_direction: OUTBOUND
+    drain_type: DEFAULT
+    address: {socket_address: {address: 127.0.0.1, port_value: 0}}
+    filter_chains: [{filters: [{name: r, typed_config: {"@type": type.googleapis.com/envoy.extensions.filters.network.redis_proxy.v3.RedisProxy, settings: {op_timeout: 1s}, stat_prefix: r, prefix_routes: {catch_all_route: {cluster: c}}}}]}]
+  clusters:
+  - name: c
+    load_assignment: {cluster_name: c, endpoints: [{lb_endpoints: [{endpoint: {address: {socket_address: {address: 127.0.0.1, port_value: 4}}}}]}]}
+`
+	c, err := Parse([]byte(doc))
+	require.NoError(t, err)
+	require.Len(t, c.Listeners, 3)
+	for i, want := range []struct{ inbound, modifyOnly bool }{{false, false}, {true, true}, {false, false}} {
+		assert.Equal(t, want.inbound, c.Listeners[i].Inbound, c.Listeners[i].Name)
+		assert.Equal(t, want.modifyOnly, c.Listeners[i].DrainModifyOnly, c.Listeners[i].Name)
+	}
+}
+
 // A listener whose filter is not the HTTP connection manager (here Envoy's
 // redis proxy, as an older server.yaml had) is parsed, not served.
 func TestRedisProxyListenerIsParsedNotServed(t *testing.T) {

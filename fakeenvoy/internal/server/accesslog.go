@@ -50,3 +50,17 @@ func (a *accessLog) close() {
 	defer a.mu.Unlock()
 	_ = a.f.Close()
 }
+
+// reopenLogs is Envoy's AccessLogManager::reopen, for SIGUSR1 and
+// /reopen_logs alike: every access log, and the --log-path file, which
+// Envoy writes through the same manager.
+func (s *Server) reopenLogs() {
+	for _, a := range s.accessLogs {
+		if err := a.reopen(); err != nil {
+			s.log.Error("main", "cannot reopen access log %s: %v", a.path, err)
+		}
+	}
+	if err := s.log.Reopen(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+	}
+}

@@ -3,8 +3,10 @@ package server
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"regexp"
 	"strings"
@@ -24,7 +26,6 @@ type admin struct {
 func (s *Server) startAdmin(ln net.Listener) {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/", func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("content-type", "text/plain")
 		w.WriteHeader(http.StatusNotFound)
 		fmt.Fprintln(w, "invalid path. admin commands are:")
 	})
@@ -35,8 +36,13 @@ func (s *Server) startAdmin(ln net.Listener) {
 	})
 	mux.HandleFunc("/listeners", s.handleListeners)
 	mux.HandleFunc("/stats", s.handleStats)
-	mux.HandleFunc("/quitquitquit", s.handleQuit)
-	s.admin = &admin{ln: ln, http: &http.Server{Handler: envoyHTTP1(mux), ReadHeaderTimeout: 10 * time.Second}}
+	// The endpoints that change the server's state take POST only.
+	mux.HandleFunc("/quitquitquit", s.mutating(s.handleQuit))
+	mux.HandleFunc("/healthcheck/fail", s.mutating(s.handleHealthcheck(true)))
+	mux.HandleFunc("/healthcheck/ok", s.mutating(s.handleHealthcheck(false)))
+	mux.HandleFunc("/drain_listeners", s.mutating(s.handleDrainListeners))
+	mux.HandleFunc("/reopen_logs", s.mutating(s.handleReopenLogs))
+	s.admin = &admin{ln: ln, http: &http.Server{Handler: envoyHTTP1(mux, adminDrain(s.drain)), ReadHeaderTimeout: 10 * time.Second}}
 	go func() { _ = s.admin.http.Serve(ln) }()
 }
 
@@ -68,11 +74,12 @@ func refuseBelowHTTP11(h http.Handler) http.Handler {
 }
 
 // envoyHTTP1 makes net/http behave as Envoy's admin does where a client can
-// tell: HTTP/1.0 gets 426, and HTTP/1.1 replies are chunked (no
-// content-length).
-func envoyHTTP1(h http.Handler) http.Handler {
+// tell: HTTP/1.0 gets 426, HTTP/1.1 replies are chunked (no
+// content-length) and carry the admin's headers, and a drain closes
+// connections as drain says.
+func envoyHTTP1(h http.Handler, drain drainDecision) http.Handler {
 	return refuseBelowHTTP11(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		h.ServeHTTP(&chunkedWriter{ResponseWriter: w}, r)
+		h.ServeHTTP(&chunkedWriter{ResponseWriter: w, drain: drain}, r)
 	}))
 }
 
@@ -80,6 +87,7 @@ func envoyHTTP1(h http.Handler) http.Handler {
 // content-length and the body goes out chunked, as Envoy's admin sends it.
 type chunkedWriter struct {
 	http.ResponseWriter
+	drain       drainDecision
 	wroteHeader bool
 }
 
@@ -88,7 +96,19 @@ func (c *chunkedWriter) WriteHeader(code int) {
 		return
 	}
 	c.wroteHeader = true
-	c.ResponseWriter.Header().Set("server", "envoy")
+	h := c.ResponseWriter.Header()
+	h.Set("server", "envoy")
+	// Envoy's Utility::populateFallbackResponseHeaders.
+	if h.Get("content-type") == "" {
+		h.Set("content-type", "text/plain; charset=UTF-8")
+	}
+	if h.Get("cache-control") == "" {
+		h.Set("cache-control", "no-cache, max-age=0")
+	}
+	h.Add("x-content-type-options", "nosniff")
+	if c.drain.drainClose() {
+		h.Set("connection", "close")
+	}
 	c.ResponseWriter.WriteHeader(code)
 	if f, ok := c.ResponseWriter.(http.Flusher); ok {
 		f.Flush()
@@ -110,8 +130,7 @@ func (c *chunkedWriter) Flush() {
 }
 
 func (s *Server) handleReady(w http.ResponseWriter, _ *http.Request) {
-	st := stateName(s.state.Load())
-	w.Header().Set("content-type", "text/plain")
+	st := s.serverState()
 	if st != "LIVE" {
 		w.WriteHeader(http.StatusServiceUnavailable)
 	}
@@ -127,7 +146,7 @@ func (s *Server) handleServerInfo(w http.ResponseWriter, _ *http.Request) {
 	mode := map[string]string{"serve": "Serve", "validate": "Validate", "init_only": "InitOnly"}[o.Mode]
 	info := map[string]any{
 		"version":              "fakeenvoy/1.0.0/Clean/RELEASE/BoringSSL",
-		"state":                stateName(s.state.Load()),
+		"state":                s.serverState(),
 		"hot_restart_version":  s.hotRestartVersion(),
 		"uptime_current_epoch": seconds(time.Since(s.startTime).Truncate(time.Second)),
 		"uptime_all_epochs":    fmt.Sprintf("%ds", time.Now().Unix()-s.originalStart),
@@ -178,7 +197,6 @@ func (s *Server) handleListeners(w http.ResponseWriter, r *http.Request) {
 		_, _ = w.Write(append(b, '\n'))
 		return
 	}
-	w.Header().Set("content-type", "text/plain")
 	for _, l := range s.listeners {
 		fmt.Fprintf(w, "%s::%s\n", l.cfg.Name, l.sockets[0].local())
 	}
@@ -225,13 +243,11 @@ func (s *Server) handleStats(w http.ResponseWriter, r *http.Request) {
 	if f := r.URL.Query().Get("filter"); f != "" {
 		var err error
 		if filter, err = regexp.Compile(f); err != nil {
-			w.Header().Set("content-type", "text/plain")
 			w.WriteHeader(http.StatusBadRequest)
 			fmt.Fprintf(w, "Invalid re2 regex")
 			return
 		}
 	}
-	w.Header().Set("content-type", "text/plain")
 	for _, st := range s.stats.All() {
 		if filter == nil || filter.MatchString(st.Name) {
 			fmt.Fprintf(w, "%s: %d\n", st.Name, st.Value)
@@ -239,15 +255,68 @@ func (s *Server) handleStats(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// handleQuit is /quitquitquit: it mutates server state, so Envoy's admin
-// takes POST only.
-func (s *Server) handleQuit(w http.ResponseWriter, r *http.Request) {
-	if r.Method != http.MethodPost {
-		w.Header().Set("content-type", "text/plain")
-		w.WriteHeader(http.StatusMethodNotAllowed)
-		fmt.Fprintf(w, "Method %s not allowed, POST required.", r.Method)
-		return
+// mutating guards an endpoint that changes the server's state: Envoy's
+// admin runs it for POST only, and answers any other method 405, logging
+// the refusal (AdminImpl::makeRequest).
+func (s *Server) mutating(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodPost {
+			s.log.Error("admin", "admin path \"%s\" mutates state, method=%s rather than POST", r.URL.Path, r.Method)
+			w.WriteHeader(http.StatusMethodNotAllowed)
+			fmt.Fprintf(w, "Method %s not allowed, POST required.", r.Method)
+			return
+		}
+		h(w, r)
 	}
+}
+
+// adminQuery is a request's parameters as Envoy's admin reads them: the
+// URL's query or, when it has none, a form-encoded body
+// (AdminFilter::queryParams). A parameter given without a value is there.
+func adminQuery(r *http.Request) url.Values {
+	q := r.URL.Query()
+	if len(q) > 0 || r.Header.Get("content-type") != "application/x-www-form-urlencoded" {
+		return q
+	}
+	body, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))
+	if err != nil {
+		return q
+	}
+	form, _ := url.ParseQuery(string(body))
+	return form
+}
+
+// handleHealthcheck is /healthcheck/fail (fail) and /healthcheck/ok
+// (Envoy's ServerCmdHandler).
+func (s *Server) handleHealthcheck(fail bool) http.HandlerFunc {
+	return func(w http.ResponseWriter, _ *http.Request) {
+		s.onDispatcher(func() { s.failHealthcheck(fail) })
+		fmt.Fprint(w, "OK\n")
+	}
+}
+
+// handleDrainListeners is /drain_listeners with Envoy's parameters
+// (ListenersHandler::handlerDrainListeners): inboundonly, graceful and
+// skip_exit; see Server.drainListeners.
+func (s *Server) handleDrainListeners(w http.ResponseWriter, r *http.Request) {
+	q := adminQuery(r)
+	direction := drainAll
+	if q.Has("inboundonly") {
+		direction = drainInboundOnly
+	}
+	s.onDispatcher(func() { s.drainListeners(direction, q.Has("graceful"), q.Has("skip_exit")) })
+	fmt.Fprint(w, "OK\n")
+}
+
+// handleReopenLogs is /reopen_logs: what SIGUSR1 does, without its log
+// line (Envoy's LogsHandler::handlerReopenLogs).
+func (s *Server) handleReopenLogs(w http.ResponseWriter, _ *http.Request) {
+	s.onDispatcher(s.reopenLogs)
+	fmt.Fprint(w, "OK\n")
+}
+
+// handleQuit is /quitquitquit.
+func (s *Server) handleQuit(w http.ResponseWriter, _ *http.Request) {
 	// The whole answer leaves before the quit: the dispatcher's exit closes
 	// the admin and its connections.
 	w.Header().Set("content-length", "3")

@@ -4,11 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -26,55 +24,9 @@ type listener struct {
 	router      *router // nil: the listener's network filter is parsed, not served
 	epoch       uint32
 	pid         int
-	drain       *drainManager
+	drain       drainDecision
 	connections *atomic.Int64
 	httpStats   *httpStats // nil with no connection manager
-}
-
-// drainManager is Envoy's DrainManagerImpl for a hot restart drain: once
-// started, each response decides whether to ask the client to close
-// (connection: close). immediate: always. gradual: with probability
-// elapsed/drain time, so closes spread over the drain time; at or past it,
-// always.
-type drainManager struct {
-	strategy  string
-	drainTime time.Duration
-	random    func(n int64) int64 // rand.Int64N unless a test sets it
-	mu        sync.Mutex
-	began     time.Time // zero until the drain starts
-}
-
-func (d *drainManager) start() {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.began.IsZero() {
-		d.began = time.Now()
-	}
-}
-
-func (d *drainManager) draining() bool {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return !d.began.IsZero()
-}
-
-// drainClose says whether this response should carry connection: close.
-func (d *drainManager) drainClose() bool {
-	d.mu.Lock()
-	began := d.began
-	d.mu.Unlock()
-	if began.IsZero() {
-		return false
-	}
-	elapsed := time.Since(began)
-	if d.strategy == "immediate" || d.drainTime <= 0 || elapsed >= d.drainTime {
-		return true
-	}
-	random := d.random
-	if random == nil {
-		random = rand.Int64N
-	}
-	return elapsed > time.Duration(random(int64(d.drainTime)))
 }
 
 // socket is one of a listener's listen sockets.
@@ -83,6 +35,9 @@ type socket struct {
 	ln        net.Listener
 	inherited bool
 	stop      func() error // set by serve
+	// stopped: this epoch closed its descriptor (a drain stopped the
+	// listener), so it has none to hand a child. Dispatcher only.
+	stopped bool
 }
 
 // local is the socket's actual address, as /listeners reports it.
@@ -218,6 +173,7 @@ func acceptAndClose(ln net.Listener) func() error {
 // Envoy's workers exit with the process.
 func (l *listener) close() {
 	for _, s := range l.sockets {
+		s.stopped = true
 		if s.stop == nil {
 			_ = s.ln.Close()
 			continue
@@ -228,10 +184,24 @@ func (l *listener) close() {
 	}
 }
 
-// stopAccepting closes our descriptors: the sockets live on in the child.
+// stopAccepting closes our descriptors, as Envoy's stopListeners does once
+// the workers stopped accepting: new clients are refused (unless a child
+// holds the socket), while the connections already accepted are served on.
 func (l *listener) stopAccepting() {
 	for _, s := range l.sockets {
+		s.stopped = true
 		_ = s.ln.Close()
+	}
+}
+
+// stopListeners is Envoy's ListenerManagerImpl::stopListeners: every
+// listener the drain direction covers (INBOUND ones only for InboundOnly)
+// stops accepting.
+func (s *Server) stopListeners(direction drainDirection) {
+	for _, l := range s.listeners {
+		if direction == drainAll || l.cfg.Inbound {
+			l.stopAccepting()
+		}
 	}
 }
 

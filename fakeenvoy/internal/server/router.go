@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
@@ -27,13 +28,19 @@ type router struct {
 	http     *config.HTTP
 	clusters map[string]config.Cluster
 	logs     []*accessLog
+	// healthCheckFailed is the server's health check state
+	// (/healthcheck/fail); nil reads as passing.
+	healthCheckFailed *atomic.Bool
+	serviceCluster    string // --service-cluster, named in health check replies
 }
 
 // answer is what the connection manager decided for one request.
 type answer struct {
-	status int
-	body   string
-	proxy  *httputil.ReverseProxy // set: the request goes upstream
+	status      int
+	body        string
+	proxy       *httputil.ReverseProxy // set: the request goes upstream
+	flags       string                 // the access log's response flags ("" for none)
+	healthCheck bool                   // the health check filter matched the request
 }
 
 // ServeHTTP answers, adding the epoch and pid (headers and, for local
@@ -53,10 +60,11 @@ func (rt *router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.Set("connection", "close")
 	}
 	a := rt.decide(r)
+	rt.healthCheckHeaders(h, a)
 	if a.proxy != nil {
 		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
 		a.proxy.ServeHTTP(rec, r)
-		rt.log(accessLogLine(start, r, rec.status, 0, rec.sent, time.Since(start)))
+		rt.log(accessLogLine(start, r, rec.status, a.flags, 0, rec.sent, time.Since(start)))
 		return
 	}
 	received, _ := io.Copy(io.Discard, r.Body)
@@ -68,7 +76,7 @@ func (rt *router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Method == http.MethodHead {
 		sent = 0
 	}
-	rt.log(accessLogLine(start, r, a.status, received, sent, time.Since(start)))
+	rt.log(accessLogLine(start, r, a.status, a.flags, received, sent, time.Since(start)))
 	w.WriteHeader(a.status)
 	if r.Method != http.MethodHead {
 		_, _ = io.WriteString(w, body)
@@ -81,12 +89,45 @@ func (rt *router) log(line string) {
 	}
 }
 
+// decide runs the health check filter, then the route table.
 func (rt *router) decide(r *http.Request) answer {
-	if hc := rt.http.HealthCheck; hc != nil && !hc.PassThrough && headersMatch(hc.Headers, r) {
-		// Non-pass-through mode answers health checks itself: 200, or 503
-		// while the server fails health checks (fakeenvoy never does).
-		return answer{status: http.StatusOK}
+	hc := rt.http.HealthCheck
+	if hc == nil || !headersMatch(hc.Headers, r) {
+		return rt.route(r)
 	}
+	// A health check: answered here unless pass-through mode lets it
+	// through, and always while the server fails health checks.
+	switch {
+	case rt.failingHealthChecks():
+		return answer{status: http.StatusServiceUnavailable, flags: "LH", healthCheck: true}
+	case !hc.PassThrough:
+		return answer{status: http.StatusOK, healthCheck: true}
+	}
+	a := rt.route(r)
+	a.healthCheck = true
+	return a
+}
+
+func (rt *router) failingHealthChecks() bool {
+	return rt.healthCheckFailed != nil && rt.healthCheckFailed.Load()
+}
+
+// healthCheckHeaders are the health check filter's response headers:
+// health check replies name the local cluster; while the server fails
+// health checks, every other reply says so, so that an Envoy upstream of
+// this one stops sending here at once.
+func (rt *router) healthCheckHeaders(h http.Header, a answer) {
+	switch {
+	case rt.http.HealthCheck == nil:
+	case a.healthCheck:
+		h.Set("x-envoy-upstream-healthchecked-cluster", rt.serviceCluster)
+	case rt.failingHealthChecks():
+		h.Set("x-envoy-immediate-health-check-fail", "true")
+	}
+}
+
+// route answers from the route table.
+func (rt *router) route(r *http.Request) answer {
 	vh := virtualHost(rt.http.VirtualHosts, r.Host, rt.http.IgnoreHostPort)
 	if vh == nil {
 		return answer{status: http.StatusNotFound}
@@ -301,15 +342,15 @@ func (s *statusRecorder) Write(b []byte) (int, error) {
 }
 
 // accessLogLine is Envoy's default access log format.
-func accessLogLine(start time.Time, r *http.Request, status int, received int64, sent int, d time.Duration) string {
+func accessLogLine(start time.Time, r *http.Request, status int, flags string, received int64, sent int, d time.Duration) string {
 	q := func(s string) string {
 		if s == "" {
 			return "-"
 		}
 		return strings.ReplaceAll(s, `"`, `\"`)
 	}
-	return fmt.Sprintf("[%s] \"%s %s %s\" %d - %d %d %d - \"%s\" \"%s\" \"%s\" \"%s\" \"-\"\n",
+	return fmt.Sprintf("[%s] \"%s %s %s\" %d %s %d %d %d - \"%s\" \"%s\" \"%s\" \"%s\" \"-\"\n",
 		start.UTC().Format("2006-01-02T15:04:05.000Z"), r.Method, q(r.URL.RequestURI()), r.Proto,
-		status, received, sent, d.Milliseconds(),
+		status, q(flags), received, sent, d.Milliseconds(),
 		q(r.Header.Get("x-forwarded-for")), q(r.UserAgent()), q(r.Header.Get("x-request-id")), q(r.Host))
 }

@@ -6,8 +6,12 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
@@ -82,7 +86,7 @@ func TestRouterServesRoutesHealthChecksAndClusters(t *testing.T) {
 
 	c, err := config.Parse([]byte(routerDoc(upstream.Listener.Addr().String(), closed)))
 	require.NoError(t, err)
-	l := &listener{cfg: c.Listeners[0], epoch: 3, pid: 42, drain: &drainManager{}, httpStats: newHTTPStats(stats.New(), "test")}
+	l := &listener{cfg: c.Listeners[0], epoch: 3, pid: 42, drain: listenerDrain(&drainManager{}, false, false), httpStats: newHTTPStats(stats.New(), "test")}
 	l.router = &router{l: l, http: c.Listeners[0].HTTP, clusters: c.Clusters}
 	front := httptest.NewServer(l.router)
 	defer front.Close()
@@ -164,7 +168,39 @@ func TestAdminWriterFlushes(t *testing.T) {
 		f.Flush()
 		assert.True(t, rec.Flushed)
 		assert.Equal(t, "OK\n", rec.Body.String())
-	})).ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/quitquitquit", nil))
+	}), adminDrain(&drainManager{})).ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/quitquitquit", nil))
+}
+
+// Mirrors source/server/admin/utils.cc populateFallbackResponseHeaders: an
+// admin reply is text/plain unless its handler says otherwise, no-cache
+// unless it says otherwise, and never sniffed. And the admin's connection
+// manager drain-closes as the server's drain manager says
+// (source/server/admin/admin.cc createNetworkFilterChain).
+func TestAdminReplyHeaders(t *testing.T) {
+	drain := &drainManager{strategy: "immediate", drainTime: time.Hour}
+	defer drain.stop()
+	serve := func(h http.HandlerFunc) http.Header {
+		rec := httptest.NewRecorder()
+		envoyHTTP1(h, adminDrain(drain)).ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/x", nil))
+		return rec.Result().Header
+	}
+	h := serve(func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "LIVE\n") })
+	assert.Equal(t, "text/plain; charset=UTF-8", h.Get("content-type"))
+	assert.Equal(t, "no-cache, max-age=0", h.Get("cache-control"))
+	assert.Equal(t, "nosniff", h.Get("x-content-type-options"))
+	assert.Equal(t, "envoy", h.Get("server"))
+	assert.Empty(t, h.Get("connection"))
+
+	drain.startDrainSequence(drainInboundOnly, func() {})
+	h = serve(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("content-type", "application/json")
+		_, _ = io.WriteString(w, "{}")
+	})
+	assert.Equal(t, "application/json", h.Get("content-type"))
+	assert.Empty(t, h.Get("connection"), "an inbound-only drain leaves the admin alone")
+	drain.startDrainSequence(drainAll, func() {})
+	h = serve(func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "OK\n") })
+	assert.Equal(t, "close", h.Get("connection"), "a drain of All closes admin connections too")
 }
 
 // Route and header matchers as Envoy's: an empty prefix matches every
@@ -202,5 +238,102 @@ func TestRouteAndHeaderMatchers(t *testing.T) {
 		"absent asked, header gone":  {header(present("x-gone", false)), true},
 	} {
 		assert.Equal(t, tc.want, routeMatches(tc.m, req), name)
+	}
+}
+
+// healthCheckDoc: a listener whose health check filter takes /healthz, in
+// pass-through mode or not, before a catch-all direct response.
+func healthCheckDoc(passThrough bool) string {
+	return fmt.Sprintf(`static_resources:
+  listeners:
+  - name: web
+    address: {socket_address: {address: 127.0.0.1, port_value: 0}}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: web
+          route_config:
+            virtual_hosts:
+            - name: all
+              domains: ["*"]
+              routes:
+              - match: {prefix: "/"}
+                direct_response: {status: 200, body: {inline_string: "routed\n"}}
+          http_filters:
+          - name: envoy.filters.http.health_check
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.health_check.v3.HealthCheck
+              pass_through_mode: %t
+              headers: [{name: ":path", string_match: {exact: "/healthz"}}]
+          - name: envoy.filters.http.router
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
+`, passThrough)
+}
+
+// Mirrors source/extensions/filters/http/health_check/health_check.cc: a
+// health check is answered by the filter unless pass-through mode lets it
+// through, and always while the server fails health checks, then 503 with
+// the access log's LH flag; health check replies name the local cluster
+// (x-envoy-upstream-healthchecked-cluster), and while failing every other
+// reply carries x-envoy-immediate-health-check-fail. With the listener's
+// default drain_type, failing also drain-closes every connection
+// (source/server/drain_manager_impl.cc).
+func TestHealthCheckFilter(t *testing.T) {
+	type reply struct {
+		status         int
+		body           string // prefix
+		healthChecked  bool   // x-envoy-upstream-healthchecked-cluster: svc
+		immediateFail  bool   // x-envoy-immediate-health-check-fail: true
+		flags          string // in the access log line
+		connectionLost bool   // connection: close
+	}
+	for _, tc := range []struct {
+		passThrough, failed bool
+		healthz, other      reply
+	}{
+		{false, false, reply{200, "fakeenvoy epoch=", true, false, "-", false}, reply{200, "routed\n", false, false, "-", false}},
+		{false, true, reply{503, "fakeenvoy epoch=", true, false, "LH", true}, reply{200, "routed\n", false, true, "-", true}},
+		{true, false, reply{200, "routed\n", true, false, "-", false}, reply{200, "routed\n", false, false, "-", false}},
+		{true, true, reply{503, "fakeenvoy epoch=", true, false, "LH", true}, reply{200, "routed\n", false, true, "-", true}},
+	} {
+		t.Run(fmt.Sprintf("pass_through=%t,failed=%t", tc.passThrough, tc.failed), func(t *testing.T) {
+			c, err := config.Parse([]byte(healthCheckDoc(tc.passThrough)))
+			require.NoError(t, err)
+			var failed atomic.Bool
+			failed.Store(tc.failed)
+			logPath := filepath.Join(t.TempDir(), "access.log")
+			accessFile, err := openAccessLog(logPath)
+			require.NoError(t, err)
+			defer accessFile.close()
+			drain := &drainManager{strategy: "gradual", drainTime: time.Hour, healthCheckFailed: &failed}
+			l := &listener{cfg: c.Listeners[0], pid: 42, drain: listenerDrain(drain, false, false), httpStats: newHTTPStats(stats.New(), "web")}
+			l.router = &router{l: l, http: c.Listeners[0].HTTP, healthCheckFailed: &failed, serviceCluster: "svc", logs: []*accessLog{accessFile}}
+			front := httptest.NewServer(l.router)
+			defer front.Close()
+
+			for path, want := range map[string]reply{"/healthz": tc.healthz, "/other": tc.other} {
+				resp, err := http.Get(front.URL + path)
+				require.NoError(t, err)
+				body, err := io.ReadAll(resp.Body)
+				require.NoError(t, err)
+				resp.Body.Close()
+				assert.Equal(t, want.status, resp.StatusCode, path)
+				assert.True(t, strings.HasPrefix(string(body), want.body), "%s: body %q", path, body)
+				cluster, ok := resp.Header["X-Envoy-Upstream-Healthchecked-Cluster"]
+				assert.Equal(t, want.healthChecked, ok, path)
+				if want.healthChecked {
+					assert.Equal(t, []string{"svc"}, cluster, path)
+				}
+				assert.Equal(t, want.immediateFail, resp.Header.Get("x-envoy-immediate-health-check-fail") == "true", path)
+				assert.Equal(t, want.connectionLost, resp.Close, path)
+				log, err := os.ReadFile(logPath)
+				require.NoError(t, err)
+				line := string(log[strings.LastIndex(strings.TrimSuffix(string(log), "\n"), "\n")+1:])
+				assert.Contains(t, line, fmt.Sprintf(`"GET %s HTTP/1.1" %d %s `, path, want.status, want.flags))
+			}
+		})
 	}
 }

@@ -24,9 +24,8 @@ import (
 	"github.com/envoy-restarter/restarter/internal/atomicfile"
 )
 
-// States as /server_info names them. Envoy reports DRAINING only while
-// its health check is failed (/healthcheck/fail, which fakeenvoy lacks): a
-// parent draining for a hot restart stays LIVE.
+// Init states: whether the epoch's init manager is done (LIVE, or DRAINING
+// while its health check is failed), see serverState.
 const (
 	stateInitializing int32 = iota
 	stateLive
@@ -51,6 +50,9 @@ type Server struct {
 	done          chan struct{}
 	quit          chan struct{}
 	quitOnce      sync.Once
+	// healthCheckFailed is Envoy's !live_: set by /healthcheck/fail,
+	// cleared by /healthcheck/ok.
+	healthCheckFailed atomic.Bool
 	// connections counts open connections on the listeners (not the admin).
 	connections atomic.Int64
 	// stats is the epoch's stats store; merger takes the parent's stats
@@ -113,7 +115,10 @@ func Main(args []string, execNanos int64) int {
 	// 1 from start-up: Envoy sets it as it initialises, before LIVE.
 	s.serverStats.live.Set(1)
 	s.originalStart = s.startTime.Unix()
-	s.drain = &drainManager{strategy: opts.DrainStrategy, drainTime: opts.DrainTime}
+	s.drain = &drainManager{
+		strategy: opts.DrainStrategy, drainTime: opts.DrainTime, healthCheckFailed: &s.healthCheckFailed,
+		post: func(f func()) { s.onDispatcher(f) },
+	}
 	if opts.Mode == "validate" {
 		return s.validate()
 	}
@@ -134,21 +139,33 @@ func (s *Server) hotRestartVersion() string {
 	return hotrestart.VersionString(s.version())
 }
 
-// stateName is a state as /ready, /server_info and the state file name it.
-func stateName(state int32) string {
-	if state == stateLive {
-		return "LIVE"
+// serverState is Envoy's Utility::serverState, as /ready, /server_info and
+// server.state report it: INITIALIZING until the init manager is done, then
+// DRAINING while the health check is failed, else LIVE. A parent draining
+// for a hot restart stays LIVE.
+func (s *Server) serverState() string {
+	switch {
+	case s.state.Load() != stateLive:
+		return "INITIALIZING"
+	case s.healthCheckFailed.Load():
+		return "DRAINING"
 	}
-	return "INITIALIZING"
+	return "LIVE"
 }
 
-// stateCode is a state as the server.state gauge counts it (Envoy's
-// ServerState enum: LIVE 0, INITIALIZING 3).
-func stateCode(state int32) uint64 {
-	if state == stateLive {
-		return 0
+// stateCodes are Envoy's ServerInfo.State values, as server.state counts
+// them.
+var stateCodes = map[string]uint64{"LIVE": 0, "DRAINING": 1, "PRE_INITIALIZING": 2, "INITIALIZING": 3}
+
+// failHealthcheck is Envoy's InstanceImpl::failHealthcheck: the state
+// behind /healthcheck/fail and /healthcheck/ok, and server.live with it.
+func (s *Server) failHealthcheck(fail bool) {
+	s.healthCheckFailed.Store(fail)
+	live := uint64(1)
+	if fail {
+		live = 0
 	}
-	return 3
+	s.serverStats.live.Set(live)
 }
 
 // shmLogEnv names a file each epoch appends its base id to, a line each
@@ -366,10 +383,16 @@ func (s *Server) openAccessLogs() error {
 // parent by address (Envoy's duplicateParentListenSocket) and bound here
 // when the parent has none.
 func (s *Server) newListener(c config.Listener) (*listener, error) {
-	l := &listener{cfg: c, epoch: s.opts.RestartEpoch, pid: os.Getpid(), drain: s.drain, connections: &s.connections}
+	l := &listener{
+		cfg: c, epoch: s.opts.RestartEpoch, pid: os.Getpid(),
+		drain: listenerDrain(s.drain, c.Inbound, c.DrainModifyOnly), connections: &s.connections,
+	}
 	if c.HTTP != nil {
 		l.httpStats = newHTTPStats(s.stats, c.HTTP.StatPrefix)
-		rt := &router{l: l, http: c.HTTP, clusters: s.cfg.Clusters}
+		rt := &router{
+			l: l, http: c.HTTP, clusters: s.cfg.Clusters,
+			healthCheckFailed: &s.healthCheckFailed, serviceCluster: s.opts.ServiceCluster,
+		}
 		for _, p := range c.HTTP.AccessLogPaths {
 			rt.logs = append(rt.logs, s.accessLogs[p])
 		}
@@ -484,7 +507,7 @@ func (s *Server) goLive() <-chan time.Time {
 	}
 	// The state file is written first, so whoever sees LIVE on /ready
 	// finds it; like /ready, it may say LIVE while INITIALIZING is set.
-	if err := s.writeState(stateLive); err != nil {
+	if err := s.writeState("LIVE"); err != nil {
 		s.log.Error("main", "cannot write state file: %v", err)
 	}
 	s.state.Store(stateLive)
@@ -536,14 +559,7 @@ func (s *Server) onSignal(sig os.Signal) bool {
 		s.log.Warn("main", "caught SIGINT")
 	case syscall.SIGUSR1:
 		s.log.Info("main", "caught SIGUSR1. Reopening access logs.")
-		for _, a := range s.accessLogs {
-			if err := a.reopen(); err != nil {
-				s.log.Error("main", "cannot reopen access log %s: %v", a.path, err)
-			}
-		}
-		if err := s.log.Reopen(); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-		}
+		s.reopenLogs()
 		return false
 	case syscall.SIGHUP:
 		s.log.Warn("main", "caught and eating SIGHUP. See documentation for how to hot restart.")
@@ -575,6 +591,7 @@ func (s *Server) stop() {
 	if s.statsFlush != nil {
 		s.statsFlush.Stop()
 	}
+	s.drain.stop()
 	if s.admin != nil {
 		_ = s.admin.http.Close()
 	}
@@ -613,7 +630,10 @@ func (h parentHandler) ShutdownAdmin() int64 {
 			s.statsFlush = nil
 		}
 		if s.admin != nil {
-			_ = s.admin.http.Close()
+			// Only the listening socket, as Envoy's closeSocket: open
+			// admin connections stay with this epoch and are answered
+			// until it exits.
+			_ = s.admin.ln.Close()
 		}
 		s.log.Warn("main", "terminating parent process")
 		if err := s.terminateParent(); err != nil {
@@ -627,14 +647,15 @@ func (h parentHandler) ShutdownAdmin() int64 {
 func (h parentHandler) ListenSocket(address, name string, byName bool) int {
 	fd := -1
 	h.s.onDispatcher(func() {
-		if h.s.drain.draining() {
-			return
-		}
 		for _, l := range h.s.listeners {
 			for _, sock := range l.sockets {
 				// Envoy compares the socket's actual address; with
 				// --fake-reuse-port-zero a port-0 socket also matches
-				// by listener name and configured address.
+				// by listener name and configured address. A stopped
+				// listener's socket is closed: the child binds its own.
+				if sock.stopped {
+					continue
+				}
 				if sock.local() == address || (byName && l.cfg.Name == name && sock.addr.String() == address) {
 					fd = sock.dupFD()
 					return
@@ -649,11 +670,9 @@ func (h parentHandler) DrainListeners() {
 	s := h.s
 	s.onDispatcher(func() {
 		// Drain first, so a client that saw the log line sees the drain.
-		s.drain.start()
+		s.drain.startDrainSequence(drainAll, func() {})
 		s.log.Info("main", "closing and draining listeners")
-		for _, l := range s.listeners {
-			l.stopAccepting()
-		}
+		s.stopListeners(drainAll)
 	})
 }
 
@@ -681,12 +700,12 @@ type State struct {
 	Listeners         map[string]string `json:"listeners"`
 }
 
-func (s *Server) writeState(state int32) error {
+func (s *Server) writeState(state string) error {
 	if s.opts.FakeStatePath == "" {
 		return nil
 	}
 	st := State{
-		PID: os.Getpid(), Epoch: s.opts.RestartEpoch, BaseID: s.baseID, State: stateName(state),
+		PID: os.Getpid(), Epoch: s.opts.RestartEpoch, BaseID: s.baseID, State: state,
 		HotRestartVersion: s.hotRestartVersion(), Listeners: map[string]string{},
 	}
 	if s.admin != nil {

@@ -71,7 +71,7 @@ func (s *Server) updateServerStats() error {
 	own := uint64(max(s.connections.Load(), 0))
 	s.serverStats.parentConnections.Set(parentConnections)
 	s.serverStats.totalConnections.Set(own + parentConnections)
-	s.serverStats.state.Set(stateCode(s.state.Load()))
+	s.serverStats.state.Set(stateCodes[s.serverState()])
 	return nil
 }
 
