@@ -72,6 +72,11 @@ func (m *Machine) restartDied(r *restart, d death) []Action {
 	if reason == "" {
 		reason = fmt.Sprintf("epoch %d %s before it was ready", d.child.epoch, d.how)
 	}
+	if d.clean && m.nextEpoch == d.child.epoch+1 {
+		// It never served: the next epoch's parent is the one before it, and
+		// Envoy requires consecutive epochs, so the number is tried again.
+		m.nextEpoch = d.child.epoch
+	}
 	if d.clean || m.phase != running || (m.keeps(d.child.epoch) && !d.hold) {
 		return m.finishRestart(false, reason)
 	}

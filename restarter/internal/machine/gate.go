@@ -103,10 +103,10 @@ func (m *Machine) initializingChild() *child {
 // decided it is not Envoy, or once the readiness probe passed; without the
 // gate, once the probe passed (at once when there is none).
 func (m *Machine) takesUSR1(c *child) bool {
-	if m.policy.InitGate && !c.initDone {
-		return m.policy.Readiness && c.ready
+	if m.policy.InitGate {
+		return c.initDone || (m.policy.Readiness && c.ready)
 	}
-	return c.ready && !c.initializing
+	return c.ready
 }
 
 // sendHeldUSR1 sends child i the SIGUSR1 held for it, if any and it can take

@@ -154,6 +154,24 @@ func TestMachineInitGateAndKeep(t *testing.T) {
 				LastRestart: &status.RestartStatus{Epoch: 0, Result: "ok", At: testNow}},
 		},
 		{
+			name: "with a readiness probe, SIGUSR1 held by the gate goes once the flag clears, the probe still waiting",
+			policy: func() Policy {
+				p := gatePolicy
+				p.Readiness = true
+				return p
+			}(),
+			steps: []step{
+				{Started{}, do(Spawn{Epoch: 0})},
+				{Spawned{Epoch: 0, PID: 100}, do(WatchInit{Epoch: 0, PID: 100}, WatchReady{Epoch: 0, PID: 100}, readyTimeout)},
+				{usr1, nil},
+				{InitStarted{Epoch: 0}, nil},
+				{InitDone{Epoch: 0}, do(sends(100, SIGUSR1))},
+				{Ready{Epoch: 0}, do(stopReadyTimeout, live(0, 100))},
+			},
+			status: status.Status{Phase: "running", Epochs: []status.EpochStatus{{Epoch: 0, PID: 100, Started: testNow, State: "live"}},
+				LastRestart: &status.RestartStatus{Epoch: 0, Result: "ok", At: testNow}},
+		},
+		{
 			name:   "a storm is coalesced: the next epoch forks the moment the flag clears",
 			policy: gatePolicy,
 			steps: then(envoyEpoch1Starting,
@@ -194,17 +212,17 @@ func TestMachineInitGateAndKeep(t *testing.T) {
 				Counters:    status.Counters{SIGHUPs: 1, Restarts: 1, RestartsFailed: 1}},
 		},
 		{
-			name:   "exit policy: a new epoch that exits 0 initializing leaves the flag set; it is cleared",
+			name:   "exit policy: a new epoch that exits 0 initializing leaves the flag set; it is cleared, and the number reused",
 			policy: gatePolicy,
 			steps: then(envoyEpoch1Starting,
 				step{hup, nil},
 				step{Exited{PID: 101}, do(stopReadyTimeout,
 					failed(1, "epoch 1 exited with code=0 before it was ready"),
-					ClearInit{Epoch: 1, PID: 101}, reloading(2), Spawn{Epoch: 2})},
+					ClearInit{Epoch: 1, PID: 101}, reloading(1), Spawn{Epoch: 1})},
 				step{InitCleared{Epoch: 1, PID: 101}, nil},
 			),
 			status: status.Status{Phase: "running", Epochs: []status.EpochStatus{{Epoch: 0, PID: 100, Started: testNow, State: "live"}},
-				Restart:     &status.RestartStatus{Epoch: 2, Stage: "starting"},
+				Restart:     &status.RestartStatus{Epoch: 1, Stage: "starting"},
 				LastRestart: &status.RestartStatus{Epoch: 1, Result: "failed", Reason: "epoch 1 exited with code=0 before it was ready", At: testNow},
 				Counters:    status.Counters{SIGHUPs: 2, Restarts: 2, RestartsFailed: 1, InitFlagsCleared: 1}},
 		},

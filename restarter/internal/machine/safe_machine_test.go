@@ -139,18 +139,19 @@ func TestMachineSafeRestarts(t *testing.T) {
 				Counters:    status.Counters{SIGHUPs: 2, Restarts: 2, RestartsFailed: 1, ChecksFailed: 1}},
 		},
 		{
-			name: "a queued SIGHUP is not lost when the new epoch exits 0 before it is ready",
+			name: "a queued SIGHUP is not lost when the new epoch exits 0 before it is ready, and reuses its number",
 			steps: then(epoch0Ready,
 				step{hup, checking(1)},
 				step{hup, nil},
 				step{CheckFinished{Epoch: 1}, do(Spawn{Epoch: 1})},
 				watched(1, 101),
-				// Its watch and ready timeout are stopped with it.
+				// Its watch and ready timeout are stopped with it; epoch 1 never
+				// served, so the next Envoy's parent is epoch 0: it is epoch 1 again.
 				step{Exited{PID: 101}, cat(do(StopWatch{Epoch: 1}, stopReadyTimeout,
-					failed(1, "epoch 1 exited with code=0 before it was ready")), checking(2))},
+					failed(1, "epoch 1 exited with code=0 before it was ready")), checking(1))},
 			),
 			status: status.Status{Phase: "running", Epochs: []status.EpochStatus{{Epoch: 0, PID: 100, Started: testNow, State: "live"}},
-				Restart:     &status.RestartStatus{Epoch: 2, Stage: "checking"},
+				Restart:     &status.RestartStatus{Epoch: 1, Stage: "checking"},
 				LastRestart: &status.RestartStatus{Epoch: 1, Result: "failed", Reason: "epoch 1 exited with code=0 before it was ready", At: testNow},
 				Counters:    status.Counters{SIGHUPs: 2, Restarts: 2, RestartsFailed: 1}},
 		},
