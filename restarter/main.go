@@ -6,9 +6,9 @@ package main
 import (
 	"os"
 
-	"github.com/envoy-restarter/restarter/restarter/supervisor"
+	"github.com/envoy-restarter/restarter/restarter/internal/cli"
 )
 
 func main() {
-	os.Exit(supervisor.Main(os.Args[1:], os.Stdout, os.Stderr))
+	os.Exit(cli.Main(os.Args[1:], os.Stdout, os.Stderr))
 }

@@ -2,7 +2,6 @@ package main_test
 
 import (
 	"encoding/json"
-	"github.com/envoy-restarter/restarter/restarter/status"
 	"net"
 	"os"
 	"os/exec"
@@ -14,12 +13,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/envoy-restarter/restarter/restarter/internal/cli"
+	"github.com/envoy-restarter/restarter/restarter/status"
+
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
 	"github.com/stretchr/testify/require"
 
 	"github.com/envoy-restarter/restarter/internal/proctest"
-	"github.com/envoy-restarter/restarter/restarter/supervisor"
 )
 
 // client runs `restarter status|reload` against sock and returns its exit
@@ -76,7 +77,7 @@ func TestControlSocketStatusAndReload(t *testing.T) {
 	// a reload refused by the check exits 1 with the reason, and starts nothing,
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "bad"), nil, 0o644))
 	code, _, errOut = client(t, "reload", sock)
-	require.Equal(t, supervisor.ExitReloadFailed, code)
+	require.Equal(t, cli.ExitReloadFailed, code)
 	require.Equal(t, "restarter reload: hot restart to epoch 2 failed: check failed: "+check+": exit status 1\n", errOut)
 	r.WaitLine(`check refused hot restart to epoch 2: `, 1, wait)
 	r.WaitLine(`\[error\]\[restarter\] check output: config is bad$`, 1, wait)
@@ -99,7 +100,7 @@ func TestControlSocketStatusAndReload(t *testing.T) {
 	_, err = os.Stat(sock)
 	require.ErrorIs(t, err, os.ErrNotExist, "control socket removed at exit")
 	code, _, errOut = client(t, "status", sock)
-	require.Equal(t, supervisor.ExitUnreachable, code)
+	require.Equal(t, cli.ExitUnreachable, code)
 	require.Contains(t, errOut, "no such file or directory")
 }
 
@@ -150,11 +151,11 @@ func TestControlSocketRefusesBadRequests(t *testing.T) {
 	require.NoError(t, os.Chmod(filepath.Dir(dir), 0o755)) // t.TempDir's are private
 	require.NoError(t, os.Chmod(dir, 0o755))
 	code, out := nobody()
-	require.Equal(t, supervisor.ExitUnreachable, code)
+	require.Equal(t, cli.ExitUnreachable, code)
 	require.Contains(t, out, "permission denied")
 	require.NoError(t, os.Chmod(sock, 0o666))
 	code, out = nobody()
-	require.Equal(t, supervisor.ExitReloadFailed, code)
+	require.Equal(t, cli.ExitReloadFailed, code)
 	require.Equal(t, "restarter status: permission denied: only the restarter's user and root may use the control socket\n", out)
 	r.WaitLine(`control socket: refused a connection from uid 65534`, 1, wait)
 
@@ -191,7 +192,7 @@ func TestReadinessTimeoutFailsTheReload(t *testing.T) {
 	code, _, errOut := client(t, "reload", sock)
 
 	// then the reload fails with the reason, and the restarter shuts everything down.
-	require.Equal(t, supervisor.ExitReloadFailed, code)
+	require.Equal(t, cli.ExitReloadFailed, code)
 	require.Equal(t, "restarter reload: hot restart to epoch 1 failed: epoch 1 not ready within --ready-timeout=500ms: "+ready+": exit status 1\n", errOut)
 	require.Equal(t, proctest.Exit{Code: 1}, r.Wait(wait))
 	r.WaitLine(`epoch 1 not ready within --ready-timeout=500ms: .*ready.sh: exit status 1; killing it`, 1, wait)

@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"github.com/envoy-restarter/restarter/restarter/internal/config"
-	"github.com/envoy-restarter/restarter/restarter/internal/logging"
 	"os"
 	"os/exec"
 	"strings"
@@ -13,6 +11,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/envoy-restarter/restarter/restarter/internal/config"
+	"github.com/envoy-restarter/restarter/restarter/internal/logging"
 
 	"github.com/envoy-restarter/restarter/restarter/internal/machine"
 )

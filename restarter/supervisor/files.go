@@ -3,13 +3,14 @@ package supervisor
 import (
 	"errors"
 	"fmt"
-	"github.com/envoy-restarter/restarter/restarter/internal/config"
 	"io"
 	"io/fs"
 	"os"
 	"strconv"
 	"strings"
 	"syscall"
+
+	"github.com/envoy-restarter/restarter/restarter/internal/config"
 )
 
 // This file handles the files the restarter is given paths to but does not

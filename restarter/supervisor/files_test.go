@@ -2,11 +2,12 @@ package supervisor
 
 import (
 	"errors"
-	"github.com/envoy-restarter/restarter/restarter/internal/config"
 	"os"
 	"path/filepath"
 	"syscall"
 	"testing"
+
+	"github.com/envoy-restarter/restarter/restarter/internal/config"
 
 	"github.com/stretchr/testify/require"
 )

@@ -4,13 +4,14 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"github.com/envoy-restarter/restarter/restarter/internal/config"
 	"hash/fnv"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/envoy-restarter/restarter/restarter/internal/config"
 
 	"golang.org/x/sys/unix"
 )

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"net"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -380,54 +379,6 @@ func becomeSubreaper() error {
 
 // checkExecutable reports whether this process may execute path.
 func checkExecutable(path string) error { return unix.Access(path, unix.X_OK) }
-
-// peerUID returns the uid of the process at the other end of conn
-// (SO_PEERCRED).
-func peerUID(conn *net.UnixConn) (int, error) {
-	raw, err := conn.SyscallConn()
-	if err != nil {
-		return -1, err
-	}
-	var cred *unix.Ucred
-	var credErr error
-	if err := raw.Control(func(fd uintptr) {
-		cred, credErr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
-	}); err != nil {
-		return -1, err
-	}
-	if credErr != nil {
-		return -1, credErr
-	}
-	return int(cred.Uid), nil
-}
-
-// fdOf returns the file descriptor number of conn and the soft
-// RLIMIT_NOFILE limit; ok is false if either is unknown.
-func fdOf(conn syscall.Conn) (fd, limit int, ok bool) {
-	raw, err := conn.SyscallConn()
-	if err != nil {
-		return 0, 0, false
-	}
-	if raw.Control(func(f uintptr) { fd = int(f) }) != nil {
-		return 0, 0, false
-	}
-	var rl unix.Rlimit
-	if unix.Getrlimit(unix.RLIMIT_NOFILE, &rl) != nil || rl.Cur > 1<<30 {
-		return 0, 0, false
-	}
-	return fd, int(rl.Cur), true
-}
-
-// openFilesLimit returns the RLIMIT_NOFILE soft limit: the one in effect,
-// which the Go runtime raised at start-up to the hard limit less one, if it
-// was lower (and restores for the processes it starts).
-func openFilesLimit() (uint64, error) {
-	var rl unix.Rlimit
-	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &rl); err != nil {
-		return 0, fmt.Errorf("getrlimit(RLIMIT_NOFILE): %w", err)
-	}
-	return rl.Cur, nil
-}
 
 // monotonicUsec returns CLOCK_MONOTONIC in microseconds, as sd_notify's
 // MONOTONIC_USEC wants it.

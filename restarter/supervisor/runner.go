@@ -4,12 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/envoy-restarter/restarter/restarter/internal/config"
 	"log/slog"
 	"os"
 	"slices"
 	"syscall"
 	"time"
+
+	"github.com/envoy-restarter/restarter/restarter/internal/config"
+	"github.com/envoy-restarter/restarter/restarter/internal/control"
 
 	"github.com/envoy-restarter/restarter/restarter/internal/machine"
 )
@@ -31,10 +33,10 @@ type runner struct {
 	watches map[int]context.CancelFunc // stops each epoch's readiness watcher
 	ctx     context.Context
 	cancel  context.CancelFunc // stops checks and probes still running
-	control *controlServer
+	control *control.Server
 	// waiters are where the answers to the reload requests the machine holds
 	// go, by the Waiter it was given.
-	waiters    map[machine.Waiter]chan<- controlReply
+	waiters    map[machine.Waiter]chan<- control.Reply
 	lastWaiter machine.Waiter
 	baseID     string    // epoch 0's base id, read from --base-id-path
 	gate       *initGate // Envoy's INITIALIZING flag; nil with --init-gate off
@@ -119,7 +121,7 @@ func newRunner(cfg config.Config, log *slog.Logger, sys osEnv) *runner {
 		fired:    make(chan timerFiring, 4),
 		async:    make(chan outcome, 16),
 		watches:  map[int]context.CancelFunc{},
-		waiters:  map[machine.Waiter]chan<- controlReply{},
+		waiters:  map[machine.Waiter]chan<- control.Reply{},
 		ctx:      ctx,
 		cancel:   cancel,
 		instance: instanceID(cfg),
@@ -152,9 +154,9 @@ func (r *runner) run() int {
 // first, so the machine sees a child's death before a signal, timer or
 // request that arrived at the same moment.
 func (r *runner) next() []machine.Event {
-	var calls chan controlCall // nil (never ready) without a control socket
+	var calls <-chan control.Call // nil (never ready) without a control socket
 	if r.control != nil {
-		calls = r.control.calls
+		calls = r.control.Calls()
 	}
 	sig := r.signals
 	select {
@@ -192,7 +194,7 @@ func (r *runner) next() []machine.Event {
 
 // logStart logs hot-restarter.py's first line.
 func (r *runner) logStart() {
-	r.log.Info("starting hot-restarter with target: "+r.cfg.Command, "target", r.cfg.Command, "path", r.cfg.Path, "version", version())
+	r.log.Info("starting hot-restarter with target: "+r.cfg.Command, "target", r.cfg.Command, "path", r.cfg.Path, "version", config.Version())
 }
 
 // setUp does what must happen before epoch 0: subreaper, pid file (taken
@@ -235,7 +237,7 @@ func (r *runner) setUp() (int, bool) {
 		}
 	}
 	if r.cfg.ControlSocket != "" {
-		s, err := listenControl(r.cfg.ControlSocket, func(msg string) { r.log.Warn(msg) })
+		s, err := control.Listen(r.cfg.ControlSocket, func(msg string) { r.log.Warn(msg) })
 		if err != nil {
 			return fail(err)
 		}
@@ -253,7 +255,7 @@ func (r *runner) setUp() (int, bool) {
 func (r *runner) tearDown() {
 	r.sys.killHelpers()
 	if r.control != nil {
-		r.control.close()
+		r.control.Close()
 	}
 	if r.pidFile != nil {
 		r.pidFile.release(r.sys.getpid())
@@ -384,7 +386,7 @@ func (r *runner) handle(events []machine.Event) (code int, done bool) {
 				r.notify(a)
 			case machine.ReloadResult:
 				epoch := a.Epoch
-				r.waiters[a.Waiter] <- controlReply{OK: a.OK, Error: a.Reason, Epoch: &epoch} // buffered: never blocks
+				r.waiters[a.Waiter] <- control.Reply{OK: a.OK, Error: a.Reason, Epoch: &epoch} // buffered: never blocks
 				delete(r.waiters, a.Waiter)
 			case machine.Exit:
 				return a.Code, true
@@ -402,14 +404,14 @@ func (r *runner) spawn(epoch int) machine.Event {
 	return machine.Spawned{Epoch: epoch, PID: pid, Envoy: r.gate != nil && r.gate.known()}
 }
 
-func (r *runner) controlCall(c controlCall) []machine.Event {
-	if c.command == "status" {
+func (r *runner) controlCall(c control.Call) []machine.Event {
+	if c.Command == "status" {
 		s := r.machine.Status()
-		c.reply <- controlReply{OK: true, Status: &s}
+		c.Reply <- control.Reply{OK: true, Status: &s}
 		return nil
 	}
 	r.lastWaiter++
-	r.waiters[r.lastWaiter] = c.reply
+	r.waiters[r.lastWaiter] = c.Reply
 	return []machine.Event{machine.ReloadRequested{Waiter: r.lastWaiter}}
 }
 

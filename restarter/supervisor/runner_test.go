@@ -2,7 +2,6 @@ package supervisor
 
 import (
 	"context"
-	"github.com/envoy-restarter/restarter/restarter/internal/logging"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,6 +10,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/envoy-restarter/restarter/restarter/internal/control"
+	"github.com/envoy-restarter/restarter/restarter/internal/logging"
 
 	"github.com/envoy-restarter/restarter/restarter/internal/machine"
 
@@ -346,11 +348,11 @@ func TestRunServesControlAndCleansUp(t *testing.T) {
 	b, err := os.ReadFile(cfg.PIDFile)
 	require.NoError(t, err)
 	require.Equal(t, "4242\n", string(b))
-	reply, err := call(cfg.ControlSocket, "reload", 10*time.Second)
+	reply, err := control.Ask(cfg.ControlSocket, "reload", 10*time.Second)
 	require.NoError(t, err)
 	require.True(t, reply.OK)
 	require.Equal(t, 1, *reply.Epoch)
-	reply, err = call(cfg.ControlSocket, "status", 10*time.Second)
+	reply, err = control.Ask(cfg.ControlSocket, "status", 10*time.Second)
 	require.NoError(t, err)
 	require.Len(t, reply.Status.Epochs, 2)
 

@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"time"
 
@@ -461,4 +462,27 @@ func UnwrapPathError(err error) error {
 		return pe.Err
 	}
 	return err
+}
+
+// Build is the restarter's version; release builds set it with
+// -ldflags "-X github.com/envoy-restarter/restarter/restarter/internal/config.Build=v1.2.3".
+var Build = ""
+
+// Version returns Build, else the module version or VCS revision the binary
+// was built from.
+func Version() string {
+	if Build != "" {
+		return Build
+	}
+	if info, ok := debug.ReadBuildInfo(); ok {
+		if info.Main.Version != "" && info.Main.Version != "(devel)" {
+			return info.Main.Version
+		}
+		for _, s := range info.Settings {
+			if s.Key == "vcs.revision" {
+				return "devel-" + s.Value
+			}
+		}
+	}
+	return "devel"
 }

@@ -2,13 +2,14 @@ package config
 
 import (
 	"errors"
-	"github.com/envoy-restarter/restarter/restarter/internal/logging"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/envoy-restarter/restarter/restarter/internal/logging"
 
 	"github.com/stretchr/testify/require"
 )
@@ -157,4 +158,12 @@ func TestCheckOpenFilesLimit(t *testing.T) {
 	require.True(t, errors.As(err, &usage), "%v is not a *UsageError", err)
 	require.EqualError(t, err, "open files limit (RLIMIT_NOFILE) is 6; the restarter needs at least 64: raise it (ulimit -n, LimitNOFILE=)")
 	require.Contains(t, usageTail, "(RLIMIT_NOFILE) below "+strconv.Itoa(MinOpenFiles), "--help gives the figure")
+}
+
+func TestVersion(t *testing.T) {
+	require.NotEmpty(t, Version())
+	old := Build
+	t.Cleanup(func() { Build = old })
+	Build = "v1.2.3"
+	require.Equal(t, "v1.2.3", Version())
 }

@@ -1,20 +1,22 @@
-package supervisor
+// Package cli is the restarter's command line: `restarter [flags] COMMAND`
+// runs the supervisor, `restarter status` and `restarter reload` are
+// clients of its control socket.
+package cli
 
 import (
 	"errors"
 	"fmt"
-	"github.com/envoy-restarter/restarter/restarter/internal/config"
-	"github.com/envoy-restarter/restarter/restarter/internal/logging"
 	"io"
 	"os"
 	"runtime/debug"
+	"syscall"
+
+	"github.com/envoy-restarter/restarter/restarter/internal/config"
+	"github.com/envoy-restarter/restarter/restarter/internal/logging"
+	"github.com/envoy-restarter/restarter/restarter/supervisor"
 
 	"github.com/envoy-restarter/restarter/restarter/internal/machine"
 )
-
-// Version is the restarter's version; release builds set it with
-// -ldflags "-X github.com/envoy-restarter/restarter/restarter/supervisor.Version=v1.2.3".
-var Version = ""
 
 // Main runs the restarter with the command line args (without the program
 // name) and returns its exit code: ExitClean, ExitError or ExitUsage.
@@ -37,7 +39,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	case errors.Is(err, config.ErrHelp):
 		return machine.ExitClean
 	case errors.Is(err, config.ErrVersion):
-		fmt.Fprintf(stdout, "restarter %s\n", version())
+		fmt.Fprintf(stdout, "restarter %s\n", config.Version())
 		return machine.ExitClean
 	case errors.As(err, &usage):
 		fmt.Fprintf(stderr, "restarter: %s\n", usage)
@@ -53,24 +55,18 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		debug.SetGCPercent(25)
 	}
 	log, lw := logging.NewAsync(stdout, cfg.LogFormat)
-	code := Run(cfg, log)
+	code := supervisor.Run(cfg, log)
 	lw.Flush(logging.FlushTimeout)
 	return code
 }
 
-func version() string {
-	if Version != "" {
-		return Version
+// openFilesLimit returns the RLIMIT_NOFILE soft limit: the one in effect,
+// which the Go runtime raised at start-up to the hard limit less one, if it
+// was lower (and restores for the processes it starts).
+func openFilesLimit() (uint64, error) {
+	var rl syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
+		return 0, fmt.Errorf("getrlimit(RLIMIT_NOFILE): %w", err)
 	}
-	if info, ok := debug.ReadBuildInfo(); ok {
-		if info.Main.Version != "" && info.Main.Version != "(devel)" {
-			return info.Main.Version
-		}
-		for _, s := range info.Settings {
-			if s.Key == "vcs.revision" {
-				return "devel-" + s.Value
-			}
-		}
-	}
-	return "devel"
+	return rl.Cur, nil
 }

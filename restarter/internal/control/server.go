@@ -1,35 +1,32 @@
-package supervisor
+// Package control is the restarter's control socket: its protocol (one JSON
+// request line, {"command":"status"} or {"command":"reload"}, one JSON reply
+// line) and its server, which hands each request to the event loop as a
+// Call and writes the answer back. Only the restarter's own user and root
+// may connect; idle connections time out and give their place to new ones,
+// so an operator always gets an answer.
+package control
 
 import (
 	"bufio"
 	"bytes"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
-	"github.com/envoy-restarter/restarter/restarter/internal/config"
-	"github.com/envoy-restarter/restarter/restarter/internal/logging"
 	"io"
 	"net"
 	"os"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
-	"github.com/envoy-restarter/restarter/restarter/internal/machine"
 	"github.com/envoy-restarter/restarter/restarter/status"
 )
-
-// The control socket: `restarter status` and `restarter reload` send one
-// JSON request line, {"command":"status"} or {"command":"reload"}, and get
-// one JSON reply line. Only the restarter's own user and root may connect.
 
 // maxRequest bounds a request line; longer requests are refused.
 const maxRequest = 4096
 
-// controlTimeout bounds writing a reply, and the client's dial.
-const controlTimeout = 5 * time.Second
+// Timeout bounds writing a reply, and the client's dial.
+const Timeout = 5 * time.Second
 
 // requestTimeout bounds how long a connection may take to send its request.
 // The client sends it at once; an idle connection holds one of the
@@ -54,36 +51,31 @@ const (
 	maxAcceptBackoff = time.Second
 )
 
-// Exit codes of `restarter status` and `restarter reload`.
-const (
-	ExitReloadFailed = 1 // the hot restart failed (check, epoch, readiness) or was abandoned
-	ExitUnreachable  = 3 // the control socket could not be reached or answered nonsense
-	ExitInProgress   = 4 // reload: --timeout expired while the hot restart was still in progress or queued
-)
-
-type controlRequest struct {
+// Request is the one request line.
+type Request struct {
 	Command string `json:"command"`
 }
 
-// controlReply is the one reply line.
-type controlReply struct {
+// Reply is the one reply line.
+type Reply struct {
 	OK     bool           `json:"ok"`
 	Error  string         `json:"error,omitempty"`
 	Epoch  *int           `json:"epoch,omitempty"`
 	Status *status.Status `json:"status,omitempty"`
 }
 
-// controlCall is a request handed to the event loop, which answers on reply.
-type controlCall struct {
-	command string
-	reply   chan controlReply
+// Call is a request handed to the event loop, which answers it exactly
+// once on Reply (buffered: the answer never blocks).
+type Call struct {
+	Command string // status or reload
+	Reply   chan Reply
 }
 
-// controlServer accepts connections on the control socket and hands each
+// Server accepts connections on the control socket and hands each
 // request to the event loop.
-type controlServer struct {
+type Server struct {
 	ln    *net.UnixListener
-	calls chan controlCall
+	calls chan Call
 	done  chan struct{} // closed when the event loop stops answering
 	log   func(msg string)
 	// mu guards the connections being served, maxControlConns at most:
@@ -98,9 +90,9 @@ type controlServer struct {
 	served   chan struct{} // closed when serve has stopped accepting
 }
 
-// listenControl creates the control socket at path, mode 0600. A stale
+// Listen creates the control socket at path, mode 0600. A stale
 // socket left by a dead restarter is replaced; a live one is an error.
-func listenControl(path string, logError func(string)) (*controlServer, error) {
+func Listen(path string, logError func(string)) (*Server, error) {
 	if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
 		c.Close()
 		return nil, fmt.Errorf("control socket %s: in use by another process", path)
@@ -120,18 +112,24 @@ func listenControl(path string, logError func(string)) (*controlServer, error) {
 		ln.Close()
 		return nil, fmt.Errorf("control socket: %w", err)
 	}
-	s := &controlServer{ln: ln, calls: make(chan controlCall), done: make(chan struct{}), served: make(chan struct{}), log: logError}
+	s := &Server{ln: ln, calls: make(chan Call), done: make(chan struct{}), served: make(chan struct{}), log: logError}
 	go s.serve()
 	return s, nil
 }
 
+// Calls are the requests for the event loop to answer.
+func (s *Server) Calls() <-chan Call { return s.calls }
+
+// Done is closed once Close began: no more calls come.
+func (s *Server) Done() <-chan struct{} { return s.done }
+
 // closeFlushWait bounds how long close waits for answers being written.
 const closeFlushWait = time.Second
 
-// close stops accepting, removes the socket, fails calls still waiting and
+// Close stops accepting, removes the socket, fails calls still waiting and
 // waits (up to closeFlushWait) until every answer has been written: a
 // reload answered just before the restarter exits must reach its client.
-func (s *controlServer) close() {
+func (s *Server) Close() {
 	close(s.done)
 	s.ln.Close()
 	flushed := make(chan struct{})
@@ -150,7 +148,7 @@ func (s *controlServer) close() {
 // serve accepts connections until the socket is closed. An accept error
 // (EMFILE above all) is logged once and retried with backoff; it never
 // ends the loop.
-func (s *controlServer) serve() {
+func (s *Server) serve() {
 	defer close(s.served)
 	var backoff time.Duration
 	crowded := "" // what was logged about the last connection not admitted freely
@@ -199,7 +197,7 @@ func (s *controlServer) serve() {
 // answering a request, or conn took one of the file descriptors kept in
 // reserve for hot restarts. crowd says what was done, if conn was not
 // admitted freely.
-func (s *controlServer) admit(conn *net.UnixConn) (admitted bool, crowd string) {
+func (s *Server) admit(conn *net.UnixConn) (admitted bool, crowd string) {
 	if fd, limit, ok := fdOf(conn); ok && fd >= limit-fdReserve {
 		return false, fmt.Sprintf("closing new connections at once: too few file descriptors left (fd %d of RLIMIT_NOFILE %d; %d are kept for hot restarts)", fd, limit, fdReserve)
 	}
@@ -219,7 +217,7 @@ func (s *controlServer) admit(conn *net.UnixConn) (admitted bool, crowd string) 
 
 // startRequest marks conn busy, done with its request line; it reports
 // false if conn was closed to make room for a newer one.
-func (s *controlServer) startRequest(conn *net.UnixConn) bool {
+func (s *Server) startRequest(conn *net.UnixConn) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	i := slices.Index(s.idle, conn)
@@ -233,7 +231,7 @@ func (s *controlServer) startRequest(conn *net.UnixConn) bool {
 
 // closeIdle closes the connections that have not sent a request: at exit,
 // there is nothing to answer them, and close need not wait for them.
-func (s *controlServer) closeIdle() {
+func (s *Server) closeIdle() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, conn := range s.idle {
@@ -242,18 +240,18 @@ func (s *controlServer) closeIdle() {
 	s.idle = nil
 }
 
-func (s *controlServer) endRequest() {
+func (s *Server) endRequest() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.busy--
 }
 
 // handle serves conn, which admit took.
-func (s *controlServer) handle(conn *net.UnixConn) {
+func (s *Server) handle(conn *net.UnixConn) {
 	defer conn.Close()
 	conn.SetReadDeadline(time.Now().Add(requestTimeout))
-	reply := func(r controlReply) {
-		conn.SetWriteDeadline(time.Now().Add(controlTimeout))
+	reply := func(r Reply) {
+		conn.SetWriteDeadline(time.Now().Add(Timeout))
 		b, _ := json.Marshal(r)
 		conn.Write(append(b, '\n'))
 	}
@@ -267,156 +265,67 @@ func (s *controlServer) handle(conn *net.UnixConn) {
 	defer s.endRequest()
 	if uid, uerr := peerUID(conn); uerr != nil || (uid != 0 && uid != os.Getuid()) {
 		s.log(fmt.Sprintf("control socket: refused a connection from uid %d", uid))
-		reply(controlReply{Error: "permission denied: only the restarter's user and root may use the control socket"})
+		reply(Reply{Error: "permission denied: only the restarter's user and root may use the control socket"})
 		return
 	}
 	switch {
 	case len(line) > maxRequest:
-		reply(controlReply{Error: fmt.Sprintf("request too large: the limit is %d bytes", maxRequest)})
+		reply(Reply{Error: fmt.Sprintf("request too large: the limit is %d bytes", maxRequest)})
 		return
 	case errors.Is(err, os.ErrDeadlineExceeded):
-		reply(controlReply{Error: fmt.Sprintf("no request within %s: want one JSON line such as {\"command\":\"status\"}", requestTimeout)})
+		reply(Reply{Error: fmt.Sprintf("no request within %s: want one JSON line such as {\"command\":\"status\"}", requestTimeout)})
 		return
 	case err != nil && !(errors.Is(err, io.EOF) && len(line) > 0):
-		reply(controlReply{Error: "malformed request: want one JSON line such as {\"command\":\"status\"}"})
+		reply(Reply{Error: "malformed request: want one JSON line such as {\"command\":\"status\"}"})
 		return
 	case rd.Buffered() > 0:
-		reply(controlReply{Error: "malformed request: extra data after the request line (one request per connection)"})
+		reply(Reply{Error: "malformed request: extra data after the request line (one request per connection)"})
 		return
 	}
-	var req controlRequest
+	var req Request
 	dec := json.NewDecoder(bytes.NewReader(line))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&req); err != nil {
-		reply(controlReply{Error: "malformed request: " + err.Error()})
+		reply(Reply{Error: "malformed request: " + err.Error()})
 		return
 	}
 	if req.Command != "status" && req.Command != "reload" {
-		reply(controlReply{Error: fmt.Sprintf("unknown command %q: want status or reload", req.Command)})
+		reply(Reply{Error: fmt.Sprintf("unknown command %q: want status or reload", req.Command)})
 		return
 	}
 	conn.SetReadDeadline(time.Time{}) // a reload lasts as long as the restart
-	call := controlCall{command: req.Command, reply: make(chan controlReply, 1)}
+	call := Call{Command: req.Command, Reply: make(chan Reply, 1)}
 	select {
 	case s.calls <- call:
 	case <-s.done:
-		reply(controlReply{Error: "the restarter is exiting"})
+		reply(Reply{Error: "the restarter is exiting"})
 		return
 	}
 	select {
-	case r := <-call.reply:
+	case r := <-call.Reply:
 		reply(r)
 	case <-s.done:
 		// The event loop answers every reload before it stops: prefer its
 		// answer when both are ready.
 		select {
-		case r := <-call.reply:
+		case r := <-call.Reply:
 			reply(r)
 		default:
-			reply(controlReply{Error: "the restarter is exiting"})
+			reply(Reply{Error: "the restarter is exiting"})
 		}
 	}
 }
 
-// clientMain runs `restarter status|reload [flags]` and returns its exit code.
-func clientMain(command string, args []string, stdout, stderr io.Writer) int {
-	// fail prints one line on stderr and returns code. Control characters
-	// are escaped: the line may hold text from the server or a socket path,
-	// and must not drive the operator's terminal or forge a line of its own.
-	fail := func(code int, format string, a ...any) int {
-		fmt.Fprintf(stderr, "restarter %s: %s\n", command, logging.EscapeControl(fmt.Sprintf(format, a...)))
-		return code
-	}
-	fs := flag.NewFlagSet("restarter "+command, flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	path := fs.String("control-socket", os.Getenv("RESTARTER_CONTROL_SOCKET"), "the restarter's control socket (default $RESTARTER_CONTROL_SOCKET)")
-	timeout := fs.Duration("timeout", 10*time.Minute, "give up waiting for the answer after this long")
-	if err := fs.Parse(args); err != nil {
-		return fail(machine.ExitUsage, "%v", err)
-	}
-	switch {
-	case fs.NArg() > 0:
-		return fail(machine.ExitUsage, "unexpected argument %q", fs.Arg(0))
-	case *path == "":
-		return fail(machine.ExitUsage, "no control socket: give --control-socket or set RESTARTER_CONTROL_SOCKET")
-	case *timeout <= 0:
-		return fail(machine.ExitUsage, "invalid value %q for flag -timeout: must be positive", timeout.String())
-	}
-	if err := config.CheckSocketPath(*path); err != nil {
-		return fail(machine.ExitUsage, "%v", err)
-	}
-	reply, err := call(*path, command, *timeout)
-	if errors.Is(err, os.ErrDeadlineExceeded) && command == "reload" {
-		if msg, ok := inProgress(*path); ok {
-			return fail(ExitInProgress, "no outcome within --timeout=%s: %s", *timeout, msg)
-		}
-	}
-	if err != nil {
-		return fail(ExitUnreachable, "%v", err)
-	}
-	switch {
-	case reply.Status != nil:
-		b, _ := json.MarshalIndent(reply.Status, "", "  ")
-		fmt.Fprintf(stdout, "%s\n", escapeJSONControl(string(b)))
-		return machine.ExitClean
-	case reply.OK && reply.Epoch != nil:
-		fmt.Fprintf(stdout, "hot restart to epoch %d: ready\n", *reply.Epoch)
-		return machine.ExitClean
-	case reply.Epoch != nil:
-		return fail(ExitReloadFailed, "hot restart to epoch %d failed: %s", *reply.Epoch, reply.Error)
-	}
-	return fail(ExitReloadFailed, "%s", reply.Error)
-}
-
-// escapeJSONControl escapes, in JSON text, the control characters
-// encoding/json leaves raw: DEL and the C1 range. They can only be inside
-// strings, where \u00XX means the same.
-func escapeJSONControl(js string) string {
-	raw := func(r rune) bool { return r >= 0x7f && r <= 0x9f }
-	if !strings.ContainsFunc(js, raw) {
-		return js
-	}
-	var b strings.Builder
-	for _, r := range js {
-		if raw(r) {
-			fmt.Fprintf(&b, "\\u%04x", r)
-			continue
-		}
-		b.WriteRune(r)
-	}
-	return b.String()
-}
-
-// inProgress asks the restarter at path for its status and describes the
-// hot restart in progress (or queued), if there is one.
-func inProgress(path string) (string, bool) {
-	reply, err := call(path, "status", controlTimeout)
-	if err != nil || reply.Status == nil {
-		return "", false
-	}
-	switch st := reply.Status; {
-	case st.Restart != nil && st.Queued:
-		return fmt.Sprintf("hot restart to epoch %d still in progress, and another queued after it", st.Restart.Epoch), true
-	case st.Restart != nil:
-		return fmt.Sprintf("hot restart to epoch %d still in progress (%s)", st.Restart.Epoch, st.Restart.Stage), true
-	case st.Queued:
-		// Held: the newest epoch is still initializing, or the one whose
-		// domain socket ids the next would bind is still exiting.
-		return "hot restart still queued, held until an earlier epoch finishes initializing or exiting", true
-	}
-	return "", false
-}
-
-// call sends one request to the control socket at path and reads the reply.
-func call(path, command string, timeout time.Duration) (controlReply, error) {
-	var reply controlReply
-	conn, err := net.DialTimeout("unix", path, controlTimeout)
+// Ask sends one request to the control socket at path and reads the reply.
+func Ask(path, command string, timeout time.Duration) (Reply, error) {
+	var reply Reply
+	conn, err := net.DialTimeout("unix", path, Timeout)
 	if err != nil {
 		return reply, fmt.Errorf("control socket %s: %w", path, err)
 	}
 	defer conn.Close()
 	conn.SetDeadline(time.Now().Add(timeout))
-	b, _ := json.Marshal(controlRequest{Command: command})
+	b, _ := json.Marshal(Request{Command: command})
 	if _, err := conn.Write(append(b, '\n')); err != nil {
 		return reply, fmt.Errorf("control socket %s: %w", path, err)
 	}

@@ -1,0 +1,220 @@
+package cli
+
+import (
+	"bufio"
+	"encoding/json"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/envoy-restarter/restarter/restarter/internal/control"
+	"github.com/envoy-restarter/restarter/restarter/internal/machine"
+	"github.com/envoy-restarter/restarter/restarter/status"
+
+	"github.com/stretchr/testify/require"
+)
+
+func TestListenControl(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "control.sock")
+	s, err := control.Listen(path, func(string) {})
+	require.NoError(t, err)
+	fi, err := os.Stat(path)
+	require.NoError(t, err)
+	require.Equal(t, os.FileMode(0o600), fi.Mode().Perm())
+
+	_, err = control.Listen(path, func(string) {})
+	require.EqualError(t, err, "control socket "+path+": in use by another process")
+
+	go func() {
+		c := <-s.Calls()
+		st := status.Status{Phase: "running", Epochs: []status.EpochStatus{}}
+		c.Reply <- control.Reply{OK: true, Status: &st}
+	}()
+	var out, errOut strings.Builder
+	require.Equal(t, machine.ExitClean, clientMain("status", []string{"--control-socket", path}, &out, &errOut))
+	require.Contains(t, out.String(), `"phase": "running"`)
+
+	s.Close()
+	require.NoFileExists(t, path)
+
+	// A stale socket left by a dead restarter is replaced; anything else is
+	// an error.
+	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
+	require.NoError(t, err)
+	ln.SetUnlinkOnClose(false)
+	ln.Close()
+	s, err = control.Listen(path, func(string) {})
+	require.NoError(t, err)
+	s.Close()
+	require.NoError(t, os.WriteFile(path, nil, 0o644))
+	_, err = control.Listen(path, func(string) {})
+	require.EqualError(t, err, "control socket "+path+": exists and is not a socket")
+	_, err = control.Listen(filepath.Join(dir, "no", "such", "dir"), func(string) {})
+	require.ErrorContains(t, err, "control socket: listen unix")
+}
+
+func TestClientMain(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "control.sock")
+	one, two := 1, 2
+	answers := []control.Reply{
+		{OK: true, Epoch: &one},
+		{Epoch: &two, Error: "check failed: exit status 1"},
+		{Error: "shutdown in progress"},
+	}
+	s, err := control.Listen(path, func(string) {})
+	require.NoError(t, err)
+	t.Cleanup(s.Close)
+	go func() {
+		for _, a := range answers {
+			c := <-s.Calls()
+			c.Reply <- a
+		}
+	}()
+	tests := []struct {
+		args           []string
+		code           int
+		stdout, stderr string
+	}{
+		{[]string{"--control-socket", path}, machine.ExitClean, "hot restart to epoch 1: ready\n", ""},
+		{[]string{"--control-socket", path}, ExitReloadFailed, "", "restarter reload: hot restart to epoch 2 failed: check failed: exit status 1\n"},
+		{[]string{"--control-socket", path}, ExitReloadFailed, "", "restarter reload: shutdown in progress\n"},
+		{[]string{"--bogus"}, machine.ExitUsage, "", "restarter reload: flag provided but not defined: -bogus\n"},
+		{[]string{"--control-socket", path, "extra"}, machine.ExitUsage, "", "restarter reload: unexpected argument \"extra\"\n"},
+		{nil, machine.ExitUsage, "", "restarter reload: no control socket: give --control-socket or set RESTARTER_CONTROL_SOCKET\n"},
+		{[]string{"--control-socket", filepath.Join(dir, "none.sock")}, ExitUnreachable, "", "restarter reload: control socket " + filepath.Join(dir, "none.sock") + ": dial unix " + filepath.Join(dir, "none.sock") + ": connect: no such file or directory\n"},
+	}
+	t.Setenv("RESTARTER_CONTROL_SOCKET", "")
+	for _, tt := range tests {
+		var out, errOut strings.Builder
+		require.Equal(t, tt.code, clientMain("reload", tt.args, &out, &errOut), "%v: %s", tt.args, errOut.String())
+		require.Equal(t, tt.stdout, out.String())
+		require.Equal(t, tt.stderr, errOut.String())
+	}
+}
+
+func TestCallRejectsNonsense(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "nonsense.sock")
+	ln, err := net.Listen("unix", path)
+	require.NoError(t, err)
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for _, answer := range []string{"not json\n", ""} {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			bufio.NewReader(c).ReadBytes('\n')
+			c.Write([]byte(answer))
+			c.Close()
+		}
+	}()
+	_, err = control.Ask(path, "status", 10*time.Second)
+	require.ErrorContains(t, err, "malformed reply")
+	_, err = control.Ask(path, "status", 10*time.Second)
+	require.ErrorContains(t, err, "no reply")
+}
+
+func TestMainExitCodes(t *testing.T) {
+	t.Setenv("BUILD_WORKING_DIRECTORY", t.TempDir())
+	var out, errOut strings.Builder
+	require.Equal(t, machine.ExitClean, Main([]string{"--version"}, &out, &errOut))
+	require.True(t, strings.HasPrefix(out.String(), "restarter "), out.String())
+	out.Reset()
+	require.Equal(t, machine.ExitClean, Main([]string{"-h"}, &out, &errOut))
+	require.Contains(t, out.String(), "Exit codes:")
+	require.Equal(t, machine.ExitUsage, Main([]string{"missing.sh"}, &out, &errOut))
+	require.Equal(t, "restarter: COMMAND \"missing.sh\": no such file\n", errOut.String())
+	errOut.Reset()
+	require.Equal(t, machine.ExitUsage, Main([]string{"status", "--control-socket"}, &out, &errOut))
+	require.Equal(t, "restarter status: flag needs an argument: -control-socket\n", errOut.String())
+}
+
+func TestInProgressSeesAHeldRestart(t *testing.T) {
+	// Given a restarter whose reload is queued behind a held restart (no
+	// restart in progress),
+	path := filepath.Join(t.TempDir(), "control.sock")
+	s, err := control.Listen(path, func(string) {})
+	require.NoError(t, err)
+	t.Cleanup(s.Close)
+	go func() {
+		c := <-s.Calls()
+		c.Reply <- control.Reply{Status: &status.Status{Queued: true}}
+	}()
+	// when the client asks after its --timeout, then the reload is in
+	// progress (exit 4), not unreachable (exit 3).
+	msg, ok := inProgress(path)
+	require.True(t, ok)
+	require.Contains(t, msg, "queued")
+}
+
+// serveStatus plays the event loop for s: it answers every status call
+// until s stops.
+func serveStatus(s *control.Server, reason string) {
+	go func() {
+		for {
+			select {
+			case c := <-s.Calls():
+				st := status.Status{Phase: "running", Epochs: []status.EpochStatus{}, LastRestart: &status.RestartStatus{Epoch: 1, Result: "failed", Reason: reason}}
+				c.Reply <- control.Reply{OK: true, Status: &st}
+			case <-s.Done():
+				return
+			}
+		}
+	}()
+}
+
+// Issue 19, defect 2: what the client prints from the server (or from a
+// socket path) cannot move the terminal's cursor or forge a line: control
+// characters are escaped.
+func TestClientEscapesControlCharacters(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "control.sock")
+	s, err := control.Listen(path, func(string) {})
+	require.NoError(t, err)
+	t.Cleanup(s.Close)
+	epoch := 2
+	go func() {
+		c := <-s.Calls()
+		c.Reply <- control.Reply{Error: "refused\x1b[2J\nrestarter reload: hot restart to epoch 2: ready\r"}
+		c = <-s.Calls()
+		c.Reply <- control.Reply{Epoch: &epoch, Error: "check failed:\n\x1b]0;owned\x07"}
+	}()
+	t.Setenv("RESTARTER_CONTROL_SOCKET", "")
+	var out, errOut strings.Builder
+	require.Equal(t, ExitReloadFailed, clientMain("reload", []string{"--control-socket", path}, &out, &errOut))
+	require.Equal(t, `restarter reload: refused\x1b[2J\nrestarter reload: hot restart to epoch 2: ready\r`+"\n", errOut.String())
+	errOut.Reset()
+	require.Equal(t, ExitReloadFailed, clientMain("reload", []string{"--control-socket", path}, &out, &errOut))
+	require.Equal(t, `restarter reload: hot restart to epoch 2 failed: check failed:\n\x1b]0;owned\a`+"\n", errOut.String())
+
+	// A socket path with a control character in it, in the client's own error.
+	bad := filepath.Join(dir, "bad\x1b[31m.sock")
+	errOut.Reset()
+	require.Equal(t, ExitUnreachable, clientMain("status", []string{"--control-socket", bad}, &out, &errOut))
+	require.NotContains(t, errOut.String(), "\x1b")
+	require.Contains(t, errOut.String(), `bad\x1b[31m.sock`)
+	require.Equal(t, 1, strings.Count(errOut.String(), "\n"))
+}
+
+// Issue 19, defect 2: the status JSON printed carries no raw control
+// character either, not even those encoding/json leaves as they are (DEL
+// and the C1 range, which some terminals obey).
+func TestClientStatusEscapesControlCharacters(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "control.sock")
+	s, err := control.Listen(path, func(string) {})
+	require.NoError(t, err)
+	t.Cleanup(s.Close)
+	serveStatus(s, "epoch 1 said: \x1b[31mred\x7f\u009b2J")
+	var out, errOut strings.Builder
+	require.Equal(t, machine.ExitClean, clientMain("status", []string{"--control-socket", path}, &out, &errOut), errOut.String())
+	require.Contains(t, out.String(), `"reason": "epoch 1 said: \u001b[31mred\u007f\u009b2J"`)
+	var st status.Status
+	require.NoError(t, json.Unmarshal([]byte(out.String()), &st), "still JSON")
+	require.Equal(t, "epoch 1 said: \x1b[31mred\x7f\u009b2J", st.LastRestart.Reason)
+}
