@@ -333,13 +333,9 @@ func (r *runner) handle(events []Event) (code int, done bool) {
 			case WatchInit:
 				ctx, cancel := context.WithCancel(r.ctx)
 				r.initWatches[a.PID] = cancel
-				go r.gate.watchInit(ctx, a.Epoch, a.PID, r.baseID, func(ev Event) { r.report(ctx, ev) })
+				go r.gate.watchInit(ctx, a.Epoch, a.PID, func(ev Event) { r.report(ctx, ev) })
 			case ClearInit:
-				cleared, err := r.gate.clearInit(r.baseID)
-				if err != nil {
-					r.log.Warn(fmt.Sprintf("init gate: %v", err))
-				}
-				if cleared {
+				if r.gate.clearInit() {
 					events = append([]Event{InitCleared(a)}, events...)
 				}
 			case Notify:
