@@ -2,9 +2,11 @@ package integration
 
 import (
 	"bufio"
+	"encoding/binary"
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"regexp"
 	"strconv"
 	"strings"
@@ -14,6 +16,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/envoy-restarter/restarter/internal/envoyshm"
 	"github.com/envoy-restarter/restarter/internal/fakeenvoytest"
 	"github.com/envoy-restarter/restarter/internal/proctest"
 )
@@ -245,4 +248,98 @@ func rawStatusLine(t *testing.T, port int, request string) string {
 	line, err := bufio.NewReader(c).ReadString('\n')
 	require.NoError(t, err)
 	return strings.TrimSpace(line)
+}
+
+// A region left in /dev/shm under the epochs' base id with INITIALIZING
+// still set (an epoch killed while starting, or Envoy's --mode init_only,
+// as here) is not theirs: Envoy's epoch 0 replaces it, and the gate must
+// watch only the region an epoch maps. Looked up by the base id, it made
+// the gate hold every hot restart behind an epoch that was not initializing.
+func TestInitGateIgnoresAStaleRegion(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		body string
+		// ready waits until epoch n is done starting.
+		ready func(sb *sandbox, n int)
+	}{
+		{
+			// Envoy writes the base id once it has made (or opened) its region.
+			name: "envoy",
+			body: `fakeenvoy --base-id "$BASE_ID" --base-id-path "$ENVOY_BASE_ID_PATH" "$@"` + "\n",
+			ready: func(sb *sandbox, n int) {
+				sb.waitLive(n)
+				sb.restarter.WaitLine(`epoch `+strconv.Itoa(n)+` is ready$`, 1, wait)
+			},
+		},
+		{
+			// A start script that writes the base id itself and runs a child
+			// that is not Envoy (maps no region).
+			name: "not envoy",
+			body: `[ "$RESTART_EPOCH" != 0 ] || printf %s "$BASE_ID" >"$ENVOY_BASE_ID_PATH"
+trap 'kill $s; exit 0' TERM
+sleep 1000 & s=$!
+echo "not envoy: epoch $RESTART_EPOCH up"
+while :; do wait $s; done
+`,
+			ready: func(sb *sandbox, n int) {
+				sb.waitForked(n)
+				sb.restarter.WaitLine(`^not envoy: epoch `+strconv.Itoa(n)+` up$`, 1, wait)
+			},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			// Given a stale region of the sandbox's base id, holding INITIALIZING,
+			sb := newSandbox(t, tc.body)
+			stale := plantStaleRegion(t, sb)
+
+			// when the restarter (--base-id-path, the gate on by default) starts
+			// epoch 0 and is hot restarted twice, each time once the newest
+			// epoch is done starting,
+			r := sb.start("--base-id-path", sb.Path("base-id"))
+			tc.ready(sb, 0)
+			for n := 1; n <= 2; n++ {
+				r.Signal(syscall.SIGHUP)
+				// then each restart starts its epoch at once: none is held
+				// behind an epoch said to be initializing,
+				line := r.WaitLine(`forking and execing new child process at epoch `+strconv.Itoa(n)+`$|is still initializing; SIGHUP queued`, 1, wait)
+				require.Contains(t, line[0], "forking and execing", "hot restart to epoch %d held", n)
+				tc.ready(sb, n)
+			}
+			require.Empty(t, r.Lines(`is still initializing|epoch [1-9]\d* is initializing|not ready within|cleared Envoy's INITIALIZING flag`))
+			if tc.name == "envoy" {
+				// (and epoch 0 replaced the stale region with its own.)
+				require.NotEqual(t, stale, inodeOf(t, envoyshm.Path(sb.BaseID)))
+			}
+			r.Signal(syscall.SIGTERM)
+			require.Equal(t, proctest.Exit{Code: 0}, r.Wait(wait))
+			sb.requireAllGone()
+		})
+	}
+}
+
+// plantStaleRegion leaves in /dev/shm the region of the sandbox's base id
+// as fakeenvoy --mode init_only leaves it (Envoy too): INITIALIZING set,
+// no process mapping it. It returns the region's inode; the region is
+// removed when the test ends.
+func plantStaleRegion(t *testing.T, sb *sandbox) uint64 {
+	t.Helper()
+	path := envoyshm.Path(sb.BaseID)
+	t.Cleanup(func() { os.Remove(path) })
+	out, err := exec.Command(sb.fakeenvoy, "--mode", "init_only", "--restart-epoch", "0", "--base-id", strconv.FormatUint(uint64(sb.BaseID), 10),
+		"--config-path", sb.config, "--socket-path", sb.SocketPath()).CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	b, err := os.ReadFile(path)
+	require.NoError(t, err)
+	require.Len(t, b, envoyshm.Size)
+	require.Equal(t, envoyshm.FlagInitializing, binary.LittleEndian.Uint64(b[envoyshm.OffsetFlags:])&envoyshm.FlagInitializing, "INITIALIZING left set")
+	return inodeOf(t, path)
+}
+
+func inodeOf(t *testing.T, path string) uint64 {
+	t.Helper()
+	fi, err := os.Stat(path)
+	require.NoError(t, err)
+	return fi.Sys().(*syscall.Stat_t).Ino
 }

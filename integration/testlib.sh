@@ -134,13 +134,30 @@ http_get() {
 	printf '%s\n' "${response#*$'\r\n\r\n'}"
 }
 
+# free_base_id picks a base id as free_port picks a port: above every id
+# --use-dynamic-base-id can choose, at random, and free on this host: no
+# shared memory region of that id in /dev/shm (one left by an earlier run
+# may hold INITIALIZING) and no domain socket of its ids bound (abstract
+# ones show in /proc/net/unix too).
+free_base_id() {
+	local id scaled
+	while :; do
+		id=$((300000000 + (RANDOM * 32768 + RANDOM) % 700000000))
+		scaled=$((id * 10))
+		[ -e "/dev/shm/envoy_shared_memory_$scaled" ] && continue
+		grep -Eq "_(parent|child)_${scaled%0}[0-2]\$" /proc/net/unix 2>/dev/null && continue
+		echo "$id"
+		return
+	done
+}
+
 # write_sandbox writes $WORK/envoy.yaml (admin on a kernel-chosen port, one
 # listener on $PORT logging to $WORK/access.log) and $WORK/start.sh, the
 # start script: fakeenvoy with a random base id, domain sockets under $WORK,
 # short drain and parent-shutdown times.
 write_sandbox() {
 	PORT=$(free_port)
-	BASE_ID=$((300000000 + (RANDOM * 32768 + RANDOM) % 700000000))
+	BASE_ID=$(free_base_id)
 	cat >"$WORK/envoy.yaml" <<YAML
 admin:
   address: {socket_address: {address: 127.0.0.1, port_value: 0}}

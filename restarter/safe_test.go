@@ -20,6 +20,7 @@ import (
 	"github.com/google/go-cmp/cmp/cmpopts"
 	"github.com/stretchr/testify/require"
 
+	"github.com/envoy-restarter/restarter/internal/fakeenvoytest"
 	"github.com/envoy-restarter/restarter/internal/proctest"
 )
 
@@ -313,13 +314,16 @@ func TestPIDFile(t *testing.T) {
 func TestBaseIDHandOff(t *testing.T) {
 	// Given a start script that, like Envoy with --use-dynamic-base-id, writes
 	// a base id at epoch 0 and reports ENVOY_BASE_ID at later epochs,
+	// (A free id, as a port is picked: a region of that id left on the host
+	// must not be this scenario's.)
 	dir := t.TempDir()
+	id := strconv.FormatUint(uint64(fakeenvoytest.StaticBaseID()), 10)
 	idFile := filepath.Join(dir, "base-id")
 	require.NoError(t, os.WriteFile(idFile, []byte("999"), 0o644)) // stale, from an earlier run
-	r := proctest.Start(t, proctest.Options{Dir: dir, Env: []string{"ENVOY_BASE_ID=5"}}, proctest.Binary(t, "restarter"), "--base-id-path", idFile,
+	r := proctest.Start(t, proctest.Options{Dir: dir, Env: []string{"ENVOY_BASE_ID=5", "TEST_BASE_ID=" + id}}, proctest.Binary(t, "restarter"), "--base-id-path", idFile,
 		proctest.Script(t, dir, "start.sh", `if [ "$RESTART_EPOCH" = 0 ]; then
   [ -e "$ENVOY_BASE_ID_PATH" ] && { echo "stale base id file"; exit 1; }
-  printf 4242 >"$ENVOY_BASE_ID_PATH"
+  printf %s "$TEST_BASE_ID" >"$ENVOY_BASE_ID_PATH"
 fi
 echo "epoch $RESTART_EPOCH base id=${ENVOY_BASE_ID:-none}"
 `+childScript))
@@ -334,7 +338,7 @@ echo "epoch $RESTART_EPOCH base id=${ENVOY_BASE_ID:-none}"
 	// then epoch 0 had none (not even the inherited one) and every later epoch had epoch 0's.
 	want := []string{"epoch 0 base id=none"}
 	for epoch := 1; epoch <= 5; epoch++ {
-		want = append(want, "epoch "+strconv.Itoa(epoch)+" base id=4242")
+		want = append(want, "epoch "+strconv.Itoa(epoch)+" base id="+id)
 	}
 	require.Empty(t, cmp.Diff(want, r.Lines(`^epoch \d+ base id=`)))
 }

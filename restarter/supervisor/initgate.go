@@ -27,9 +27,16 @@ import (
 //
 // Finding the region needs no configuration: Envoy maps
 // /dev/shm/envoy_shared_memory_<base id*10>, so it shows in the epoch's
-// /proc/PID/maps (or in a child's, for a start script that does not exec);
-// with --base-id-path the restarter also knows the name from the base id.
+// /proc/PID/maps (or in a child's, for a start script that does not exec).
 // All epochs of one restarter share the region, so it is found once.
+//
+// The region is only ever taken from a live epoch's maps, never by name:
+// a region of the same name may be left in /dev/shm by an earlier run or
+// by an epoch killed while starting, with INITIALIZING still set, and
+// Envoy's epoch 0 unlinks it and creates its own. The maps line names the
+// file the epoch uses by device and inode; the gate opens the path and
+// maps it only if it is that very file (a path replaced in between is
+// looked up again in the maps later).
 //
 // Waking up: Envoy sets and clears the bit with plain atomic operations, no
 // futex wake, and a write through a mapping raises no inotify event, so
@@ -62,9 +69,27 @@ type initGate struct {
 
 // mappedRegion is Envoy's region, mapped read-write (to heal a wedged flag).
 type mappedRegion struct {
-	path string
+	ref regionRef
 	envoyshm.Region
 }
+
+// regionRef is a region as an epoch's /proc/PID/maps line shows it: the
+// path, and the identity of the file mapped there (device and inode),
+// which the file now at that path may no longer have.
+type regionRef struct {
+	path         string
+	major, minor uint32
+	ino          uint64
+}
+
+// is reports whether st is the file r names.
+func (r regionRef) is(st *unix.Stat_t) bool {
+	return unix.Major(st.Dev) == r.major && unix.Minor(st.Dev) == r.minor && st.Ino == r.ino
+}
+
+// errReplaced: the file at a region's path is not the one the epoch maps
+// (replaced after the maps were read, or a stale region of the same name).
+var errReplaced = errors.New("not the file the epoch maps")
 
 // known reports whether the region was found: the children are Envoy.
 func (g *initGate) known() bool {
@@ -79,24 +104,31 @@ func (g *initGate) current() *mappedRegion {
 	return g.region
 }
 
-// find returns the region, mapping it from path if it is not mapped yet.
-func (g *initGate) find(path string) (*mappedRegion, error) {
+// find returns the region ref names, an epoch's mapping: the one known if
+// it is that region, else ref mapped (and known from now on: the epochs
+// moved to it).
+func (g *initGate) find(ref regionRef) (*mappedRegion, error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if g.region != nil {
+	if g.region != nil && g.region.ref == ref {
 		return g.region, nil
 	}
-	r, err := mapRegion(path)
+	r, err := mapRegion(ref)
 	if err != nil {
 		return nil, err
 	}
+	// A region replaced here stays mapped: a watcher may still read it, and
+	// it is one page.
 	g.region = r
 	return r, nil
 }
 
-// mapRegion maps Envoy's region at path after checking that it has Envoy's
-// layout: its file size, size_ and version_ must be this platform's.
-func mapRegion(path string) (*mappedRegion, error) {
+// mapRegion maps the region ref names after checking that the file at its
+// path is the one ref names (errReplaced otherwise) and that it has
+// Envoy's layout: its file size, size_ and version_ must be this
+// platform's.
+func mapRegion(ref regionRef) (*mappedRegion, error) {
+	path := ref.path
 	fd, err := unix.Open(path, unix.O_RDWR|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0)
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", path, err)
@@ -105,6 +137,9 @@ func mapRegion(path string) (*mappedRegion, error) {
 	var st unix.Stat_t
 	if err := unix.Fstat(fd, &st); err != nil {
 		return nil, fmt.Errorf("stat %s: %w", path, err)
+	}
+	if !ref.is(&st) {
+		return nil, fmt.Errorf("%s (device %d:%d, inode %d): %w", path, unix.Major(st.Dev), unix.Minor(st.Dev), st.Ino, errReplaced)
 	}
 	if st.Size != envoyshm.Size {
 		return nil, fmt.Errorf("%s is %d bytes, not Envoy's %d-byte hot restart version %s layout", path, st.Size, envoyshm.Size, envoyshm.VersionString(envoyshm.Version))
@@ -124,7 +159,7 @@ func mapRegion(path string) (*mappedRegion, error) {
 		return nil, err
 	}
 	// The mapping lives as long as the restarter: nothing unmaps it.
-	return &mappedRegion{path: path, Region: region}, nil
+	return &mappedRegion{ref: ref, Region: region}, nil
 }
 
 func wordAt(mem []byte, off int) uint64 {
@@ -142,10 +177,10 @@ func wordAt(mem []byte, off int) uint64 {
 // INITIALIZING flag, reporting InitStarted when it is seen holding it and
 // InitDone when it is done (or, with a warning, when the region's layout is
 // unknown). An epoch not found mapping the region within discoverFor while
-// the region is unknown is not Envoy: InitDone is reported then. baseID, when not
-// "", names the region too. It returns when ctx is done or the epoch is gone.
-func (g *initGate) watchInit(ctx context.Context, epoch, pid int, baseID string, report func(machine.Event)) {
-	region, err := g.discover(ctx, pid, baseID)
+// the region is unknown is not Envoy: InitDone is reported then. It returns
+// when ctx is done or the epoch is gone.
+func (g *initGate) watchInit(ctx context.Context, epoch, pid int, report func(machine.Event)) {
+	region, err := g.discover(ctx, pid)
 	if err != nil {
 		report(machine.InitDone{Epoch: epoch, Warning: err.Error()})
 		return
@@ -175,13 +210,21 @@ func (g *initGate) watchInit(ctx context.Context, epoch, pid int, baseID string,
 			report(machine.InitDone{Epoch: epoch})
 			return
 		}
-		if time.Since(lastMaps) >= mapsPoll {
+		if !seenSet && time.Since(lastMaps) >= mapsPoll {
 			lastMaps = time.Now()
-			path, alive := regionInMaps(pid)
+			ref, alive := regionInMaps(pid)
 			if !alive {
 				return
 			}
-			if !set && mappedAt.IsZero() && path == region.path {
+			if ref.path != "" && ref != region.ref {
+				// The epoch maps another region than the one known (its epoch 0
+				// made a new one): that one is the epochs' from now on.
+				if r, err := g.find(ref); err == nil {
+					region, mappedAt = r, time.Time{}
+					continue
+				}
+			}
+			if !set && mappedAt.IsZero() && ref == region.ref {
 				mappedAt = lastMaps
 			}
 		}
@@ -193,28 +236,27 @@ func (g *initGate) watchInit(ctx context.Context, epoch, pid int, baseID string,
 	}
 }
 
-// discover returns the region: already known, named by baseID, or found in
-// the maps of pid (or its children), polling with back-off for up to
-// discoverFor. It returns nil, nil for a child that is not Envoy.
-func (g *initGate) discover(ctx context.Context, pid int, baseID string) (*mappedRegion, error) {
+// discover returns the region: already known (taken from an epoch's maps
+// earlier), or found in the maps of pid (or its children), polling with
+// back-off for up to discoverFor. It returns nil, nil for a child that is
+// not Envoy. A region is never looked up by name: a file of that name may
+// be a stale one, which epoch 0 is about to replace.
+func (g *initGate) discover(ctx context.Context, pid int) (*mappedRegion, error) {
 	if r := g.current(); r != nil {
 		return r, nil
-	}
-	if baseID != "" {
-		if id, err := strconv.ParseUint(baseID, 10, 32); err == nil {
-			if _, err := os.Stat(envoyshm.Path(uint32(id))); err == nil {
-				return g.find(envoyshm.Path(uint32(id)))
-			}
-		}
 	}
 	start := time.Now()
 	wait := initPoll
 	for {
-		path, alive := regionInMaps(pid)
-		switch {
-		case path != "":
-			return g.find(path)
-		case !alive || time.Since(start) > g.discoverFor:
+		ref, alive := regionInMaps(pid)
+		if ref.path != "" {
+			r, err := g.find(ref)
+			if !errors.Is(err, errReplaced) {
+				return r, err
+			}
+			// Replaced since the maps were read: look again.
+		}
+		if !alive || time.Since(start) > g.discoverFor {
 			return nil, nil
 		}
 		select {
@@ -229,40 +271,40 @@ func (g *initGate) discover(ctx context.Context, pid int, baseID string) (*mappe
 // regionPrefix starts the path of every Envoy region in /proc/PID/maps.
 const regionPrefix = "/dev/shm/envoy_shared_memory_"
 
-// regionInMaps returns the path of the Envoy region pid (or a child or
-// grandchild of it: a start script that does not exec) has mapped, if any,
-// and whether pid is still running (a zombie has no mappings).
-func regionInMaps(pid int) (path string, alive bool) {
+// regionInMaps returns the Envoy region pid (or a child or grandchild of
+// it: a start script that does not exec) has mapped, if any, and whether
+// pid is still running (a zombie has no mappings).
+func regionInMaps(pid int) (ref regionRef, alive bool) {
 	// First: forked (vfork: our own address space, our mapping of the
 	// region included) and not yet exec'd, nothing of the epoch is there
 	// yet. Checked before the maps are read, so they are the new image's.
 	if runsRestarterExe(pid) {
-		return "", true
+		return regionRef{}, true
 	}
 	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/maps")
 	if err != nil || len(b) == 0 {
 		// Empty maps: a zombie, or a process in the middle of an exec (the
 		// start script exec'ing Envoy); only the former is gone.
-		return "", processRunning(pid)
+		return regionRef{}, processRunning(pid)
 	}
-	if p := regionIn(b); p != "" {
-		return p, true
+	if r, ok := regionIn(b); ok {
+		return r, true
 	}
 	for _, child := range childrenOf(pid) {
 		if b, err := os.ReadFile("/proc/" + strconv.Itoa(child) + "/maps"); err == nil {
-			if p := regionIn(b); p != "" {
-				return p, true
+			if r, ok := regionIn(b); ok {
+				return r, true
 			}
 		}
 		for _, grandchild := range childrenOf(child) {
 			if b, err := os.ReadFile("/proc/" + strconv.Itoa(grandchild) + "/maps"); err == nil {
-				if p := regionIn(b); p != "" {
-					return p, true
+				if r, ok := regionIn(b); ok {
+					return r, true
 				}
 			}
 		}
 	}
-	return "", true
+	return regionRef{}, true
 }
 
 // processRunning reports whether pid exists and is not a zombie.
@@ -281,19 +323,30 @@ func runsRestarterExe(pid int) bool {
 	return err == nil && exe == selfExe
 }
 
-// regionIn returns the first live Envoy region in a maps file's content.
-func regionIn(maps []byte) string {
+// regionIn returns the first live Envoy region in a maps file's content:
+// "start-end perms offset major:minor inode path", the device in hex.
+func regionIn(maps []byte) (regionRef, bool) {
 	sc := bufio.NewScanner(bytes.NewReader(maps))
 	sc.Buffer(make([]byte, 0, 4096), 1<<20)
 	for sc.Scan() {
 		line := sc.Text()
-		i := strings.Index(line, regionPrefix)
-		if i < 0 || strings.HasSuffix(line, " (deleted)") {
+		if !strings.Contains(line, regionPrefix) || strings.HasSuffix(line, " (deleted)") {
 			continue
 		}
-		return line[i:]
+		f := strings.Fields(line)
+		if len(f) != 6 || !strings.HasPrefix(f[5], regionPrefix) {
+			continue
+		}
+		major, minor, ok := strings.Cut(f[3], ":")
+		maj, err1 := strconv.ParseUint(major, 16, 32)
+		mnr, err2 := strconv.ParseUint(minor, 16, 32)
+		ino, err3 := strconv.ParseUint(f[4], 10, 64)
+		if !ok || err1 != nil || err2 != nil || err3 != nil {
+			continue
+		}
+		return regionRef{path: f[5], major: uint32(maj), minor: uint32(mnr), ino: ino}, true
 	}
-	return ""
+	return regionRef{}, false
 }
 
 // childrenOf lists pid's children (every thread's), from /proc.
@@ -324,36 +377,27 @@ func (g *initGate) initializingNow(pid int) bool {
 	if g.known() {
 		return false
 	}
-	path, _ := regionInMaps(pid)
-	if path == "" {
+	ref, _ := regionInMaps(pid)
+	if ref.path == "" {
 		return false
 	}
-	region, err := g.find(path)
+	region, err := g.find(ref)
 	if err != nil {
-		return false // the epoch's watcher reports the unknown layout
+		return false // replaced (the watcher looks again), or an unknown layout (the watcher reports it)
 	}
 	return region.Initializing()
 }
 
 // clearInit clears a flag left set by a dead epoch, and reports whether it
-// was set. Only the event loop calls it, when no epoch is starting.
-func (g *initGate) clearInit(baseID string) (bool, error) {
+// was set. Only the event loop calls it, when no epoch is starting. Only the
+// known region is healed, the one the epochs were seen mapping: an epoch
+// can only have been initializing in it, and a file of the same name that
+// no epoch mapped (left by an earlier run) is none of the restarter's.
+func (g *initGate) clearInit() bool {
 	region := g.current()
-	if region == nil && baseID != "" {
-		id, err := strconv.ParseUint(baseID, 10, 32)
-		if err != nil {
-			return false, err
-		}
-		if region, err = g.find(envoyshm.Path(uint32(id))); err != nil {
-			if errors.Is(err, unix.ENOENT) {
-				return false, nil
-			}
-			return false, err
-		}
-	}
 	if region == nil || !region.Initializing() {
-		return false, nil
+		return false
 	}
 	region.ClearInitializing()
-	return true, nil
+	return true
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
-	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,24 +17,45 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/envoy-restarter/restarter/internal/envoyshm"
+	"github.com/envoy-restarter/restarter/internal/fakeenvoytest"
 )
 
 // envoyRegionFile creates, in /dev/shm, a region laid out as Envoy lays it
 // out (size_, version_, two pthread mutexes, flags_), with the given size_,
-// version_ and file length, under a base id no other test uses. It returns
-// the path and the base id; the file is removed when the test ends.
+// version_ and file length, under a free base id (no region, no sockets of
+// that id). It returns the path and the base id; the file is removed when
+// the test ends.
 func envoyRegionFile(t *testing.T, size, version uint64, length int) (string, string) {
 	t.Helper()
-	id := 1_000_000 + rand.Uint32N(400_000_000)
+	id := fakeenvoytest.StaticBaseID()
 	path := envoyshm.Path(id)
+	writeRegion(t, path, size, version, length)
+	t.Cleanup(func() { os.Remove(path) })
+	return path, fmt.Sprint(id)
+}
+
+// writeRegion creates a region file at path, which must not exist.
+func writeRegion(t *testing.T, path string, size, version uint64, length int) {
+	t.Helper()
 	b := make([]byte, length)
 	if length >= 16 {
 		binary.LittleEndian.PutUint64(b[0:], size)
 		binary.LittleEndian.PutUint64(b[8:], version)
 	}
-	require.NoError(t, os.WriteFile(path, b, 0o600))
-	t.Cleanup(func() { os.Remove(path) })
-	return path, fmt.Sprint(id)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	require.NoError(t, err)
+	_, err = f.Write(b)
+	require.NoError(t, err)
+	require.NoError(t, f.Close())
+}
+
+// refOf is the regionRef of the file at path now, as an epoch mapping it
+// shows it in its maps.
+func refOf(t *testing.T, path string) regionRef {
+	t.Helper()
+	var st unix.Stat_t
+	require.NoError(t, unix.Stat(path, &st))
+	return regionRef{path: path, major: unix.Major(st.Dev), minor: unix.Minor(st.Dev), ino: st.Ino}
 }
 
 // mapForTest maps path in this process, as an Envoy epoch does: the test
@@ -57,7 +77,7 @@ func mapForTest(t *testing.T, path string) []byte {
 
 func TestMapRegionChecksEnvoysLayout(t *testing.T) {
 	path, _ := envoyRegionFile(t, envoyshm.Size, envoyshm.Version, envoyshm.Size)
-	r, err := mapRegion(path)
+	r, err := mapRegion(refOf(t, path))
 	require.NoError(t, err)
 	require.False(t, r.Initializing())
 
@@ -69,36 +89,58 @@ func TestMapRegionChecksEnvoysLayout(t *testing.T) {
 	require.Equal(t, uint64(1<<7), binary.LittleEndian.Uint64(mem[envoyshm.OffsetFlags:]), "only bit 0 is cleared")
 
 	path, _ = envoyRegionFile(t, envoyshm.Size, 10, envoyshm.Size)
-	_, err = mapRegion(path)
+	_, err = mapRegion(refOf(t, path))
 	require.ErrorContains(t, err, fmt.Sprintf("size_ %d, version_ 10: not Envoy's hot restart version 11.%d layout", envoyshm.Size, envoyshm.Size))
 
 	path, _ = envoyRegionFile(t, 32, envoyshm.Version, envoyshm.Size)
-	_, err = mapRegion(path)
+	_, err = mapRegion(refOf(t, path))
 	require.ErrorContains(t, err, "size_ 32, version_ 11: not Envoy's")
 
 	path, _ = envoyRegionFile(t, 32, envoyshm.Version, 32) // fakeenvoy's old 32-byte region
-	_, err = mapRegion(path)
+	_, err = mapRegion(refOf(t, path))
 	require.ErrorContains(t, err, fmt.Sprintf("is 32 bytes, not Envoy's %d-byte", envoyshm.Size))
 
-	_, err = mapRegion(filepath.Join(t.TempDir(), "missing"))
+	_, err = mapRegion(regionRef{path: filepath.Join(t.TempDir(), "missing")})
 	require.ErrorContains(t, err, "no such file")
+}
+
+func TestMapRegionOnlyTheFileTheEpochMaps(t *testing.T) {
+	// Given an epoch mapping a region (its maps name the file by inode),
+	path, _ := envoyRegionFile(t, envoyshm.Size, envoyshm.Version, envoyshm.Size)
+	mapped := refOf(t, path)
+	// when the path is then another file (a region made anew under the same
+	// name, here holding INITIALIZING),
+	tmp := path + ".new"
+	writeRegion(t, tmp, envoyshm.Size, envoyshm.Version, envoyshm.Size)
+	require.NoError(t, os.Rename(tmp, path))
+
+	// then that file is not taken for the epoch's region.
+	_, err := mapRegion(mapped)
+	require.ErrorIs(t, err, errReplaced)
+	g := &initGate{}
+	_, err = g.find(mapped)
+	require.ErrorIs(t, err, errReplaced)
+	require.False(t, g.known())
 }
 
 func TestRegionInMaps(t *testing.T) {
 	maps := strings.Join([]string{
 		"55d0c0a00000-55d0c0a21000 r--p 00000000 08:01 1234 /usr/local/bin/envoy",
 		"7f0000000000-7f0000001000 rw-s 00000000 00:19 99 /dev/shm/envoy_shared_memory_70 (deleted)",
-		"7f0000001000-7f0000002000 rw-s 00000000 00:19 100 /dev/shm/envoy_shared_memory_0",
+		"7f0000001000-7f0000002000 rw-s 00000000 00:1a 100 /dev/shm/envoy_shared_memory_0",
 		"7ffd00000000-7ffd00021000 rw-p 00000000 00:00 0 [stack]",
 	}, "\n")
-	require.Equal(t, "/dev/shm/envoy_shared_memory_0", regionIn([]byte(maps)))
-	require.Equal(t, "", regionIn([]byte("7f0000000000-7f0000001000 r--p 00000000 08:01 1 /lib/libc.so.6\n")))
+	got, ok := regionIn([]byte(maps))
+	require.True(t, ok)
+	require.Equal(t, regionRef{path: "/dev/shm/envoy_shared_memory_0", major: 0, minor: 0x1a, ino: 100}, got)
+	_, ok = regionIn([]byte("7f0000000000-7f0000001000 r--p 00000000 08:01 1 /lib/libc.so.6\n"))
+	require.False(t, ok)
 
 	path, _ := envoyRegionFile(t, envoyshm.Size, envoyshm.Version, envoyshm.Size)
 	mapForTest(t, path)
-	got, alive := regionInMaps(os.Getpid())
+	ref, alive := regionInMaps(os.Getpid())
 	require.True(t, alive)
-	require.Equal(t, path, got)
+	require.Equal(t, refOf(t, path), ref, "path, device and inode")
 	_, alive = regionInMaps(1 << 30) // no such process
 	require.False(t, alive)
 }
@@ -130,7 +172,7 @@ func TestWatchInitFollowsTheFlag(t *testing.T) {
 	defer cancel()
 	got := make(events, 4)
 	done := make(chan struct{})
-	go func() { defer close(done); g.watchInit(ctx, 3, os.Getpid(), "", got.report) }()
+	go func() { defer close(done); g.watchInit(ctx, 3, os.Getpid(), got.report) }()
 
 	// the watcher finds it in /proc/PID/maps and reports the flag set,
 	require.Equal(t, machine.InitStarted{Epoch: 3}, got.next(t))
@@ -146,11 +188,11 @@ func TestWatchInitFollowsTheFlag(t *testing.T) {
 
 func TestWatchInitEpochDoneBeforeItWasSeen(t *testing.T) {
 	// An epoch that mapped the region and already cleared the flag is done.
-	path, id := envoyRegionFile(t, envoyshm.Size, envoyshm.Version, envoyshm.Size)
+	path, _ := envoyRegionFile(t, envoyshm.Size, envoyshm.Version, envoyshm.Size)
 	mapForTest(t, path)
 	g := &initGate{discoverFor: 10 * time.Second}
 	got := make(events, 4)
-	g.watchInit(context.Background(), 1, os.Getpid(), id, got.report)
+	g.watchInit(context.Background(), 1, os.Getpid(), got.report)
 	require.Equal(t, machine.InitDone{Epoch: 1}, got.next(t))
 }
 
@@ -159,7 +201,7 @@ func TestWatchInitUnknownLayoutWarns(t *testing.T) {
 	mapForTest(t, path)
 	g := &initGate{discoverFor: 10 * time.Second}
 	got := make(events, 4)
-	g.watchInit(context.Background(), 2, os.Getpid(), "", got.report)
+	g.watchInit(context.Background(), 2, os.Getpid(), got.report)
 	ev := got.next(t).(machine.InitDone)
 	require.Equal(t, 2, ev.Epoch)
 	require.Contains(t, ev.Warning, "version_ 12: not Envoy's hot restart version")
@@ -184,30 +226,73 @@ func TestWatchInitNotEnvoy(t *testing.T) {
 	defer func() { sleep.Process.Kill(); sleep.Wait() }()
 	g := &initGate{discoverFor: 50 * time.Millisecond}
 	got := make(events, 4)
-	g.watchInit(context.Background(), 0, sleep.Process.Pid, "", got.report)
+	g.watchInit(context.Background(), 0, sleep.Process.Pid, got.report)
 	require.Len(t, got, 1)
 	require.Equal(t, machine.InitDone{Epoch: 0}, <-got)
 	require.False(t, g.known())
 }
 
-func TestClearInitHealsTheWedge(t *testing.T) {
-	path, id := envoyRegionFile(t, envoyshm.Size, envoyshm.Version, envoyshm.Size)
+// staleRegion leaves a region in /dev/shm as an earlier run can: Envoy's
+// layout, INITIALIZING set (an epoch killed while starting, or Envoy's
+// --mode init_only), mapped by no process (not even the test's, whose
+// maps play an epoch's). It returns the function that reads its flags_.
+func staleRegion(t *testing.T) (flags func() uint64) {
+	t.Helper()
+	path, _ := envoyRegionFile(t, envoyshm.Size, envoyshm.Version, envoyshm.Size)
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	require.NoError(t, err)
+	t.Cleanup(func() { f.Close() })
+	_, err = f.WriteAt(binary.LittleEndian.AppendUint64(nil, 1), envoyshm.OffsetFlags)
+	require.NoError(t, err)
+	return func() uint64 {
+		b := make([]byte, 8)
+		_, err := f.ReadAt(b, envoyshm.OffsetFlags)
+		require.NoError(t, err)
+		return binary.LittleEndian.Uint64(b)
+	}
+}
+
+func TestWatchInitIgnoresAStaleRegionOfTheSameName(t *testing.T) {
+	// Given a stale region holding INITIALIZING under the epochs' base id,
+	// and an epoch that maps no region (not Envoy, or Envoy not there yet),
+	staleRegion(t)
+	sleep := exec.Command("sleep", "30")
+	require.NoError(t, sleep.Start())
+	defer func() { sleep.Process.Kill(); sleep.Wait() }()
+
+	// when it is watched,
+	g := &initGate{discoverFor: 100 * time.Millisecond}
+	got := make(events, 4)
+	g.watchInit(context.Background(), 1, sleep.Process.Pid, got.report)
+
+	// then the stale region is not taken for the epoch's: never seen
+	// initializing, it is found not to be Envoy.
+	require.Len(t, got, 1)
+	require.Equal(t, machine.InitDone{Epoch: 1}, <-got)
+	require.False(t, g.known())
+}
+
+func TestClearInitHealsTheKnownRegionOnly(t *testing.T) {
+	// Given a stale region of the same name, never mapped by an epoch,
+	stale := staleRegion(t)
+	g := &initGate{}
+	// when a dead epoch's flag is healed before any region is known, then
+	// the stale one is left alone: it is none of the epochs'.
+	require.False(t, g.clearInit(), "no region known")
+	require.Equal(t, uint64(1), stale())
+
+	// Given the region an epoch (this process) maps, known to the gate, and
+	// the flag that epoch left set,
+	path, _ := envoyRegionFile(t, envoyshm.Size, envoyshm.Version, envoyshm.Size)
 	mem := mapForTest(t, path)
 	binary.LittleEndian.PutUint64(mem[envoyshm.OffsetFlags:], 1)
-	g := &initGate{}
+	require.True(t, g.initializingNow(os.Getpid()))
 
-	cleared, err := g.clearInit(id) // found from the base id
-	require.NoError(t, err)
-	require.True(t, cleared)
+	// then that flag is cleared, once.
+	require.True(t, g.clearInit())
 	require.Zero(t, binary.LittleEndian.Uint64(mem[envoyshm.OffsetFlags:]))
-
-	cleared, err = g.clearInit(id)
-	require.NoError(t, err)
-	require.False(t, cleared, "nothing to clear")
-
-	cleared, err = (&initGate{}).clearInit("")
-	require.NoError(t, err)
-	require.False(t, cleared, "no region known")
+	require.False(t, g.clearInit(), "nothing to clear")
+	require.Equal(t, uint64(1), stale())
 }
 
 func TestInitializingNowFindsTheRegionOnce(t *testing.T) {

@@ -136,7 +136,11 @@ func findMarked(id string) []leftover {
 // might: its maps are unreadable or empty (an exec in progress).
 func holdsEnvoyState(pid int) bool {
 	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/maps")
-	return err != nil || len(b) == 0 || regionIn(b) != ""
+	if err != nil || len(b) == 0 {
+		return true
+	}
+	_, found := regionIn(b)
+	return found
 }
 
 // leftoverWait is how long the restarter waits at start-up for processes

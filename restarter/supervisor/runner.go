@@ -373,13 +373,9 @@ func (r *runner) handle(events []machine.Event) (code int, done bool) {
 			case machine.WatchInit:
 				ctx, cancel := context.WithCancel(r.ctx)
 				r.initWatches[a.PID] = cancel
-				go r.gate.watchInit(ctx, a.Epoch, a.PID, r.baseID, func(ev machine.Event) { r.report(ctx, ev) })
+				go r.gate.watchInit(ctx, a.Epoch, a.PID, func(ev machine.Event) { r.report(ctx, ev) })
 			case machine.ClearInit:
-				cleared, err := r.gate.clearInit(r.baseID)
-				if err != nil {
-					r.log.Warn(fmt.Sprintf("init gate: %v", err))
-				}
-				if cleared {
+				if r.gate.clearInit() {
 					events = append([]machine.Event{machine.InitCleared(a)}, events...)
 				}
 			case machine.Notify:
