@@ -7,7 +7,6 @@ package proctest
 
 import (
 	"bufio"
-	"bytes"
 	"fmt"
 	"io"
 	"os"
@@ -24,6 +23,7 @@ import (
 	"github.com/bazelbuild/rules_go/go/runfiles"
 
 	"github.com/envoy-restarter/restarter/internal/fakeenvoytest"
+	"github.com/envoy-restarter/restarter/internal/procfs"
 )
 
 // Timeout bounds every wait in a scenario unless the test gives its own.
@@ -363,47 +363,19 @@ func WaitFor(t testing.TB, timeout time.Duration, what string, cond func() bool)
 
 // Alive reports whether pid names a process that has not terminated (a
 // zombie counts as terminated).
-func Alive(pid int) bool {
-	state, _, ok := procStat(pid)
-	return ok && state != 'Z' && state != 'X'
-}
+func Alive(pid int) bool { return procfs.Running(pid) }
 
 // Children returns the pids of pid's children and how many are zombies.
 func Children(pid int) (pids []int, zombies int) {
-	entries, _ := os.ReadDir("/proc")
-	for _, e := range entries {
-		cpid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		state, ppid, ok := procStat(cpid)
-		if ok && ppid == pid {
-			pids = append(pids, cpid)
-			if state == 'Z' {
+	for _, st := range procfs.All() {
+		if st.PPID == pid {
+			pids = append(pids, st.PID)
+			if !st.Running() {
 				zombies++
 			}
 		}
 	}
 	return pids, zombies
-}
-
-// procStat reads a process's state letter and parent pid from /proc.
-func procStat(pid int) (state byte, ppid int, ok bool) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0, 0, false
-	}
-	// The command name is in parentheses and may hold spaces: parse after it.
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 || i+2 >= len(b) {
-		return 0, 0, false
-	}
-	fields := strings.Fields(string(b[i+2:]))
-	if len(fields) < 2 {
-		return 0, 0, false
-	}
-	ppid, _ = strconv.Atoi(fields[1])
-	return fields[0][0], ppid, true
 }
 
 // Script writes an executable shell script into dir and returns its path.

@@ -2,7 +2,6 @@ package supervisor
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
 	"hash/fnv"
 	"os"
@@ -11,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/envoy-restarter/restarter/internal/procfs"
 	"github.com/envoy-restarter/restarter/restarter/internal/config"
 
 	"golang.org/x/sys/unix"
@@ -90,7 +90,7 @@ func findLeftovers(id string) []leftover {
 // findMarked lists the live processes, other than this one, whose
 // environment carries instance id.
 func findMarked(id string) []leftover {
-	names, err := procPIDs()
+	pids, err := ownPIDs()
 	if err != nil {
 		return nil
 	}
@@ -101,30 +101,17 @@ func findMarked(id string) []leftover {
 	// and what it allocates would stay in the restarter's resident memory.
 	var environ bytes.Buffer
 	environ.Grow(4 << 10)
-	for _, name := range names {
-		pid, err := strconv.Atoi(name)
-		if err != nil || pid == self {
-			continue
-		}
+	for _, pid := range pids {
 		environ.Reset()
-		if err := readEnviron(&environ, name); err != nil || !bytes.Contains(environ.Bytes(), marker) {
+		if pid == self || procfs.ReadEnviron(&environ, pid) != nil || !procfs.HasEnv(environ.Bytes(), marker) {
 			continue
 		}
 		l := leftover{pid: pid, epoch: "?"}
-		found := false
-		for _, kv := range bytes.Split(environ.Bytes(), []byte{0}) {
-			switch {
-			case bytes.Equal(kv, marker):
-				found = true
-			case bytes.HasPrefix(kv, []byte("RESTART_EPOCH=")):
-				l.epoch = string(kv[len("RESTART_EPOCH="):])
-			}
+		if epoch, ok := procfs.Env(environ.Bytes(), "RESTART_EPOCH"); ok {
+			l.epoch = epoch
 		}
-		if !found {
-			continue
-		}
-		if state, ppid, ok := procStat(pid); ok && state != 'Z' {
-			l.ppid = ppid
+		if st, err := procfs.ReadStat(pid); err == nil && st.State != 'Z' {
+			l.ppid = st.PPID
 			l.envoy = holdsEnvoyState(pid)
 			out = append(out, l)
 		}
@@ -135,7 +122,7 @@ func findMarked(id string) []leftover {
 // holdsEnvoyState reports whether pid maps Envoy's shared memory region, or
 // might: its maps are unreadable or empty (an exec in progress).
 func holdsEnvoyState(pid int) bool {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/maps")
+	b, err := procfs.ReadMaps(pid)
 	if err != nil || len(b) == 0 {
 		return true
 	}
@@ -201,68 +188,13 @@ func joinLeftovers(left []leftover) string {
 	return strings.Join(s, ", ")
 }
 
-// errForeignProc says /proc belongs to another pid namespace.
-var errForeignProc = errors.New("/proc belongs to another pid namespace (mount one for this namespace, e.g. unshare --mount-proc)")
-
-// checkOwnProc returns errForeignProc unless /proc is this process's pid
-// namespace's. A /proc mounted for another one (`unshare --pid` without
-// --mount-proc) lists processes by numbers that mean other processes here:
-// scanning it could signal a stranger.
-func checkOwnProc() error {
-	if self, err := os.Readlink("/proc/self"); err != nil || self != strconv.Itoa(os.Getpid()) {
-		return errForeignProc
-	}
-	return nil
-}
-
-// procPIDs lists /proc's entries (the pids among them), unsorted; it fails
-// with errForeignProc when checkOwnProc does.
-func procPIDs() ([]string, error) {
-	if err := checkOwnProc(); err != nil {
+// ownPIDs lists the processes in /proc, unless /proc is another pid
+// namespace's (procfs.ErrForeign): its numbers would name other processes.
+func ownPIDs() ([]int, error) {
+	if err := procfs.CheckOwn(); err != nil {
 		return nil, err
 	}
-	f, err := os.Open("/proc")
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	return f.Readdirnames(-1)
-}
-
-// procStatus is what the restarter reads of /proc/PID/stat.
-type procStatus struct {
-	state      byte // R, S, D, Z, ...
-	ppid, pgrp int
-}
-
-// readStat reads pid's /proc/PID/stat; ok is false when pid is gone or its
-// stat unreadable.
-func readStat(pid int) (st procStatus, ok bool) {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return st, false
-	}
-	// "pid (comm) state ppid pgrp ...": comm may hold spaces and parentheses.
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return st, false
-	}
-	f := strings.Fields(string(b[i+1:]))
-	if len(f) < 3 || len(f[0]) != 1 {
-		return st, false
-	}
-	ppid, err1 := strconv.Atoi(f[1])
-	pgrp, err2 := strconv.Atoi(f[2])
-	if err1 != nil || err2 != nil {
-		return st, false
-	}
-	return procStatus{state: f[0][0], ppid: ppid, pgrp: pgrp}, true
-}
-
-// procStat returns the state letter and parent pid of pid (see readStat).
-func procStat(pid int) (state byte, ppid int, ok bool) {
-	st, ok := readStat(pid)
-	return st.state, st.ppid, ok
+	return procfs.PIDs()
 }
 
 // groupMembers lists the live processes of this process's group, itself
@@ -270,7 +202,7 @@ func procStat(pid int) (state byte, ppid int, ok bool) {
 // left running. The mark tells them from the rest of a group the restarter
 // does not lead.
 func groupMembers(id string) []int {
-	names, err := procPIDs()
+	pids, err := ownPIDs()
 	if err != nil {
 		return nil
 	}
@@ -278,39 +210,21 @@ func groupMembers(id string) []int {
 	self, pgrp := os.Getpid(), unix.Getpgrp()
 	var environ bytes.Buffer
 	var out []int
-	for _, name := range names {
-		pid, err := strconv.Atoi(name)
-		if err != nil || pid == self {
-			continue
-		}
-		if st, ok := readStat(pid); !ok || st.pgrp != pgrp || st.state == 'Z' {
+	for _, pid := range pids {
+		if st, err := procfs.ReadStat(pid); pid == self || err != nil || st.PGRP != pgrp || !st.Running() {
 			continue
 		}
 		environ.Reset()
-		if readEnviron(&environ, name) == nil && hasEntry(environ.Bytes(), marker) {
+		if procfs.ReadEnviron(&environ, pid) == nil && procfs.HasEnv(environ.Bytes(), marker) {
 			out = append(out, pid)
 		}
 	}
 	return out
 }
 
-// hasEntry reports whether environ (NUL-separated) holds entry.
-func hasEntry(environ, entry []byte) bool {
-	for kv := range bytes.SplitSeq(environ, []byte{0}) {
-		if bytes.Equal(kv, entry) {
-			return true
-		}
-	}
-	return false
-}
-
-// readEnviron reads /proc/PID/environ of the process named pid into buf.
-func readEnviron(buf *bytes.Buffer, pid string) error {
-	f, err := os.Open("/proc/" + pid + "/environ")
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	_, err = buf.ReadFrom(f)
-	return err
+// procStat returns the state letter and parent pid of pid; ok is false when
+// pid is gone.
+func procStat(pid int) (state byte, ppid int, ok bool) {
+	st, err := procfs.ReadStat(pid)
+	return st.State, st.PPID, err == nil
 }

@@ -13,13 +13,13 @@ import (
 	"runtime"
 	"runtime/debug"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
 	"unsafe"
 
+	"github.com/envoy-restarter/restarter/internal/procfs"
 	"github.com/envoy-restarter/restarter/restarter/internal/machine"
 
 	"github.com/coreos/go-systemd/v22/daemon"
@@ -315,22 +315,21 @@ func (f *forker) reapOrphans() []machine.Exited {
 // neither in epochs nor helpers: processes adopted as subreaper. It reads
 // /proc, as no system call lists a process's children.
 func (f *forker) orphans(epochs []int) []int {
-	names, err := procPIDs()
+	pids, err := ownPIDs()
 	if err != nil {
 		return nil
 	}
 	self := os.Getpid()
-	var pids []int
-	for _, name := range names {
-		pid, err := strconv.Atoi(name)
-		if err != nil || pid == self || slices.Contains(epochs, pid) || f.isHelper(pid) {
+	var out []int
+	for _, pid := range pids {
+		if pid == self || slices.Contains(epochs, pid) || f.isHelper(pid) {
 			continue
 		}
-		if state, ppid, ok := procStat(pid); ok && state != 'Z' && ppid == self {
-			pids = append(pids, pid)
+		if st, err := procfs.ReadStat(pid); err == nil && st.Running() && st.PPID == self {
+			out = append(out, pid)
 		}
 	}
-	return pids
+	return out
 }
 
 // siginfoPID returns si_pid of a SIGCHLD siginfo. x/sys leaves the union

@@ -10,6 +10,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/envoy-restarter/restarter/internal/procfs"
 	"github.com/envoy-restarter/restarter/restarter/internal/config"
 	"github.com/envoy-restarter/restarter/restarter/internal/control"
 
@@ -208,7 +209,7 @@ func (r *runner) setUp() (int, bool) {
 			return machine.ExitError, false
 		}
 		r.cfg.Subreaper = true
-		if err := checkOwnProc(); err != nil {
+		if err := procfs.CheckOwn(); err != nil {
 			r.log.Warn("subreaper: " + err.Error() + ": orphans are reaped, but not found and stopped at exit")
 		}
 	}
