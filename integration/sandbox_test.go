@@ -37,7 +37,7 @@ const (
 	// second between connecting and answering.
 	losslessParentShutdownTime = 1500 * time.Millisecond
 
-	// Restarter log lines, as the README documents them.
+	// Restarter log lines, as docs/OPERATIONS.md documents them.
 	forkedRE   = `forked new child process with PID=(\d+)`
 	abnormalRE = `Due to abnormal exit, force killing all child processes and exiting`
 )

@@ -1,5 +1,5 @@
 // Command restarter hot restarts Envoy: a drop-in replacement for Envoy's
-// restarter/hot-restarter.py. See the repository README for its signals,
+// restarter/hot-restarter.py. See docs/OPERATIONS.md for its signals,
 // flags and exit codes.
 package main
 

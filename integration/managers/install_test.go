@@ -1,9 +1,10 @@
-// Package managers runs the shipped examples/ files: the README's snippets
-// against the files, the systemd unit's commands against a stand-in for
-// systemd's notify socket, examples/start_fakeenvoy.sh in a clean
-// environment, and (with -tags managers, as root, with Debian's runit, s6,
-// supervisor, monit, tini and dumb-init installed) every example under its
-// real process manager. See README.md.
+// Package managers runs the shipped examples/ files: the snippets of
+// docs/PROCESS-MANAGERS.md (and of the README, if it shows any) against the
+// files, the systemd unit's commands against a stand-in for systemd's
+// notify socket, examples/start_fakeenvoy.sh in a clean environment, and
+// (with -tags managers, as root, with Debian's runit, s6, supervisor, monit,
+// tini and dumb-init installed) every example under its real process
+// manager. See README.md.
 package managers
 
 import (

@@ -12,11 +12,19 @@ import (
 	"github.com/envoy-restarter/restarter/internal/proctest"
 )
 
-// snippetRE is a README block that stands for an example file: a marker
-// comment naming the file, then a fenced block.
+// snippetRE is a block of a document that stands for an example file: a
+// marker comment naming the file, then a fenced block.
 var snippetRE = regexp.MustCompile("(?s)<!-- snippet: (examples/[^ ]+) -->\n```[a-z]*\n(.*?)\n```\n")
 
-// withoutComments is an example file as the README shows it: without its
+// snippetDocs are the documents that may show example files: the README,
+// and the process managers' page, which shows one set per manager. Each is
+// found as its runfile (env) under Bazel, by its path from here otherwise.
+var snippetDocs = []struct{ name, env, fallback string }{
+	{"README.md", "README_MD", "../../README.md"},
+	{"docs/PROCESS-MANAGERS.md", "PROCESS_MANAGERS_MD", "../../docs/PROCESS-MANAGERS.md"},
+}
+
+// withoutComments is an example file as the documents show it: without its
 // comment lines (# and, in supervisord's INI, ;), the shebang kept.
 func withoutComments(text string) string {
 	var kept []string
@@ -30,25 +38,28 @@ func withoutComments(text string) string {
 	return strings.Trim(strings.Join(kept, "\n"), "\n")
 }
 
-// TestReadmeSnippetsAreTheExamples checks that every README block marked as
-// an example file is that file, comments aside, and that every example a
-// manager runs is shown.
+// TestReadmeSnippetsAreTheExamples checks that every block of the README or
+// docs/PROCESS-MANAGERS.md marked as an example file is that file, comments
+// aside, and that every example a manager runs is shown.
 func TestReadmeSnippetsAreTheExamples(t *testing.T) {
-	readme, err := os.ReadFile(proctest.Runfile(t, "README_MD", "../../README.md"))
-	require.NoError(t, err)
 	repo := filepath.Dir(examplesDir(t))
 	shown := map[string]bool{}
-	for _, m := range snippetRE.FindAllStringSubmatch(string(readme), -1) {
-		file, block := m[1], m[2]
-		shown[file] = true
-		b, err := os.ReadFile(filepath.Join(repo, file))
-		require.NoError(t, err, "README.md shows %s", file)
-		require.Equal(t, withoutComments(string(b)), block, "README.md's block for %s differs from the file", file)
+	for _, doc := range snippetDocs {
+		text, err := os.ReadFile(proctest.Runfile(t, doc.env, doc.fallback))
+		require.NoError(t, err)
+		for _, m := range snippetRE.FindAllStringSubmatch(string(text), -1) {
+			file, block := m[1], m[2]
+			shown[file] = true
+			b, err := os.ReadFile(filepath.Join(repo, file))
+			require.NoError(t, err, "%s shows %s", doc.name, file)
+			require.Equal(t, withoutComments(string(b)), block, "%s's block for %s differs from the file", doc.name, file)
+		}
 	}
+	require.NotEmpty(t, shown, "no block marked <!-- snippet: examples/... --> in README.md or docs/PROCESS-MANAGERS.md")
 	for _, file := range []string{
 		"examples/envoy.service", "examples/runit/run", "examples/runit/log/run", "examples/s6/run",
 		"examples/supervisord/envoy.conf", "examples/monit/envoy.monitrc", "examples/container/Dockerfile",
 	} {
-		require.True(t, shown[file], "README.md does not show %s", file)
+		require.True(t, shown[file], "neither README.md nor docs/PROCESS-MANAGERS.md shows %s", file)
 	}
 }

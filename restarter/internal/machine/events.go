@@ -215,7 +215,7 @@ const (
 	GroupStopTimer
 )
 
-// Exit codes of the restarter, documented in the README.
+// Exit codes of the restarter, documented in docs/OPERATIONS.md.
 const (
 	ExitClean = 0 // every child exited cleanly
 	ExitError = 1 // a child failed, a forced kill, or a failed spawn
