@@ -20,6 +20,9 @@ type Status struct {
 	// start included).
 	LastRestart *RestartStatus `json:"last_restart,omitempty"`
 	Counters    Counters       `json:"counters"`
+	// Restarts are the records of the last hot restart requests, oldest
+	// first (at most 32).
+	Restarts []Restart `json:"restarts"`
 }
 
 // EpochStatus is one live epoch.
@@ -55,4 +58,45 @@ type Counters struct {
 	// SlotHolds counts hot restarts held because the epoch three before
 	// the next one, whose domain socket ids it would bind, was still exiting.
 	SlotHolds int `json:"slot_holds"`
+	// Outcomes counts the hot restart requests by outcome (ok, failed,
+	// refused, coalesced); RestartsFailed counts failed and refused ones.
+	Outcomes map[string]int `json:"outcomes"`
 }
+
+// Restart is the record of one hot restart request, as `restarter status`
+// lists the last ones (Status.Restarts) and `restarter reload` answers with
+// its own. The times of the stages not reached are absent.
+type Restart struct {
+	// ID numbers the requests, from 1, in the order they came.
+	ID int `json:"id"`
+	// Epoch is the epoch the restart started (or would have).
+	Epoch int `json:"epoch"`
+	// Trigger is SIGHUP, reload or watch (with WatchPath, the file whose
+	// content changed).
+	Trigger   string `json:"trigger"`
+	WatchPath string `json:"watch_path,omitempty"`
+
+	RequestedAt   time.Time `json:"requested_at"`
+	ForkedAt      time.Time `json:"forked_at,omitzero"`
+	InitializedAt time.Time `json:"initialized_at,omitzero"` // Envoy cleared INITIALIZING
+	ReadyAt       time.Time `json:"ready_at,omitzero"`
+	FinishedAt    time.Time `json:"finished_at,omitzero"`
+	// DurationSeconds is FinishedAt - RequestedAt, once finished.
+	DurationSeconds float64 `json:"duration_seconds"`
+
+	// Outcome is ok, failed, refused (by the check or the memory guard) or
+	// coalesced (into the restart CoalescedInto, queued already); empty
+	// while the restart is in progress or queued.
+	Outcome       string `json:"outcome,omitempty"`
+	CoalescedInto int    `json:"coalesced_into,omitempty"`
+	// Reason says why a restart failed or was refused.
+	Reason string `json:"reason,omitempty"`
+}
+
+// Outcomes of a hot restart (Restart.Outcome).
+const (
+	OutcomeOK        = "ok"
+	OutcomeFailed    = "failed"
+	OutcomeRefused   = "refused"
+	OutcomeCoalesced = "coalesced"
+)

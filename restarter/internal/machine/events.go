@@ -3,6 +3,8 @@ package machine
 import (
 	"log/slog"
 	"time"
+
+	"github.com/envoy-restarter/restarter/restarter/status"
 )
 
 // Event is something that happened to the restarter: a signal, a child's
@@ -180,6 +182,9 @@ type ReloadResult struct {
 	OK     bool
 	Epoch  int
 	Reason string
+	// Restart is the record of the restart that answered (zero when there
+	// was none: a shutdown refused the request).
+	Restart status.Restart
 }
 
 func (Spawn) isAction()        {}

@@ -66,6 +66,9 @@ func (m *Machine) initDone(ev InitDone) []Action {
 		return append(acts, m.sendHeldUSR1(i)...)
 	}
 	c.initializing = false
+	if r := m.restart; r != nil && r.epoch == ev.Epoch {
+		m.stamp(r.id, initializedAt)
+	}
 	acts = append(acts, info(fmt.Sprintf("epoch %d finished initializing", ev.Epoch), "epoch", ev.Epoch, "pid", c.pid))
 	acts = append(acts, m.sendHeldUSR1(i)...)
 	if !c.ready {

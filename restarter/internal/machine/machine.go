@@ -88,6 +88,8 @@ type restart struct {
 	notReady string   // the last reason the readiness probe gave
 	timed    bool     // its ReadyTimeoutTimer was set at the spawn
 	waiters  []Waiter // reload requests answered with its outcome
+	id       int      // its record in the history (0 for epoch 0's start)
+	refused  bool     // the check refused it
 	// heldInitializing says the new epoch, killed by a stop signal and held
 	// (see Machine.held), died initializing: its INITIALIZING flag may need
 	// healing.
@@ -97,6 +99,7 @@ type restart struct {
 // queuedRestart is the hot restart that SIGHUPs and reloads asked for while
 // another was in progress: they are coalesced into one, started after it.
 type queuedRestart struct {
+	id       int      // its record in the history
 	waiters  []Waiter // reload requests answered with its outcome
 	slotHeld bool     // the hold on a still-exiting epoch's socket ids was logged
 }
@@ -123,6 +126,9 @@ type Machine struct {
 	queued   *queuedRestart // nil unless one more restart follows restart
 	last     *status.RestartStatus
 	counters status.Counters
+	// history are the records of the last hot restart requests (history.go).
+	history    []status.Restart
+	lastRecord int
 
 	// envoy: the epochs were seen in Envoy's shared memory region (by the
 	// init gate), so they bind Envoy's domain sockets: see slotHolder.
@@ -171,7 +177,7 @@ func (m *Machine) Handle(ev Event) []Action {
 	}
 	switch ev := ev.(type) {
 	case Started:
-		return m.beginRestart(nil)
+		return m.beginRestart(nil, 0)
 	case Spawned:
 		return m.spawned(ev)
 	case SpawnFailed:

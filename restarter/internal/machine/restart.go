@@ -14,31 +14,38 @@ import (
 // What happens on SIGHUP while a restart is in progress: requestRestart.
 
 // requestRestart starts a hot restart for waiters (none for a SIGHUP), or
-// folds the request into the one that follows the restart in progress.
-func (m *Machine) requestRestart(what string, waiters ...Waiter) []Action {
+// queues one to follow the restart in progress; a request that comes while
+// one is queued already is coalesced into it (its record says so, its
+// waiters get the queued restart's outcome).
+func (m *Machine) requestRestart(t trigger, waiters ...Waiter) []Action {
 	r, c, s := m.restart, m.initializingChild(), m.slotHolder()
 	if r == nil && c == nil && s == nil {
-		return m.beginRestart(waiters)
+		return m.beginRestart(waiters, m.newRecord(t, m.nextEpoch))
 	}
+	var acts []Action
 	if m.queued == nil {
-		m.queued = &queuedRestart{}
+		m.queued = &queuedRestart{id: m.newRecord(t, m.nextEpoch)}
+	} else {
+		acts = m.coalesced(t, m.queued.id)
 	}
 	m.queued.waiters = append(m.queued.waiters, waiters...)
+	what := t.describe()
 	switch {
 	case r != nil:
-		return []Action{info(fmt.Sprintf("hot restart to epoch %d in progress; %s queued for after it", r.epoch, what))}
+		return append(acts, info(fmt.Sprintf("hot restart to epoch %d in progress; %s queued for after it", r.epoch, what)))
 	case c != nil:
-		return []Action{info(fmt.Sprintf("epoch %d is still initializing; %s queued for after it", c.epoch, what), "epoch", c.epoch)}
+		return append(acts, info(fmt.Sprintf("epoch %d is still initializing; %s queued for after it", c.epoch, what), "epoch", c.epoch))
 	case !m.queued.slotHeld:
-		return m.holdForSlot(s)
+		return append(acts, m.holdForSlot(s)...)
 	}
-	return []Action{info(fmt.Sprintf("epoch %d (PID=%d) is still exiting; %s queued for after it", s.epoch, s.pid, what), "epoch", s.epoch, "pid", s.pid)}
+	return append(acts, info(fmt.Sprintf("epoch %d (PID=%d) is still exiting; %s queued for after it", s.epoch, s.pid, what), "epoch", s.epoch, "pid", s.pid))
 }
 
-// beginRestart starts epoch nextEpoch: through the pre-restart check when
-// one is configured (never for epoch 0), else at once.
-func (m *Machine) beginRestart(waiters []Waiter) []Action {
-	r := &restart{epoch: m.nextEpoch, waiters: waiters}
+// beginRestart starts epoch nextEpoch, recorded as id: through the
+// pre-restart check when one is configured (never for epoch 0), else at
+// once.
+func (m *Machine) beginRestart(waiters []Waiter, id int) []Action {
+	r := &restart{epoch: m.nextEpoch, waiters: waiters, id: id}
 	m.restart = r
 	var acts []Action
 	if r.epoch > 0 {
@@ -83,6 +90,7 @@ func (m *Machine) spawned(ev Spawned) []Action {
 		return acts
 	}
 	r.pid = ev.PID
+	m.stamp(r.id, forkedAt)
 	if !m.policy.Readiness && !gated {
 		m.children = append(m.children, c)
 		acts = append(acts, m.finishRestart(true, "")...)
@@ -106,7 +114,7 @@ func (m *Machine) checkFinished(ev CheckFinished) []Action {
 		return append([]Action{info(fmt.Sprintf("check passed for epoch %d", ev.Epoch), "epoch", ev.Epoch)}, m.spawn(r)...)
 	}
 	m.counters.ChecksFailed++
-	r.checking = false
+	r.checking, r.refused = false, true
 	acts := []Action{Log{Level: slog.LevelError, Msg: fmt.Sprintf("check refused hot restart to epoch %d: %s", ev.Epoch, ev.Err), Args: []any{"epoch", ev.Epoch}}}
 	for _, line := range strings.Split(strings.TrimRight(ev.Output, "\n"), "\n") {
 		if line != "" {
@@ -184,8 +192,22 @@ func (m *Machine) finishRestart(ok bool, reason string) []Action {
 		}
 	}
 	m.last = &status.RestartStatus{Epoch: r.epoch, Result: result, Reason: reason, At: m.policy.Clock()}
+	outcome := status.OutcomeOK
+	switch {
+	case r.refused:
+		outcome = status.OutcomeRefused
+	case !ok:
+		outcome = status.OutcomeFailed
+	default:
+		m.stamp(r.id, readyAt)
+	}
+	acts = append(acts, m.closeRecord(r.id, r.epoch, outcome, reason)...)
+	var rec status.Restart
+	if p := m.record(r.id); p != nil {
+		rec = *p
+	}
 	for _, w := range r.waiters {
-		acts = append(acts, ReloadResult{Waiter: w, OK: ok, Epoch: r.epoch, Reason: reason})
+		acts = append(acts, ReloadResult{Waiter: w, OK: ok, Epoch: r.epoch, Reason: reason, Restart: rec})
 	}
 	if m.phase == running {
 		if ok {
@@ -212,7 +234,7 @@ func (m *Machine) startQueued() []Action {
 		return m.holdForSlot(s)
 	}
 	m.queued = nil
-	return append([]Action{info("starting the queued hot restart")}, m.beginRestart(q.waiters)...)
+	return append([]Action{info("starting the queued hot restart")}, m.beginRestart(q.waiters, q.id)...)
 }
 
 // abandonRestarts fails the restart in progress and the queued one, because
@@ -226,6 +248,7 @@ func (m *Machine) abandonRestarts(reason string) []Action {
 	acts := m.finishRestart(false, restartReason)
 	if q := m.queued; q != nil {
 		m.queued = nil
+		acts = append(acts, m.closeRecord(q.id, m.nextEpoch, status.OutcomeFailed, reason)...)
 		for _, w := range q.waiters {
 			acts = append(acts, ReloadResult{Waiter: w, Reason: reason})
 		}
@@ -281,5 +304,5 @@ func (m *Machine) reloadRequested(ev ReloadRequested) []Action {
 	if m.phase != running {
 		return []Action{ReloadResult{Waiter: ev.Waiter, Reason: "shutdown in progress"}}
 	}
-	return m.requestRestart("reload request", ev.Waiter)
+	return m.requestRestart(byReload, ev.Waiter)
 }

@@ -28,6 +28,7 @@ func (m *Machine) Status() status.Status {
 		}
 		s.Restart = &status.RestartStatus{Epoch: r.epoch, Stage: stage}
 	}
+	s.Restarts = append([]status.Restart{}, m.history...)
 	if m.last != nil {
 		last := *m.last
 		s.LastRestart = &last

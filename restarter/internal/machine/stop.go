@@ -26,7 +26,7 @@ func (m *Machine) signaled(sig Signal) []Action {
 		if m.phase != running {
 			return append(acts, info("ignoring SIGHUP: shutdown in progress"))
 		}
-		return append(acts, m.requestRestart("SIGHUP")...)
+		return append(acts, m.requestRestart(bySIGHUP)...)
 	case SIGUSR1:
 		return append(acts, m.forwardUSR1()...)
 	case SIGTERM, SIGINT, SIGQUIT:
