@@ -53,6 +53,7 @@ func getStatus(t *testing.T, sock string) status.Status {
 // ignoreTimes compares statuses without their clock readings.
 var ignoreTimes = cmpopts.IgnoreFields(status.EpochStatus{}, "Started")
 var ignoreAt = cmpopts.IgnoreFields(status.RestartStatus{}, "At")
+var ignoreRecordTimes = cmpopts.IgnoreFields(status.Restart{}, "RequestedAt", "ForkedAt", "InitializedAt", "ReadyAt", "FinishedAt", "DurationSeconds")
 
 func TestControlSocketStatusAndReload(t *testing.T) {
 	// Given a restarter with a control socket and a check that fails while a
@@ -92,9 +93,14 @@ func TestControlSocketStatusAndReload(t *testing.T) {
 			{Epoch: 1, PID: pids[1], State: "live"},
 		},
 		LastRestart: &status.RestartStatus{Epoch: 2, Result: "failed", Reason: "check failed: " + check + ": exit status 1"},
-		Counters:    status.Counters{Reloads: 2, Restarts: 2, RestartsFailed: 1, ChecksFailed: 1},
+		Counters: status.Counters{Reloads: 2, Restarts: 2, RestartsFailed: 1, ChecksFailed: 1,
+			Outcomes: map[string]int{"ok": 1, "refused": 1}},
+		Restarts: []status.Restart{
+			{ID: 1, Epoch: 1, Trigger: "reload", Outcome: "ok"},
+			{ID: 2, Epoch: 2, Trigger: "reload", Outcome: "refused", Reason: "check failed: " + check + ": exit status 1"},
+		},
 	}
-	require.Empty(t, cmp.Diff(want, getStatus(t, sock), ignoreTimes, ignoreAt))
+	require.Empty(t, cmp.Diff(want, getStatus(t, sock), ignoreTimes, ignoreAt, ignoreRecordTimes))
 
 	r.Signal(syscall.SIGTERM)
 	require.Equal(t, proctest.Exit{Code: 0}, r.Wait(wait))
