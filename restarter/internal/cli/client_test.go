@@ -1,14 +1,10 @@
 package cli
 
 import (
-	"bufio"
 	"encoding/json"
-	"net"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/envoy-restarter/restarter/restarter/internal/control"
 	"github.com/envoy-restarter/restarter/restarter/internal/machine"
@@ -16,46 +12,6 @@ import (
 
 	"github.com/stretchr/testify/require"
 )
-
-func TestListenControl(t *testing.T) {
-	dir := t.TempDir()
-	path := filepath.Join(dir, "control.sock")
-	s, err := control.Listen(path, func(string) {})
-	require.NoError(t, err)
-	fi, err := os.Stat(path)
-	require.NoError(t, err)
-	require.Equal(t, os.FileMode(0o600), fi.Mode().Perm())
-
-	_, err = control.Listen(path, func(string) {})
-	require.EqualError(t, err, "control socket "+path+": in use by another process")
-
-	go func() {
-		c := <-s.Calls()
-		st := status.Status{Phase: "running", Epochs: []status.EpochStatus{}}
-		c.Reply <- control.Reply{OK: true, Status: &st}
-	}()
-	var out, errOut strings.Builder
-	require.Equal(t, machine.ExitClean, clientMain("status", []string{"--control-socket", path}, &out, &errOut))
-	require.Contains(t, out.String(), `"phase": "running"`)
-
-	s.Close()
-	require.NoFileExists(t, path)
-
-	// A stale socket left by a dead restarter is replaced; anything else is
-	// an error.
-	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
-	require.NoError(t, err)
-	ln.SetUnlinkOnClose(false)
-	ln.Close()
-	s, err = control.Listen(path, func(string) {})
-	require.NoError(t, err)
-	s.Close()
-	require.NoError(t, os.WriteFile(path, nil, 0o644))
-	_, err = control.Listen(path, func(string) {})
-	require.EqualError(t, err, "control socket "+path+": exists and is not a socket")
-	_, err = control.Listen(filepath.Join(dir, "no", "such", "dir"), func(string) {})
-	require.ErrorContains(t, err, "control socket: listen unix")
-}
 
 func TestClientMain(t *testing.T) {
 	dir := t.TempDir()
@@ -95,29 +51,6 @@ func TestClientMain(t *testing.T) {
 		require.Equal(t, tt.stdout, out.String())
 		require.Equal(t, tt.stderr, errOut.String())
 	}
-}
-
-func TestCallRejectsNonsense(t *testing.T) {
-	dir := t.TempDir()
-	path := filepath.Join(dir, "nonsense.sock")
-	ln, err := net.Listen("unix", path)
-	require.NoError(t, err)
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for _, answer := range []string{"not json\n", ""} {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			bufio.NewReader(c).ReadBytes('\n')
-			c.Write([]byte(answer))
-			c.Close()
-		}
-	}()
-	_, err = control.Ask(path, "status", 10*time.Second)
-	require.ErrorContains(t, err, "malformed reply")
-	_, err = control.Ask(path, "status", 10*time.Second)
-	require.ErrorContains(t, err, "no reply")
 }
 
 func TestMainExitCodes(t *testing.T) {
