@@ -4,34 +4,42 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
 )
 
-// askEnv, set to a socket path, makes the test binary a client instead: it
-// asks that control socket for the status, prints the reply as JSON on
-// stdout and exits. A test runs it as another user.
+// askEnv, set to the name of a socket, makes the test binary a client
+// instead: in the directory open on its descriptor 3, it asks that
+// control socket for the status, prints the reply as JSON on stdout and
+// exits. A test runs it as another user: reaching the socket through a
+// descriptor, and the binary through /proc/self/exe, that user needs
+// search permission on no directory but the socket's own.
 const askEnv = "CONTROL_TEST_ASK"
 
 // nobody is the uid (and gid) the other user's client runs as.
 const nobody = 65534
 
 func TestMain(m *testing.M) {
-	if path := os.Getenv(askEnv); path != "" {
-		os.Exit(askAndPrint(path))
+	if name := os.Getenv(askEnv); name != "" {
+		os.Exit(askAndPrint(name))
 	}
 	os.Exit(m.Run())
 }
 
-func askAndPrint(path string) int {
-	reply, err := Ask(path, "status", 10*time.Second)
+func askAndPrint(name string) int {
+	if err := unix.Fchdir(3); err != nil {
+		fmt.Fprintln(os.Stderr, "fchdir to the socket's directory:", err)
+		return 1
+	}
+	reply, err := Ask(name, "status", 10*time.Second)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
@@ -40,65 +48,57 @@ func askAndPrint(path string) int {
 	return 0
 }
 
-// copyTestBinary copies the running test binary into dir, where another
-// user may execute it (the build directory is the builder's only).
-func copyTestBinary(t *testing.T, dir string) string {
+// requireMappedUID skips the test unless this process may run another as
+// uid: it must be root, in a user namespace (if any) that maps uid.
+func requireMappedUID(t *testing.T, uid uint32) {
 	t.Helper()
-	self, err := os.Executable()
+	if os.Getuid() != 0 {
+		t.Skip("only root can run a client as another user")
+	}
+	b, err := os.ReadFile("/proc/self/uid_map")
 	require.NoError(t, err)
-	src, err := os.Open(self)
-	require.NoError(t, err)
-	defer src.Close()
-	path := filepath.Join(dir, "control.test")
-	dst, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o755)
-	require.NoError(t, err)
-	_, err = io.Copy(dst, src)
-	require.NoError(t, err)
-	require.NoError(t, dst.Close())
-	return path
+	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		var inside, outside, count uint64
+		if _, err := fmt.Sscan(line, &inside, &outside, &count); err == nil && uint64(uid) >= inside && uint64(uid) < inside+count {
+			return
+		}
+	}
+	t.Skipf("uid %d is not mapped in this user namespace", uid)
 }
 
 // askAs runs the test binary as uid and gid id to ask the control socket
 // at path for the status, and returns the reply.
-func askAs(t *testing.T, id uint32, binary, path string) Reply {
+func askAs(t *testing.T, id uint32, path string) Reply {
 	t.Helper()
+	dir, err := os.Open(filepath.Dir(path))
+	require.NoError(t, err)
+	defer dir.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, binary, "-test.run=^$")
-	cmd.Env = append(os.Environ(), askEnv+"="+path)
+	cmd := exec.CommandContext(ctx, "/proc/self/exe", "-test.run=^$")
+	cmd.Env = append(os.Environ(), askEnv+"="+filepath.Base(path))
+	cmd.ExtraFiles = []*os.File{dir} // descriptor 3
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: id, Gid: id}}
-	var stderr []byte
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
 	out, err := cmd.Output()
-	if ee, ok := err.(*exec.ExitError); ok {
-		stderr = ee.Stderr
-	}
-	require.NoError(t, err, "client as uid %d: %s", id, stderr)
+	require.NoError(t, err, "client as uid %d: %s", id, stderr.String())
 	var reply Reply
 	require.NoError(t, json.Unmarshal(out, &reply), "%s", out)
 	return reply
 }
 
 func TestControlRefusesAnotherUser(t *testing.T) {
-	if os.Getuid() != 0 {
-		t.Skip("only root can run a client as another user")
-	}
+	requireMappedUID(t, nobody)
 	// Given a control server whose socket anyone may open (a mode made too
 	// wide by hand: the server must not rely on the mode alone),
-	dir := t.TempDir()
-	for _, d := range []string{filepath.Dir(dir), dir} {
-		require.NoError(t, os.Chmod(d, 0o755))
-	}
-	path := filepath.Join(dir, "control.sock")
-	log := newServerLog()
-	s, err := Listen(path, log.add)
-	require.NoError(t, err)
-	t.Cleanup(s.Close)
+	s, path, log := listen(t)
+	require.NoError(t, os.Chmod(filepath.Dir(path), 0o711))
 	require.NoError(t, os.Chmod(path, 0o666))
 	serveStatus(s)
-	binary := copyTestBinary(t, dir)
 
 	// when a process of another user asks for the status,
-	reply := askAs(t, nobody, binary, path)
+	reply := askAs(t, nobody, path)
 
 	// then it is refused, and the refusal is logged with its uid,
 	require.False(t, reply.OK)
@@ -107,6 +107,6 @@ func TestControlRefusesAnotherUser(t *testing.T) {
 	require.Equal(t, 1, log.count(fmt.Sprintf("uid %d", nobody)), "%q", log.all())
 
 	// while root is still answered.
-	reply = askAs(t, 0, binary, path)
+	reply = askAs(t, 0, path)
 	require.Equal(t, "running", reply.Status.Phase)
 }
