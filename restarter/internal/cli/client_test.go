@@ -4,11 +4,9 @@ import (
 	"bufio"
 	"encoding/json"
 	"net"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/envoy-restarter/restarter/restarter/internal/control"
 	"github.com/envoy-restarter/restarter/restarter/internal/machine"
@@ -16,46 +14,6 @@ import (
 
 	"github.com/stretchr/testify/require"
 )
-
-func TestListenControl(t *testing.T) {
-	dir := t.TempDir()
-	path := filepath.Join(dir, "control.sock")
-	s, err := control.Listen(path, func(string) {})
-	require.NoError(t, err)
-	fi, err := os.Stat(path)
-	require.NoError(t, err)
-	require.Equal(t, os.FileMode(0o600), fi.Mode().Perm())
-
-	_, err = control.Listen(path, func(string) {})
-	require.EqualError(t, err, "control socket "+path+": in use by another process")
-
-	go func() {
-		c := <-s.Calls()
-		st := status.Status{Phase: "running", Epochs: []status.EpochStatus{}}
-		c.Reply <- control.Reply{OK: true, Status: &st}
-	}()
-	var out, errOut strings.Builder
-	require.Equal(t, machine.ExitClean, clientMain("status", []string{"--control-socket", path}, &out, &errOut))
-	require.Contains(t, out.String(), `"phase": "running"`)
-
-	s.Close()
-	require.NoFileExists(t, path)
-
-	// A stale socket left by a dead restarter is replaced; anything else is
-	// an error.
-	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
-	require.NoError(t, err)
-	ln.SetUnlinkOnClose(false)
-	ln.Close()
-	s, err = control.Listen(path, func(string) {})
-	require.NoError(t, err)
-	s.Close()
-	require.NoError(t, os.WriteFile(path, nil, 0o644))
-	_, err = control.Listen(path, func(string) {})
-	require.EqualError(t, err, "control socket "+path+": exists and is not a socket")
-	_, err = control.Listen(filepath.Join(dir, "no", "such", "dir"), func(string) {})
-	require.ErrorContains(t, err, "control socket: listen unix")
-}
 
 func TestClientMain(t *testing.T) {
 	dir := t.TempDir()
@@ -95,44 +53,6 @@ func TestClientMain(t *testing.T) {
 		require.Equal(t, tt.stdout, out.String())
 		require.Equal(t, tt.stderr, errOut.String())
 	}
-}
-
-func TestCallRejectsNonsense(t *testing.T) {
-	dir := t.TempDir()
-	path := filepath.Join(dir, "nonsense.sock")
-	ln, err := net.Listen("unix", path)
-	require.NoError(t, err)
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for _, answer := range []string{"not json\n", ""} {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			bufio.NewReader(c).ReadBytes('\n')
-			c.Write([]byte(answer))
-			c.Close()
-		}
-	}()
-	_, err = control.Ask(path, "status", 10*time.Second)
-	require.ErrorContains(t, err, "malformed reply")
-	_, err = control.Ask(path, "status", 10*time.Second)
-	require.ErrorContains(t, err, "no reply")
-}
-
-func TestMainExitCodes(t *testing.T) {
-	t.Setenv("BUILD_WORKING_DIRECTORY", t.TempDir())
-	var out, errOut strings.Builder
-	require.Equal(t, machine.ExitClean, Main([]string{"--version"}, &out, &errOut))
-	require.True(t, strings.HasPrefix(out.String(), "restarter "), out.String())
-	out.Reset()
-	require.Equal(t, machine.ExitClean, Main([]string{"-h"}, &out, &errOut))
-	require.Contains(t, out.String(), "Exit codes:")
-	require.Equal(t, machine.ExitUsage, Main([]string{"missing.sh"}, &out, &errOut))
-	require.Equal(t, "restarter: COMMAND \"missing.sh\": no such file\n", errOut.String())
-	errOut.Reset()
-	require.Equal(t, machine.ExitUsage, Main([]string{"status", "--control-socket"}, &out, &errOut))
-	require.Equal(t, "restarter status: flag needs an argument: -control-socket\n", errOut.String())
 }
 
 func TestInProgressSeesAHeldRestart(t *testing.T) {
@@ -217,4 +137,145 @@ func TestClientStatusEscapesControlCharacters(t *testing.T) {
 	var st status.Status
 	require.NoError(t, json.Unmarshal([]byte(out.String()), &st), "still JSON")
 	require.Equal(t, "epoch 1 said: \x1b[31mred\x7f\u009b2J", st.LastRestart.Reason)
+}
+
+func TestClientUsageErrors(t *testing.T) {
+	t.Setenv("RESTARTER_CONTROL_SOCKET", "")
+	path := filepath.Join(t.TempDir(), "control.sock")
+	for _, args := range [][]string{
+		{"--control-socket", path, "--timeout", "0s"},
+		{"--control-socket", path, "--timeout", "-1m"},
+		{"--control-socket", "/" + strings.Repeat("d", 120) + "/control.sock"},
+	} {
+		var out, errOut strings.Builder
+		require.Equal(t, machine.ExitUsage, clientMain("reload", args, &out, &errOut), "%q", args)
+		require.Empty(t, out.String())
+		require.Equal(t, 1, strings.Count(errOut.String(), "\n"), "one line: %q", errOut.String())
+	}
+}
+
+func TestClientTakesTheSocketFromTheEnvironment(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "control.sock")
+	s, err := control.Listen(path, func(string) {})
+	require.NoError(t, err)
+	t.Cleanup(s.Close)
+	serveStatus(s, "")
+	t.Setenv("RESTARTER_CONTROL_SOCKET", path)
+	var out, errOut strings.Builder
+	require.Equal(t, machine.ExitClean, clientMain("status", nil, &out, &errOut), errOut.String())
+	var st status.Status
+	require.NoError(t, json.Unmarshal([]byte(out.String()), &st))
+	require.Equal(t, "running", st.Phase)
+}
+
+// busyRestarter plays an event loop in the middle of a hot restart: it
+// holds every reload without an answer, and answers every status call
+// with st.
+func busyRestarter(t *testing.T, st status.Status) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "control.sock")
+	s, err := control.Listen(path, func(string) {})
+	require.NoError(t, err)
+	t.Cleanup(s.Close)
+	go func() {
+		for {
+			select {
+			case c := <-s.Calls():
+				if c.Command == "status" {
+					c.Reply <- control.Reply{OK: true, Status: &st}
+				}
+			case <-s.Done():
+				return
+			}
+		}
+	}()
+	return path
+}
+
+func TestReloadTimeoutTellsARestartInProgressFromAnUnreachableRestarter(t *testing.T) {
+	t.Setenv("RESTARTER_CONTROL_SOCKET", "")
+	tests := []struct {
+		name    string
+		status  status.Status
+		code    int
+		mention []string
+	}{
+		{"checking", status.Status{Restart: &status.RestartStatus{Epoch: 1, Stage: "checking"}}, ExitInProgress, []string{"epoch 1", "checking", "in progress"}},
+		{"starting with another queued", status.Status{Restart: &status.RestartStatus{Epoch: 2, Stage: "starting"}, Queued: true}, ExitInProgress, []string{"epoch 2", "queued"}},
+		{"held", status.Status{Queued: true}, ExitInProgress, []string{"queued"}},
+		{"no restart to wait for", status.Status{}, ExitUnreachable, []string{"timeout"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			// Given a restarter whose status is tt.status, answering no reload,
+			path := busyRestarter(t, tt.status)
+
+			// when `restarter reload` runs out of --timeout,
+			var out, errOut strings.Builder
+			code := clientMain("reload", []string{"--control-socket", path, "--timeout", "50ms"}, &out, &errOut)
+
+			// then it says what it waited for, and exits 4 if the restart is
+			// under way, 3 if nothing is.
+			require.Equal(t, tt.code, code, errOut.String())
+			require.Empty(t, out.String())
+			for _, m := range tt.mention {
+				require.Contains(t, errOut.String(), m)
+			}
+		})
+	}
+}
+
+func TestStatusTimeoutIsUnreachableEvenDuringARestart(t *testing.T) {
+	// Given a restarter that holds the first status call without an answer,
+	// and answers the next ones with a hot restart in progress,
+	path := filepath.Join(t.TempDir(), "control.sock")
+	s, err := control.Listen(path, func(string) {})
+	require.NoError(t, err)
+	t.Cleanup(s.Close)
+	go func() {
+		<-s.Calls() // held until s closes
+		for {
+			select {
+			case c := <-s.Calls():
+				c.Reply <- control.Reply{OK: true, Status: &status.Status{Restart: &status.RestartStatus{Epoch: 1, Stage: "starting"}}}
+			case <-s.Done():
+				return
+			}
+		}
+	}()
+
+	// when `restarter status` runs out of --timeout, it exits 3: exit 4 is
+	// for a reload still waiting on its restart.
+	var out, errOut strings.Builder
+	require.Equal(t, ExitUnreachable, clientMain("status", []string{"--control-socket", path, "--timeout", "50ms"}, &out, &errOut), errOut.String())
+	require.Empty(t, out.String())
+}
+
+func TestReloadTimeoutWithAStatusThatFailsIsUnreachable(t *testing.T) {
+	// Given a control socket that takes a reload without answering, then
+	// hangs up on the status asked after the timeout,
+	path := filepath.Join(t.TempDir(), "control.sock")
+	ln, err := net.Listen("unix", path)
+	require.NoError(t, err)
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		reload, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer reload.Close()
+		st, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		bufio.NewReader(st).ReadString('\n')
+		st.Close()
+		bufio.NewReader(reload).ReadString('\n') // until the client hangs up
+	}()
+
+	// when `restarter reload` runs out of --timeout, it exits 3: nothing
+	// shows a restart in progress.
+	var out, errOut strings.Builder
+	require.Equal(t, ExitUnreachable, clientMain("reload", []string{"--control-socket", path, "--timeout", "50ms"}, &out, &errOut), errOut.String())
+	require.Contains(t, errOut.String(), "timeout")
 }

@@ -66,6 +66,7 @@ func TestControlRefusesBadRequests(t *testing.T) {
 		{"{\"command\":\"status\",\"x\":1}\n", "malformed request: json: unknown field \"x\""},
 		{"{\"command\":\"stop\"}\n", "unknown command \"stop\": want status or reload"},
 		{strings.Repeat(" ", maxRequest+1), "request too large: the limit is 4096 bytes"},
+		{"{\"command\":\"status\"}\n{\"command\":\"reload\"}\n", "malformed request: extra data after the request line (one request per connection)"},
 	}
 	for _, tt := range tests {
 		require.Equal(t, Reply{Error: tt.want}, exchange(t, s, tt.request), "request %.40q", tt.request)
@@ -161,10 +162,7 @@ func serveStatus(s *Server) {
 // every slot taken by a connection that sent nothing, `restarter status`
 // is still answered at once, in the slot of the oldest idle connection.
 func TestControlEvictsTheOldestIdleConnection(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "control.sock")
-	s, err := Listen(path, func(string) {})
-	require.NoError(t, err)
-	t.Cleanup(s.Close)
+	s, path, log := listen(t)
 	serveStatus(s)
 
 	// Given more idle connections than the server serves at once,
@@ -196,6 +194,8 @@ func TestControlEvictsTheOldestIdleConnection(t *testing.T) {
 	line, err := bufio.NewReader(newest).ReadBytes('\n')
 	require.NoError(t, err)
 	require.Contains(t, string(line), `"phase":"running"`)
+	// The evictions are logged once for the crowd, not once each.
+	require.Equal(t, 1, log.count("closing the oldest idle one"), "%q", log.all())
 }
 
 // Issue 19, defect 2: a connection that is answering a request is never
