@@ -58,6 +58,9 @@ type Counters struct {
 	// SlotHolds counts hot restarts held because the epoch three before
 	// the next one, whose domain socket ids it would bind, was still exiting.
 	SlotHolds int `json:"slot_holds"`
+	// MemoryGuardRefusals counts hot restarts the memory guard refused: the
+	// cgroup had no room for a second Envoy.
+	MemoryGuardRefusals int `json:"memory_guard_refusals"`
 	// Outcomes counts the hot restart requests by outcome (ok, failed,
 	// refused, coalesced); RestartsFailed counts failed and refused ones.
 	Outcomes map[string]int `json:"outcomes"`

@@ -383,7 +383,11 @@ func (r *runner) handle(events []machine.Event) (code int, done bool) {
 				r.notify(a)
 			case machine.ReloadResult:
 				epoch := a.Epoch
-				r.waiters[a.Waiter] <- control.Reply{OK: a.OK, Error: a.Reason, Epoch: &epoch} // buffered: never blocks
+				reply := control.Reply{OK: a.OK, Error: a.Reason, Epoch: &epoch}
+				if a.Restart.ID != 0 {
+					reply.Restart = &a.Restart
+				}
+				r.waiters[a.Waiter] <- reply // buffered: never blocks
 				delete(r.waiters, a.Waiter)
 			case machine.Exit:
 				return a.Code, true

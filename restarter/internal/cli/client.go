@@ -36,6 +36,10 @@ func clientMain(command string, args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(io.Discard)
 	path := fs.String("control-socket", os.Getenv("RESTARTER_CONTROL_SOCKET"), "the restarter's control socket (default $RESTARTER_CONTROL_SOCKET)")
 	timeout := fs.Duration("timeout", 10*time.Minute, "give up waiting for the answer after this long")
+	asJSON := false
+	if command == "status" {
+		fs.BoolVar(&asJSON, "json", false, "print the whole status as JSON (with every restart record kept)")
+	}
 	if err := fs.Parse(args); err != nil {
 		return fail(machine.ExitUsage, "%v", err)
 	}
@@ -60,12 +64,15 @@ func clientMain(command string, args []string, stdout, stderr io.Writer) int {
 		return fail(ExitUnreachable, "%v", err)
 	}
 	switch {
-	case reply.Status != nil:
+	case reply.Status != nil && asJSON:
 		b, _ := json.MarshalIndent(reply.Status, "", "  ")
 		fmt.Fprintf(stdout, "%s\n", escapeJSONControl(string(b)))
 		return machine.ExitClean
+	case reply.Status != nil:
+		fmt.Fprint(stdout, formatStatus(*reply.Status))
+		return machine.ExitClean
 	case reply.OK && reply.Epoch != nil:
-		fmt.Fprintf(stdout, "hot restart to epoch %d: ready\n", *reply.Epoch)
+		fmt.Fprintf(stdout, "hot restart to epoch %d: ready%s\n", *reply.Epoch, recordNote(reply.Restart))
 		return machine.ExitClean
 	case reply.Epoch != nil:
 		return fail(ExitReloadFailed, "hot restart to epoch %d failed: %s", *reply.Epoch, reply.Error)

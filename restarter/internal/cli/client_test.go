@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/envoy-restarter/restarter/restarter/internal/control"
 	"github.com/envoy-restarter/restarter/restarter/internal/machine"
@@ -132,11 +133,17 @@ func TestClientStatusEscapesControlCharacters(t *testing.T) {
 	t.Cleanup(s.Close)
 	serveStatus(s, "epoch 1 said: \x1b[31mred\x7f\u009b2J")
 	var out, errOut strings.Builder
-	require.Equal(t, machine.ExitClean, clientMain("status", []string{"--control-socket", path}, &out, &errOut), errOut.String())
+	require.Equal(t, machine.ExitClean, clientMain("status", []string{"--control-socket", path, "--json"}, &out, &errOut), errOut.String())
 	require.Contains(t, out.String(), `"reason": "epoch 1 said: \u001b[31mred\u007f\u009b2J"`)
 	var st status.Status
 	require.NoError(t, json.Unmarshal([]byte(out.String()), &st), "still JSON")
 	require.Equal(t, "epoch 1 said: \x1b[31mred\x7f\u009b2J", st.LastRestart.Reason)
+
+	// The text view escapes them too.
+	out.Reset()
+	require.Equal(t, machine.ExitClean, clientMain("status", []string{"--control-socket", path}, &out, &errOut), errOut.String())
+	require.Contains(t, out.String(), `last restart: epoch 1 failed: epoch 1 said: \x1b[31mred\x7f\u009b2J`+"\n")
+	require.NotContains(t, out.String(), "\x1b")
 }
 
 func TestClientUsageErrors(t *testing.T) {
@@ -163,9 +170,7 @@ func TestClientTakesTheSocketFromTheEnvironment(t *testing.T) {
 	t.Setenv("RESTARTER_CONTROL_SOCKET", path)
 	var out, errOut strings.Builder
 	require.Equal(t, machine.ExitClean, clientMain("status", nil, &out, &errOut), errOut.String())
-	var st status.Status
-	require.NoError(t, json.Unmarshal([]byte(out.String()), &st))
-	require.Equal(t, "running", st.Phase)
+	require.True(t, strings.HasPrefix(out.String(), "phase: running\n"), out.String())
 }
 
 // busyRestarter plays an event loop in the middle of a hot restart: it
@@ -278,4 +283,36 @@ func TestReloadTimeoutWithAStatusThatFailsIsUnreachable(t *testing.T) {
 	var out, errOut strings.Builder
 	require.Equal(t, ExitUnreachable, clientMain("reload", []string{"--control-socket", path, "--timeout", "50ms"}, &out, &errOut), errOut.String())
 	require.Contains(t, errOut.String(), "timeout")
+}
+
+func TestFormatStatus(t *testing.T) {
+	at := time.Date(2026, 12, 2, 3, 4, 5, 0, time.UTC)
+	s := status.Status{
+		Phase:       "running",
+		Epochs:      []status.EpochStatus{{Epoch: 2, PID: 10, State: "draining"}, {Epoch: 3, PID: 11, State: "starting"}},
+		Restart:     &status.RestartStatus{Epoch: 4, Stage: "checking"},
+		Queued:      true,
+		LastRestart: &status.RestartStatus{Epoch: 3, Result: "ok"},
+		Counters:    status.Counters{SIGHUPs: 2, Reloads: 1, Restarts: 3},
+	}
+	for i := 1; i <= 7; i++ {
+		s.Restarts = append(s.Restarts, status.Restart{ID: i, Epoch: i, Trigger: "SIGHUP", RequestedAt: at, Outcome: status.OutcomeOK, DurationSeconds: 1.5})
+	}
+	s.Restarts[5] = status.Restart{ID: 6, Epoch: 6, Trigger: "watch", WatchPath: "/etc/envoy/envoy.yaml", RequestedAt: at, Outcome: status.OutcomeRefused, Reason: "check failed: exit status 1", DurationSeconds: 0.25}
+	s.Restarts[6] = status.Restart{ID: 7, Epoch: 6, Trigger: "reload", RequestedAt: at}
+	require.Equal(t, `phase: running
+epochs: 2 (PID 10, draining), 3 (PID 11, starting)
+restart in progress: epoch 4 (checking)
+restart queued: yes
+last restart: epoch 3 ok
+last restarts (of 7 kept; --json for all):
+  #7 epoch 6 reload at 2026-12-02 03:04:05: in progress
+  #6 epoch 6 watch /etc/envoy/envoy.yaml at 2026-12-02 03:04:05: refused after 0.25s: check failed: exit status 1
+  #5 epoch 5 SIGHUP at 2026-12-02 03:04:05: ok after 1.50s
+  #4 epoch 4 SIGHUP at 2026-12-02 03:04:05: ok after 1.50s
+  #3 epoch 3 SIGHUP at 2026-12-02 03:04:05: ok after 1.50s
+counters: sighups=2 reloads=1 restarts=3 failed=0 checks_failed=0 init_flags_cleared=0 slot_holds=0 memory_guard_refusals=0
+`, formatStatus(s))
+	require.Equal(t, " (restart #7, 0.00s)", recordNote(&s.Restarts[6]))
+	require.Empty(t, recordNote(nil))
 }

@@ -62,6 +62,8 @@ type Reply struct {
 	Error  string         `json:"error,omitempty"`
 	Epoch  *int           `json:"epoch,omitempty"`
 	Status *status.Status `json:"status,omitempty"`
+	// Restart is a reload's own record: the restart that answered it.
+	Restart *status.Restart `json:"restart,omitempty"`
 }
 
 // Call is a request handed to the event loop, which answers it exactly
