@@ -2,12 +2,44 @@ load("@bazel_gazelle//:deps.bzl", "go_repository")
 
 def go_dependencies():
     go_repository(
+        name = "com_github_alecthomas_kingpin_v2",
+        build_file_generation = "clean",
+        build_file_proto_mode = "disable_global",
+        importpath = "github.com/alecthomas/kingpin/v2",
+        sum = "h1:f48lwail6p8zpO1bC4TxtqACaGqHYA22qkHjHpqDjYY=",
+        version = "v2.4.0",
+    )
+    go_repository(
+        name = "com_github_alecthomas_units",
+        build_file_generation = "clean",
+        build_file_proto_mode = "disable_global",
+        importpath = "github.com/alecthomas/units",
+        sum = "h1:mimo19zliBX/vSQ6PWWSL9lK8qwHozUj03+zLoEB8O0=",
+        version = "v0.0.0-20240927000941-0f3dac36c52b",
+    )
+    go_repository(
         name = "com_github_bazelbuild_rules_go",
         build_file_generation = "clean",
         build_file_proto_mode = "disable_global",
         importpath = "github.com/bazelbuild/rules_go",
         sum = "h1:apGSxTTrFUyLNvX9NQmF4CbntWAO0/S5eALeVgB/6Qk=",
         version = "v0.60.0",
+    )
+    go_repository(
+        name = "com_github_beorn7_perks",
+        build_file_generation = "clean",
+        build_file_proto_mode = "disable_global",
+        importpath = "github.com/beorn7/perks",
+        sum = "h1:VlbKKnNfV8bJzeqoa4cOKqO6bYr3WgKZxO8Z16+hsOM=",
+        version = "v1.0.1",
+    )
+    go_repository(
+        name = "com_github_cespare_xxhash_v2",
+        build_file_generation = "clean",
+        build_file_proto_mode = "disable_global",
+        importpath = "github.com/cespare/xxhash/v2",
+        sum = "h1:UL815xU9SqsFlibzuggzjXhog7bL6oX9BbNZnL2UFvs=",
+        version = "v2.3.0",
     )
     go_repository(
         name = "com_github_cncf_xds_go",
@@ -24,14 +56,6 @@ def go_dependencies():
         importpath = "github.com/coreos/go-systemd/v22",
         sum = "h1:LAEzFkke61DFROc7zNLX/WA2i5J8gYqe0rSj9KI28KA=",
         version = "v22.7.0",
-    )
-    go_repository(
-        name = "com_github_creack_pty",
-        build_file_generation = "clean",
-        build_file_proto_mode = "disable_global",
-        importpath = "github.com/creack/pty",
-        sum = "h1:uDmaGzcdjhF4i/plgjmEsriH11Y0o7RKapEf/LDaM3w=",
-        version = "v1.1.9",
     )
     go_repository(
         name = "com_github_davecgh_go_spew",
@@ -82,6 +106,14 @@ def go_dependencies():
         version = "v1.3.2",
     )
     go_repository(
+        name = "com_github_golang_jwt_jwt_v5",
+        build_file_generation = "clean",
+        build_file_proto_mode = "disable_global",
+        importpath = "github.com/golang-jwt/jwt/v5",
+        sum = "h1:kYf81DTWFe7t+1VvL7eS+jKFVWaUnK9cB1qbwn63YCY=",
+        version = "v5.3.1",
+    )
+    go_repository(
         name = "com_github_golang_mock",
         build_file_generation = "clean",
         build_file_proto_mode = "disable_global",
@@ -106,6 +138,14 @@ def go_dependencies():
         version = "v0.7.0",
     )
     go_repository(
+        name = "com_github_google_uuid",
+        build_file_generation = "clean",
+        build_file_proto_mode = "disable_global",
+        importpath = "github.com/google/uuid",
+        sum = "h1:NIvaJDMOsjHA8n1jAhLSgzrAzy1Hgr+hNrb57e+94F0=",
+        version = "v1.6.0",
+    )
+    go_repository(
         name = "com_github_iancoleman_strcase",
         build_file_generation = "clean",
         build_file_proto_mode = "disable_global",
@@ -114,28 +154,20 @@ def go_dependencies():
         version = "v0.3.0",
     )
     go_repository(
-        name = "com_github_kr_pretty",
+        name = "com_github_jpillora_backoff",
         build_file_generation = "clean",
         build_file_proto_mode = "disable_global",
-        importpath = "github.com/kr/pretty",
-        sum = "h1:flRD4NNwYAUpkphVc1HcthR4KEIFJ65n8Mw5qdRn3LE=",
-        version = "v0.3.1",
+        importpath = "github.com/jpillora/backoff",
+        sum = "h1:uvFg412JmmHBHw7iwprIxkPMI+sGQ4kzOWsMeHnm2EA=",
+        version = "v1.0.0",
     )
     go_repository(
-        name = "com_github_kr_pty",
+        name = "com_github_julienschmidt_httprouter",
         build_file_generation = "clean",
         build_file_proto_mode = "disable_global",
-        importpath = "github.com/kr/pty",
-        sum = "h1:VkoXIwSboBpnk99O/KFauAEILuNHv5DVFKZMBN/gUgw=",
-        version = "v1.1.1",
-    )
-    go_repository(
-        name = "com_github_kr_text",
-        build_file_generation = "clean",
-        build_file_proto_mode = "disable_global",
-        importpath = "github.com/kr/text",
-        sum = "h1:5Nx0Ya0ZqY2ygV366QzturHI13Jq95ApcVaJBhpS+AY=",
-        version = "v0.2.0",
+        importpath = "github.com/julienschmidt/httprouter",
+        sum = "h1:U0609e9tgbseu3rBINet9P48AI/D3oJs4dN7jwJOQ1U=",
+        version = "v1.3.0",
     )
     go_repository(
         name = "com_github_lyft_protoc_gen_star_v2",
@@ -146,12 +178,28 @@ def go_dependencies():
         version = "v2.0.4",
     )
     go_repository(
-        name = "com_github_pkg_diff",
+        name = "com_github_munnerz_goautoneg",
         build_file_generation = "clean",
         build_file_proto_mode = "disable_global",
-        importpath = "github.com/pkg/diff",
-        sum = "h1:aoZm08cpOy4WuID//EZDgcC4zIxODThtZNPirFr42+A=",
-        version = "v0.0.0-20210226163009-20ebb0f2a09e",
+        importpath = "github.com/munnerz/goautoneg",
+        sum = "h1:C3w9PqII01/Oq1c1nUAm88MOHcQC9l5mIlSMApZMrHA=",
+        version = "v0.0.0-20191010083416-a7dc8b61c822",
+    )
+    go_repository(
+        name = "com_github_mwitkow_go_conntrack",
+        build_file_generation = "clean",
+        build_file_proto_mode = "disable_global",
+        importpath = "github.com/mwitkow/go-conntrack",
+        sum = "h1:KUppIJq7/+SVif2QVs3tOP0zanoHgBEVAwHxUSIzRqU=",
+        version = "v0.0.0-20190716064945-2f068394615f",
+    )
+    go_repository(
+        name = "com_github_pandatix_go_abnf",
+        build_file_generation = "clean",
+        build_file_proto_mode = "disable_global",
+        importpath = "github.com/pandatix/go-abnf",
+        sum = "h1:LA9AaxAqwzdxfDe7+HIGUB6tzx2N6wYVEAChmfsoPgo=",
+        version = "v0.5.3",
     )
     go_repository(
         name = "com_github_planetscale_vtprotobuf",
@@ -170,6 +218,14 @@ def go_dependencies():
         version = "v1.0.0",
     )
     go_repository(
+        name = "com_github_prometheus_client_golang",
+        build_file_generation = "clean",
+        build_file_proto_mode = "disable_global",
+        importpath = "github.com/prometheus/client_golang",
+        sum = "h1:Je96obch5RDVy3FDMndoUsjAhG5Edi49h0RJWRi/o0o=",
+        version = "v1.23.2",
+    )
+    go_repository(
         name = "com_github_prometheus_client_model",
         build_file_generation = "clean",
         build_file_proto_mode = "disable_global",
@@ -178,12 +234,20 @@ def go_dependencies():
         version = "v0.6.3",
     )
     go_repository(
-        name = "com_github_rogpeppe_go_internal",
+        name = "com_github_prometheus_common",
         build_file_generation = "clean",
         build_file_proto_mode = "disable_global",
-        importpath = "github.com/rogpeppe/go-internal",
-        sum = "h1:exVL4IDcn6na9z1rAb56Vxr+CgyK3nn3O+epU5NdKM8=",
-        version = "v1.12.0",
+        importpath = "github.com/prometheus/common",
+        sum = "h1:SZWh/j4AvhCdhX8jvYSnxvPxhWlC9QZkjJ+tOrEr7kU=",
+        version = "v0.73.1",
+    )
+    go_repository(
+        name = "com_github_prometheus_procfs",
+        build_file_generation = "clean",
+        build_file_proto_mode = "disable_global",
+        importpath = "github.com/prometheus/procfs",
+        sum = "h1:Qh/e6TlBjZf+XLLqNCqFGmCU6Kj/2Bu7kj3oAc0UnXc=",
+        version = "v0.21.0",
     )
     go_repository(
         name = "com_github_spf13_afero",
@@ -210,20 +274,20 @@ def go_dependencies():
         version = "v1.12.1",
     )
     go_repository(
+        name = "com_github_xhit_go_str2duration_v2",
+        build_file_generation = "clean",
+        build_file_proto_mode = "disable_global",
+        importpath = "github.com/xhit/go-str2duration/v2",
+        sum = "h1:lxklc02Drh6ynqX+DdPyp5pCKLUQpRT8bp8Ydu2Bstc=",
+        version = "v2.1.0",
+    )
+    go_repository(
         name = "dev_cel_expr",
         build_file_generation = "clean",
         build_file_proto_mode = "disable_global",
         importpath = "cel.dev/expr",
         sum = "h1:K6j46C81hXtZQfuX60cVWQFBJahKSE2gfRbNuvr5bFs=",
         version = "v0.25.2",
-    )
-    go_repository(
-        name = "in_gopkg_check_v1",
-        build_file_generation = "clean",
-        build_file_proto_mode = "disable_global",
-        importpath = "gopkg.in/check.v1",
-        sum = "h1:Hei/4ADfdWqJk1ZMxUNpqntNwaWcugrBjAiHlqqRiVk=",
-        version = "v1.0.0-20201130134442-10cb98267c6c",
     )
     go_repository(
         name = "in_gopkg_yaml_v3",
@@ -238,8 +302,8 @@ def go_dependencies():
         build_file_generation = "clean",
         build_file_proto_mode = "disable_global",
         importpath = "go.yaml.in/yaml/v2",
-        sum = "h1:DzmwEr2rDGHl7lsFgAHxmNz/1NlQ7xLIrlN2h5d1eGI=",
-        version = "v2.4.2",
+        sum = "h1:tuyd0P+2Ont/d6e2rl3be67goVK4R6deVxCUX5vyPaQ=",
+        version = "v2.4.4",
     )
     go_repository(
         name = "in_yaml_go_yaml_v3",
@@ -350,8 +414,16 @@ def go_dependencies():
         build_file_generation = "clean",
         build_file_proto_mode = "disable_global",
         importpath = "golang.org/x/net",
-        sum = "h1:ynWG7rqYi4ccpTEuPZ2QGWHktVEM9DMCj9yzDE0Q7To=",
-        version = "v0.58.0",
+        sum = "h1:RR+6j/BTBCrggOLugxa+66R8FvoN6MHlzDlZIbN9YFw=",
+        version = "v0.61.0",
+    )
+    go_repository(
+        name = "org_golang_x_oauth2",
+        build_file_generation = "clean",
+        build_file_proto_mode = "disable_global",
+        importpath = "golang.org/x/oauth2",
+        sum = "h1:JUlcxA8oAtauLfiH8FX2/FkAWHAdi0QtGCGc+hofE98=",
+        version = "v0.37.0",
     )
     go_repository(
         name = "org_golang_x_sync",
@@ -374,8 +446,8 @@ def go_dependencies():
         build_file_generation = "clean",
         build_file_proto_mode = "disable_global",
         importpath = "golang.org/x/text",
-        sum = "h1:vz/seA0lnX87Othu2f/0L24RcgrXD9/YFTSuGjj3rH8=",
-        version = "v0.41.0",
+        sum = "h1:1QivrlhwAsnMOcqgOdl9my7s9OyZl8O5/UGUTJVXoWc=",
+        version = "v0.43.0",
     )
     go_repository(
         name = "org_golang_x_tools",
