@@ -230,16 +230,16 @@ func (g *initGate) watchInit(ctx context.Context, epoch, pid int, gated bool, re
 	timer := time.NewTimer(initPoll)
 	defer timer.Stop()
 	seenSet := false
-	// backoff is the next wait while no restart waits: doubling from
-	// initPoll up to initPollStarting until the flag is seen set, then from
-	// there up to initPollIdle.
-	backoff := initPoll
+	// backoff is the next wait while no restart waits: initPollStarting
+	// until the flag is seen set (an epoch takes longer than that to exec
+	// and attach), then doubling from 2*initPollStarting up to initPollIdle.
+	backoff := initPollStarting
 	mappedAt, lastMaps := time.Time{}, time.Now() // (a new epoch has not mapped it in its first moments)
 	for {
 		set := region.Initializing()
 		switch {
 		case set && !seenSet:
-			seenSet, backoff = true, initPollStarting
+			seenSet, backoff = true, 2*initPollStarting
 			if !gated {
 				report(InitStarted{Epoch: epoch})
 			}
