@@ -45,15 +45,15 @@ import (
 // every initPoll while a hot restart waits for the epoch (the event loop
 // says so with setQueued, which wakes the watchers at once), so that the
 // queued restart forks within about a millisecond of the flag clearing.
-// With nobody waiting it backs off: up to initPollStarting until the epoch
-// is seen holding the flag (a window that can be a few milliseconds long,
-// and a missed one costs mappedGrace), then up to initPollIdle, which only
-// delays the moment the restart is reported done.
+// With nobody waiting it looks every initPollStarting until the epoch is
+// seen holding the flag (a window that can be a few milliseconds long, and
+// a missed one costs mappedGrace), then backs off up to initPollIdle, which
+// only delays the moment the restart is reported done.
 
 // Polling periods of the gate.
 const (
 	initPoll         = time.Millisecond      // the flag word, while a restart waits for the epoch
-	initPollStarting = 4 * time.Millisecond  // at most, with nobody waiting, until the flag is seen set
+	initPollStarting = 4 * time.Millisecond  // with nobody waiting, until the flag is seen set
 	initPollIdle     = 25 * time.Millisecond // at most, with nobody waiting, once it was seen set
 	mapsPoll         = 10 * time.Millisecond // /proc/PID/maps, until the epoch is seen holding the flag
 	// mappedGrace: mapped and still clear this long means the epoch set and
