@@ -57,7 +57,8 @@ type osEnv struct {
 
 	// sdNotify sends state to the service manager ($NOTIFY_SOCKET).
 	sdNotify func(state string) error
-	// releaseMemory collects garbage and returns free memory to the kernel.
+	// releaseMemory collects garbage and returns free memory to the kernel;
+	// it is safe to call from any goroutine.
 	releaseMemory func()
 	// monotonicUsec is CLOCK_MONOTONIC in microseconds (sd_notify's
 	// MONOTONIC_USEC).

@@ -102,7 +102,7 @@ func (f *fakeOS) env() osEnv {
 			return nil
 		},
 		monotonicUsec: func() int64 { return 1234 },
-		releaseMemory: func() {},
+		releaseMemory: func() { f.record("%s", "release memory") },
 		getpid:        func() int { return 4242 },
 		environ:       func() []string { return []string{"PATH=/bin", "RESTART_EPOCH=7"} },
 		getenv:        func(k string) string { return f.getenv[k] },

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/envoy-restarter/restarter/restarter/internal/machine"
@@ -40,15 +41,23 @@ import (
 //
 // Waking up: Envoy sets and clears the bit with plain atomic operations, no
 // futex wake, and a write through a mapping raises no inotify event, so
-// there is nothing to block on. The watcher polls the mapped word every
-// initPoll while an epoch initializes (an atomic load, about a thousand a
-// second for the second or so an epoch takes), and not at all otherwise:
-// the queued restart forks within about a millisecond of the flag clearing.
+// there is nothing to block on: the watcher polls the mapped word (an
+// atomic load). Every poll is a timer wake-up of the restarter (and of the
+// Go runtime's sysmon thread), so a watcher polls fast only while it must:
+// every initPoll while a hot restart waits for the epoch (the event loop
+// says so with setQueued, which wakes the watchers at once), so that the
+// queued restart forks within about a millisecond of the flag clearing.
+// With nobody waiting it looks every initPollStarting until the epoch is
+// seen holding the flag (a window that can be a few milliseconds long, and
+// a missed one costs mappedGrace), then backs off up to initPollIdle, which
+// only delays the moment the restart is reported done.
 
 // Polling periods of the gate.
 const (
-	initPoll = time.Millisecond      // the flag word, while an epoch initializes
-	mapsPoll = 10 * time.Millisecond // /proc/PID/maps, until the epoch maps the region
+	initPoll         = time.Millisecond      // the flag word, while a restart waits for the epoch
+	initPollStarting = 4 * time.Millisecond  // with nobody waiting, until the flag is seen set
+	initPollIdle     = 25 * time.Millisecond // at most, with nobody waiting, once it was seen set
+	mapsPoll         = 10 * time.Millisecond // /proc/PID/maps, until the epoch is seen holding the flag
 	// mappedGrace: mapped and still clear this long means the epoch set and
 	// cleared the flag between two looks (attached and done). It only
 	// decides when the watcher never saw the flag set, and must outlast an
@@ -63,8 +72,38 @@ const (
 type initGate struct {
 	discoverFor time.Duration // how long an epoch is searched for the region before it counts as not Envoy
 
+	// queued: a hot restart waits for the initializing epoch (setQueued).
+	queued atomic.Bool
+
 	mu     sync.Mutex
 	region *mappedRegion
+	// hurry is closed, and replaced, when queued becomes true.
+	hurry chan struct{}
+}
+
+// setQueued tells the watchers whether a hot restart waits (is queued) for
+// the initializing epoch: they poll its flag every initPoll while one does.
+// Only the event loop calls it.
+func (g *initGate) setQueued(queued bool) {
+	if g.queued.Swap(queued) == queued || !queued {
+		return
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.hurry != nil {
+		close(g.hurry)
+		g.hurry = nil
+	}
+}
+
+// hurried returns a channel closed the next time a hot restart is queued.
+func (g *initGate) hurried() <-chan struct{} {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.hurry == nil {
+		g.hurry = make(chan struct{})
+	}
+	return g.hurry
 }
 
 // mappedRegion is Envoy's region, mapped read-write (to heal a wedged flag).
@@ -174,12 +213,14 @@ func wordAt(mem []byte, off int) uint64 {
 }
 
 // watchInit watches epoch (process pid) until it has cleared Envoy's
-// INITIALIZING flag, reporting InitStarted when it is seen holding it and
-// InitDone when it is done (or, with a warning, when the region's layout is
-// unknown). An epoch not found mapping the region within discoverFor while
-// the region is unknown is not Envoy: InitDone is reported then. It returns
-// when ctx is done or the epoch is gone.
-func (g *initGate) watchInit(ctx context.Context, epoch, pid int, report func(machine.Event)) {
+// INITIALIZING flag, reporting InitStarted when it is seen holding it
+// (unless gated: the epoch was forked known to be Envoy, and is held as
+// initializing from its fork) and InitDone when it is done (or, with a
+// warning, when the region's layout is unknown). An epoch not found mapping
+// the region within discoverFor while the region is unknown is not Envoy:
+// InitDone is reported then. It returns when ctx is done (the epoch was
+// reaped) or the epoch is gone.
+func (g *initGate) watchInit(ctx context.Context, epoch, pid int, gated bool, report func(machine.Event)) {
 	region, err := g.discover(ctx, pid)
 	if err != nil {
 		report(machine.InitDone{Epoch: epoch, Warning: err.Error()})
@@ -191,16 +232,22 @@ func (g *initGate) watchInit(ctx context.Context, epoch, pid int, report func(ma
 		report(machine.InitDone{Epoch: epoch})
 		return
 	}
-	tick := time.NewTicker(initPoll)
-	defer tick.Stop()
+	timer := time.NewTimer(initPoll)
+	defer timer.Stop()
 	seenSet := false
-	var mappedAt, lastMaps time.Time
+	// backoff is the next wait while no restart waits: initPollStarting
+	// until the flag is seen set (an epoch takes longer than that to exec
+	// and attach), then doubling from 2*initPollStarting up to initPollIdle.
+	backoff := initPollStarting
+	mappedAt, lastMaps := time.Time{}, time.Now() // (a new epoch has not mapped it in its first moments)
 	for {
 		set := region.Initializing()
 		switch {
 		case set && !seenSet:
-			seenSet = true
-			report(machine.InitStarted{Epoch: epoch})
+			seenSet, backoff = true, 2*initPollStarting
+			if !gated {
+				report(machine.InitStarted{Epoch: epoch})
+			}
 		case !set && seenSet:
 			report(machine.InitDone{Epoch: epoch})
 			return
@@ -211,6 +258,8 @@ func (g *initGate) watchInit(ctx context.Context, epoch, pid int, report func(ma
 			return
 		}
 		if !seenSet && time.Since(lastMaps) >= mapsPoll {
+			// Once the flag was seen set, its clearing is all that is left to
+			// see; the epoch's death stops the watch (ctx).
 			lastMaps = time.Now()
 			ref, alive := regionInMaps(pid)
 			if !alive {
@@ -228,10 +277,22 @@ func (g *initGate) watchInit(ctx context.Context, epoch, pid int, report func(ma
 				mappedAt = lastMaps
 			}
 		}
+		hurry := g.hurried() // before queued is read: a restart queued after it closes this one
+		wait := initPoll
+		if !g.queued.Load() {
+			limit := initPollStarting
+			if seenSet {
+				limit = initPollIdle
+			}
+			wait, backoff = backoff, min(2*backoff, limit)
+		}
+		timer.Reset(wait)
 		select {
 		case <-ctx.Done():
 			return
-		case <-tick.C:
+		case <-hurry:
+			timer.Stop()
+		case <-timer.C:
 		}
 	}
 }

@@ -172,7 +172,7 @@ func TestWatchInitFollowsTheFlag(t *testing.T) {
 	defer cancel()
 	got := make(events, 4)
 	done := make(chan struct{})
-	go func() { defer close(done); g.watchInit(ctx, 3, os.Getpid(), got.report) }()
+	go func() { defer close(done); g.watchInit(ctx, 3, os.Getpid(), false, got.report) }()
 
 	// the watcher finds it in /proc/PID/maps and reports the flag set,
 	require.Equal(t, machine.InitStarted{Epoch: 3}, got.next(t))
@@ -192,7 +192,7 @@ func TestWatchInitEpochDoneBeforeItWasSeen(t *testing.T) {
 	mapForTest(t, path)
 	g := &initGate{discoverFor: 10 * time.Second}
 	got := make(events, 4)
-	g.watchInit(context.Background(), 1, os.Getpid(), got.report)
+	g.watchInit(context.Background(), 1, os.Getpid(), false, got.report)
 	require.Equal(t, machine.InitDone{Epoch: 1}, got.next(t))
 }
 
@@ -201,7 +201,7 @@ func TestWatchInitUnknownLayoutWarns(t *testing.T) {
 	mapForTest(t, path)
 	g := &initGate{discoverFor: 10 * time.Second}
 	got := make(events, 4)
-	g.watchInit(context.Background(), 2, os.Getpid(), got.report)
+	g.watchInit(context.Background(), 2, os.Getpid(), false, got.report)
 	ev := got.next(t).(machine.InitDone)
 	require.Equal(t, 2, ev.Epoch)
 	require.Contains(t, ev.Warning, "version_ 12: not Envoy's hot restart version")
@@ -226,7 +226,7 @@ func TestWatchInitNotEnvoy(t *testing.T) {
 	defer func() { sleep.Process.Kill(); sleep.Wait() }()
 	g := &initGate{discoverFor: 50 * time.Millisecond}
 	got := make(events, 4)
-	g.watchInit(context.Background(), 0, sleep.Process.Pid, got.report)
+	g.watchInit(context.Background(), 0, sleep.Process.Pid, false, got.report)
 	require.Len(t, got, 1)
 	require.Equal(t, machine.InitDone{Epoch: 0}, <-got)
 	require.False(t, g.known())
@@ -263,7 +263,7 @@ func TestWatchInitIgnoresAStaleRegionOfTheSameName(t *testing.T) {
 	// when it is watched,
 	g := &initGate{discoverFor: 100 * time.Millisecond}
 	got := make(events, 4)
-	g.watchInit(context.Background(), 1, sleep.Process.Pid, got.report)
+	g.watchInit(context.Background(), 1, sleep.Process.Pid, false, got.report)
 
 	// then the stale region is not taken for the epoch's: never seen
 	// initializing, it is found not to be Envoy.
@@ -321,4 +321,27 @@ func TestProcessRunning(t *testing.T) {
 	}
 	require.NoError(t, child.Wait())
 	require.False(t, processRunning(child.Process.Pid), "reaped")
+}
+
+func TestSetQueuedWakesTheWatchers(t *testing.T) {
+	closed := func(c <-chan struct{}) bool {
+		select {
+		case <-c:
+			return true
+		default:
+			return false
+		}
+	}
+	g := &initGate{}
+	first := g.hurried()
+	g.setQueued(false)
+	require.False(t, closed(first), "nothing queued")
+	g.setQueued(true)
+	require.True(t, closed(first), "a restart queued wakes the watchers")
+	second := g.hurried()
+	g.setQueued(true)
+	require.False(t, closed(second), "still queued: nothing new")
+	g.setQueued(false)
+	g.setQueued(true)
+	require.True(t, closed(second), "queued again")
 }

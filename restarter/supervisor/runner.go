@@ -43,9 +43,19 @@ type runner struct {
 	gate       *initGate // Envoy's INITIALIZING flag; nil with --init-gate off
 	// initWatches stops the INITIALIZING watch of each epoch, by pid.
 	initWatches map[int]context.CancelFunc
-	pidFile     *pidFile
+	// lastSpawn is the last epoch forked; Envoy says it is held as
+	// initializing from its fork (its watcher need not report InitStarted).
+	lastSpawn machine.Spawned
+	pidFile   *pidFile
 	// instance marks every process the restarter starts (instanceEnv).
 	instance string
+
+	// Memory release (scheduleRelease): due once a hot restart forked since
+	// the last one; the armed timer fires on released.
+	releaseDue   bool
+	releaseTimer func() bool // stops the armed release timer; nil when none is armed
+	released     chan struct{}
+	lastRelease  time.Time
 }
 
 // outcome is the event a check or readiness watcher reports, with the
@@ -120,6 +130,7 @@ func newRunner(cfg config.Config, log *slog.Logger, sys osEnv) *runner {
 		timers:   map[machine.Timer]func() bool{},
 		gen:      map[machine.Timer]int{},
 		fired:    make(chan timerFiring, 4),
+		released: make(chan struct{}, 1),
 		async:    make(chan outcome, 16),
 		watches:  map[int]context.CancelFunc{},
 		waiters:  map[machine.Waiter]chan<- control.Reply{},
@@ -190,6 +201,10 @@ func (r *runner) next() []machine.Event {
 			return nil // stopped or set again since
 		}
 		return append(r.reap(), machine.TimerFired{Timer: f.timer})
+	case <-r.released:
+		r.releaseTimer = nil
+		r.releaseMemory()
+		return nil
 	}
 }
 
@@ -347,12 +362,8 @@ func (r *runner) handle(events []machine.Event) (code int, done bool) {
 				r.log.Log(context.Background(), a.Level, a.Msg, a.Args...)
 			case machine.Spawn:
 				events = append([]machine.Event{r.spawn(a.Epoch)}, events...)
-				if a.Epoch > 0 {
-					// What the hot restart allocated is garbage now: hand it back
-					// to the kernel at once rather than at the scavenger's pace,
-					// so resident memory does not creep up restart by restart.
-					r.sys.releaseMemory()
-				}
+				// Its garbage is handed back once the restarter is quiet again.
+				r.releaseDue = r.releaseDue || a.Epoch > 0
 			case machine.Kill:
 				if err := r.sys.kill(a.PID, syscall.Signal(a.Signal)); err != nil {
 					r.log.Error(err.Error())
@@ -374,7 +385,8 @@ func (r *runner) handle(events []machine.Event) (code int, done bool) {
 			case machine.WatchInit:
 				ctx, cancel := context.WithCancel(r.ctx)
 				r.initWatches[a.PID] = cancel
-				go r.gate.watchInit(ctx, a.Epoch, a.PID, func(ev machine.Event) { r.report(ctx, ev) })
+				gated := r.lastSpawn.PID == a.PID && r.lastSpawn.Envoy
+				go r.gate.watchInit(ctx, a.Epoch, a.PID, gated, func(ev machine.Event) { r.report(ctx, ev) })
 			case machine.ClearInit:
 				if r.gate.clearInit() {
 					events = append([]machine.Event{machine.InitCleared(a)}, events...)
@@ -394,7 +406,19 @@ func (r *runner) handle(events []machine.Event) (code int, done bool) {
 			}
 		}
 	}
+	r.settled()
 	return 0, false
+}
+
+// settled follows up on the machine's state once a batch of events is
+// handled: the init gate hurries while a hot restart is queued, and memory
+// is released once no restart is under way.
+func (r *runner) settled() {
+	inProgress, queued := r.machine.RestartPending()
+	if r.gate != nil {
+		r.gate.setQueued(queued)
+	}
+	r.scheduleRelease(inProgress || queued)
 }
 
 func (r *runner) spawn(epoch int) machine.Event {
@@ -402,7 +426,8 @@ func (r *runner) spawn(epoch int) machine.Event {
 	if err != nil {
 		return machine.SpawnFailed{Epoch: epoch, Err: err.Error()}
 	}
-	return machine.Spawned{Epoch: epoch, PID: pid, Envoy: r.gate != nil && r.gate.known()}
+	r.lastSpawn = machine.Spawned{Epoch: epoch, PID: pid, Envoy: r.gate != nil && r.gate.known()}
+	return r.lastSpawn
 }
 
 func (r *runner) controlCall(c control.Call) []machine.Event {
@@ -511,4 +536,49 @@ func (r *runner) stopTimers() {
 	for _, stop := range r.timers {
 		stop()
 	}
+	if r.releaseTimer != nil {
+		r.releaseTimer()
+	}
+}
+
+// Memory a hot restart leaves behind (the fork's argv and environment, log
+// lines, the init gate's reads) is garbage once it is done, and the Go
+// runtime hands free pages back to the kernel only slowly, so resident
+// memory would creep up restart by restart. Handing it back is a full
+// collection and a page-fault for every page touched again afterwards
+// (a few ms of CPU): never between a signal and the exec it asks for, and
+// at most once every releaseEvery however often the restarter is hot
+// restarted.
+const (
+	releaseQuiet = time.Second     // after a hot restart is done, before its memory is handed back
+	releaseEvery = 5 * time.Second // at most one release in this long
+)
+
+// scheduleRelease arms the memory release when one is due and no hot
+// restart is under way (busy): releaseQuiet from now, and no sooner than
+// releaseEvery after the last one.
+func (r *runner) scheduleRelease(busy bool) {
+	if !r.releaseDue || busy || r.releaseTimer != nil {
+		return
+	}
+	delay := max(releaseQuiet, time.Until(r.lastRelease.Add(releaseEvery)))
+	r.releaseTimer = r.sys.afterFunc(delay, func() {
+		select {
+		case r.released <- struct{}{}:
+		case <-r.ctx.Done():
+		}
+	})
+}
+
+// releaseMemory hands free memory back to the kernel, unless a hot restart
+// began since the release was armed: then it waits for that one to be done
+// (settled arms it again). It runs beside the event loop, which a signal
+// arriving meanwhile must not wait for.
+func (r *runner) releaseMemory() {
+	if inProgress, queued := r.machine.RestartPending(); inProgress || queued {
+		return
+	}
+	r.releaseDue = false
+	r.lastRelease = time.Now()
+	go r.sys.releaseMemory()
 }

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/envoy-restarter/restarter/restarter/internal/config"
 	"github.com/envoy-restarter/restarter/restarter/internal/control"
 	"github.com/envoy-restarter/restarter/restarter/internal/logging"
 
@@ -431,4 +432,114 @@ func TestRunRealOS(t *testing.T) {
 	require.Equal(t, machine.ExitClean, Run(cfg, logging.New(&logs, logging.Text)))
 	require.Contains(t, logs.String(), "exited with code=0")
 	require.Contains(t, logs.String(), "exiting due to lack of child processes")
+}
+
+// releaseTimers returns the fake timers armed for a memory release, by
+// their delay.
+func releaseTimers(f *fakeOS) []*fakeTimer {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []*fakeTimer
+	for _, t := range f.timers {
+		if t.after >= releaseQuiet && t.after <= releaseEvery {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+// waitCall waits for the fake OS to record call (made off the event loop).
+func waitCall(t *testing.T, f *fakeOS, call string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !slices.Contains(f.takeCalls(), call) {
+		require.True(t, time.Now().Before(deadline), "no %q within 10s", call)
+		time.Sleep(time.Millisecond)
+	}
+}
+
+func TestLoopReleasesMemoryOnceTheRestartIsDoneNotAtTheSpawn(t *testing.T) {
+	// Given a restart that is done once its epoch is ready (a readiness
+	// command that answers when the test says so),
+	f := newFakeOS()
+	cfg := testConfig()
+	cfg.ReadyCmd = []string{"/bin/ready"}
+	ready := make(chan struct{}, 4)
+	f.runHelper = func(ctx context.Context, cmd *exec.Cmd) (string, error) {
+		<-ready
+		return "", nil
+	}
+	r, _ := fakeRunner(t, cfg, f)
+	ready <- struct{}{}
+	handle(t, r, machine.Started{})
+	handle(t, r, nextWithin(t, r)...) // epoch 0 ready
+	require.Empty(t, releaseTimers(f), "epoch 0's start leaves nothing to release")
+
+	// when SIGHUP starts epoch 1, then nothing is released at the spawn,
+	// nor armed while the restart is under way;
+	f.takeCalls()
+	handle(t, r, hup)
+	require.Equal(t, []string{"start ./start.sh -x pid=101 RESTART_EPOCH=1"}, f.takeCalls())
+	require.Empty(t, releaseTimers(f))
+
+	// once epoch 1 is ready, the release is armed for releaseQuiet later,
+	ready <- struct{}{}
+	handle(t, r, nextWithin(t, r)...)
+	armed := releaseTimers(f)
+	require.Len(t, armed, 1)
+	require.Equal(t, releaseQuiet, armed[0].after)
+
+	// and when it fires during the next restart, it waits for that one;
+	handle(t, r, hup)
+	armed[0].fn()
+	handle(t, r, nextWithin(t, r)...)
+	time.Sleep(10 * time.Millisecond) // (a release would run off the loop)
+	require.NotContains(t, f.takeCalls(), "release memory")
+	ready <- struct{}{}
+	handle(t, r, nextWithin(t, r)...)
+	armed = releaseTimers(f)
+	require.Len(t, armed, 2, "armed again once epoch 2 is ready")
+	armed[1].fn()
+	handle(t, r, nextWithin(t, r)...)
+	waitCall(t, f, "release memory")
+
+	// then the next restart's release comes no sooner than releaseEvery
+	// after this one.
+	handle(t, r, hup)
+	ready <- struct{}{}
+	handle(t, r, nextWithin(t, r)...)
+	armed = releaseTimers(f)
+	require.Len(t, armed, 3)
+	require.Greater(t, armed[2].after, releaseEvery-time.Second)
+}
+
+func TestLoopHurriesTheInitGateWhileARestartIsQueued(t *testing.T) {
+	// Given the init gate, and epoch 1 seen initializing,
+	f := newFakeOS()
+	cfg := testConfig()
+	cfg.InitGate = config.InitGateAuto
+	r, _ := fakeRunner(t, cfg, f)
+	handle(t, r, machine.Started{}, hup, machine.InitStarted{Epoch: 1})
+	require.False(t, r.gate.queued.Load())
+	hurry := r.gate.hurried()
+
+	// when a SIGHUP is queued behind it,
+	handle(t, r, hup)
+
+	// then the gate's watchers are told, and woken,
+	require.True(t, r.gate.queued.Load())
+	select {
+	case <-hurry:
+	default:
+		t.Fatal("watchers not woken")
+	}
+	// and once the queued restart has started, no longer.
+	handle(t, r, machine.InitDone{Epoch: 1})
+	require.Equal(t, 2, newestEpochOf(r))
+	require.False(t, r.gate.queued.Load())
+}
+
+func newestEpochOf(r *runner) int {
+	epoch, _, _ := r.machine.Newest()
+	return epoch
 }

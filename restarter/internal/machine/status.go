@@ -35,3 +35,10 @@ func (m *Machine) Status() status.Status {
 	}
 	return s
 }
+
+// RestartPending reports whether a hot restart is in progress, and whether
+// another one is queued (behind it, an initializing epoch or an epoch still
+// exiting): the event loop's view of the machine being busy.
+func (m *Machine) RestartPending() (inProgress, queued bool) {
+	return m.restart != nil, m.queued != nil
+}
