@@ -13,7 +13,7 @@ import (
 
 	"github.com/envoy-restarter/restarter/restarter/internal/config"
 	"github.com/envoy-restarter/restarter/restarter/internal/logging"
-	"github.com/envoy-restarter/restarter/restarter/supervisor"
+	"github.com/envoy-restarter/restarter/restarter/internal/supervisor"
 
 	"github.com/envoy-restarter/restarter/restarter/internal/machine"
 )

@@ -1,4 +1,4 @@
-package supervisor
+package osproc
 
 import (
 	"context"
@@ -20,7 +20,7 @@ import (
 // The real OS layer, against real children.
 
 func TestSiginfoPIDOfARealChild(t *testing.T) {
-	pid, err := testForker.start("/bin/sh", []string{"sh", "-c", "exit 3"}, nil, "")
+	pid, err := testForker.Start("/bin/sh", []string{"sh", "-c", "exit 3"}, nil, "")
 	require.NoError(t, err)
 	var info unix.Siginfo
 	// Peek at its exit without reaping it: si_pid must be its pid.
@@ -32,42 +32,42 @@ func TestSiginfoPIDOfARealChild(t *testing.T) {
 	}
 	require.NoError(t, err)
 	require.Equal(t, int32(pid), siginfoPID(&info))
-	require.Equal(t, []machine.Exited{{PID: pid, Code: 3}}, reap([]int{pid}))
-	require.Empty(t, reap([]int{pid}), "reaped once")
+	require.Equal(t, []machine.Exited{{PID: pid, Code: 3}}, Reap([]int{pid}))
+	require.Empty(t, Reap([]int{pid}), "reaped once")
 }
 
 func TestStartAndReapRealChildren(t *testing.T) {
 	dir := t.TempDir()
 	out := filepath.Join(dir, "out")
-	pid, err := testForker.start("/bin/sh", []string{"sh", "-c", `echo "$0 $RESTART_EPOCH $(pwd)" > out; exec sleep 30`}, []string{"RESTART_EPOCH=4"}, dir)
+	pid, err := testForker.Start("/bin/sh", []string{"sh", "-c", `echo "$0 $RESTART_EPOCH $(pwd)" > out; exec sleep 30`}, []string{"RESTART_EPOCH=4"}, dir)
 	require.NoError(t, err)
 	require.Eventually(t, func() bool { b, _ := os.ReadFile(out); return len(b) > 0 }, 10*time.Second, 5*time.Millisecond)
 	b, _ := os.ReadFile(out)
 	require.Equal(t, "sh 4 "+dir+"\n", string(b))
-	require.Empty(t, reap([]int{pid}), "still running")
+	require.Empty(t, Reap([]int{pid}), "still running")
 
-	require.NoError(t, kill(pid, syscall.SIGTERM))
+	require.NoError(t, Kill(pid, syscall.SIGTERM))
 	var got []machine.Exited
-	require.Eventually(t, func() bool { got = reap([]int{pid}); return len(got) > 0 }, 10*time.Second, 5*time.Millisecond)
+	require.Eventually(t, func() bool { got = Reap([]int{pid}); return len(got) > 0 }, 10*time.Second, 5*time.Millisecond)
 	require.Equal(t, []machine.Exited{{PID: pid, Signal: machine.SIGTERM}}, got)
-	require.NoError(t, kill(pid, syscall.SIGTERM), "ESRCH is not an error")
+	require.NoError(t, Kill(pid, syscall.SIGTERM), "ESRCH is not an error")
 }
 
 func TestStartExecFailure(t *testing.T) {
-	_, err := testForker.start("/nonexistent/start.sh", []string{"start.sh"}, nil, "")
+	_, err := testForker.Start("/nonexistent/start.sh", []string{"start.sh"}, nil, "")
 	require.EqualError(t, err, "cannot execute /nonexistent/start.sh: no such file or directory (errno=2 ENOENT)")
-	_, err = testForker.start("/bin/sh", []string{"sh"}, nil, "/nonexistent")
+	_, err = testForker.Start("/bin/sh", []string{"sh"}, nil, "/nonexistent")
 	require.ErrorContains(t, err, "cannot execute /bin/sh: no such file or directory")
 }
 
 func TestRunHelper(t *testing.T) {
 	ctx := context.Background()
-	out, err := testForker.runHelper(ctx, exec.Command("/bin/sh", "-c", "echo out; echo err >&2; exit 2"))
+	out, err := testForker.RunHelper(ctx, exec.Command("/bin/sh", "-c", "echo out; echo err >&2; exit 2"))
 	require.EqualError(t, err, "exit status 2")
 	require.Equal(t, "out\nerr\n", out)
 
 	// Only the tail of a chatty helper is kept.
-	out, err = testForker.runHelper(ctx, exec.Command("/bin/sh", "-c", "head -c 20000 /dev/zero | tr '\\0' x; echo END"))
+	out, err = testForker.RunHelper(ctx, exec.Command("/bin/sh", "-c", "head -c 20000 /dev/zero | tr '\\0' x; echo END"))
 	require.NoError(t, err)
 	require.Len(t, out, maxOutput)
 	require.True(t, strings.HasSuffix(out, "xEND\n"))
@@ -76,52 +76,43 @@ func TestRunHelper(t *testing.T) {
 	ctx, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
 	defer cancel()
 	start := time.Now()
-	_, err = testForker.runHelper(ctx, exec.Command("/bin/sh", "-c", "exec sleep 30"))
+	_, err = testForker.RunHelper(ctx, exec.Command("/bin/sh", "-c", "exec sleep 30"))
 	require.ErrorIs(t, err, context.DeadlineExceeded)
 	require.Less(t, time.Since(start), 20*time.Second)
 
-	_, err = testForker.runHelper(context.Background(), exec.Command("/nonexistent"))
+	_, err = testForker.RunHelper(context.Background(), exec.Command("/nonexistent"))
 	require.Error(t, err)
 }
 
 // TestReapOrphans makes the test process a subreaper (for the rest of its
 // life), as the restarter is as PID 1.
 func TestReapOrphans(t *testing.T) {
-	require.NoError(t, becomeSubreaper())
+	require.NoError(t, BecomeSubreaper())
 	dir := t.TempDir()
 	// The start script leaves a grandchild behind and exits: the grandchild
 	// is re-parented to us.
-	pid, err := testForker.start("/bin/sh", []string{"sh", "-c", `(sleep 0.2; exit 5) & echo $! > orphan`}, nil, dir)
+	pid, err := testForker.Start("/bin/sh", []string{"sh", "-c", `(sleep 0.2; exit 5) & echo $! > orphan`}, nil, dir)
 	require.NoError(t, err)
-	require.Eventually(t, func() bool { return len(reap([]int{pid})) > 0 }, 10*time.Second, 5*time.Millisecond)
+	require.Eventually(t, func() bool { return len(Reap([]int{pid})) > 0 }, 10*time.Second, 5*time.Millisecond)
 	b, err := os.ReadFile(filepath.Join(dir, "orphan"))
 	require.NoError(t, err)
 	orphan, err := strconv.Atoi(strings.TrimSpace(string(b)))
 	require.NoError(t, err)
 	var got []machine.Exited
-	require.Eventually(t, func() bool { got = append(got, testForker.reapOrphans()...); return len(got) > 0 }, 10*time.Second, 5*time.Millisecond)
+	require.Eventually(t, func() bool { got = append(got, testForker.ReapOrphans()...); return len(got) > 0 }, 10*time.Second, 5*time.Millisecond)
 	require.Equal(t, []machine.Exited{{PID: orphan, Code: 5}}, got)
 }
 
 func TestSignalName(t *testing.T) {
-	require.Equal(t, "SIGHUP", signalName(syscall.SIGHUP))
-	require.Equal(t, "SIGSEGV", signalName(syscall.SIGSEGV))
-	require.Equal(t, "signal 99", signalName(syscall.Signal(99)))
+	require.Equal(t, "SIGHUP", SignalName(syscall.SIGHUP))
+	require.Equal(t, "SIGSEGV", SignalName(syscall.SIGSEGV))
+	require.Equal(t, "signal 99", SignalName(syscall.Signal(99)))
 }
 
 func TestMonotonicUsec(t *testing.T) {
-	a := monotonicUsec()
+	a := MonotonicUsec()
 	require.Positive(t, a)
-	require.GreaterOrEqual(t, monotonicUsec(), a)
-}
-
-func TestNewOSEnv(t *testing.T) {
-	t.Setenv("NOTIFY_SOCKET", "")
-	env := newOSEnv()
-	require.Equal(t, os.Getpid(), env.getpid())
-	stop := env.afterFunc(time.Hour, func() {})
-	require.True(t, stop())
-	require.NoError(t, env.sdNotify("READY=1"), "without NOTIFY_SOCKET, a no-op")
+	require.GreaterOrEqual(t, MonotonicUsec(), a)
 }
 
 func TestProcStat(t *testing.T) {
@@ -132,3 +123,6 @@ func TestProcStat(t *testing.T) {
 	_, _, ok = procStat(-1)
 	require.False(t, ok, "no such process")
 }
+
+// testForker is the real forker, shared by the tests.
+var testForker = NewForker()

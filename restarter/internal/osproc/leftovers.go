@@ -1,47 +1,25 @@
-package supervisor
+package osproc
 
 import (
 	"bytes"
 	"fmt"
-	"hash/fnv"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/envoy-restarter/restarter/internal/procfs"
-	"github.com/envoy-restarter/restarter/restarter/internal/config"
 
 	"golang.org/x/sys/unix"
 )
 
-// instanceEnv names the environment variable that marks every process a
+// InstanceEnv names the environment variable that marks every process a
 // restarter starts (epochs and helpers) with its instance id, so that a
 // later run of the same restarter can find what an earlier one left behind.
-const instanceEnv = "RESTARTER_INSTANCE"
+const InstanceEnv = "RESTARTER_INSTANCE"
 
-// instanceID identifies a restarter by what it runs: the same COMMAND,
-// arguments, working directory and files give the same id, run after run.
-func instanceID(cfg config.Config) string {
-	h := fnv.New64a()
-	path := cfg.Path
-	if !filepath.IsAbs(path) {
-		base := cfg.Dir
-		if base == "" {
-			base, _ = os.Getwd()
-		}
-		path = filepath.Join(base, path)
-	}
-	for _, s := range append([]string{path, cfg.Dir, cfg.BaseIDPath, cfg.ControlSocket, cfg.PIDFile}, cfg.Args...) {
-		h.Write([]byte(s))
-		h.Write([]byte{0})
-	}
-	return strconv.FormatUint(h.Sum64(), 16)
-}
-
-// leftover is a process started by an earlier run of the same restarter.
-type leftover struct {
+// Leftover is a process started by an earlier run of the same restarter.
+type Leftover struct {
 	pid, ppid int
 	epoch     string
 	// envoy: it maps Envoy's shared memory region (it is an Envoy epoch,
@@ -51,23 +29,23 @@ type leftover struct {
 	envoy bool
 }
 
-func (l leftover) String() string {
+func (l Leftover) String() string {
 	return fmt.Sprintf("PID=%d (epoch %s, parent PID=%d)", l.pid, l.epoch, l.ppid)
 }
 
-// findLeftovers lists the processes whose environment carries instance id
+// FindLeftovers lists the processes whose environment carries instance id
 // and whose restarter is gone: epochs, or processes they started, of an
 // earlier run. Those of a restarter running now (the first unmarked process
 // up their parent chain runs the restarter's executable) are left to the pid
 // file and control socket checks. Processes of other users cannot be read,
 // and are not found, unless the restarter runs as root.
-func findLeftovers(id string) []leftover {
+func FindLeftovers(id string) []Leftover {
 	marked := findMarked(id)
 	parent := map[int]int{}
 	for _, l := range marked {
 		parent[l.pid] = l.ppid
 	}
-	var out []leftover
+	var out []Leftover
 	for _, l := range marked {
 		// Up to the first unmarked ancestor; len(marked) steps bound a cycle
 		// (pids reused while the scan ran).
@@ -89,14 +67,14 @@ func findLeftovers(id string) []leftover {
 
 // findMarked lists the live processes, other than this one, whose
 // environment carries instance id.
-func findMarked(id string) []leftover {
+func findMarked(id string) []Leftover {
 	pids, err := ownPIDs()
 	if err != nil {
 		return nil
 	}
-	marker := []byte(instanceEnv + "=" + id)
+	marker := []byte(InstanceEnv + "=" + id)
 	self := os.Getpid()
-	var out []leftover
+	var out []Leftover
 	// One buffer for every process's environment: the scan runs at start-up,
 	// and what it allocates would stay in the restarter's resident memory.
 	var environ bytes.Buffer
@@ -106,7 +84,7 @@ func findMarked(id string) []leftover {
 		if pid == self || procfs.ReadEnviron(&environ, pid) != nil || !procfs.HasEnv(environ.Bytes(), marker) {
 			continue
 		}
-		l := leftover{pid: pid, epoch: "?"}
+		l := Leftover{pid: pid, epoch: "?"}
 		if epoch, ok := procfs.Env(environ.Bytes(), "RESTART_EPOCH"); ok {
 			l.epoch = epoch
 		}
@@ -135,15 +113,15 @@ func holdsEnvoyState(pid int) bool {
 // may be on its way out).
 const leftoverWait = 5 * time.Second
 
-// checkLeftovers fails start-up while Envoy processes of an earlier run of
+// CheckLeftovers fails start-up while Envoy processes of an earlier run of
 // this restarter are still running: an epoch that outlived its restarter
 // (Envoy replaces the restarter's SIGKILL parent-death signal with its own
 // SIGTERM, and may survive it) holds the base id, and every new epoch 0
 // would fail to bind its domain socket (errno=98). It waits leftoverWait for
-// them to exit first. A leftover that holds no Envoy state (a helper a
+// them to exit first. A Leftover that holds no Envoy state (a helper a
 // start script left in the background) is only warned about: it never
 // blocks a start.
-func checkLeftovers(find func(id string) []leftover, id string, warn func(string)) error {
+func CheckLeftovers(find func(id string) []Leftover, id string, warn func(string)) error {
 	envoy, helpers := splitLeftovers(find(id))
 	if len(helpers) > 0 {
 		warn(fmt.Sprintf("processes started by an earlier run of this restarter are still running, holding no Envoy state (no Envoy shared memory mapped): %s; leaving them alone", joinLeftovers(helpers)))
@@ -164,12 +142,12 @@ func checkLeftovers(find func(id string) []leftover, id string, warn func(string
 	for i, l := range envoy {
 		pids[i] = strconv.Itoa(l.pid)
 	}
-	return fmt.Errorf("processes started by an earlier run of this restarter are still running: %s; they hold its base id and ports, so a new epoch 0 would fail: stop them (kill %s) and start the restarter again", joinLeftovers(envoy), strings.Join(pids, " "))
+	return fmt.Errorf("processes started by an earlier run of this restarter are still running: %s; they hold its base id and ports, so a new epoch 0 would fail: stop them (Kill %s) and start the restarter again", joinLeftovers(envoy), strings.Join(pids, " "))
 }
 
 // splitLeftovers parts leftovers into those holding Envoy state and the
 // others.
-func splitLeftovers(left []leftover) (envoy, helpers []leftover) {
+func splitLeftovers(left []Leftover) (envoy, helpers []Leftover) {
 	for _, l := range left {
 		if l.envoy {
 			envoy = append(envoy, l)
@@ -180,7 +158,7 @@ func splitLeftovers(left []leftover) (envoy, helpers []leftover) {
 	return envoy, helpers
 }
 
-func joinLeftovers(left []leftover) string {
+func joinLeftovers(left []Leftover) string {
 	s := make([]string, len(left))
 	for i, l := range left {
 		s[i] = l.String()
@@ -197,16 +175,16 @@ func ownPIDs() ([]int, error) {
 	return procfs.PIDs()
 }
 
-// groupMembers lists the live processes of this process's group, itself
+// GroupMembers lists the live processes of this process's group, itself
 // aside, that carry instance id: the epochs, and what their start scripts
 // left running. The mark tells them from the rest of a group the restarter
 // does not lead.
-func groupMembers(id string) []int {
+func GroupMembers(id string) []int {
 	pids, err := ownPIDs()
 	if err != nil {
 		return nil
 	}
-	marker := []byte(instanceEnv + "=" + id)
+	marker := []byte(InstanceEnv + "=" + id)
 	self, pgrp := os.Getpid(), unix.Getpgrp()
 	var environ bytes.Buffer
 	var out []int

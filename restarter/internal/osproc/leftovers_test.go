@@ -1,4 +1,4 @@
-package supervisor
+package osproc
 
 import (
 	"os/exec"
@@ -9,27 +9,27 @@ import (
 
 func TestCheckLeftoversHelpersOnlyWarn(t *testing.T) {
 	// Given a helper of an earlier run, holding no Envoy state,
-	helper := leftover{pid: 7, ppid: 1, epoch: "0"}
+	helper := Leftover{pid: 7, ppid: 1, epoch: "0"}
 	var warned []string
-	find := func(string) []leftover { return []leftover{helper} }
+	find := func(string) []Leftover { return []Leftover{helper} }
 
 	// the start goes ahead at once, with one warning naming it.
-	require.NoError(t, checkLeftovers(find, "id", func(m string) { warned = append(warned, m) }))
+	require.NoError(t, CheckLeftovers(find, "id", func(m string) { warned = append(warned, m) }))
 	require.Equal(t, []string{"processes started by an earlier run of this restarter are still running, holding no Envoy state (no Envoy shared memory mapped): PID=7 (epoch 0, parent PID=1); leaving them alone"}, warned)
 }
 
 func TestCheckLeftoversWaitsForEnvoyToExit(t *testing.T) {
 	// Given an Envoy epoch of an earlier run that exits after the first look,
 	calls := 0
-	find := func(string) []leftover {
+	find := func(string) []Leftover {
 		calls++
 		if calls > 1 {
 			return nil
 		}
-		return []leftover{{pid: 8, ppid: 1, epoch: "3", envoy: true}}
+		return []Leftover{{pid: 8, ppid: 1, epoch: "3", envoy: true}}
 	}
 	var warned []string
-	require.NoError(t, checkLeftovers(find, "id", func(m string) { warned = append(warned, m) }))
+	require.NoError(t, CheckLeftovers(find, "id", func(m string) { warned = append(warned, m) }))
 	require.Len(t, warned, 1)
 	require.Contains(t, warned[0], "Envoy processes started by an earlier run of this restarter are still running: PID=8 (epoch 3, parent PID=1); waiting up to 5s")
 }

@@ -1,4 +1,4 @@
-package supervisor
+package osproc
 
 import (
 	"context"
@@ -117,10 +117,10 @@ func TestMapRegionOnlyTheFileTheEpochMaps(t *testing.T) {
 	// then that file is not taken for the epoch's region.
 	_, err := mapRegion(mapped)
 	require.ErrorIs(t, err, errReplaced)
-	g := &initGate{}
+	g := &InitGate{}
 	_, err = g.find(mapped)
 	require.ErrorIs(t, err, errReplaced)
-	require.False(t, g.known())
+	require.False(t, g.Known())
 }
 
 func TestRegionInMaps(t *testing.T) {
@@ -167,16 +167,16 @@ func TestWatchInitFollowsTheFlag(t *testing.T) {
 	mem := mapForTest(t, path)
 	flags := mem[envoyshm.OffsetFlags:]
 	binary.LittleEndian.PutUint64(flags, 1)
-	g := &initGate{discoverFor: 10 * time.Second}
+	g := &InitGate{discoverFor: 10 * time.Second}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	got := make(events, 4)
 	done := make(chan struct{})
-	go func() { defer close(done); g.watchInit(ctx, 3, os.Getpid(), false, got.report) }()
+	go func() { defer close(done); g.Watch(ctx, 3, os.Getpid(), false, got.report) }()
 
 	// the watcher finds it in /proc/PID/maps and reports the flag set,
 	require.Equal(t, machine.InitStarted{Epoch: 3}, got.next(t))
-	require.True(t, g.known())
+	require.True(t, g.Known())
 
 	// and, once the epoch clears it, that it is done.
 	cleared := time.Now()
@@ -190,22 +190,22 @@ func TestWatchInitEpochDoneBeforeItWasSeen(t *testing.T) {
 	// An epoch that mapped the region and already cleared the flag is done.
 	path, _ := envoyRegionFile(t, envoyshm.Size, envoyshm.Version, envoyshm.Size)
 	mapForTest(t, path)
-	g := &initGate{discoverFor: 10 * time.Second}
+	g := &InitGate{discoverFor: 10 * time.Second}
 	got := make(events, 4)
-	g.watchInit(context.Background(), 1, os.Getpid(), false, got.report)
+	g.Watch(context.Background(), 1, os.Getpid(), false, got.report)
 	require.Equal(t, machine.InitDone{Epoch: 1}, got.next(t))
 }
 
 func TestWatchInitUnknownLayoutWarns(t *testing.T) {
 	path, _ := envoyRegionFile(t, envoyshm.Size, 12, envoyshm.Size)
 	mapForTest(t, path)
-	g := &initGate{discoverFor: 10 * time.Second}
+	g := &InitGate{discoverFor: 10 * time.Second}
 	got := make(events, 4)
-	g.watchInit(context.Background(), 2, os.Getpid(), false, got.report)
+	g.Watch(context.Background(), 2, os.Getpid(), false, got.report)
 	ev := got.next(t).(machine.InitDone)
 	require.Equal(t, 2, ev.Epoch)
 	require.Contains(t, ev.Warning, "version_ 12: not Envoy's hot restart version")
-	require.False(t, g.known())
+	require.False(t, g.Known())
 }
 
 func TestRunsRestarterExe(t *testing.T) {
@@ -224,12 +224,12 @@ func TestWatchInitNotEnvoy(t *testing.T) {
 	sleep := exec.Command("sleep", "30")
 	require.NoError(t, sleep.Start())
 	defer func() { sleep.Process.Kill(); sleep.Wait() }()
-	g := &initGate{discoverFor: 50 * time.Millisecond}
+	g := &InitGate{discoverFor: 50 * time.Millisecond}
 	got := make(events, 4)
-	g.watchInit(context.Background(), 0, sleep.Process.Pid, false, got.report)
+	g.Watch(context.Background(), 0, sleep.Process.Pid, false, got.report)
 	require.Len(t, got, 1)
 	require.Equal(t, machine.InitDone{Epoch: 0}, <-got)
-	require.False(t, g.known())
+	require.False(t, g.Known())
 }
 
 // staleRegion leaves a region in /dev/shm as an earlier run can: Envoy's
@@ -261,24 +261,24 @@ func TestWatchInitIgnoresAStaleRegionOfTheSameName(t *testing.T) {
 	defer func() { sleep.Process.Kill(); sleep.Wait() }()
 
 	// when it is watched,
-	g := &initGate{discoverFor: 100 * time.Millisecond}
+	g := &InitGate{discoverFor: 100 * time.Millisecond}
 	got := make(events, 4)
-	g.watchInit(context.Background(), 1, sleep.Process.Pid, false, got.report)
+	g.Watch(context.Background(), 1, sleep.Process.Pid, false, got.report)
 
 	// then the stale region is not taken for the epoch's: never seen
 	// initializing, it is found not to be Envoy.
 	require.Len(t, got, 1)
 	require.Equal(t, machine.InitDone{Epoch: 1}, <-got)
-	require.False(t, g.known())
+	require.False(t, g.Known())
 }
 
 func TestClearInitHealsTheKnownRegionOnly(t *testing.T) {
 	// Given a stale region of the same name, never mapped by an epoch,
 	stale := staleRegion(t)
-	g := &initGate{}
+	g := &InitGate{}
 	// when a dead epoch's flag is healed before any region is known, then
 	// the stale one is left alone: it is none of the epochs'.
-	require.False(t, g.clearInit(), "no region known")
+	require.False(t, g.ClearInit(), "no region known")
 	require.Equal(t, uint64(1), stale())
 
 	// Given the region an epoch (this process) maps, known to the gate, and
@@ -286,12 +286,12 @@ func TestClearInitHealsTheKnownRegionOnly(t *testing.T) {
 	path, _ := envoyRegionFile(t, envoyshm.Size, envoyshm.Version, envoyshm.Size)
 	mem := mapForTest(t, path)
 	binary.LittleEndian.PutUint64(mem[envoyshm.OffsetFlags:], 1)
-	require.True(t, g.initializingNow(os.Getpid()))
+	require.True(t, g.InitializingNow(os.Getpid()))
 
 	// then that flag is cleared, once.
-	require.True(t, g.clearInit())
+	require.True(t, g.ClearInit())
 	require.Zero(t, binary.LittleEndian.Uint64(mem[envoyshm.OffsetFlags:]))
-	require.False(t, g.clearInit(), "nothing to clear")
+	require.False(t, g.ClearInit(), "nothing to clear")
 	require.Equal(t, uint64(1), stale())
 }
 
@@ -300,13 +300,13 @@ func TestInitializingNowFindsTheRegionOnce(t *testing.T) {
 	path, _ := envoyRegionFile(t, envoyshm.Size, envoyshm.Version, envoyshm.Size)
 	mem := mapForTest(t, path)
 	binary.LittleEndian.PutUint64(mem[envoyshm.OffsetFlags:], 1)
-	g := &initGate{}
+	g := &InitGate{}
 
 	// a restart request looks and finds it initializing;
-	require.True(t, g.initializingNow(os.Getpid()))
-	require.True(t, g.known())
+	require.True(t, g.InitializingNow(os.Getpid()))
+	require.True(t, g.Known())
 	// once the region is known, the watchers tell, not this look.
-	require.False(t, g.initializingNow(os.Getpid()))
+	require.False(t, g.InitializingNow(os.Getpid()))
 }
 
 func TestProcessRunning(t *testing.T) {
@@ -332,16 +332,16 @@ func TestSetQueuedWakesTheWatchers(t *testing.T) {
 			return false
 		}
 	}
-	g := &initGate{}
+	g := &InitGate{}
 	first := g.hurried()
-	g.setQueued(false)
+	g.SetQueued(false)
 	require.False(t, closed(first), "nothing queued")
-	g.setQueued(true)
+	g.SetQueued(true)
 	require.True(t, closed(first), "a restart queued wakes the watchers")
 	second := g.hurried()
-	g.setQueued(true)
+	g.SetQueued(true)
 	require.False(t, closed(second), "still queued: nothing new")
-	g.setQueued(false)
-	g.setQueued(true)
+	g.SetQueued(false)
+	g.SetQueued(true)
 	require.True(t, closed(second), "queued again")
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/envoy-restarter/restarter/restarter/internal/machine"
+	"github.com/envoy-restarter/restarter/restarter/internal/osproc"
 
 	"github.com/stretchr/testify/require"
 )
@@ -91,5 +92,5 @@ func TestProbeCmdEnvironment(t *testing.T) {
 	cfg.ReadyCmd = []string{"/bin/ready", "--fast"}
 	r, _ := fakeRunner(t, cfg, f)
 	require.NoError(t, r.probeCmd(context.Background(), 3, 103))
-	require.Equal(t, "PATH=/bin RESTART_EPOCH=3 "+instanceEnv+"="+instanceID(cfg)+" ENVOY_PID=103", strings.Join(env, " "))
+	require.Equal(t, "PATH=/bin RESTART_EPOCH=3 "+osproc.InstanceEnv+"="+instanceID(cfg)+" ENVOY_PID=103", strings.Join(env, " "))
 }

@@ -25,8 +25,7 @@ const probeTimeout = time.Second
 // startWatch starts the readiness watcher of epoch (process pid); StopWatch
 // stops it.
 func (r *runner) startWatch(epoch, pid int) {
-	ctx, cancel := context.WithCancel(r.ctx)
-	r.watches[epoch] = cancel
+	ctx := r.tasks.start(r.ctx, task{readyTask, epoch})
 	go func() {
 		// The machine's ready timeout decides when to give up; this bound only
 		// keeps a watcher from outliving it by much if no StopWatch came.

@@ -1,4 +1,4 @@
-package supervisor
+package osproc
 
 import (
 	"bufio"
@@ -68,8 +68,8 @@ const (
 	discoverPollMax = 100 * time.Millisecond
 )
 
-// initGate holds the region once found; watchers of every epoch share it.
-type initGate struct {
+// InitGate holds the region once found; watchers of every epoch share it.
+type InitGate struct {
 	discoverFor time.Duration // how long an epoch is searched for the region before it counts as not Envoy
 
 	// queued: a hot restart waits for the initializing epoch (setQueued).
@@ -81,10 +81,14 @@ type initGate struct {
 	hurry chan struct{}
 }
 
+// NewInitGate returns an init gate that takes an epoch not found mapping
+// Envoy's region within discoverFor for one that is not Envoy.
+func NewInitGate(discoverFor time.Duration) *InitGate { return &InitGate{discoverFor: discoverFor} }
+
 // setQueued tells the watchers whether a hot restart waits (is queued) for
 // the initializing epoch: they poll its flag every initPoll while one does.
 // Only the event loop calls it.
-func (g *initGate) setQueued(queued bool) {
+func (g *InitGate) SetQueued(queued bool) {
 	if g.queued.Swap(queued) == queued || !queued {
 		return
 	}
@@ -97,7 +101,7 @@ func (g *initGate) setQueued(queued bool) {
 }
 
 // hurried returns a channel closed the next time a hot restart is queued.
-func (g *initGate) hurried() <-chan struct{} {
+func (g *InitGate) hurried() <-chan struct{} {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if g.hurry == nil {
@@ -131,13 +135,13 @@ func (r regionRef) is(st *unix.Stat_t) bool {
 var errReplaced = errors.New("not the file the epoch maps")
 
 // known reports whether the region was found: the children are Envoy.
-func (g *initGate) known() bool {
+func (g *InitGate) Known() bool {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	return g.region != nil
 }
 
-func (g *initGate) current() *mappedRegion {
+func (g *InitGate) current() *mappedRegion {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	return g.region
@@ -146,7 +150,7 @@ func (g *initGate) current() *mappedRegion {
 // find returns the region ref names, an epoch's mapping: the one known if
 // it is that region, else ref mapped (and known from now on: the epochs
 // moved to it).
-func (g *initGate) find(ref regionRef) (*mappedRegion, error) {
+func (g *InitGate) find(ref regionRef) (*mappedRegion, error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if g.region != nil && g.region.ref == ref {
@@ -220,7 +224,7 @@ func wordAt(mem []byte, off int) uint64 {
 // the region within discoverFor while the region is unknown is not Envoy:
 // InitDone is reported then. It returns when ctx is done (the epoch was
 // reaped) or the epoch is gone.
-func (g *initGate) watchInit(ctx context.Context, epoch, pid int, gated bool, report func(machine.Event)) {
+func (g *InitGate) Watch(ctx context.Context, epoch, pid int, gated bool, report func(machine.Event)) {
 	region, err := g.discover(ctx, pid)
 	if err != nil {
 		report(machine.InitDone{Epoch: epoch, Warning: err.Error()})
@@ -232,69 +236,100 @@ func (g *initGate) watchInit(ctx context.Context, epoch, pid int, gated bool, re
 		report(machine.InitDone{Epoch: epoch})
 		return
 	}
-	timer := time.NewTimer(initPoll)
-	defer timer.Stop()
-	seenSet := false
 	// backoff is the next wait while no restart waits: initPollStarting
 	// until the flag is seen set (an epoch takes longer than that to exec
 	// and attach), then doubling from 2*initPollStarting up to initPollIdle.
-	backoff := initPollStarting
-	mappedAt, lastMaps := time.Time{}, time.Now() // (a new epoch has not mapped it in its first moments)
-	for {
-		set := region.Initializing()
-		switch {
-		case set && !seenSet:
-			seenSet, backoff = true, 2*initPollStarting
-			if !gated {
-				report(machine.InitStarted{Epoch: epoch})
-			}
-		case !set && seenSet:
-			report(machine.InitDone{Epoch: epoch})
-			return
-		case !set && !mappedAt.IsZero() && time.Since(mappedAt) >= mappedGrace:
-			// Mapped, and the flag stayed clear: the epoch set and cleared it
-			// between two looks (Envoy sets it right after mapping).
-			report(machine.InitDone{Epoch: epoch})
-			return
-		}
-		if !seenSet && time.Since(lastMaps) >= mapsPoll {
-			// Once the flag was seen set, its clearing is all that is left to
-			// see; the epoch's death stops the watch (ctx).
-			lastMaps = time.Now()
-			ref, alive := regionInMaps(pid)
-			if !alive {
-				return
-			}
-			if ref.path != "" && ref != region.ref {
-				// The epoch maps another region than the one known (its epoch 0
-				// made a new one): that one is the epochs' from now on.
-				if r, err := g.find(ref); err == nil {
-					region, mappedAt = r, time.Time{}
-					continue
-				}
-			}
-			if !set && mappedAt.IsZero() && ref == region.ref {
-				mappedAt = lastMaps
-			}
-		}
-		hurry := g.hurried() // before queued is read: a restart queued after it closes this one
-		wait := initPoll
-		if !g.queued.Load() {
-			limit := initPollStarting
-			if seenSet {
-				limit = initPollIdle
-			}
-			wait, backoff = backoff, min(2*backoff, limit)
-		}
-		timer.Reset(wait)
-		select {
-		case <-ctx.Done():
-			return
-		case <-hurry:
-			timer.Stop()
-		case <-timer.C:
-		}
+	w := &watch{g: g, epoch: epoch, pid: pid, gated: gated, report: report, region: region,
+		backoff: initPollStarting, lastMaps: time.Now()} // (a new epoch has not mapped it in its first moments)
+	timer := time.NewTimer(initPoll)
+	defer timer.Stop()
+	for !w.look() && w.wait(ctx, timer) {
 	}
+}
+
+// watch is one epoch's INITIALIZING watch (InitGate.Watch).
+type watch struct {
+	g          *InitGate
+	epoch, pid int
+	gated      bool
+	report     func(machine.Event)
+	region     *mappedRegion
+	seenSet    bool
+	backoff    time.Duration
+	// mappedAt is when the epoch was first seen mapping the region with the
+	// flag clear; lastMaps when its maps were last read.
+	mappedAt, lastMaps time.Time
+}
+
+// look reads the flag (and, until it was seen set, the epoch's maps), and
+// reports what changed; done says the watch is over.
+func (w *watch) look() (done bool) {
+	set := w.region.Initializing()
+	switch {
+	case set && !w.seenSet:
+		w.seenSet, w.backoff = true, 2*initPollStarting
+		if !w.gated {
+			w.report(machine.InitStarted{Epoch: w.epoch})
+		}
+	case !set && w.seenSet:
+		w.report(machine.InitDone{Epoch: w.epoch})
+		return true
+	case !set && !w.mappedAt.IsZero() && time.Since(w.mappedAt) >= mappedGrace:
+		// Mapped, and the flag stayed clear: the epoch set and cleared it
+		// between two looks (Envoy sets it right after mapping).
+		w.report(machine.InitDone{Epoch: w.epoch})
+		return true
+	}
+	// Once the flag was seen set, its clearing is all that is left to see;
+	// the epoch's death stops the watch (ctx).
+	if w.seenSet || time.Since(w.lastMaps) < mapsPoll {
+		return false
+	}
+	return w.lookAtMaps(set)
+}
+
+// lookAtMaps reads the epoch's maps: gone, the watch is over; mapping
+// another region than the one known (its epoch 0 made a new one), that one
+// is the epochs' from now on; mapping the known one with the flag clear,
+// the grace starts.
+func (w *watch) lookAtMaps(set bool) (done bool) {
+	w.lastMaps = time.Now()
+	ref, alive := regionInMaps(w.pid)
+	switch {
+	case !alive:
+		return true
+	case ref.path != "" && ref != w.region.ref:
+		if r, err := w.g.find(ref); err == nil {
+			w.region, w.mappedAt = r, time.Time{}
+		}
+	case !set && w.mappedAt.IsZero() && ref == w.region.ref:
+		w.mappedAt = w.lastMaps
+	}
+	return false
+}
+
+// wait waits for the next look: initPoll while a hot restart waits for the
+// flag, else the backoff; a restart queued meanwhile wakes it at once. It
+// returns false once ctx is done.
+func (w *watch) wait(ctx context.Context, timer *time.Timer) bool {
+	hurry := w.g.hurried() // before queued is read: a restart queued after it closes this one
+	wait := initPoll
+	if !w.g.queued.Load() {
+		limit := initPollStarting
+		if w.seenSet {
+			limit = initPollIdle
+		}
+		wait, w.backoff = w.backoff, min(2*w.backoff, limit)
+	}
+	timer.Reset(wait)
+	select {
+	case <-ctx.Done():
+		return false
+	case <-hurry:
+		timer.Stop()
+	case <-timer.C:
+	}
+	return true
 }
 
 // discover returns the region: already known (taken from an epoch's maps
@@ -302,7 +337,7 @@ func (g *initGate) watchInit(ctx context.Context, epoch, pid int, gated bool, re
 // back-off for up to discoverFor. It returns nil, nil for a child that is
 // not Envoy. A region is never looked up by name: a file of that name may
 // be a stale one, which epoch 0 is about to replace.
-func (g *initGate) discover(ctx context.Context, pid int) (*mappedRegion, error) {
+func (g *InitGate) discover(ctx context.Context, pid int) (*mappedRegion, error) {
 	if r := g.current(); r != nil {
 		return r, nil
 	}
@@ -434,8 +469,8 @@ func childrenOf(pid int) []int {
 // initializingNow reports whether pid (or a child of it) has mapped
 // Envoy's region, not known until now, and holds its INITIALIZING flag.
 // Once the region is known, the epochs' watchers tell.
-func (g *initGate) initializingNow(pid int) bool {
-	if g.known() {
+func (g *InitGate) InitializingNow(pid int) bool {
+	if g.Known() {
 		return false
 	}
 	ref, _ := regionInMaps(pid)
@@ -454,7 +489,7 @@ func (g *initGate) initializingNow(pid int) bool {
 // known region is healed, the one the epochs were seen mapping: an epoch
 // can only have been initializing in it, and a file of the same name that
 // no epoch mapped (left by an earlier run) is none of the restarter's.
-func (g *initGate) clearInit() bool {
+func (g *InitGate) ClearInit() bool {
 	region := g.current()
 	if region == nil || !region.Initializing() {
 		return false

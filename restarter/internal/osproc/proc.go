@@ -1,4 +1,10 @@
-package supervisor
+// Package osproc is the restarter's OS layer: it forks and execs the epochs
+// from one locked thread, reaps them, signals them, runs helpers in process
+// groups of their own, takes the pid file and clears the base id file,
+// finds the processes an earlier run left, and watches Envoy's INITIALIZING
+// flag in its shared memory region (the init gate). The event loop
+// (restarter/internal/supervisor) reaches it only through its OS interface.
+package osproc
 
 import (
 	"context"
@@ -8,10 +14,8 @@ import (
 	"io/fs"
 	"os"
 	"os/exec"
-	"os/signal"
 	"path/filepath"
 	"runtime"
-	"runtime/debug"
 	"slices"
 	"strings"
 	"sync"
@@ -22,45 +26,12 @@ import (
 	"github.com/envoy-restarter/restarter/internal/procfs"
 	"github.com/envoy-restarter/restarter/restarter/internal/machine"
 
-	"github.com/coreos/go-systemd/v22/daemon"
 	"golang.org/x/sys/unix"
 )
 
-// This file is the OS layer: the only code that forks, signals and reaps,
-// and the only code in the restarter that calls unix.*.
+// This file forks, signals and reaps.
 
-// newOSEnv returns the real operating system, as the event loop uses it.
-func newOSEnv() osEnv {
-	f := newForker()
-	return osEnv{
-		notifySignal: func(sig os.Signal) <-chan os.Signal {
-			ch := make(chan os.Signal, 1)
-			signal.Notify(ch, sig)
-			return ch
-		},
-		start:           f.start,
-		kill:            kill,
-		reap:            reap,
-		reapOrphans:     f.reapOrphans,
-		becomeSubreaper: becomeSubreaper,
-		orphans:         f.orphans,
-		groupMembers:    groupMembers,
-		leftovers:       findLeftovers,
-		runHelper:       f.runHelper,
-		killHelpers:     f.killHelpers,
-		afterFunc: func(d time.Duration, fn func()) func() bool {
-			return time.AfterFunc(d, fn).Stop
-		},
-		sdNotify:      func(state string) error { _, err := daemon.SdNotify(false, state); return err },
-		monotonicUsec: monotonicUsec,
-		releaseMemory: debug.FreeOSMemory,
-		getpid:        os.Getpid,
-		environ:       os.Environ,
-		getenv:        os.Getenv,
-	}
-}
-
-// forker starts every child from one OS thread that lives as long as the
+// Forker starts every child from one OS thread that lives as long as the
 // restarter. Envoy sets PR_SET_PDEATHSIG, which the kernel ties to the
 // *thread* that forked it: forking from a thread the Go runtime may later
 // retire would tell Envoy its parent died (golang/go#27505).
@@ -68,15 +39,15 @@ func newOSEnv() osEnv {
 // Helper processes (the check, the readiness command) are forked there too,
 // and their pids are kept in helpers so that a subreaper's orphan reaping
 // leaves them to os/exec.
-type forker struct {
+type Forker struct {
 	requests chan func()
 
 	mu      sync.Mutex
 	helpers map[int]bool
 }
 
-func newForker() *forker {
-	f := &forker{requests: make(chan func()), helpers: map[int]bool{}}
+func NewForker() *Forker {
+	f := &Forker{requests: make(chan func()), helpers: map[int]bool{}}
 	go func() {
 		// Locked and never unlocked: this goroutine and its thread live until
 		// the process exits.
@@ -90,7 +61,7 @@ func newForker() *forker {
 }
 
 // do runs fn on the forking thread and returns when it has run.
-func (f *forker) do(fn func()) {
+func (f *Forker) do(fn func()) {
 	done := make(chan struct{})
 	f.requests <- func() { fn(); close(done) }
 	<-done
@@ -110,7 +81,7 @@ var errOutputHeld = errors.New("exited 0, but a process it started outside its p
 // its combined output, at most the last maxOutput bytes. Whatever the
 // helper leaves running in its group is killed with it: on completion, on
 // ctx's end and at shutdown (killHelpers).
-func (f *forker) runHelper(ctx context.Context, cmd *exec.Cmd) (string, error) {
+func (f *Forker) RunHelper(ctx context.Context, cmd *exec.Cmd) (string, error) {
 	pr, pw, err := os.Pipe()
 	if err != nil {
 		return "", err
@@ -165,7 +136,7 @@ func (f *forker) runHelper(ctx context.Context, cmd *exec.Cmd) (string, error) {
 
 // killHelpers SIGKILLs the process group of every helper still running: at
 // shutdown, nothing a check or probe started may outlive the restarter.
-func (f *forker) killHelpers() {
+func (f *Forker) KillHelpers() {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	for pgid := range f.helpers {
@@ -176,7 +147,7 @@ func (f *forker) killHelpers() {
 // killGroup SIGKILLs process group pgid; an empty group is no error.
 func killGroup(pgid int) { unix.Kill(-pgid, unix.SIGKILL) }
 
-func (f *forker) isHelper(pid int) bool {
+func (f *Forker) IsHelper(pid int) bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.helpers[pid]
@@ -213,7 +184,7 @@ func (b *tailBuffer) String() string {
 // background stays there, and is stopped at exit: see stopLeftBehind), and
 // is SIGKILLed if the restarter dies. An exec failure is returned as an error naming path and errno,
 // and that child has already been reaped by ForkExec.
-func (f *forker) start(path string, argv, env []string, dir string) (int, error) {
+func (f *Forker) Start(path string, argv, env []string, dir string) (int, error) {
 	attr := &syscall.ProcAttr{
 		Dir:   dir,
 		Env:   env,
@@ -264,10 +235,10 @@ func missingInterpreter(path, dir string) (string, bool) {
 	return fields[0], true
 }
 
-// reap collects every child in pids that has terminated, without blocking,
+// Reap collects every child in pids that has terminated, without blocking,
 // and returns one Exited event for each. Children are reaped by pid, so
 // processes the restarter did not start as epochs are left alone.
-func reap(pids []int) []machine.Exited {
+func Reap(pids []int) []machine.Exited {
 	var events []machine.Exited
 	for _, pid := range pids {
 		var status unix.WaitStatus
@@ -287,11 +258,11 @@ func reap(pids []int) []machine.Exited {
 }
 
 // reapOrphans collects terminated children that are neither epochs nor
-// helpers. Only a subreaper calls it, after reap has taken the epochs', so
+// helpers. Only a subreaper calls it, after Reap has taken the epochs', so
 // every pid it returns is an orphan re-parented to the restarter. It peeks
 // (WNOWAIT) first: a helper's status belongs to os/exec, and the pass stops
 // there until the helper has been waited for (its end triggers a new pass).
-func (f *forker) reapOrphans() []machine.Exited {
+func (f *Forker) ReapOrphans() []machine.Exited {
 	var events []machine.Exited
 	for {
 		var info unix.Siginfo
@@ -300,7 +271,7 @@ func (f *forker) reapOrphans() []machine.Exited {
 			continue
 		}
 		pid := int(siginfoPID(&info))
-		if err != nil || pid <= 0 || f.isHelper(pid) {
+		if err != nil || pid <= 0 || f.IsHelper(pid) {
 			return events
 		}
 		var status unix.WaitStatus
@@ -314,7 +285,7 @@ func (f *forker) reapOrphans() []machine.Exited {
 // orphans returns the pids of this process's live children that are
 // neither in epochs nor helpers: processes adopted as subreaper. It reads
 // /proc, as no system call lists a process's children.
-func (f *forker) orphans(epochs []int) []int {
+func (f *Forker) Orphans(epochs []int) []int {
 	pids, err := ownPIDs()
 	if err != nil {
 		return nil
@@ -322,7 +293,7 @@ func (f *forker) orphans(epochs []int) []int {
 	self := os.Getpid()
 	var out []int
 	for _, pid := range pids {
-		if pid == self || slices.Contains(epochs, pid) || f.isHelper(pid) {
+		if pid == self || slices.Contains(epochs, pid) || f.IsHelper(pid) {
 			continue
 		}
 		if st, err := procfs.ReadStat(pid); err == nil && st.Running() && st.PPID == self {
@@ -350,26 +321,26 @@ func exitedEvent(pid int, status unix.WaitStatus) machine.Exited {
 	return machine.Exited{PID: pid, Code: status.ExitStatus()}
 }
 
-// signalName returns the conventional name of sig, such as SIGHUP.
-func signalName(sig syscall.Signal) string {
+// SignalName returns the conventional name of sig, such as SIGHUP.
+func SignalName(sig syscall.Signal) string {
 	if name := unix.SignalName(sig); name != "" {
 		return name
 	}
 	return fmt.Sprintf("signal %d", int(sig))
 }
 
-// kill sends sig to pid. ESRCH is not an error worth reporting: the child
+// Kill sends sig to pid. ESRCH is not an error worth reporting: the child
 // exited and is waiting to be reaped.
-func kill(pid int, sig syscall.Signal) error {
+func Kill(pid int, sig syscall.Signal) error {
 	if err := unix.Kill(pid, sig); err != nil && err != unix.ESRCH {
-		return fmt.Errorf("send %s to PID=%d: %w", signalName(sig), pid, err)
+		return fmt.Errorf("send %s to PID=%d: %w", SignalName(sig), pid, err)
 	}
 	return nil
 }
 
-// becomeSubreaper makes orphaned descendants re-parent to this process
+// BecomeSubreaper makes orphaned descendants re-parent to this process
 // (PR_SET_CHILD_SUBREAPER), as PID 1 gets them anyway.
-func becomeSubreaper() error {
+func BecomeSubreaper() error {
 	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
 		return fmt.Errorf("prctl(PR_SET_CHILD_SUBREAPER): %w", err)
 	}
@@ -379,9 +350,9 @@ func becomeSubreaper() error {
 // checkExecutable reports whether this process may execute path.
 func checkExecutable(path string) error { return unix.Access(path, unix.X_OK) }
 
-// monotonicUsec returns CLOCK_MONOTONIC in microseconds, as sd_notify's
+// MonotonicUsec returns CLOCK_MONOTONIC in microseconds, as sd_notify's
 // MONOTONIC_USEC wants it.
-func monotonicUsec() int64 {
+func MonotonicUsec() int64 {
 	var ts unix.Timespec
 	unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
 	return ts.Nano() / 1000

@@ -1,4 +1,4 @@
-package supervisor
+package osproc
 
 import (
 	"errors"
@@ -20,16 +20,16 @@ func TestClearBaseID(t *testing.T) {
 		return p
 	}
 	// Nothing there, an empty file, a base id: cleared.
-	require.NoError(t, clearBaseID(filepath.Join(dir, "missing")))
+	require.NoError(t, ClearBaseID(filepath.Join(dir, "missing")))
 	for _, p := range []string{write("empty", ""), write("id", "123"), write("id-nl", "4294967295\n")} {
-		require.NoError(t, clearBaseID(p))
+		require.NoError(t, ClearBaseID(p))
 		require.NoFileExists(t, p)
 	}
 	// Anything else: a usage error, left alone.
 	var usage *config.UsageError
 	for _, p := range []string{write("yaml", "admin: {}\n"), write("too-big", "4294967296"), filepath.Join(dir, "sub")} {
 		os.Mkdir(filepath.Join(dir, "sub"), 0o755)
-		err := clearBaseID(p)
+		err := ClearBaseID(p)
 		require.True(t, errors.As(err, &usage), "%s: %v", p, err)
 		_, statErr := os.Stat(p)
 		require.NoError(t, statErr, "%s left alone", p)
@@ -38,32 +38,32 @@ func TestClearBaseID(t *testing.T) {
 
 func TestPIDFile(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "restarter.pid")
-	p, err := takePIDFile(path)
+	p, err := TakePIDFile(path)
 	require.NoError(t, err)
 	// Taken but not yet written: a second taker fails, naming no pid.
-	_, err = takePIDFile(path)
+	_, err = TakePIDFile(path)
 	require.ErrorContains(t, err, "held by another running restarter")
-	require.NoError(t, p.write(4242))
-	_, err = takePIDFile(path)
+	require.NoError(t, p.Write(4242))
+	_, err = TakePIDFile(path)
 	require.EqualError(t, err, "pid file "+path+": held by another running restarter (PID=4242)")
 	b, _ := os.ReadFile(path)
 	require.Equal(t, "4242\n", string(b))
 	// Released with another pid in it: left alone.
 	require.NoError(t, os.WriteFile(path, []byte("7\n"), 0o644))
-	p.release(4242)
+	p.Release(4242)
 	require.FileExists(t, path)
 	// Released with its pid: removed; created and never written: removed.
-	p, err = takePIDFile(path)
+	p, err = TakePIDFile(path)
 	require.NoError(t, err)
-	require.NoError(t, p.write(4242))
-	p.release(4242)
+	require.NoError(t, p.Write(4242))
+	p.Release(4242)
 	require.NoFileExists(t, path)
-	p, err = takePIDFile(path)
+	p, err = TakePIDFile(path)
 	require.NoError(t, err)
-	p.release(4242)
+	p.Release(4242)
 	require.NoFileExists(t, path)
 	// A directory is named as such.
-	_, err = takePIDFile(t.TempDir())
+	_, err = TakePIDFile(t.TempDir())
 	require.ErrorContains(t, err, "is a directory")
 }
 
@@ -94,7 +94,7 @@ func TestPIDFileRefusesWhatIsNotAPIDFile(t *testing.T) {
 		{sub, "flag -pid-file: " + sub + " is a directory; give the path of a file"},
 	}
 	for _, tt := range tests {
-		_, err := takePIDFile(tt.path)
+		_, err := TakePIDFile(tt.path)
 		var usage *config.UsageError
 		require.True(t, errors.As(err, &usage), "%s: want a usage error, got %v", tt.path, err)
 		require.EqualError(t, err, tt.want)
@@ -120,13 +120,13 @@ func TestPIDFileTakesOverAStaleOne(t *testing.T) {
 	for name, content := range map[string]string{"stale": "999999\n", "stale-no-newline": "999999", "empty": ""} {
 		path := filepath.Join(dir, name)
 		require.NoError(t, os.WriteFile(path, []byte(content), 0o644))
-		p, err := takePIDFile(path)
+		p, err := TakePIDFile(path)
 		require.NoError(t, err, name)
-		require.NoError(t, p.write(4242))
+		require.NoError(t, p.Write(4242))
 		b, err := os.ReadFile(path)
 		require.NoError(t, err)
 		require.Equal(t, "4242\n", string(b), name)
-		p.release(4242)
+		p.Release(4242)
 		require.NoFileExists(t, path, name)
 	}
 }
@@ -135,13 +135,13 @@ func TestPIDFileTakesOverAStaleOne(t *testing.T) {
 // not one put in its place, even one holding the same pid.
 func TestPIDFileReleaseRemovesOnlyItsOwnFile(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "restarter.pid")
-	p, err := takePIDFile(path)
+	p, err := TakePIDFile(path)
 	require.NoError(t, err)
-	require.NoError(t, p.write(4242))
+	require.NoError(t, p.Write(4242))
 	// Replaced (a new inode) with the same content,
 	require.NoError(t, os.Remove(path))
 	require.NoError(t, os.WriteFile(path, []byte("4242\n"), 0o644))
-	p.release(4242)
+	p.Release(4242)
 	// it is someone else's file: left alone.
 	b, err := os.ReadFile(path)
 	require.NoError(t, err)
@@ -150,12 +150,12 @@ func TestPIDFileReleaseRemovesOnlyItsOwnFile(t *testing.T) {
 	// Replaced by a symlink to a file holding the pid: neither is removed.
 	target := path + ".target"
 	require.NoError(t, os.Rename(path, target))
-	p, err = takePIDFile(path)
+	p, err = TakePIDFile(path)
 	require.NoError(t, err)
-	require.NoError(t, p.write(4242))
+	require.NoError(t, p.Write(4242))
 	require.NoError(t, os.Remove(path))
 	require.NoError(t, os.Symlink(target, path))
-	p.release(4242)
+	p.Release(4242)
 	require.FileExists(t, target)
 	_, err = os.Lstat(path)
 	require.NoError(t, err, "the symlink is left alone")

@@ -3,12 +3,12 @@ package supervisor
 import (
 	"context"
 	"fmt"
-	"os"
 	"os/exec"
 	"strconv"
 	"strings"
 
 	"github.com/envoy-restarter/restarter/restarter/internal/machine"
+	"github.com/envoy-restarter/restarter/restarter/internal/osproc"
 )
 
 // This file is the pre-restart check (--check) and the base id
@@ -20,18 +20,17 @@ import (
 // outcome is already known it returns it with ok=false.
 func (r *runner) startCheck(epoch int) (machine.CheckFinished, bool) {
 	if r.cfg.BaseIDPath != "" {
-		id, err := readBaseID(r.cfg.BaseIDPath)
+		id, err := r.sys.readBaseID(r.cfg.BaseIDPath)
 		if err != nil {
 			return machine.CheckFinished{Epoch: epoch, Err: "base id: " + err.Error()}, false
 		}
-		r.baseID = id
+		r.baseID = &id
 	}
 	if len(r.cfg.Check) == 0 {
 		return machine.CheckFinished{Epoch: epoch}, false
 	}
 	env := r.childEnv(epoch)
-	ctx, cancel := context.WithCancel(r.ctx)
-	r.check = cancel
+	ctx := r.tasks.start(r.ctx, task{checkTask, 0})
 	go func() { r.report(ctx, r.runCheck(ctx, epoch, env)) }()
 	return machine.CheckFinished{}, true
 }
@@ -58,11 +57,11 @@ func (r *runner) runCheck(ctx context.Context, epoch int, env []string) machine.
 // and, with --base-id-path, ENVOY_BASE_ID_PATH and (for epochs after 0)
 // ENVOY_BASE_ID.
 func (r *runner) childEnv(epoch int) []string {
-	set := []string{"RESTART_EPOCH=" + strconv.Itoa(epoch), instanceEnv + "=" + r.instance}
+	set := []string{"RESTART_EPOCH=" + strconv.Itoa(epoch), osproc.InstanceEnv + "=" + r.instance}
 	if r.cfg.BaseIDPath != "" {
 		set = append(set, "ENVOY_BASE_ID_PATH="+r.cfg.BaseIDPath)
-		if epoch > 0 && r.baseID != "" {
-			set = append(set, "ENVOY_BASE_ID="+r.baseID)
+		if epoch > 0 && r.baseID != nil {
+			set = append(set, "ENVOY_BASE_ID="+r.baseID.String())
 		}
 	}
 	env := r.sys.environ()
@@ -71,23 +70,10 @@ func (r *runner) childEnv(epoch int) []string {
 		name, _, _ := strings.Cut(kv, "=")
 		// NOTIFY_SOCKET is the restarter's: an epoch or helper that used it
 		// would speak for the restarter to the service manager.
-		if name == "RESTART_EPOCH" || name == "NOTIFY_SOCKET" || name == instanceEnv || (r.cfg.BaseIDPath != "" && (name == "ENVOY_BASE_ID" || name == "ENVOY_BASE_ID_PATH")) {
+		if name == "RESTART_EPOCH" || name == "NOTIFY_SOCKET" || name == osproc.InstanceEnv || (r.cfg.BaseIDPath != "" && (name == "ENVOY_BASE_ID" || name == "ENVOY_BASE_ID_PATH")) {
 			continue
 		}
 		out = append(out, kv)
 	}
 	return append(out, set...)
-}
-
-// readBaseID reads the decimal base id Envoy wrote to path.
-func readBaseID(path string) (string, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return "", err
-	}
-	id := strings.TrimSpace(string(b))
-	if _, err := strconv.ParseUint(id, 10, 32); err != nil {
-		return "", fmt.Errorf("%s: %q is not a base id", path, id)
-	}
-	return id, nil
 }

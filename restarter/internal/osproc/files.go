@@ -1,4 +1,4 @@
-package supervisor
+package osproc
 
 import (
 	"errors"
@@ -13,11 +13,11 @@ import (
 	"github.com/envoy-restarter/restarter/restarter/internal/config"
 )
 
-// This file handles the files the restarter is given paths to but does not
-// own outright: the pid file and the base id file. It touches neither unless
-// it is sure the file is its own.
+// This file is the pid file, which the restarter is given a path to but
+// does not own outright: it touches it only once it is sure the file is its
+// own.
 
-// pidFile is a --pid-file taken with an exclusive flock: a second restarter
+// PIDFile is a --pid-file taken with an exclusive flock: a second restarter
 // given the same path fails at once, without touching the file.
 //
 // The path may lie in a directory others can write to (/tmp, /run as root),
@@ -25,7 +25,7 @@ import (
 // regular one holding nothing or a pid is refused (a usage error) and left
 // as it was: otherwise --pid-file /etc/envoy/envoy.yaml, or a planted
 // pid.lnk -> victim, would have it overwritten and then deleted.
-type pidFile struct {
+type PIDFile struct {
 	path    string
 	f       *os.File
 	created bool // the file did not exist before this restarter took it
@@ -34,13 +34,13 @@ type pidFile struct {
 // maxPIDFileSize is more than any pid file holds (a pid and a newline).
 const maxPIDFileSize = 32
 
-// takePIDFile opens and locks path. It writes nothing yet: the pid is
+// TakePIDFile opens and locks path. It writes nothing yet: the pid is
 // written once set-up succeeded (write).
-func takePIDFile(path string) (*pidFile, error) {
+func TakePIDFile(path string) (*PIDFile, error) {
 	if err := checkPIDFilePath(path); err != nil {
 		return nil, err
 	}
-	p := &pidFile{path: path, created: true}
+	p := &PIDFile{path: path, created: true}
 	// O_NOFOLLOW: a symlink put there since the check is refused too (O_EXCL
 	// never follows one).
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, 0o644)
@@ -116,7 +116,7 @@ func isPID(s string) bool {
 }
 
 // write replaces the file's content with pid.
-func (p *pidFile) write(pid int) error {
+func (p *PIDFile) Write(pid int) error {
 	if err := p.f.Truncate(0); err != nil {
 		return fmt.Errorf("pid file %s: %w", p.path, err)
 	}
@@ -130,7 +130,7 @@ func (p *pidFile) write(pid int) error {
 // took (the same inode, not a symlink) and it holds pid, or it was created
 // by this restarter and never written; then it drops the lock. A file put
 // in its place is someone else's.
-func (p *pidFile) release(pid int) {
+func (p *PIDFile) Release(pid int) {
 	defer p.f.Close()
 	ours, err := p.f.Stat()
 	if err != nil {
@@ -145,38 +145,6 @@ func (p *pidFile) release(pid int) {
 	if content == strconv.Itoa(pid)+"\n" || (p.created && content == "") {
 		os.Remove(p.path)
 	}
-}
-
-// clearBaseID removes what an earlier run left at --base-id-path, so that
-// epoch 0's id is never confused with it: nothing, an empty file or one
-// holding a base id. Anything else is not the restarter's to delete, and is
-// a usage error. A stale id that cannot be removed (a read-only file system)
-// is an error too: later epochs would be given it as ENVOY_BASE_ID.
-func clearBaseID(path string) error {
-	fi, err := os.Lstat(path)
-	switch {
-	case errors.Is(err, fs.ErrNotExist):
-		return nil
-	case err != nil:
-		return fmt.Errorf("base id file %s: %v", path, config.UnwrapPathError(err))
-	case fi.IsDir():
-		return config.Usagef("flag -base-id-path: %s is a directory; give the path of a file for Envoy's --base-id-path", path)
-	case !fi.Mode().IsRegular():
-		return config.Usagef("flag -base-id-path: %s is not a regular file; refusing to delete it", path)
-	}
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return fmt.Errorf("base id file %s: %v", path, config.UnwrapPathError(err))
-	}
-	if id := strings.TrimSpace(string(b)); id != "" {
-		if _, err := strconv.ParseUint(id, 10, 32); err != nil {
-			return config.Usagef("flag -base-id-path: %s holds something other than a base id (%d bytes starting %q); refusing to delete it", path, len(b), firstLine(string(b), 40))
-		}
-	}
-	if err := os.Remove(path); err != nil {
-		return fmt.Errorf("base id file %s: cannot remove the stale base id left by an earlier run (%v); later epochs would be given it: remove it or choose another --base-id-path", path, config.UnwrapPathError(err))
-	}
-	return nil
 }
 
 // firstLine returns s's first line, cut to at most n bytes.

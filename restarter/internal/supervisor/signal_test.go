@@ -1,10 +1,14 @@
 package supervisor
 
 import (
+	"os"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/envoy-restarter/restarter/restarter/internal/machine"
+	"github.com/envoy-restarter/restarter/restarter/internal/osproc"
+	"github.com/stretchr/testify/require"
 )
 
 // TestMachineSignalsAreThePlatforms checks the machine's own signal numbers
@@ -19,8 +23,16 @@ func TestMachineSignalsAreThePlatforms(t *testing.T) {
 		if int(ours) != int(theirs) {
 			t.Errorf("machine.%s is %d, the platform's is %d", ours, int(ours), int(theirs))
 		}
-		if ours.String() != signalName(theirs) {
-			t.Errorf("machine names %d %s, the platform %s", int(ours), ours, signalName(theirs))
+		if ours.String() != osproc.SignalName(theirs) {
+			t.Errorf("machine names %d %s, the platform %s", int(ours), ours, osproc.SignalName(theirs))
 		}
 	}
+}
+func TestNewOSEnv(t *testing.T) {
+	t.Setenv("NOTIFY_SOCKET", "")
+	env := newOSEnv()
+	require.Equal(t, os.Getpid(), env.getpid())
+	stop := env.afterFunc(time.Hour, func() {})
+	require.True(t, stop())
+	require.NoError(t, env.sdNotify("READY=1"), "without NOTIFY_SOCKET, a no-op")
 }

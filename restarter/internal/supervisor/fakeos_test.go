@@ -13,7 +13,10 @@ import (
 	"time"
 
 	"github.com/envoy-restarter/restarter/restarter/internal/config"
+	"github.com/envoy-restarter/restarter/restarter/internal/control"
 	"github.com/envoy-restarter/restarter/restarter/internal/logging"
+	"github.com/envoy-restarter/restarter/restarter/internal/osproc"
+	"github.com/stretchr/testify/require"
 
 	"github.com/envoy-restarter/restarter/restarter/internal/machine"
 )
@@ -41,6 +44,62 @@ type fakeOS struct {
 	// real, with the real OS layer's forker.
 	runHelper func(ctx context.Context, cmd *exec.Cmd) (string, error)
 	getenv    map[string]string
+	// gate is the init gate, played by the test (with --init-gate auto).
+	gate *fakeGate
+}
+
+// fakeGate is an init gate the test plays: it keeps each watch's report
+// function, so the test says when an epoch holds or cleared the flag.
+type fakeGate struct {
+	mu      sync.Mutex
+	envoy   bool                        // Known: the epochs were found to be Envoy
+	watches map[int]func(machine.Event) // by pid
+	flagSet bool                        // what ClearInit finds
+	queued  []bool                      // SetQueued calls, in order
+}
+
+func (g *fakeGate) Watch(_ context.Context, _, pid int, _ bool, report func(machine.Event)) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.watches[pid] = report
+}
+
+func (g *fakeGate) ClearInit() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	was := g.flagSet
+	g.flagSet = false
+	return was
+}
+
+func (g *fakeGate) InitializingNow(int) bool { return false }
+
+func (g *fakeGate) Known() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.envoy
+}
+
+func (g *fakeGate) SetQueued(queued bool) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if n := len(g.queued); n == 0 || g.queued[n-1] != queued {
+		g.queued = append(g.queued, queued)
+	}
+}
+
+// report hands ev to the watch of pid, as the real gate's watcher does,
+// once the loop has started that watch (in a goroutine of its own).
+func (g *fakeGate) report(t *testing.T, pid int, ev machine.Event) {
+	t.Helper()
+	var report func(machine.Event)
+	require.Eventually(t, func() bool {
+		g.mu.Lock()
+		defer g.mu.Unlock()
+		report = g.watches[pid]
+		return report != nil
+	}, 10*time.Second, time.Millisecond, "init watch of PID %d", pid)
+	report(ev)
 }
 
 // fakeTimer is one afterFunc call.
@@ -52,6 +111,7 @@ type fakeTimer struct {
 
 func newFakeOS() *fakeOS {
 	return &fakeOS{
+		gate:    &fakeGate{watches: map[int]func(machine.Event){}},
 		lastPID: 99,
 		live:    map[int]bool{},
 		zombies: map[int]machine.Exited{},
@@ -74,15 +134,28 @@ func (f *fakeOS) env() osEnv {
 		reap:            f.reap,
 		reapOrphans:     f.reapOrphans,
 		becomeSubreaper: func() error { f.record("%s", "subreaper"); return nil },
+		checkOwnProc:    func() error { return nil },
 		orphans:         func([]int) []int { return nil },
 		groupMembers:    func(string) []int { return nil },
-		leftovers:       func(string) []leftover { return nil },
+		checkLeftovers:  func(string, func(string)) error { return nil },
 		killHelpers:     func() {},
+		// Files and sockets are real, in the tests' own temp dirs.
+		takePIDFile: func(path string) (pidFile, error) {
+			p, err := osproc.TakePIDFile(path)
+			if err != nil {
+				return nil, err
+			}
+			return p, nil
+		},
+		clearBaseID:   osproc.ClearBaseID,
+		readBaseID:    osproc.ReadBaseID,
+		listenControl: control.Listen,
+		newInitGate:   func(time.Duration) initGate { return f.gate },
 		runHelper: func(ctx context.Context, cmd *exec.Cmd) (string, error) {
 			if f.runHelper != nil {
 				return f.runHelper(ctx, cmd)
 			}
-			return testForker.runHelper(ctx, cmd)
+			return testForker.RunHelper(ctx, cmd)
 		},
 		afterFunc: func(d time.Duration, fn func()) func() bool {
 			f.mu.Lock()
@@ -152,7 +225,7 @@ func epochOf(env []string) string {
 }
 
 func (f *fakeOS) kill(pid int, sig syscall.Signal) error {
-	f.record("kill %d %s", pid, signalName(sig))
+	f.record("kill %d %s", pid, osproc.SignalName(sig))
 	switch {
 	case sig == syscall.SIGKILL:
 		f.exit(machine.Exited{PID: pid, Signal: machine.Signal(sig)})

@@ -14,6 +14,7 @@ import (
 	"github.com/envoy-restarter/restarter/restarter/internal/config"
 	"github.com/envoy-restarter/restarter/restarter/internal/control"
 	"github.com/envoy-restarter/restarter/restarter/internal/logging"
+	"github.com/envoy-restarter/restarter/restarter/internal/osproc"
 
 	"github.com/envoy-restarter/restarter/restarter/internal/machine"
 
@@ -158,7 +159,7 @@ func TestLoopDropsStaleTimersAndOutcomes(t *testing.T) {
 	f.fire(1)
 	handle(t, r, nextWithin(t, r)...)
 	require.Equal(t, []string{"kill 101 SIGKILL"}, f.takeCalls())
-	require.NotContains(t, r.watches, 1)
+	require.NotContains(t, r.tasks, task{readyTask, 1})
 	// The stopped watch's late Ready is dropped: the loop hears only of the
 	// KILLed epoch's death.
 	close(release)
@@ -199,7 +200,7 @@ func TestLoopStopsProbingADeadEpoch(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("still probing a dead epoch")
 	}
-	require.Empty(t, r.watches)
+	require.Empty(t, r.tasks)
 	require.True(t, f.timers[1].stopped, "its ready timeout is stopped too")
 }
 
@@ -251,13 +252,13 @@ func TestCheckOutcomes(t *testing.T) {
 			_, pending := r.startCheck(1)
 			require.True(t, pending)
 			require.Equal(t, []machine.Event{tt.want}, nextWithin(t, r))
-			require.Nil(t, r.check, "a finished check is released")
+			require.NotContains(t, r.tasks, task{checkTask, 0}, "a finished check is released")
 		})
 	}
 }
 
 // testForker is the real OS layer's forker, shared by the tests.
-var testForker = newForker()
+var testForker = osproc.NewForker()
 
 func TestBaseIDFlowsFromEpoch0ToLaterEpochs(t *testing.T) {
 	dir := t.TempDir()
@@ -277,7 +278,7 @@ func TestBaseIDFlowsFromEpoch0ToLaterEpochs(t *testing.T) {
 	require.True(t, ok)
 	handle(t, r, machine.Started{})
 	require.NoFileExists(t, path, "epoch 0 must not see the stale id")
-	instance := instanceEnv + "=" + instanceID(cfg)
+	instance := osproc.InstanceEnv + "=" + instanceID(cfg)
 	require.Equal(t, []string{"PATH=/bin", "RESTART_EPOCH=0", instance, "ENVOY_BASE_ID_PATH=" + path}, envs[0])
 
 	require.NoError(t, os.WriteFile(path, []byte("42"), 0o644)) // epoch 0 wrote its id
@@ -520,23 +521,55 @@ func TestLoopHurriesTheInitGateWhileARestartIsQueued(t *testing.T) {
 	cfg.InitGate = config.InitGateAuto
 	r, _ := fakeRunner(t, cfg, f)
 	handle(t, r, machine.Started{}, hup, machine.InitStarted{Epoch: 1})
-	require.False(t, r.gate.queued.Load())
-	hurry := r.gate.hurried()
 
-	// when a SIGHUP is queued behind it,
+	// when a SIGHUP is queued behind it, then the gate is told to hurry,
 	handle(t, r, hup)
+	require.Equal(t, []bool{false, true}, f.gate.queued)
 
-	// then the gate's watchers are told, and woken,
-	require.True(t, r.gate.queued.Load())
-	select {
-	case <-hurry:
-	default:
-		t.Fatal("watchers not woken")
-	}
 	// and once the queued restart has started, no longer.
 	handle(t, r, machine.InitDone{Epoch: 1})
 	require.Equal(t, 2, newestEpochOf(r))
-	require.False(t, r.gate.queued.Load())
+	require.Equal(t, []bool{false, true, false}, f.gate.queued)
+}
+
+// The loop drives the init gate through the OS interface: it watches every
+// epoch, forks the next one known to be Envoy, and heals a flag a dead
+// epoch left set.
+func TestLoopDrivesTheInitGate(t *testing.T) {
+	f := newFakeOS()
+	cfg := testConfig()
+	cfg.InitGate, cfg.OnFailedRestart = config.InitGateAuto, config.FailedRestartKeep
+	r, logs := fakeRunner(t, cfg, f)
+	handle(t, r, machine.Started{})
+
+	// Given epoch 0 (PID 100) seen initializing by its watcher,
+	f.gate.report(t, 100, machine.InitStarted{Epoch: 0})
+	handle(t, r, nextWithin(t, r)...)
+	require.Contains(t, logs.String(), "epoch 0 is initializing")
+	f.gate.mu.Lock()
+	f.gate.envoy = true // the watcher found Envoy's region
+	f.gate.mu.Unlock()
+
+	// a SIGHUP waits for its flag to clear,
+	handle(t, r, hup)
+	require.Equal(t, 0, newestEpochOf(r))
+	f.gate.report(t, 100, machine.InitDone{Epoch: 0})
+	handle(t, r, nextWithin(t, r)...)
+
+	// then epoch 1 is forked, watched, and held as initializing from its fork,
+	require.Equal(t, 1, newestEpochOf(r))
+	f.gate.report(t, 101, machine.InitStarted{Epoch: 1})
+	handle(t, r, nextWithin(t, r)...)
+
+	// and when it dies initializing, under --on-failed-restart keep, the
+	// flag it left set is healed.
+	f.gate.mu.Lock()
+	f.gate.flagSet = true
+	f.gate.mu.Unlock()
+	f.exit(machine.Exited{PID: 101, Code: 1})
+	handle(t, r, nextWithin(t, r)...)
+	require.Contains(t, logs.String(), "cleared Envoy's INITIALIZING flag, left set by epoch 1 (PID=101)")
+	require.False(t, f.gate.ClearInit(), "cleared once")
 }
 
 func newestEpochOf(r *runner) int {
