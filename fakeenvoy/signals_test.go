@@ -72,11 +72,16 @@ func TestFakeIgnoreSIGTERM(t *testing.T) {
 
 // Given a running epoch logging to files, when the access log and the log
 // are moved and SIGUSR1 arrives, then both are reopened and no access log
-// line is lost or duplicated across the two files.
+// line is lost or duplicated across the two files. As Envoy's flush thread
+// does (source/common/access_log/access_log_manager_impl.cc
+// flushThreadFunc), each file's first line went out at once, and what was
+// still buffered when SIGUSR1 came, the SIGUSR1 line included, lands in the
+// new file (the flush timer is an hour away here).
 func TestSIGUSR1ReopensLogsWithoutLosingLines(t *testing.T) {
 	sb := newSandbox(t)
 	logPath := sb.Path("envoy.log")
-	e0 := sb.start(0, "-c", sb.config("c.yaml", 0), "--log-path", logPath, "--fake-state-path", sb.Path("s.json"))
+	e0 := sb.start(0, "-c", sb.config("c.yaml", 0), "--log-path", logPath, "--fake-state-path", sb.Path("s.json"),
+		"--file-flush-interval-msec", "3600000")
 	st := readState(t, sb.Path("s.json"), 0)
 	url := "http://" + st.Listeners["web"] + "/"
 
@@ -85,7 +90,6 @@ func TestSIGUSR1ReopensLogsWithoutLosingLines(t *testing.T) {
 	require.NoError(t, os.Rename(sb.Path("access.log"), sb.Path("access.log.1")))
 	require.NoError(t, os.Rename(logPath, logPath+".1"))
 	e0.Signal(syscall.SIGUSR1)
-	// The message goes to the old file, then the files are reopened.
 	proctest.WaitFor(t, wait, "the reopened logs", func() bool {
 		_, errLog := os.Stat(logPath)
 		_, errAccess := os.Stat(sb.Path("access.log"))
@@ -101,11 +105,16 @@ func TestSIGUSR1ReopensLogsWithoutLosingLines(t *testing.T) {
 	e0.Signal(syscall.SIGTERM)
 	assert.Equal(t, proctest.Exit{}, e0.Wait(wait))
 	assertAccessLogOnce(t, []string{sb.Path("access.log.1"), sb.Path("access.log")}, len(l.Answered())+1)
+	moved, err := os.ReadFile(sb.Path("access.log.1"))
+	require.NoError(t, err)
+	assert.Equal(t, 1, strings.Count(string(moved), "\n"), "only the first access log line was written before the move")
 	old, err := os.ReadFile(logPath + ".1")
 	require.NoError(t, err)
-	assert.Contains(t, string(old), "caught SIGUSR1. Reopening access logs.")
+	assert.Equal(t, 1, strings.Count(string(old), "\n"), "only the first log line was written before the move: %q", old)
+	assert.Contains(t, string(old), "initializing epoch 0")
 	current, err := os.ReadFile(logPath)
 	require.NoError(t, err)
+	assert.Contains(t, string(current), "caught SIGUSR1. Reopening access logs.", "buffered before the reopen, written after it")
 	assert.Contains(t, string(current), "exiting")
 }
 

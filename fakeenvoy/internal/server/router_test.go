@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -19,6 +20,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/envoy-restarter/restarter/fakeenvoy/internal/accesslog"
 	"github.com/envoy-restarter/restarter/fakeenvoy/internal/config"
 	"github.com/envoy-restarter/restarter/fakeenvoy/internal/stats"
 )
@@ -305,12 +307,13 @@ func TestHealthCheckFilter(t *testing.T) {
 			var failed atomic.Bool
 			failed.Store(tc.failed)
 			logPath := filepath.Join(t.TempDir(), "access.log")
-			accessFile, err := openAccessLog(logPath)
+			files := accesslog.NewManager(time.Hour, accesslog.DefaultMinFlushSize, &sync.Mutex{})
+			defer files.Close()
+			accessFile, err := files.Open(logPath)
 			require.NoError(t, err)
-			defer accessFile.close()
 			drain := &drainManager{strategy: "gradual", drainTime: time.Hour, healthCheckFailed: &failed}
 			l := &listener{cfg: c.Listeners[0], pid: 42, drain: listenerDrain(drain, false, false), httpStats: newHTTPStats(stats.New(), "web")}
-			l.router = &router{l: l, http: c.Listeners[0].HTTP, healthCheckFailed: &failed, serviceCluster: "svc", logs: []*accessLog{accessFile}}
+			l.router = &router{l: l, http: c.Listeners[0].HTTP, healthCheckFailed: &failed, serviceCluster: "svc", logs: []*accesslog.File{accessFile}}
 			front := httptest.NewServer(l.router)
 			defer front.Close()
 
@@ -329,6 +332,7 @@ func TestHealthCheckFilter(t *testing.T) {
 				}
 				assert.Equal(t, want.immediateFail, resp.Header.Get("x-envoy-immediate-health-check-fail") == "true", path)
 				assert.Equal(t, want.connectionLost, resp.Close, path)
+				accessFile.Flush()
 				log, err := os.ReadFile(logPath)
 				require.NoError(t, err)
 				line := string(log[strings.LastIndex(strings.TrimSuffix(string(log), "\n"), "\n")+1:])

@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/envoy-restarter/restarter/fakeenvoy/internal/accesslog"
 	"github.com/envoy-restarter/restarter/fakeenvoy/internal/config"
 	"github.com/envoy-restarter/restarter/fakeenvoy/internal/envoylog"
 	"github.com/envoy-restarter/restarter/fakeenvoy/internal/hotrestart"
@@ -45,11 +46,14 @@ type Server struct {
 	drain         *drainManager
 	admin         *admin
 	listeners     []*listener
-	accessLogs    map[string]*accessLog
-	events        chan func()
-	done          chan struct{}
-	quit          chan struct{}
-	quitOnce      sync.Once
+	// logFiles is the access log manager: the access logs and the
+	// --log-path log, buffered (nil until hot restart is set up).
+	logFiles   *accesslog.Manager
+	accessLogs map[string]*accesslog.File
+	events     chan func()
+	done       chan struct{}
+	quit       chan struct{}
+	quitOnce   sync.Once
 	// healthCheckFailed is Envoy's !live_: set by /healthcheck/fail,
 	// cleared by /healthcheck/ok.
 	healthCheckFailed atomic.Bool
@@ -98,15 +102,9 @@ func Main(args []string, execNanos int64) int {
 			return 1
 		}
 	}
-	log, err := envoylog.New(opts.LogPath)
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "error: cannot open log path %s: %v\n", opts.LogPath, err)
-		return 1
-	}
-	defer log.Close()
 	s := &Server{
-		opts: opts, log: log, startTime: time.Now(), baseID: opts.BaseID,
-		accessLogs: map[string]*accessLog{},
+		opts: opts, log: envoylog.New(), startTime: time.Now(), baseID: opts.BaseID,
+		accessLogs: map[string]*accesslog.File{},
 		events:     make(chan func()), done: make(chan struct{}), quit: make(chan struct{}),
 		stats: stats.New(),
 	}
@@ -122,7 +120,9 @@ func Main(args []string, execNanos int64) int {
 	if opts.Mode == "validate" {
 		return s.validate()
 	}
-	return s.run()
+	code := s.run()
+	s.closeLogs()
+	return code
 }
 
 func (s *Server) version() uint64 {
@@ -194,7 +194,8 @@ func logRegion(logPath string, baseID uint32) error {
 
 // validate is --mode validate: check the config, touch no hot restart
 // state. Envoy prints the verdict on stdout; a failure is its critical log
-// line only (validateConfig swallows the exception), exit 1.
+// line only (validateConfig swallows the exception), exit 1. Its
+// ValidationInstance has no --log-path file: the line goes to stderr.
 func (s *Server) validate() int {
 	if _, err := s.loadBootstrap(); err != nil {
 		s.log.Critical("main", "error initializing configuration '%s': %v", s.opts.ConfigPath, err)
@@ -278,6 +279,12 @@ func (s *Server) run() int {
 		if err := setParentDeathSignal(); err != nil {
 			return s.fatal(&hotrestart.FatalError{Message: fmt.Sprintf("prctl(PR_SET_PDEATHSIG): %v", err)})
 		}
+		// Envoy's Logger::Context: from here every line to stderr is
+		// written holding the region's log_lock_, shared by all epochs.
+		s.log.SetLock(s.hr.Shm.LogLock())
+	}
+	if err := s.openLogFiles(); err != nil {
+		return s.configError(err)
 	}
 	s.log.Info("main", "initializing epoch %d (base id=%d, hot restart version=%s)", o.RestartEpoch, s.baseID, s.hotRestartVersion())
 	cfg, err := s.loadBootstrap()
@@ -354,26 +361,6 @@ func (s *Server) bindAdmin() error {
 		// ip:port, no newline, as Envoy writes it; failure is only logged.
 		if err := os.WriteFile(p, []byte(ln.Addr().String()), 0o644); err != nil {
 			s.log.Critical("main", "cannot open admin address output file %s for writing.", p)
-		}
-	}
-	return nil
-}
-
-// openAccessLogs opens each access log path once.
-func (s *Server) openAccessLogs() error {
-	for _, l := range s.cfg.Listeners {
-		if l.HTTP == nil {
-			continue
-		}
-		for _, p := range l.HTTP.AccessLogPaths {
-			if s.accessLogs[p] != nil {
-				continue
-			}
-			a, err := openAccessLog(p)
-			if err != nil {
-				return err
-			}
-			s.accessLogs[p] = a
 		}
 	}
 	return nil
@@ -597,9 +584,6 @@ func (s *Server) stop() {
 	}
 	for _, l := range s.listeners {
 		l.close()
-	}
-	for _, a := range s.accessLogs {
-		a.close()
 	}
 	if s.hr != nil {
 		s.hr.Close()
