@@ -236,9 +236,17 @@ func protoAddress(a net.Addr) *corev3.Address {
 
 // handleStats answers /stats with the epoch's counters and gauges (as of
 // the last stats flush, for the server gauges), sorted as Envoy sorts
-// them; ?filter= keeps the names
-// the regular expression (RE2, as Envoy's default engine) matches.
+// them; ?filter= keeps the names the regular expression (RE2, as Envoy's
+// default engine) matches. With stats_flush_on_admin each request flushes
+// the stats first (StatsHandler), and so exchanges stats with a parent.
 func (s *Server) handleStats(w http.ResponseWriter, r *http.Request) {
+	if s.statsConfig.FlushOnAdmin {
+		s.onDispatcher(func() {
+			if err := s.flushStats(); err != nil {
+				s.fatal(err)
+			}
+		})
+	}
 	var filter *regexp.Regexp
 	if f := r.URL.Query().Get("filter"); f != "" {
 		var err error

@@ -65,9 +65,11 @@ type Server struct {
 	stats       *stats.Store
 	serverStats serverStats
 	merger      *stats.Merger
-	// statsFlush is Envoy's stat flush timer; nil once the admin was shut
-	// down for a child (Envoy resets the timer then).
-	statsFlush *time.Timer
+	// statsConfig is the bootstrap's; statsFlush is Envoy's stat flush
+	// timer, nil with stats_flush_on_admin or once the admin was shut down
+	// for a child (Envoy resets the timer then).
+	statsConfig config.StatsConfig
+	statsFlush  *time.Timer
 }
 
 // Main runs fakeenvoy with args (without the program name) and returns the
@@ -197,7 +199,11 @@ func logRegion(logPath string, baseID uint32) error {
 // line only (validateConfig swallows the exception), exit 1. Its
 // ValidationInstance has no --log-path file: the line goes to stderr.
 func (s *Server) validate() int {
-	if _, err := s.loadBootstrap(); err != nil {
+	cfg, err := s.loadBootstrap()
+	if err == nil {
+		_, err = cfg.Stats()
+	}
+	if err != nil {
 		s.log.Critical("main", "error initializing configuration '%s': %v", s.opts.ConfigPath, err)
 		return 1
 	}
@@ -292,14 +298,6 @@ func (s *Server) run() int {
 		return s.configError(err)
 	}
 	s.cfg = cfg
-	if o.Mode == "init_only" {
-		// Envoy never reaches the workers-started callback in this mode,
-		// so INITIALIZING stays set.
-		if s.hr != nil {
-			s.hr.Close()
-		}
-		return 0
-	}
 	if err := s.initialize(); err != nil {
 		var fatal *hotrestart.FatalError
 		if errors.As(err, &fatal) {
@@ -307,16 +305,39 @@ func (s *Server) run() int {
 		}
 		return s.configError(err)
 	}
+	if o.Mode == "init_only" {
+		return s.terminate()
+	}
 	return s.dispatch()
+}
+
+// terminate is --mode init_only's end, Envoy's InstanceImpl::terminate for
+// a server that never ran: the server initialised (the parent's admin shut
+// down, the admin bound and its address written, the listen sockets taken
+// over or bound), there is a last stats flush if the flush timer exists
+// (a stats exchange with the parent), then everything closes and it exits
+// 0. The workers never start, so the parent is never told to drain nor to
+// terminate, and INITIALIZING stays set.
+func (s *Server) terminate() int {
+	if s.statsFlush != nil {
+		if err := s.flushStats(); err != nil {
+			return s.fatal(err)
+		}
+	}
+	close(s.done)
+	s.stop()
+	s.log.Info("main", "exiting")
+	return 0
 }
 
 // initialize follows Envoy's InstanceImpl::initialize after the bootstrap
 // is loaded: ask the parent to shut down its admin (it then terminates its
-// own parent), bind the admin, then build the listeners (sockets from the
-// parent, or bound here) and open their access logs. Failures from here on
-// come after the parent lost its admin: the new epoch exits 1 and the old
-// one keeps serving without an admin, as with Envoy. Last, the stats flush
-// timer is armed.
+// own parent), bind the admin, read the stats config, then build the
+// listeners (sockets from the parent, or bound here) and open their access
+// logs. Failures from here on come after the parent lost its admin: the
+// new epoch exits 1 and the old one keeps serving without an admin, as
+// with Envoy. Last, the stats flush timer is armed, unless
+// stats_flush_on_admin.
 func (s *Server) initialize() error {
 	if s.hr != nil {
 		start, err := s.hr.Child.ShutdownParentAdmin()
@@ -327,8 +348,14 @@ func (s *Server) initialize() error {
 			s.originalStart = start
 		}
 	}
+	// Read before the admin serves /stats; Envoy fails on it after.
+	statsConfig, statsErr := s.cfg.Stats()
+	s.statsConfig = statsConfig
 	if err := s.bindAdmin(); err != nil {
 		return err
+	}
+	if statsErr != nil {
+		return statsErr
 	}
 	if err := s.openAccessLogs(); err != nil {
 		return err
@@ -340,8 +367,19 @@ func (s *Server) initialize() error {
 		}
 		s.listeners = append(s.listeners, l)
 	}
-	s.statsFlush = time.NewTimer(s.opts.FakeStatsFlushInterval)
+	if !s.statsConfig.FlushOnAdmin {
+		s.statsFlush = time.NewTimer(s.statsFlushInterval())
+	}
 	return nil
+}
+
+// statsFlushInterval is the bootstrap's stats_flush_interval, or
+// --fake-stats-flush-interval when given.
+func (s *Server) statsFlushInterval() time.Duration {
+	if s.opts.FakeStatsFlushInterval > 0 {
+		return s.opts.FakeStatsFlushInterval
+	}
+	return s.statsConfig.FlushInterval
 }
 
 // bindAdmin binds the admin listener and writes --admin-address-path.
@@ -518,17 +556,18 @@ func (s *Server) onWorkersStarted() error {
 	return nil
 }
 
-// flushStats is the periodic stats flush: the server stats are updated
-// (a stats exchange with the parent until it is terminated), then the
-// counters are latched, as Envoy's snapshot for its sinks does, and the
-// timer is re-armed.
+// flushStats is Envoy's stats flush, at the flush timer or, with
+// stats_flush_on_admin, at each /stats request: the server stats are
+// updated (a stats exchange with the parent until it is terminated), then
+// the counters are latched, as Envoy's snapshot for its sinks does, and
+// the timer, if any, is re-armed.
 func (s *Server) flushStats() error {
 	if err := s.updateServerStats(); err != nil {
 		return err
 	}
 	s.stats.Latch()
 	if s.statsFlush != nil {
-		s.statsFlush.Reset(s.opts.FakeStatsFlushInterval)
+		s.statsFlush.Reset(s.statsFlushInterval())
 	}
 	return nil
 }
