@@ -168,17 +168,23 @@ func TestAdminEndpoints(t *testing.T) {
 	assert.Empty(t, sb.leftovers())
 }
 
-// With --socket-path the domain sockets are files under that path (mode
-// from --socket-mode) and are removed on a clean exit.
+// With --socket-path the domain sockets are files under that path, with
+// --socket-mode less the umask (Envoy sets the mode with fchmod before the
+// bind: RpcStream::createDomainSocketAddress in
+// source/server/hot_restarting_base.cc), and are removed on a clean exit.
 func TestPathSocketsAreRemovedOnExit(t *testing.T) {
 	sb := newSandbox(t)
 	prefix := filepath.Join(sb.Dir, "hr")
 	cfg := sb.config("c.yaml", 0)
-	e0 := sb.startRunning(0, "-c", cfg, "--socket-path", prefix, "--socket-mode", "640")
-	child := prefix + "_child_" + strconv.FormatUint(uint64(sb.BaseID)*10, 10)
-	fi, err := os.Stat(child)
-	require.NoError(t, err)
-	assert.Equal(t, os.FileMode(0o640), fi.Mode().Perm())
+	base := strconv.FormatUint(uint64(sb.BaseID), 10)
+	e0 := proctest.Start(t, proctest.Options{Dir: sb.Dir}, "/bin/sh", "-c", `umask 027 && exec "$0" "$@"`, sb.fakeenvoy,
+		"--restart-epoch", "0", "--base-id", base, "-c", cfg, "--socket-path", prefix, "--socket-mode", "666")
+	e0.WaitLine(startedLine, 1, wait)
+	for _, role := range []string{"_child_", "_parent_", "_udp_child_", "_udp_parent_"} {
+		fi, err := os.Stat(prefix + role + strconv.FormatUint(uint64(sb.BaseID)*10, 10))
+		require.NoError(t, err)
+		assert.Equal(t, os.FileMode(0o640), fi.Mode().Perm(), "%s: 666 under umask 027", role)
+	}
 
 	e1 := sb.start(1, "-c", cfg, "--socket-path", prefix, "--fake-parent-shutdown-time", "100ms")
 	assert.Equal(t, proctest.Exit{}, e0.Wait(wait))

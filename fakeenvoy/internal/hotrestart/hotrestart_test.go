@@ -177,6 +177,34 @@ func TestPathSocketModeAndRemoval(t *testing.T) {
 	assert.True(t, os.IsNotExist(err))
 }
 
+// Mirrors source/server/hot_restarting_base.cc RpcStream::bindDomainSocket
+// and createDomainSocketAddress: the mode is set with fchmod on the socket
+// before bind, so the umask still clears bits of the file bind creates
+// (a chmod after bind would not). The tests of this package run one at a
+// time, so the process-wide umask can be changed here.
+func TestSocketModeGoesThroughTheUmask(t *testing.T) {
+	for _, tc := range []struct {
+		umask, mode int
+		want        os.FileMode
+	}{
+		{0o022, 0o666, 0o644},
+		{0o027, 0o660, 0o640},
+		{0o077, 0o600, 0o600},
+		{0o000, 0o640, 0o640},
+	} {
+		old := unix.Umask(tc.umask)
+		name := filepath.Join(t.TempDir(), "s")
+		a, err := Bind(name, uint32(tc.mode), 0, 0)
+		unix.Umask(old)
+		require.NoError(t, err)
+		fi, err := os.Stat(name)
+		require.NoError(t, err)
+		assert.Equal(t, tc.want, fi.Mode().Perm(), "--socket-mode %o under umask %03o", tc.mode, tc.umask)
+		assert.Equal(t, os.ModeSocket, fi.Mode().Type())
+		require.NoError(t, a.Close())
+	}
+}
+
 func TestSharedMemoryLifecycle(t *testing.T) {
 	base := 270_000_000 + rand.Uint32N(1_000_000)
 	t.Cleanup(func() { _ = unix.Unlink(envoyshm.Path(base)) })
