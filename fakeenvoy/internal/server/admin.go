@@ -97,22 +97,46 @@ func (c *chunkedWriter) WriteHeader(code int) {
 	}
 	c.wroteHeader = true
 	h := c.ResponseWriter.Header()
-	h.Set("server", "envoy")
+	h.Set("Server", "envoy")
+	h.Set("Date", time.Now().UTC().Format(http.TimeFormat))
 	// Envoy's Utility::populateFallbackResponseHeaders.
-	if h.Get("content-type") == "" {
-		h.Set("content-type", "text/plain; charset=UTF-8")
+	if h.Get("Content-Type") == "" {
+		h.Set("Content-Type", "text/plain; charset=UTF-8")
 	}
-	if h.Get("cache-control") == "" {
-		h.Set("cache-control", "no-cache, max-age=0")
+	if h.Get("Cache-Control") == "" {
+		h.Set("Cache-Control", "no-cache, max-age=0")
 	}
-	h.Add("x-content-type-options", "nosniff")
+	h.Add("X-Content-Type-Options", "nosniff")
 	if c.drain.drainClose() {
-		h.Set("connection", "close")
+		h.Set("Connection", "close")
 	}
+	lowercaseNames(h)
 	c.ResponseWriter.WriteHeader(code)
 	if f, ok := c.ResponseWriter.(http.Flusher); ok {
 		f.Flush()
 	}
+}
+
+// framingHeaders are the headers net/http reads back from the map by their
+// canonical names to frame the reply (and writes itself): they keep Go's
+// case.
+var framingHeaders = map[string]bool{"Connection": true, "Content-Length": true, "Transfer-Encoding": true}
+
+// lowercaseNames renames the reply's headers to lowercase, as Envoy's
+// codec sends them: net/http writes a map key as it is. The canonical
+// Content-Type and Date are left with no value, which tells net/http not
+// to add its own.
+func lowercaseNames(h http.Header) {
+	for name, values := range h {
+		lower := strings.ToLower(name)
+		if lower == name || framingHeaders[name] || values == nil {
+			continue
+		}
+		h[lower] = append(h[lower], values...)
+		delete(h, name)
+	}
+	h["Content-Type"] = nil
+	h["Date"] = nil
 }
 
 func (c *chunkedWriter) Write(b []byte) (int, error) {
