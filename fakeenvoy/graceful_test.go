@@ -342,12 +342,14 @@ func TestConnectionStatsThroughDrainListeners(t *testing.T) {
 // at each file's next flush (source/common/access_log/
 // access_log_manager_impl.cc flushThreadFunc): a file's first line went
 // out at once, to the moved file; lines still buffered go to the new one.
+// The flush timer is an hour away.
 func TestReopenLogs(t *testing.T) {
 	sb := newSandbox(t)
 	logPath := sb.Path("envoy.log")
 	e0, st := sb.gracefulLive("--log-path", logPath, "--file-flush-interval-msec", "3600000")
 	admin := "http://" + st.AdminAddress
 	once(t, st.Listeners["out"], http.MethodGet, "/first")
+	proctest.WaitFor(t, wait, "the first access log line on disk", fileHas(sb.Path("access.log"), "/first"))
 	once(t, st.Listeners["out"], http.MethodGet, "/buffered")
 	code, _ := get(t, admin+"/reopen_logs")
 	assert.Equal(t, http.StatusMethodNotAllowed, code)
@@ -375,7 +377,7 @@ func TestReopenLogs(t *testing.T) {
 	assert.Contains(t, string(log), `admin path "/reopen_logs" mutates state, method=GET rather than POST`, "buffered before the reopen")
 	oldLog, err := os.ReadFile(logPath + ".1")
 	require.NoError(t, err)
-	assert.Equal(t, 1, strings.Count(string(oldLog), "\n"), "only the first line went out before the move: %q", oldLog)
+	assert.NotContains(t, string(oldLog), "mutates state")
 	assert.NotContains(t, string(oldLog)+string(log), "caught SIGUSR1")
 }
 
