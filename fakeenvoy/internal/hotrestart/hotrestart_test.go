@@ -31,7 +31,7 @@ func TestNamesFollowEnvoy(t *testing.T) {
 func TestEncodeDecodeRoundTrip(t *testing.T) {
 	for _, m := range []Message{
 		{Type: RequestShutdownAdmin},
-		{Type: RequestPassListenSocket, Address: "127.0.0.1:10000", Name: "web", ByName: true},
+		{Type: RequestPassListenSocket, Address: "127.0.0.1:10000", WorkerIndex: 3, Name: "web", ByName: true},
 		{Type: ReplyShutdownAdmin, OriginalStartTimeUnixSeconds: 1700000000},
 		{Type: ReplyPassListenSocket, HasFD: true},
 	} {

@@ -41,11 +41,13 @@ const (
 // it as SCM_RIGHTS control data, never inside it.
 type Message struct {
 	Type Type `json:"type"`
-	// Address and Name pick the listener in RequestPassListenSocket; Name
-	// is only consulted with --fake-reuse-port-zero.
-	Address string `json:"address,omitempty"`
-	Name    string `json:"name,omitempty"`
-	ByName  bool   `json:"by_name,omitempty"`
+	// Address and WorkerIndex pick the socket in RequestPassListenSocket,
+	// as Envoy's pass_listen_socket; Name is only consulted with
+	// --fake-reuse-port-zero.
+	Address     string `json:"address,omitempty"`
+	WorkerIndex uint32 `json:"worker_index,omitempty"`
+	Name        string `json:"name,omitempty"`
+	ByName      bool   `json:"by_name,omitempty"`
 	// OriginalStartTimeUnixSeconds answers RequestShutdownAdmin.
 	OriginalStartTimeUnixSeconds int64 `json:"original_start_time_unix_seconds,omitempty"`
 	// HasFD says a ReplyPassListenSocket carries a socket.

@@ -233,8 +233,8 @@ func (s *Server) listenerStatuses() *adminv3.Listeners {
 	out := &adminv3.Listeners{}
 	for _, l := range s.listeners {
 		st := &adminv3.ListenerStatus{Name: l.cfg.Name}
-		for i, sock := range l.sockets {
-			a := protoAddress(sock.ln.Addr())
+		for i, group := range l.socketsByAddress() {
+			a := protoAddress(group[0].ln.Addr())
 			if i == 0 {
 				st.LocalAddress = a
 			} else {

@@ -404,9 +404,7 @@ func (s *Server) bindAdmin() error {
 	return nil
 }
 
-// newListener builds one listener, each of its sockets asked from the
-// parent by address (Envoy's duplicateParentListenSocket) and bound here
-// when the parent has none.
+// newListener builds one listener and its listen sockets (sockets.go).
 func (s *Server) newListener(c config.Listener) (*listener, error) {
 	l := &listener{
 		cfg: c, epoch: s.opts.RestartEpoch, pid: os.Getpid(),
@@ -423,37 +421,11 @@ func (s *Server) newListener(c config.Listener) (*listener, error) {
 		}
 		l.router = rt
 	}
-	for _, a := range c.Addresses {
-		sock := &socket{addr: a}
-		if s.hr != nil {
-			byName := s.opts.FakeReusePortZero && !a.Pipe() && a.Port == 0
-			fd, err := s.hr.Child.DuplicateParentListenSocket(a.String(), c.Name, byName)
-			if err != nil {
-				l.stopAccepting()
-				return nil, err
-			}
-			if fd >= 0 {
-				if sock.ln, err = listenerFromFD(fd, c.Name); err != nil {
-					l.stopAccepting()
-					return nil, fmt.Errorf("listener '%s': socket from parent: %w", c.Name, err)
-				}
-				sock.inherited = true
-			}
+	for i, a := range c.Addresses {
+		if err := s.addSockets(l, i, a); err != nil {
+			l.stopAccepting()
+			return nil, err
 		}
-		if sock.ln == nil {
-			ln, err := bind(a, c.ReusePort)
-			if err != nil {
-				l.stopAccepting()
-				return nil, fmt.Errorf("error adding listener '%s': %w", a, bindError(a, err))
-			}
-			sock.ln = ln
-		}
-		l.sockets = append(l.sockets, sock)
-		origin := "bound"
-		if sock.inherited {
-			origin = "from parent"
-		}
-		s.log.Info("config", "listener '%s' on %s (%s)", c.Name, sock.local(), origin)
 	}
 	return l, nil
 }
@@ -667,25 +639,9 @@ func (h parentHandler) ShutdownAdmin() int64 {
 	return s.originalStart
 }
 
-func (h parentHandler) ListenSocket(address, name string, byName bool) int {
+func (h parentHandler) ListenSocket(req hotrestart.ListenSocketRequest) int {
 	fd := -1
-	h.s.onDispatcher(func() {
-		for _, l := range h.s.listeners {
-			for _, sock := range l.sockets {
-				// Envoy compares the socket's actual address; with
-				// --fake-reuse-port-zero a port-0 socket also matches
-				// by listener name and configured address. A stopped
-				// listener's socket is closed: the child binds its own.
-				if sock.stopped {
-					continue
-				}
-				if sock.local() == address || (byName && l.cfg.Name == name && sock.addr.String() == address) {
-					fd = sock.dupFD()
-					return
-				}
-			}
-		}
-	})
+	h.s.onDispatcher(func() { fd = h.s.listenSocketForChild(req) })
 	return fd
 }
 
