@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
 
+	"github.com/envoy-restarter/restarter/fakeenvoy/internal/hotrestart"
 	"github.com/envoy-restarter/restarter/internal/envoyshm"
 	"github.com/envoy-restarter/restarter/internal/proctest"
 )
@@ -157,4 +158,41 @@ func TestStalledStderrBlocksEveryEpoch(t *testing.T) {
 	e1.WaitLine("caught and eating SIGHUP", 1, wait)
 	proctest.WaitFor(t, wait, "the lock released", func() bool { return sb.logLock().OwnerTID == 0 })
 	assert.False(t, sb.logLock().OwnerDied)
+}
+
+// Mirrors source/common/access_log/access_log_manager_impl.cc
+// AccessLogFileImpl::doWrite (every write to disk holds the lock the
+// server's access log manager was given) and source/exe/main_common.cc
+// (that lock is the hot restarter's accessLogLock(), access_log_lock_ in
+// the shared region): while another process holds access_log_lock_, an
+// epoch's access log lines wait in memory; they are written once it is
+// released.
+func TestAccessLogWritesWaitForTheSharedLock(t *testing.T) {
+	sb := newSandbox(t)
+	e0 := sb.start(0, "-c", sb.config("c.yaml", 0), "--fake-state-path", sb.Path("s0.json"))
+	st := readState(t, sb.Path("s0.json"), 0)
+	e0.WaitLine(startedLine, 1, wait)
+
+	// Given another process holding access_log_lock_ (this test, as an
+	// epoch of the same base id would),
+	f, err := os.OpenFile(envoyshm.Path(sb.BaseID), os.O_RDWR, 0)
+	require.NoError(t, err)
+	mem, err := unix.Mmap(int(f.Fd()), 0, envoyshm.Size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+	f.Close()
+	require.NoError(t, err) // left mapped: the lock's owner thread lives as long as the test binary
+	region, err := envoyshm.NewRegion(mem)
+	require.NoError(t, err)
+	lock, err := hotrestart.NewProcessSharedMutex(region.AccessLogLock())
+	require.NoError(t, err)
+	lock.Lock()
+	// when epoch 0 answers a request, the first line of its access log,
+	code, _ := get(t, "http://"+st.Listeners["web"]+"/")
+	require.Equal(t, 200, code)
+	// then its flush waits for the lock, the line unwritten,
+	proctest.WaitFor(t, wait, "epoch 0 waiting for access_log_lock_", func() bool { return region.AccessLogLock().State().Waiters })
+	assert.False(t, fileHas(sb.Path("access.log"), `"GET / HTTP/1.1" 200`)())
+	assert.Zero(t, sb.logLock().OwnerTID, "the log lock is another lock")
+	// and once the lock is released, the line is written.
+	lock.Unlock()
+	proctest.WaitFor(t, wait, "the access log line", fileHas(sb.Path("access.log"), `"GET / HTTP/1.1" 200`))
 }
