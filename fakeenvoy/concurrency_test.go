@@ -131,4 +131,8 @@ func TestConcurrencyWithoutReusePortSharesOneSocket(t *testing.T) {
 	e0.WaitLine(startedLine, 1, wait)
 	assert.Len(t, listeningSockets(t, e0.PID(), portOf(t, st.Listeners["web"])), 1)
 	assert.NotContains(t, e0.Output(), "worker 1")
+	_, body := get(t, "http://"+st.AdminAddress+"/server_info")
+	info := parseServerInfo(t, body)
+	assert.Equal(t, uint32(4), info.CommandLineOptions.Concurrency)
+	assert.Equal(t, "10s", info.CommandLineOptions.FileFlushInterval, "Envoy's default")
 }

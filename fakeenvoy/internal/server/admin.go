@@ -185,6 +185,7 @@ func (s *Server) handleServerInfo(w http.ResponseWriter, _ *http.Request) {
 			"base_id_path":                  o.BaseIDPath,
 			"skip_hot_restart_on_no_parent": o.SkipHotRestartOnNoParent,
 			"concurrency":                   o.Concurrency,
+			"file_flush_interval":           seconds(o.FileFlushInterval),
 			"config_path":                   o.ConfigPath,
 			"log_level":                     o.LogLevel,
 			"log_path":                      o.LogPath,
