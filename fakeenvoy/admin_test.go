@@ -62,7 +62,9 @@ type serverInfo struct {
 	State              string `json:"state"`
 	PID                int    `json:"pid"`
 	CommandLineOptions struct {
-		RestartEpoch uint32 `json:"restart_epoch"`
+		RestartEpoch      uint32 `json:"restart_epoch"`
+		Concurrency       uint32 `json:"concurrency"`
+		FileFlushInterval string `json:"file_flush_interval"`
 	} `json:"command_line_options"`
 }
 

@@ -338,13 +338,19 @@ func TestConnectionStatsThroughDrainListeners(t *testing.T) {
 // Mirrors source/server/admin/logs_handler.cc handlerReopenLogs: the access
 // log manager reopens every file it writes, the access logs and the
 // --log-path log alike, as SIGUSR1 does (RunHelper in
-// source/server/server.cc), without SIGUSR1's log line.
+// source/server/server.cc), without SIGUSR1's log line. The reopen comes
+// at each file's next flush (source/common/access_log/
+// access_log_manager_impl.cc flushThreadFunc): a file's first line went
+// out at once, to the moved file; lines still buffered go to the new one.
+// The flush timer is an hour away.
 func TestReopenLogs(t *testing.T) {
 	sb := newSandbox(t)
 	logPath := sb.Path("envoy.log")
-	e0, st := sb.gracefulLive("--log-path", logPath)
+	e0, st := sb.gracefulLive("--log-path", logPath, "--file-flush-interval-msec", "3600000")
 	admin := "http://" + st.AdminAddress
-	once(t, st.Listeners["out"], http.MethodGet, "/before")
+	once(t, st.Listeners["out"], http.MethodGet, "/first")
+	proctest.WaitFor(t, wait, "the first access log line on disk", fileHas(sb.Path("access.log"), "/first"))
+	once(t, st.Listeners["out"], http.MethodGet, "/buffered")
 	code, _ := get(t, admin+"/reopen_logs")
 	assert.Equal(t, http.StatusMethodNotAllowed, code)
 
@@ -361,15 +367,17 @@ func TestReopenLogs(t *testing.T) {
 	require.NoError(t, err)
 	current, err := os.ReadFile(sb.Path("access.log"))
 	require.NoError(t, err)
-	assert.Contains(t, string(moved), `"GET /before HTTP/1.1"`)
-	assert.NotContains(t, string(moved), `"GET /after HTTP/1.1"`)
+	assert.Contains(t, string(moved), `"GET /first HTTP/1.1"`)
+	assert.NotContains(t, string(moved), `"GET /buffered HTTP/1.1"`)
+	assert.Contains(t, string(current), `"GET /buffered HTTP/1.1"`, "buffered before the reopen, written after it")
 	assert.Contains(t, string(current), `"GET /after HTTP/1.1"`)
 	log, err := os.ReadFile(logPath)
 	require.NoError(t, err)
 	assert.Contains(t, string(log), "exiting", "the log reopened too")
+	assert.Contains(t, string(log), `admin path "/reopen_logs" mutates state, method=GET rather than POST`, "buffered before the reopen")
 	oldLog, err := os.ReadFile(logPath + ".1")
 	require.NoError(t, err)
-	assert.Contains(t, string(oldLog), `admin path "/reopen_logs" mutates state, method=GET rather than POST`)
+	assert.NotContains(t, string(oldLog), "mutates state")
 	assert.NotContains(t, string(oldLog)+string(log), "caught SIGUSR1")
 }
 

@@ -72,20 +72,28 @@ func TestFakeIgnoreSIGTERM(t *testing.T) {
 
 // Given a running epoch logging to files, when the access log and the log
 // are moved and SIGUSR1 arrives, then both are reopened and no access log
-// line is lost or duplicated across the two files.
+// line is lost or duplicated across the two files. As Envoy's flush thread
+// does (source/common/access_log/access_log_manager_impl.cc
+// flushThreadFunc), each file's first line (with any that came while its
+// flush thread started) went out at once, and what was still buffered
+// when SIGUSR1 came, the SIGUSR1 line included, lands in the new file (the
+// flush timer is an hour away here).
 func TestSIGUSR1ReopensLogsWithoutLosingLines(t *testing.T) {
 	sb := newSandbox(t)
 	logPath := sb.Path("envoy.log")
-	e0 := sb.start(0, "-c", sb.config("c.yaml", 0), "--log-path", logPath, "--fake-state-path", sb.Path("s.json"))
+	e0 := sb.start(0, "-c", sb.config("c.yaml", 0), "--log-path", logPath, "--fake-state-path", sb.Path("s.json"),
+		"--file-flush-interval-msec", "3600000")
 	st := readState(t, sb.Path("s.json"), 0)
 	url := "http://" + st.Listeners["web"] + "/"
+	code, _ := do(t, http.MethodGet, url, "first")
+	require.Equal(t, 200, code)
+	proctest.WaitFor(t, wait, "the first access log line on disk", fileHas(sb.Path("access.log"), `"first"`))
 
 	l := fakeenvoytest.StartLoad(t, st.Listeners["web"], 4)
 	proctest.WaitFor(t, wait, "load", func() bool { return len(l.Answered()) > 30 })
 	require.NoError(t, os.Rename(sb.Path("access.log"), sb.Path("access.log.1")))
 	require.NoError(t, os.Rename(logPath, logPath+".1"))
 	e0.Signal(syscall.SIGUSR1)
-	// The message goes to the old file, then the files are reopened.
 	proctest.WaitFor(t, wait, "the reopened logs", func() bool {
 		_, errLog := os.Stat(logPath)
 		_, errAccess := os.Stat(sb.Path("access.log"))
@@ -95,17 +103,22 @@ func TestSIGUSR1ReopensLogsWithoutLosingLines(t *testing.T) {
 	proctest.WaitFor(t, wait, "load after reopen", func() bool { return len(l.Answered()) > before+30 })
 	l.Finish()
 	assert.Empty(t, l.Failed())
-	code, _ := do(t, http.MethodGet, url, "last")
+	code, _ = do(t, http.MethodGet, url, "last")
 	assert.Equal(t, 200, code)
 
 	e0.Signal(syscall.SIGTERM)
 	assert.Equal(t, proctest.Exit{}, e0.Wait(wait))
-	assertAccessLogOnce(t, []string{sb.Path("access.log.1"), sb.Path("access.log")}, len(l.Answered())+1)
+	assertAccessLogOnce(t, []string{sb.Path("access.log.1"), sb.Path("access.log")}, len(l.Answered())+2)
+	moved, err := os.ReadFile(sb.Path("access.log.1"))
+	require.NoError(t, err)
+	assert.Equal(t, 1, strings.Count(string(moved), "\n"), "only the first access log line was written before the move")
 	old, err := os.ReadFile(logPath + ".1")
 	require.NoError(t, err)
-	assert.Contains(t, string(old), "caught SIGUSR1. Reopening access logs.")
+	assert.Contains(t, string(old), "initializing epoch 0")
+	assert.NotContains(t, string(old), "caught SIGUSR1")
 	current, err := os.ReadFile(logPath)
 	require.NoError(t, err)
+	assert.Contains(t, string(current), "caught SIGUSR1. Reopening access logs.", "buffered before the reopen, written after it")
 	assert.Contains(t, string(current), "exiting")
 }
 
@@ -159,17 +172,23 @@ func TestAdminEndpoints(t *testing.T) {
 	assert.Empty(t, sb.leftovers())
 }
 
-// With --socket-path the domain sockets are files under that path (mode
-// from --socket-mode) and are removed on a clean exit.
+// With --socket-path the domain sockets are files under that path, with
+// --socket-mode less the umask (Envoy sets the mode with fchmod before the
+// bind: RpcStream::createDomainSocketAddress in
+// source/server/hot_restarting_base.cc), and are removed on a clean exit.
 func TestPathSocketsAreRemovedOnExit(t *testing.T) {
 	sb := newSandbox(t)
 	prefix := filepath.Join(sb.Dir, "hr")
 	cfg := sb.config("c.yaml", 0)
-	e0 := sb.startRunning(0, "-c", cfg, "--socket-path", prefix, "--socket-mode", "640")
-	child := prefix + "_child_" + strconv.FormatUint(uint64(sb.BaseID)*10, 10)
-	fi, err := os.Stat(child)
-	require.NoError(t, err)
-	assert.Equal(t, os.FileMode(0o640), fi.Mode().Perm())
+	base := strconv.FormatUint(uint64(sb.BaseID), 10)
+	e0 := proctest.Start(t, proctest.Options{Dir: sb.Dir}, "/bin/sh", "-c", `umask 027 && exec "$0" "$@"`, sb.fakeenvoy,
+		"--restart-epoch", "0", "--base-id", base, "-c", cfg, "--socket-path", prefix, "--socket-mode", "666")
+	e0.WaitLine(startedLine, 1, wait)
+	for _, role := range []string{"_child_", "_parent_", "_udp_child_", "_udp_parent_"} {
+		fi, err := os.Stat(prefix + role + strconv.FormatUint(uint64(sb.BaseID)*10, 10))
+		require.NoError(t, err)
+		assert.Equal(t, os.FileMode(0o640), fi.Mode().Perm(), "%s: 666 under umask 027", role)
+	}
 
 	e1 := sb.start(1, "-c", cfg, "--socket-path", prefix, "--fake-parent-shutdown-time", "100ms")
 	assert.Equal(t, proctest.Exit{}, e0.Wait(wait))

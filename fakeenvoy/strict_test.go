@@ -365,3 +365,46 @@ func TestImmediateDrainClosesAtOnce(t *testing.T) {
 	e0.WaitLine("closing and draining listeners", 1, wait)
 	assert.True(t, ask().Close, "connection: close once draining")
 }
+
+// Mirrors source/server/admin/utils.cc populateFallbackResponseHeaders
+// (content-type text/plain; charset=UTF-8 unless the handler set one,
+// cache-control: no-cache, max-age=0, x-content-type-options: nosniff) and
+// Envoy's HTTP/1 codec (source/common/http/http1/codec_impl.cc), which
+// sends header names as its header map holds them, lowercase: the admin's
+// replies carry lowercase names, but for the framing headers net/http
+// writes itself (see the README).
+func TestAdminHeadersAreEnvoys(t *testing.T) {
+	sb := newSandbox(t)
+	sb.startRunning(0, "-c", sb.config("c.yaml", 0), "--admin-address-path", sb.Path("admin"))
+	b, err := os.ReadFile(sb.Path("admin"))
+	require.NoError(t, err)
+	admin := string(b)
+
+	for path, contentType := range map[string]string{
+		"/ready":       "text/plain; charset=UTF-8",
+		"/server_info": "application/json",
+		"/nowhere":     "text/plain; charset=UTF-8",
+	} {
+		head, _, ok := strings.Cut(rawGet(t, admin, path, "HTTP/1.1"), "\r\n\r\n")
+		require.True(t, ok)
+		lines := strings.Split(head, "\r\n")[1:]
+		assert.Contains(t, lines, "content-type: "+contentType, path)
+		assert.Contains(t, lines, "cache-control: no-cache, max-age=0", path)
+		assert.Contains(t, lines, "x-content-type-options: nosniff", path)
+		assert.Contains(t, lines, "server: envoy", path)
+		assert.Contains(t, lines, "Transfer-Encoding: chunked", path)
+		assert.Contains(t, lines, "Connection: close", path, "the request asked for it")
+		var names []string
+		for _, line := range lines {
+			name, value, _ := strings.Cut(line, ": ")
+			if framing := name == "Transfer-Encoding" || name == "Connection"; !framing {
+				names = append(names, name)
+			}
+			if name == "date" {
+				_, err := http.ParseTime(value)
+				assert.NoError(t, err, "date: %q", value)
+			}
+		}
+		assert.ElementsMatch(t, []string{"cache-control", "content-type", "date", "server", "x-content-type-options"}, names, path)
+	}
+}

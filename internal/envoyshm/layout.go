@@ -22,6 +22,8 @@
 // Every starting epoch sets INITIALIZING with an atomic fetch-or and fails
 // if it was already set; the epoch clears it once it has told its parent
 // to drain. A reader must check size_ and version_ before trusting flags_.
+// The two mutexes are glibc's robust process-shared pthread mutexes
+// (mutex.go).
 package envoyshm
 
 import (
@@ -89,10 +91,13 @@ func (r Region) word(off int) *atomic.Uint64 {
 	return (*atomic.Uint64)(unsafe.Pointer(&r.mem[off]))
 }
 
-// Init writes size_ and version_, as epoch 0 does after creating the region.
+// Init writes size_ and version_ and initialises the two mutexes, as
+// epoch 0 does after creating the region (all zero, as truncated).
 func (r Region) Init(version uint64) {
 	r.word(OffsetSize).Store(Size)
 	r.word(OffsetVersion).Store(version)
+	r.LogLock().initRobustShared()
+	r.AccessLogLock().initRobustShared()
 }
 
 // Check compares size_ and version_ with this build's, as a later epoch does.

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -337,4 +338,34 @@ func TestRetiredEnableIOURingIsAnUnknownField(t *testing.T) {
 		"{{ null_device_path }}", "/dev/null", "{{ enable_io_uring }}", "false").Replace(string(doc))
 	_, err = Parse([]byte(text))
 	assert.ErrorContains(t, err, "INVALID_ARGUMENT:(bootstrap_extensions[0].typed_config) enable_io_uring: Cannot find field.")
+}
+
+// Mirrors source/server/configuration_impl.cc StatsConfigImpl: the flush
+// interval (5 s by default, the bootstrap's validation bounds it to
+// [1 ms, 300 s)), stats_flush_on_admin, and the error when both are set.
+func TestStatsConfig(t *testing.T) {
+	for _, tc := range []struct {
+		doc  string
+		want StatsConfig
+		err  string
+	}{
+		{"{}", StatsConfig{FlushInterval: 5 * time.Second}, ""},
+		{"stats_flush_interval: 0.25s", StatsConfig{FlushInterval: 250 * time.Millisecond}, ""},
+		{"stats_flush_on_admin: true", StatsConfig{FlushInterval: 5 * time.Second, FlushOnAdmin: true}, ""},
+		{"stats_flush_on_admin: true\nstats_flush_interval: 1s", StatsConfig{}, "Only one of stats_flush_interval or stats_flush_on_admin should be set!"},
+	} {
+		c, err := Parse([]byte(tc.doc))
+		require.NoError(t, err, tc.doc)
+		got, err := c.Stats()
+		if tc.err != "" {
+			assert.EqualError(t, err, tc.err, tc.doc)
+			continue
+		}
+		require.NoError(t, err, tc.doc)
+		assert.Equal(t, tc.want, got, tc.doc)
+	}
+	for _, doc := range []string{"stats_flush_interval: 0s", "stats_flush_interval: 300s", "stats_flush_on_admin: false"} {
+		_, err := Parse([]byte(doc))
+		assert.ErrorContains(t, err, "Proto constraint validation failed", doc)
+	}
 }

@@ -1,6 +1,12 @@
 // Package envoylog writes fakeenvoy's log lines in Envoy's default format:
 //
 //	[YYYY-MM-DD HH:MM:SS.mmm][pid][level][component] [file:line] message
+//
+// to a sink, as Envoy's DelegatingLogSink does (source/common/common/
+// logger.cc): stderr, each line written holding a lock (the hot restart
+// region's log_lock_, which every epoch shares, once the region is
+// attached), or the --log-path file of the access log manager, buffered.
+// A critical line is flushed at once, as Envoy's loggers flush on critical.
 package envoylog
 
 import (
@@ -13,65 +19,77 @@ import (
 	"time"
 )
 
-// Logger writes Envoy-format lines to stderr or to a file that can be
-// reopened after rotation. It is safe for concurrent use.
+// Sink receives whole formatted lines: Envoy's SinkDelegate. An
+// accesslog.File is one.
+type Sink interface {
+	Write(line string)
+	Flush()
+}
+
+// Logger formats lines and hands them to its sink. It is safe for
+// concurrent use.
 type Logger struct {
-	mu   sync.Mutex
-	path string
-	out  io.Writer
-	file *os.File
-	pid  int
+	pid    int
+	stderr *lockedWriter
+	mu     sync.RWMutex // held to swap the sink, as Envoy's sink_mutex_
+	sink   Sink
 }
 
-// New returns a logger writing to path, or to stderr when path is empty.
-func New(path string) (*Logger, error) {
-	l := &Logger{path: path, out: os.Stderr, pid: os.Getpid()}
-	if path != "" {
-		f, err := openAppend(path)
-		if err != nil {
-			return nil, err
-		}
-		l.file, l.out = f, f
-	}
-	return l, nil
-}
+// New returns a logger writing to stderr under a lock of this process
+// only, as Envoy's sink is until the hot restart region gives it one.
+func New() *Logger { return NewWriter(os.Stderr) }
 
-// NewWriter returns a logger writing to w; Reopen is a no-op for it.
+// NewWriter is New writing to w instead of stderr.
 func NewWriter(w io.Writer) *Logger {
-	return &Logger{out: w, pid: os.Getpid()}
+	stderr := &lockedWriter{w: w, lock: &sync.Mutex{}}
+	return &Logger{pid: os.Getpid(), stderr: stderr, sink: stderr}
 }
 
-func openAppend(path string) (*os.File, error) {
-	return os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
-}
-
-// Reopen reopens the log file (after a move by logrotate); lines written
-// concurrently land in either the old or the new file, never nowhere.
-func (l *Logger) Reopen() error {
-	if l.path == "" {
-		return nil
-	}
-	f, err := openAppend(l.path)
-	if err != nil {
-		return fmt.Errorf("reopen log %s: %w", l.path, err)
-	}
-	l.mu.Lock()
-	old := l.file
-	l.file, l.out = f, f
-	l.mu.Unlock()
-	return old.Close()
-}
-
-// Close closes the log file, if any.
-func (l *Logger) Close() error {
+// SetLock makes the stderr sink write each line holding lock, as Envoy's
+// Logger::Context gives it the hot restart region's log_lock_. Call it
+// before logging concurrently.
+func (l *Logger) SetLock(lock sync.Locker) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.file == nil {
-		return nil
+	l.stderr.lock = lock
+}
+
+// SetSink sends lines to s from now on; nil sends them to stderr again.
+// It is Envoy's FileSinkDelegate taking over for --log-path, and its
+// destruction at exit.
+func (l *Logger) SetSink(s Sink) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if s == nil {
+		s = l.stderr
 	}
-	err := l.file.Close()
-	l.file, l.out = nil, os.Stderr
-	return err
+	l.sink = s
+}
+
+// Flush flushes the sink (Envoy's ENVOY_FLUSH_LOG).
+func (l *Logger) Flush() {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	l.sink.Flush()
+}
+
+// lockedWriter is Envoy's StderrSinkDelegate: std::cerr is unbuffered, so
+// each line is one write, made holding the lock.
+type lockedWriter struct {
+	w    io.Writer
+	lock sync.Locker
+}
+
+func (s *lockedWriter) Write(line string) {
+	s.lock.Lock()
+	defer s.lock.Unlock()
+	_, _ = io.WriteString(s.w, line)
+}
+
+// Flush takes the lock too, as Envoy's does to flush std::cerr.
+func (s *lockedWriter) Flush() {
+	s.lock.Lock()
+	defer s.lock.Unlock()
 }
 
 // Format renders one line; exported for tests that parse log output.
@@ -90,9 +108,12 @@ func (l *Logger) log(level, component, format string, args []any) {
 		source = fmt.Sprintf("%s:%d", file, line)
 	}
 	s := Format(time.Now(), l.pid, level, component, source, fmt.Sprintf(format, args...))
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	_, _ = io.WriteString(l.out, s)
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	l.sink.Write(s)
+	if level == "critical" {
+		l.sink.Flush()
+	}
 }
 
 // Debug logs at level debug.
@@ -115,7 +136,7 @@ func (l *Logger) Error(component, format string, args ...any) {
 	l.log("error", component, format, args)
 }
 
-// Critical logs at level critical.
+// Critical logs at level critical and flushes the sink.
 func (l *Logger) Critical(component, format string, args ...any) {
 	l.log("critical", component, format, args)
 }

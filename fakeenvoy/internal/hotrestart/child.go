@@ -96,13 +96,28 @@ func (c *Child) ShutdownParentAdmin() (int64, error) {
 	return m.OriginalStartTimeUnixSeconds, nil
 }
 
-// DuplicateParentListenSocket asks for the parent's listen socket bound at
-// address (or named name, when byName). It returns -1 when the parent has none.
-func (c *Child) DuplicateParentListenSocket(address, name string, byName bool) (int, error) {
+// ListenSocketRequest names the listen socket a child asks its parent for.
+type ListenSocketRequest struct {
+	// Address is the socket's address as the child's listener has it.
+	Address string
+	// Worker is Envoy's worker_index: which worker's socket of a listener
+	// with one socket per worker (reuse port); 0 otherwise.
+	Worker uint32
+	// Name is the listener's name; with ByName (--fake-reuse-port-zero) a
+	// port-0 listener's socket is matched by it.
+	Name   string
+	ByName bool
+}
+
+// DuplicateParentListenSocket asks the parent for a listen socket, as
+// Envoy's duplicateParentListenSocket. It returns -1 when the parent has
+// none to give.
+func (c *Child) DuplicateParentListenSocket(req ListenSocketRequest) (int, error) {
 	if c.terminated {
 		return -1, nil
 	}
-	if err := c.send(Message{Type: RequestPassListenSocket, Address: address, Name: name, ByName: byName}, true); err != nil {
+	m := Message{Type: RequestPassListenSocket, Address: req.Address, WorkerIndex: req.Worker, Name: req.Name, ByName: req.ByName}
+	if err := c.send(m, true); err != nil {
 		return -1, err
 	}
 	_, fd, err := c.receive(ReplyPassListenSocket)

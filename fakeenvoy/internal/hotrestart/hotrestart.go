@@ -119,11 +119,11 @@ func OpenDynamic(s Settings, log Logger, random func() uint32) (*HotRestart, err
 	return nil, ErrNoDynamicBaseID
 }
 
-// Close closes both sockets and unmaps the region, which stays in
-// /dev/shm as Envoy's does. Call it only on a clean exit.
+// Close closes the domain sockets. The region stays mapped until the
+// process exits, as Envoy's does (its mutexes serve the last log lines),
+// and stays in /dev/shm after. Call it only on a clean exit.
 func (h *HotRestart) Close() {
 	for _, ep := range h.sockets {
 		ep.Close()
 	}
-	h.Shm.Unmap()
 }

@@ -31,7 +31,7 @@ func TestNamesFollowEnvoy(t *testing.T) {
 func TestEncodeDecodeRoundTrip(t *testing.T) {
 	for _, m := range []Message{
 		{Type: RequestShutdownAdmin},
-		{Type: RequestPassListenSocket, Address: "127.0.0.1:10000", Name: "web", ByName: true},
+		{Type: RequestPassListenSocket, Address: "127.0.0.1:10000", WorkerIndex: 3, Name: "web", ByName: true},
 		{Type: ReplyShutdownAdmin, OriginalStartTimeUnixSeconds: 1700000000},
 		{Type: ReplyPassListenSocket, HasFD: true},
 	} {
@@ -175,6 +175,34 @@ func TestPathSocketModeAndRemoval(t *testing.T) {
 	require.NoError(t, a.Close())
 	_, err = os.Stat(name)
 	assert.True(t, os.IsNotExist(err))
+}
+
+// Mirrors source/server/hot_restarting_base.cc RpcStream::bindDomainSocket
+// and createDomainSocketAddress: the mode is set with fchmod on the socket
+// before bind, so the umask still clears bits of the file bind creates
+// (a chmod after bind would not). The tests of this package run one at a
+// time, so the process-wide umask can be changed here.
+func TestSocketModeGoesThroughTheUmask(t *testing.T) {
+	for _, tc := range []struct {
+		umask, mode int
+		want        os.FileMode
+	}{
+		{0o022, 0o666, 0o644},
+		{0o027, 0o660, 0o640},
+		{0o077, 0o600, 0o600},
+		{0o000, 0o640, 0o640},
+	} {
+		old := unix.Umask(tc.umask)
+		name := filepath.Join(t.TempDir(), "s")
+		a, err := Bind(name, uint32(tc.mode), 0, 0)
+		unix.Umask(old)
+		require.NoError(t, err)
+		fi, err := os.Stat(name)
+		require.NoError(t, err)
+		assert.Equal(t, tc.want, fi.Mode().Perm(), "--socket-mode %o under umask %03o", tc.mode, tc.umask)
+		assert.Equal(t, os.ModeSocket, fi.Mode().Type())
+		require.NoError(t, a.Close())
+	}
 }
 
 func TestSharedMemoryLifecycle(t *testing.T) {

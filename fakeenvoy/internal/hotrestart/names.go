@@ -1,7 +1,8 @@
 // Package hotrestart is fakeenvoy's hot restart: Envoy's names, sequence,
 // failure behaviour and SCM_RIGHTS socket passing, over a wire format of
 // this project's own. wire.go frames messages, parent.go answers a newer
-// epoch, child.go drives an older one, shm.go holds the shared flags.
+// epoch, child.go drives an older one, shm.go maps the shared region (its
+// flags), mutex.go takes its two process-shared mutexes.
 package hotrestart
 
 import (

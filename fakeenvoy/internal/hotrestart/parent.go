@@ -13,9 +13,9 @@ type ParentHandler interface {
 	// ShutdownAdmin closes the admin listener, terminates this epoch's own
 	// parent, and returns the first epoch's start time.
 	ShutdownAdmin() int64
-	// ListenSocket returns a duplicate of the listen socket that matches,
-	// or -1. Parent.Serve closes it after sending.
-	ListenSocket(address, name string, byName bool) int
+	// ListenSocket returns a duplicate of the listen socket req names, or
+	// -1. Parent.Serve closes it after sending.
+	ListenSocket(req ListenSocketRequest) int
 	// DrainListeners stops accepting and drains.
 	DrainListeners()
 	// Terminate begins a clean exit, as SIGTERM does.
@@ -68,7 +68,7 @@ func (p *Parent) handle(h ParentHandler, m Message) {
 		start := h.ShutdownAdmin()
 		p.reply(Message{Type: ReplyShutdownAdmin, OriginalStartTimeUnixSeconds: start}, -1)
 	case RequestPassListenSocket:
-		fd := h.ListenSocket(m.Address, m.Name, m.ByName)
+		fd := h.ListenSocket(ListenSocketRequest{Address: m.Address, Worker: m.WorkerIndex, Name: m.Name, ByName: m.ByName})
 		p.reply(Message{Type: ReplyPassListenSocket}, fd)
 		if fd >= 0 {
 			closeFD(fd)

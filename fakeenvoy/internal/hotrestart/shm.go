@@ -28,17 +28,22 @@ type FatalError struct{ Message string }
 func (e *FatalError) Error() string { return e.Message }
 
 // SharedMemory is the mapped region shared by every epoch of a base id,
-// laid out exactly as Envoy's (see internal/envoyshm).
+// laid out exactly as Envoy's (see internal/envoyshm), with its two
+// process-shared mutexes.
 type SharedMemory struct {
-	name   string
-	mem    []byte
-	region envoyshm.Region
+	name          string
+	mem           []byte
+	region        envoyshm.Region
+	logLock       *ProcessSharedMutex
+	accessLogLock *ProcessSharedMutex
 }
 
 // AttachSharedMemory opens the region as Envoy does: epoch 0 unlinks any
 // old one and creates it, later epochs open it and check size and version.
 // Then it sets INITIALIZING with a fetch-or, failing with
-// ErrStillInitializing if it was already set (and leaving it set).
+// ErrStillInitializing if it was already set (and leaving it set). Once it
+// has succeeded, the region stays mapped for the life of the process, as
+// Envoy's: the mutexes in it are in use until the end.
 func AttachSharedMemory(baseID, epoch uint32, version uint64) (*SharedMemory, error) {
 	name := envoyshm.Name(baseID)
 	path := envoyshm.Path(baseID)
@@ -74,7 +79,6 @@ func AttachSharedMemory(baseID, epoch uint32, version uint64) (*SharedMemory, er
 	}
 	s := &SharedMemory{name: name, mem: mem, region: region}
 	if epoch == 0 {
-		// The two pthread mutexes stay zeroed: fakeenvoy never takes them.
 		region.Init(version)
 	} else if err := region.Check(version); err != nil {
 		s.Unmap()
@@ -83,6 +87,12 @@ func AttachSharedMemory(baseID, epoch uint32, version uint64) (*SharedMemory, er
 	if region.SetInitializing() {
 		s.Unmap()
 		return nil, ErrStillInitializing
+	}
+	if s.logLock, err = NewProcessSharedMutex(region.LogLock()); err == nil {
+		s.accessLogLock, err = NewProcessSharedMutex(region.AccessLogLock())
+	}
+	if err != nil {
+		return nil, &FatalError{err.Error()}
 	}
 	return s, nil
 }
@@ -103,7 +113,16 @@ func (s *SharedMemory) Initializing() bool { return s.region.Initializing() }
 // ClearInitializing lets the next epoch start.
 func (s *SharedMemory) ClearInitializing() { s.region.ClearInitializing() }
 
-// Unmap unmaps the region. Nobody removes it: Envoy leaves it in /dev/shm
+// LogLock is log_lock_, which Envoy's stderr log sink holds around each
+// line it writes.
+func (s *SharedMemory) LogLock() *ProcessSharedMutex { return s.logLock }
+
+// AccessLogLock is access_log_lock_, which Envoy's access log manager
+// holds around each write to a log file.
+func (s *SharedMemory) AccessLogLock() *ProcessSharedMutex { return s.accessLogLock }
+
+// Unmap unmaps the region; only for a region whose mutexes nobody uses
+// (tests, failed attaches). Nobody removes it: Envoy leaves it in /dev/shm
 // and the next epoch 0 replaces it.
 func (s *SharedMemory) Unmap() {
 	if s.mem != nil {

@@ -41,11 +41,13 @@ const (
 // it as SCM_RIGHTS control data, never inside it.
 type Message struct {
 	Type Type `json:"type"`
-	// Address and Name pick the listener in RequestPassListenSocket; Name
-	// is only consulted with --fake-reuse-port-zero.
-	Address string `json:"address,omitempty"`
-	Name    string `json:"name,omitempty"`
-	ByName  bool   `json:"by_name,omitempty"`
+	// Address and WorkerIndex pick the socket in RequestPassListenSocket,
+	// as Envoy's pass_listen_socket; Name is only consulted with
+	// --fake-reuse-port-zero.
+	Address     string `json:"address,omitempty"`
+	WorkerIndex uint32 `json:"worker_index,omitempty"`
+	Name        string `json:"name,omitempty"`
+	ByName      bool   `json:"by_name,omitempty"`
 	// OriginalStartTimeUnixSeconds answers RequestShutdownAdmin.
 	OriginalStartTimeUnixSeconds int64 `json:"original_start_time_unix_seconds,omitempty"`
 	// HasFD says a ReplyPassListenSocket carries a socket.
@@ -140,29 +142,40 @@ func (e *BindError) Error() string {
 // dynamic base id is retried.
 func (e *BindError) InUse() bool { return e.Errno == syscall.EADDRINUSE }
 
-// Bind binds name. A path name is unlinked first, as Envoy does, and then
-// given mode.
+// Bind binds name as Envoy's RpcStream::bindDomainSocket does: a
+// non-blocking datagram socket, given mode with fchmod before the bind
+// (createDomainSocketAddress), so the file the bind creates for a path
+// name has mode less the umask, as a file created with open(2) would; a
+// stale path is unlinked first. An abstract name ('@') makes no file.
 func Bind(name string, mode uint32, scaledBaseID uint64, id uint32) (*Endpoint, error) {
 	abstract := name[0] == '@'
+	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_DGRAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("socket for %s: %w", name, err)
+	}
+	// Envoy ignores fchmod's result; so does this.
+	_ = unix.Fchmod(fd, mode)
 	if !abstract {
 		_ = os.Remove(name)
 	}
-	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: name, Net: "unixgram"})
-	if err != nil {
+	if err := unix.Bind(fd, &unix.SockaddrUnix{Name: name}); err != nil {
+		_ = unix.Close(fd)
 		var errno syscall.Errno
 		if !errors.As(err, &errno) {
 			errno = syscall.EINVAL
 		}
 		return nil, &BindError{ScaledBaseID: scaledBaseID, ID: id, Errno: errno}
 	}
-	e := &Endpoint{conn: conn, name: name}
+	f := os.NewFile(uintptr(fd), name)
+	pc, err := net.FilePacketConn(f)
+	f.Close()
+	if err != nil {
+		return nil, fmt.Errorf("domain socket %s: %w", name, err)
+	}
+	e := &Endpoint{conn: pc.(*net.UnixConn), name: name}
 	if !abstract {
-		if err := os.Chmod(name, os.FileMode(mode)); err != nil {
-			conn.Close()
-			return nil, fmt.Errorf("chmod %s: %w", name, err)
-		}
 		if e.bound, err = os.Stat(name); err != nil {
-			conn.Close()
+			e.conn.Close()
 			return nil, fmt.Errorf("stat %s: %w", name, err)
 		}
 	}

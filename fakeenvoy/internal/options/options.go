@@ -11,24 +11,31 @@ import (
 
 // Options is the parsed command line.
 type Options struct {
-	ConfigPath                string
-	RestartEpoch              uint32
-	BaseID                    uint32
-	UseDynamicBaseID          bool
-	BaseIDPath                string
-	DrainTime                 time.Duration
-	ParentShutdownTime        time.Duration
-	DrainStrategy             string // "gradual" or "immediate"
-	DisableHotRestart         bool
-	SocketPath                string
-	SocketMode                uint32 // 0 for abstract socket paths, as in Envoy
-	Mode                      string // "serve", "validate" or "init_only"
-	ServiceCluster            string
-	ServiceNode               string
-	ServiceZone               string
-	LogPath                   string
-	LogLevel                  string
-	Concurrency               uint32
+	ConfigPath         string
+	RestartEpoch       uint32
+	BaseID             uint32
+	UseDynamicBaseID   bool
+	BaseIDPath         string
+	DrainTime          time.Duration
+	ParentShutdownTime time.Duration
+	DrainStrategy      string // "gradual" or "immediate"
+	DisableHotRestart  bool
+	SocketPath         string
+	SocketMode         uint32 // 0 for abstract socket paths, as in Envoy
+	Mode               string // "serve", "validate" or "init_only"
+	ServiceCluster     string
+	ServiceNode        string
+	ServiceZone        string
+	LogPath            string
+	LogLevel           string
+	// Concurrency is the number of workers: --concurrency, at least 1,
+	// the machine's CPUs by default.
+	Concurrency uint32
+	// FileFlushInterval and FileFlushMinSize are when buffered log files
+	// (access logs, --log-path) are written: --file-flush-interval-msec
+	// and --file-flush-min-size-kb (in bytes here).
+	FileFlushInterval         time.Duration
+	FileFlushMinSize          int
 	SkipHotRestartOnNoParent  bool
 	SkipHotRestartParentStats bool
 	AdminAddressPath          string
@@ -45,8 +52,9 @@ type Options struct {
 	FakeHotRestartRetryDelay time.Duration
 	FakeHotRestartVersion    uint64 // 0: the built-in version
 	FakeReusePortZero        bool
-	// FakeStatsFlushInterval is how often a child asks its parent for
-	// stats: Envoy's stats_flush_interval, 5s by default.
+	// FakeStatsFlushInterval, when not zero, replaces the bootstrap's
+	// stats_flush_interval: the period of the stats flush, and with it of
+	// a child's stats requests to its parent.
 	FakeStatsFlushInterval time.Duration
 	// FakeLiveGap is the time between LIVE (init manager done) and the
 	// workers-started callback that drains the parent and clears
@@ -58,6 +66,7 @@ type Options struct {
 
 	socketModeText         string
 	printHotRestartVersion bool
+	fakeStatsFlushSet      bool
 }
 
 // ExitError ends the process before serving: Message goes to stderr as is
@@ -135,7 +144,9 @@ func flags() map[string]flagSpec {
 		"--log-level":                     str(func(o *Options, s string) { o.LogLevel = s }),
 		"--log-format":                    str(func(*Options, string) {}),
 		"--component-log-level":           str(func(*Options, string) {}),
-		"--concurrency":                   u32(func(o *Options, n uint32) { o.Concurrency = n }),
+		"--concurrency":                   u32(func(o *Options, n uint32) { o.Concurrency = max(n, 1) }),
+		"--file-flush-interval-msec":      u32(func(o *Options, n uint32) { o.FileFlushInterval = time.Duration(n) * time.Millisecond }),
+		"--file-flush-min-size-kb":        u32(func(o *Options, n uint32) { o.FileFlushMinSize = int(n) * 1024 }),
 		"--skip-hot-restart-on-no-parent": boolean(func(o *Options) { o.SkipHotRestartOnNoParent = true }),
 		"--skip-hot-restart-parent-stats": boolean(func(o *Options) { o.SkipHotRestartParentStats = true }),
 		"--admin-address-path":            str(func(o *Options, s string) { o.AdminAddressPath = s }),
@@ -149,7 +160,7 @@ func flags() map[string]flagSpec {
 		"--fake-hot-restart-retry-delay": dur(func(o *Options, d time.Duration) { o.FakeHotRestartRetryDelay = d }),
 		"--fake-reuse-port-zero":         boolean(func(o *Options) { o.FakeReusePortZero = true }),
 		"--fake-hot-restart-version":     {kUint64, func(o *Options, v any) { o.FakeHotRestartVersion = v.(uint64) }},
-		"--fake-stats-flush-interval":    dur(func(o *Options, d time.Duration) { o.FakeStatsFlushInterval = d }),
+		"--fake-stats-flush-interval":    dur(func(o *Options, d time.Duration) { o.FakeStatsFlushInterval, o.fakeStatsFlushSet = d, true }),
 		"--fake-live-gap":                dur(func(o *Options, d time.Duration) { o.FakeLiveGap = d }),
 		"--fake-drain-time":              dur(func(o *Options, d time.Duration) { o.fakeDrainTime = d }),
 		"--fake-parent-shutdown-time":    dur(func(o *Options, d time.Duration) { o.fakeParentShutdownTime = d }),
@@ -169,8 +180,10 @@ func Defaults() *Options {
 		Mode:                     "serve",
 		LogLevel:                 "info",
 		socketModeText:           "600",
+		Concurrency:              hardwareConcurrency(),
+		FileFlushInterval:        10 * time.Second,
+		FileFlushMinSize:         64 * 1024,
 		FakeHotRestartRetryDelay: time.Second,
-		FakeStatsFlushInterval:   5 * time.Second,
 		FakeLiveGap:              DefaultLiveGap,
 		fakeDrainTime:            -1,
 		fakeParentShutdownTime:   -1,
@@ -258,7 +271,7 @@ func (o *Options) check() error {
 	if o.fakeParentShutdownTime >= 0 {
 		o.ParentShutdownTime = o.fakeParentShutdownTime
 	}
-	if o.FakeStatsFlushInterval <= 0 {
+	if o.fakeStatsFlushSet && o.FakeStatsFlushInterval <= 0 {
 		return malformed("error: --fake-stats-flush-interval must be positive")
 	}
 	switch o.Mode {
@@ -314,7 +327,9 @@ Envoy's flags (same names, defaults and errors as Envoy):
   --service-cluster, --service-node, --service-zone NAME
   --log-path PATH                   log here instead of stderr; reopened on SIGUSR1
   -l, --log-level LEVEL             accepted; fakeenvoy logs at info
-  --concurrency N                   accepted and reported
+  --concurrency N                   workers: a listen socket each for reuse-port listeners (CPUs)
+  --file-flush-interval-msec MS     log files are written at least this often (10000)
+  --file-flush-min-size-kb KB       or when this much is buffered (64)
   --skip-hot-restart-on-no-parent   start like epoch 0 when the parent is gone
   --skip-hot-restart-parent-stats   never ask the parent for stats
   --admin-address-path PATH         write the admin's ip:port to PATH once bound
@@ -330,7 +345,7 @@ fakeenvoy's own test knobs:
   --fake-reuse-port-zero            port-0 listeners inherit the parent's socket by name
   --fake-drain-time DURATION        --drain-time-s as a Go duration (100ms); the later wins
   --fake-parent-shutdown-time D     --parent-shutdown-time-s as a Go duration; the later wins
-  --fake-stats-flush-interval D     interval of the stats exchange with the parent (5s)
+  --fake-stats-flush-interval D     replaces the bootstrap's stats_flush_interval (the stats flush, and the stats exchange with the parent)
   --fake-live-gap DURATION          LIVE before the parent is drained and INITIALIZING cleared (5ms)
 `
 }

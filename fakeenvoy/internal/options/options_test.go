@@ -24,8 +24,10 @@ func TestDefaultsAreEnvoys(t *testing.T) {
 	want := &Options{
 		DrainTime: 600 * time.Second, ParentShutdownTime: 900 * time.Second, DrainStrategy: "gradual",
 		SocketPath: "@envoy_domain_socket", SocketMode: 0, Mode: "serve", LogLevel: "info",
-		FakeHotRestartRetryDelay: time.Second, FakeStatsFlushInterval: 5 * time.Second, FakeLiveGap: DefaultLiveGap,
+		Concurrency: hardwareConcurrency(), FileFlushInterval: 10 * time.Second, FileFlushMinSize: 64 * 1024,
+		FakeHotRestartRetryDelay: time.Second, FakeLiveGap: DefaultLiveGap,
 	}
+	assert.Positive(t, o.Concurrency)
 	assert.Empty(t, cmp.Diff(want, o, cmpopts.IgnoreUnexported(Options{})))
 }
 
@@ -36,8 +38,12 @@ func TestParseAcceptsEnvoysSpellings(t *testing.T) {
 		"--drain-strategy", "immediate", "--mode", "init_only", "--skip-hot-restart-on-no-parent",
 		"--fake-ready-delay", "250ms", "--fake-ignore-sigterm", "--service-node", "n1", "--fake-config-load-delay=2s",
 		"--skip-hot-restart-parent-stats", "--admin-address-path", "/tmp/admin",
+		"--concurrency", "0", "--file-flush-interval-msec", "250", "--file-flush-min-size-kb=1",
 	}, version)
 	require.NoError(t, err)
+	assert.Equal(t, uint32(1), o.Concurrency, "at least one worker, as Envoy's max(1, concurrency)")
+	assert.Equal(t, 250*time.Millisecond, o.FileFlushInterval)
+	assert.Equal(t, 1024, o.FileFlushMinSize)
 	assert.Equal(t, "/etc/envoy.yaml", o.ConfigPath)
 	assert.Equal(t, uint32(3), o.RestartEpoch)
 	assert.Equal(t, uint32(7), o.BaseID)
@@ -101,4 +107,12 @@ func TestFakeTimeOverrides(t *testing.T) {
 	assert.Equal(t, 9*time.Second, o.ParentShutdownTime)
 	assert.Equal(t, 20*time.Millisecond, o.FakeStatsFlushInterval)
 	assert.Equal(t, time.Duration(0), o.FakeLiveGap)
+}
+
+// Envoy's default --concurrency is std::thread::hardware_concurrency(),
+// the CPUs online.
+func TestCountCPUList(t *testing.T) {
+	for list, want := range map[string]uint32{"0": 1, "0-3": 4, "0-3,6,8-9": 7, "": 0, "3-1": 0, "x": 0} {
+		assert.Equal(t, want, countCPUList(list), "%q", list)
+	}
 }

@@ -97,22 +97,46 @@ func (c *chunkedWriter) WriteHeader(code int) {
 	}
 	c.wroteHeader = true
 	h := c.ResponseWriter.Header()
-	h.Set("server", "envoy")
+	h.Set("Server", "envoy")
+	h.Set("Date", time.Now().UTC().Format(http.TimeFormat))
 	// Envoy's Utility::populateFallbackResponseHeaders.
-	if h.Get("content-type") == "" {
-		h.Set("content-type", "text/plain; charset=UTF-8")
+	if h.Get("Content-Type") == "" {
+		h.Set("Content-Type", "text/plain; charset=UTF-8")
 	}
-	if h.Get("cache-control") == "" {
-		h.Set("cache-control", "no-cache, max-age=0")
+	if h.Get("Cache-Control") == "" {
+		h.Set("Cache-Control", "no-cache, max-age=0")
 	}
-	h.Add("x-content-type-options", "nosniff")
+	h.Add("X-Content-Type-Options", "nosniff")
 	if c.drain.drainClose() {
-		h.Set("connection", "close")
+		h.Set("Connection", "close")
 	}
+	lowercaseNames(h)
 	c.ResponseWriter.WriteHeader(code)
 	if f, ok := c.ResponseWriter.(http.Flusher); ok {
 		f.Flush()
 	}
+}
+
+// framingHeaders are the headers net/http reads back from the map by their
+// canonical names to frame the reply (and writes itself): they keep Go's
+// case.
+var framingHeaders = map[string]bool{"Connection": true, "Content-Length": true, "Transfer-Encoding": true}
+
+// lowercaseNames renames the reply's headers to lowercase, as Envoy's
+// codec sends them: net/http writes a map key as it is. The canonical
+// Content-Type and Date are left with no value, which tells net/http not
+// to add its own.
+func lowercaseNames(h http.Header) {
+	for name, values := range h {
+		lower := strings.ToLower(name)
+		if lower == name || framingHeaders[name] || values == nil {
+			continue
+		}
+		h[lower] = append(h[lower], values...)
+		delete(h, name)
+	}
+	h["Content-Type"] = nil
+	h["Date"] = nil
 }
 
 func (c *chunkedWriter) Write(b []byte) (int, error) {
@@ -161,6 +185,7 @@ func (s *Server) handleServerInfo(w http.ResponseWriter, _ *http.Request) {
 			"base_id_path":                  o.BaseIDPath,
 			"skip_hot_restart_on_no_parent": o.SkipHotRestartOnNoParent,
 			"concurrency":                   o.Concurrency,
+			"file_flush_interval":           seconds(o.FileFlushInterval),
 			"config_path":                   o.ConfigPath,
 			"log_level":                     o.LogLevel,
 			"log_path":                      o.LogPath,
@@ -209,8 +234,8 @@ func (s *Server) listenerStatuses() *adminv3.Listeners {
 	out := &adminv3.Listeners{}
 	for _, l := range s.listeners {
 		st := &adminv3.ListenerStatus{Name: l.cfg.Name}
-		for i, sock := range l.sockets {
-			a := protoAddress(sock.ln.Addr())
+		for i, group := range l.socketsByAddress() {
+			a := protoAddress(group[0].ln.Addr())
 			if i == 0 {
 				st.LocalAddress = a
 			} else {
@@ -236,9 +261,17 @@ func protoAddress(a net.Addr) *corev3.Address {
 
 // handleStats answers /stats with the epoch's counters and gauges (as of
 // the last stats flush, for the server gauges), sorted as Envoy sorts
-// them; ?filter= keeps the names
-// the regular expression (RE2, as Envoy's default engine) matches.
+// them; ?filter= keeps the names the regular expression (RE2, as Envoy's
+// default engine) matches. With stats_flush_on_admin each request flushes
+// the stats first (StatsHandler), and so exchanges stats with a parent.
 func (s *Server) handleStats(w http.ResponseWriter, r *http.Request) {
+	if s.statsConfig.FlushOnAdmin {
+		s.onDispatcher(func() {
+			if err := s.flushStats(); err != nil {
+				s.fatal(err)
+			}
+		})
+	}
 	var filter *regexp.Regexp
 	if f := r.URL.Query().Get("filter"); f != "" {
 		var err error

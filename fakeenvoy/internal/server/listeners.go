@@ -15,9 +15,10 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// listener is one configured listener: a listen socket per address (bound
-// here or received from the parent) and, once workers start, a server on
-// each that answers as the listener's HTTP connection manager says.
+// listener is one configured listener: its listen sockets (per address,
+// one per worker with reuse port; bound here or received from the parent)
+// and, once workers start, a server on each that answers as the
+// listener's HTTP connection manager says.
 type listener struct {
 	cfg         config.Listener
 	sockets     []*socket
@@ -31,7 +32,9 @@ type listener struct {
 
 // socket is one of a listener's listen sockets.
 type socket struct {
-	addr      config.Address // as configured: the key a child asks for it by
+	addr      config.Address // as configured (workers but 0: at worker 0's port)
+	address   int            // which of the listener's addresses
+	worker    uint32         // whose socket it is, with one per worker
 	ln        net.Listener
 	inherited bool
 	stop      func() error // set by serve
@@ -42,6 +45,19 @@ type socket struct {
 
 // local is the socket's actual address, as /listeners reports it.
 func (s *socket) local() string { return s.ln.Addr().String() }
+
+// socketsByAddress groups l's sockets by address, in order, each group
+// by worker.
+func (l *listener) socketsByAddress() [][]*socket {
+	var groups [][]*socket
+	for _, s := range l.sockets {
+		if s.address == len(groups) {
+			groups = append(groups, nil)
+		}
+		groups[s.address] = append(groups[s.address], s)
+	}
+	return groups
+}
 
 // bind creates a listen socket for a: SO_REUSEPORT as configured for TCP;
 // for a pipe, the stale path is removed first and the mode applied, as

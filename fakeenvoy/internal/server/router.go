@@ -17,6 +17,7 @@ import (
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 
+	"github.com/envoy-restarter/restarter/fakeenvoy/internal/accesslog"
 	"github.com/envoy-restarter/restarter/fakeenvoy/internal/config"
 )
 
@@ -27,7 +28,7 @@ type router struct {
 	l        *listener
 	http     *config.HTTP
 	clusters map[string]config.Cluster
-	logs     []*accessLog
+	logs     []*accesslog.File
 	// healthCheckFailed is the server's health check state
 	// (/healthcheck/fail); nil reads as passing.
 	healthCheckFailed *atomic.Bool
@@ -84,8 +85,8 @@ func (rt *router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 func (rt *router) log(line string) {
-	for _, a := range rt.logs {
-		a.write(line)
+	for _, f := range rt.logs {
+		f.Write(line)
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -19,6 +20,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/envoy-restarter/restarter/fakeenvoy/internal/accesslog"
 	"github.com/envoy-restarter/restarter/fakeenvoy/internal/config"
 	"github.com/envoy-restarter/restarter/fakeenvoy/internal/stats"
 )
@@ -173,9 +175,11 @@ func TestAdminWriterFlushes(t *testing.T) {
 
 // Mirrors source/server/admin/utils.cc populateFallbackResponseHeaders: an
 // admin reply is text/plain unless its handler says otherwise, no-cache
-// unless it says otherwise, and never sniffed. And the admin's connection
-// manager drain-closes as the server's drain manager says
-// (source/server/admin/admin.cc createNetworkFilterChain).
+// unless it says otherwise, and never sniffed, its header names lowercase
+// as Envoy's codec sends them (but for those net/http frames the reply
+// with). And the admin's connection manager drain-closes as the server's
+// drain manager says (source/server/admin/admin.cc
+// createNetworkFilterChain).
 func TestAdminReplyHeaders(t *testing.T) {
 	drain := &drainManager{strategy: "immediate", drainTime: time.Hour}
 	defer drain.stop()
@@ -184,11 +188,16 @@ func TestAdminReplyHeaders(t *testing.T) {
 		envoyHTTP1(h, adminDrain(drain)).ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/x", nil))
 		return rec.Result().Header
 	}
+	// The header as it goes on the wire: by its exact name.
+	wire := func(h http.Header, name string) string { return strings.Join(h[name], ",") }
 	h := serve(func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "LIVE\n") })
-	assert.Equal(t, "text/plain; charset=UTF-8", h.Get("content-type"))
-	assert.Equal(t, "no-cache, max-age=0", h.Get("cache-control"))
-	assert.Equal(t, "nosniff", h.Get("x-content-type-options"))
-	assert.Equal(t, "envoy", h.Get("server"))
+	assert.Equal(t, "text/plain; charset=UTF-8", wire(h, "content-type"))
+	assert.Equal(t, "no-cache, max-age=0", wire(h, "cache-control"))
+	assert.Equal(t, "nosniff", wire(h, "x-content-type-options"))
+	assert.Equal(t, "envoy", wire(h, "server"))
+	assert.NotEmpty(t, wire(h, "date"))
+	assert.Contains(t, h, "Content-Type", "present with no value: net/http adds none")
+	assert.Empty(t, h["Content-Type"])
 	assert.Empty(t, h.Get("connection"))
 
 	drain.startDrainSequence(drainInboundOnly, func() {})
@@ -196,11 +205,11 @@ func TestAdminReplyHeaders(t *testing.T) {
 		w.Header().Set("content-type", "application/json")
 		_, _ = io.WriteString(w, "{}")
 	})
-	assert.Equal(t, "application/json", h.Get("content-type"))
+	assert.Equal(t, "application/json", wire(h, "content-type"))
 	assert.Empty(t, h.Get("connection"), "an inbound-only drain leaves the admin alone")
 	drain.startDrainSequence(drainAll, func() {})
 	h = serve(func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "OK\n") })
-	assert.Equal(t, "close", h.Get("connection"), "a drain of All closes admin connections too")
+	assert.Equal(t, "close", wire(h, "Connection"), "a drain of All closes admin connections too, in net/http's case")
 }
 
 // Route and header matchers as Envoy's: an empty prefix matches every
@@ -305,12 +314,13 @@ func TestHealthCheckFilter(t *testing.T) {
 			var failed atomic.Bool
 			failed.Store(tc.failed)
 			logPath := filepath.Join(t.TempDir(), "access.log")
-			accessFile, err := openAccessLog(logPath)
+			files := accesslog.NewManager(time.Hour, accesslog.DefaultMinFlushSize, &sync.Mutex{})
+			defer files.Close()
+			accessFile, err := files.Open(logPath)
 			require.NoError(t, err)
-			defer accessFile.close()
 			drain := &drainManager{strategy: "gradual", drainTime: time.Hour, healthCheckFailed: &failed}
 			l := &listener{cfg: c.Listeners[0], pid: 42, drain: listenerDrain(drain, false, false), httpStats: newHTTPStats(stats.New(), "web")}
-			l.router = &router{l: l, http: c.Listeners[0].HTTP, healthCheckFailed: &failed, serviceCluster: "svc", logs: []*accessLog{accessFile}}
+			l.router = &router{l: l, http: c.Listeners[0].HTTP, healthCheckFailed: &failed, serviceCluster: "svc", logs: []*accesslog.File{accessFile}}
 			front := httptest.NewServer(l.router)
 			defer front.Close()
 
@@ -329,6 +339,7 @@ func TestHealthCheckFilter(t *testing.T) {
 				}
 				assert.Equal(t, want.immediateFail, resp.Header.Get("x-envoy-immediate-health-check-fail") == "true", path)
 				assert.Equal(t, want.connectionLost, resp.Close, path)
+				accessFile.Flush()
 				log, err := os.ReadFile(logPath)
 				require.NoError(t, err)
 				line := string(log[strings.LastIndex(strings.TrimSuffix(string(log), "\n"), "\n")+1:])

@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/envoy-restarter/restarter/fakeenvoy/internal/accesslog"
 	"github.com/envoy-restarter/restarter/fakeenvoy/internal/config"
 	"github.com/envoy-restarter/restarter/fakeenvoy/internal/envoylog"
 	"github.com/envoy-restarter/restarter/fakeenvoy/internal/hotrestart"
@@ -45,11 +46,14 @@ type Server struct {
 	drain         *drainManager
 	admin         *admin
 	listeners     []*listener
-	accessLogs    map[string]*accessLog
-	events        chan func()
-	done          chan struct{}
-	quit          chan struct{}
-	quitOnce      sync.Once
+	// logFiles is the access log manager: the access logs and the
+	// --log-path log, buffered (nil until hot restart is set up).
+	logFiles   *accesslog.Manager
+	accessLogs map[string]*accesslog.File
+	events     chan func()
+	done       chan struct{}
+	quit       chan struct{}
+	quitOnce   sync.Once
 	// healthCheckFailed is Envoy's !live_: set by /healthcheck/fail,
 	// cleared by /healthcheck/ok.
 	healthCheckFailed atomic.Bool
@@ -61,9 +65,11 @@ type Server struct {
 	stats       *stats.Store
 	serverStats serverStats
 	merger      *stats.Merger
-	// statsFlush is Envoy's stat flush timer; nil once the admin was shut
-	// down for a child (Envoy resets the timer then).
-	statsFlush *time.Timer
+	// statsConfig is the bootstrap's; statsFlush is Envoy's stat flush
+	// timer, nil with stats_flush_on_admin or once the admin was shut down
+	// for a child (Envoy resets the timer then).
+	statsConfig config.StatsConfig
+	statsFlush  *time.Timer
 }
 
 // Main runs fakeenvoy with args (without the program name) and returns the
@@ -98,15 +104,9 @@ func Main(args []string, execNanos int64) int {
 			return 1
 		}
 	}
-	log, err := envoylog.New(opts.LogPath)
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "error: cannot open log path %s: %v\n", opts.LogPath, err)
-		return 1
-	}
-	defer log.Close()
 	s := &Server{
-		opts: opts, log: log, startTime: time.Now(), baseID: opts.BaseID,
-		accessLogs: map[string]*accessLog{},
+		opts: opts, log: envoylog.New(), startTime: time.Now(), baseID: opts.BaseID,
+		accessLogs: map[string]*accesslog.File{},
 		events:     make(chan func()), done: make(chan struct{}), quit: make(chan struct{}),
 		stats: stats.New(),
 	}
@@ -122,7 +122,9 @@ func Main(args []string, execNanos int64) int {
 	if opts.Mode == "validate" {
 		return s.validate()
 	}
-	return s.run()
+	code := s.run()
+	s.closeLogs()
+	return code
 }
 
 func (s *Server) version() uint64 {
@@ -194,9 +196,14 @@ func logRegion(logPath string, baseID uint32) error {
 
 // validate is --mode validate: check the config, touch no hot restart
 // state. Envoy prints the verdict on stdout; a failure is its critical log
-// line only (validateConfig swallows the exception), exit 1.
+// line only (validateConfig swallows the exception), exit 1. Its
+// ValidationInstance has no --log-path file: the line goes to stderr.
 func (s *Server) validate() int {
-	if _, err := s.loadBootstrap(); err != nil {
+	cfg, err := s.loadBootstrap()
+	if err == nil {
+		_, err = cfg.Stats()
+	}
+	if err != nil {
 		s.log.Critical("main", "error initializing configuration '%s': %v", s.opts.ConfigPath, err)
 		return 1
 	}
@@ -278,6 +285,12 @@ func (s *Server) run() int {
 		if err := setParentDeathSignal(); err != nil {
 			return s.fatal(&hotrestart.FatalError{Message: fmt.Sprintf("prctl(PR_SET_PDEATHSIG): %v", err)})
 		}
+		// Envoy's Logger::Context: from here every line to stderr is
+		// written holding the region's log_lock_, shared by all epochs.
+		s.log.SetLock(s.hr.Shm.LogLock())
+	}
+	if err := s.openLogFiles(); err != nil {
+		return s.configError(err)
 	}
 	s.log.Info("main", "initializing epoch %d (base id=%d, hot restart version=%s)", o.RestartEpoch, s.baseID, s.hotRestartVersion())
 	cfg, err := s.loadBootstrap()
@@ -285,14 +298,6 @@ func (s *Server) run() int {
 		return s.configError(err)
 	}
 	s.cfg = cfg
-	if o.Mode == "init_only" {
-		// Envoy never reaches the workers-started callback in this mode,
-		// so INITIALIZING stays set.
-		if s.hr != nil {
-			s.hr.Close()
-		}
-		return 0
-	}
 	if err := s.initialize(); err != nil {
 		var fatal *hotrestart.FatalError
 		if errors.As(err, &fatal) {
@@ -300,16 +305,39 @@ func (s *Server) run() int {
 		}
 		return s.configError(err)
 	}
+	if o.Mode == "init_only" {
+		return s.terminate()
+	}
 	return s.dispatch()
+}
+
+// terminate is --mode init_only's end, Envoy's InstanceImpl::terminate for
+// a server that never ran: the server initialised (the parent's admin shut
+// down, the admin bound and its address written, the listen sockets taken
+// over or bound), there is a last stats flush if the flush timer exists
+// (a stats exchange with the parent), then everything closes and it exits
+// 0. The workers never start, so the parent is never told to drain nor to
+// terminate, and INITIALIZING stays set.
+func (s *Server) terminate() int {
+	if s.statsFlush != nil {
+		if err := s.flushStats(); err != nil {
+			return s.fatal(err)
+		}
+	}
+	close(s.done)
+	s.stop()
+	s.log.Info("main", "exiting")
+	return 0
 }
 
 // initialize follows Envoy's InstanceImpl::initialize after the bootstrap
 // is loaded: ask the parent to shut down its admin (it then terminates its
-// own parent), bind the admin, then build the listeners (sockets from the
-// parent, or bound here) and open their access logs. Failures from here on
-// come after the parent lost its admin: the new epoch exits 1 and the old
-// one keeps serving without an admin, as with Envoy. Last, the stats flush
-// timer is armed.
+// own parent), bind the admin, read the stats config, then build the
+// listeners (sockets from the parent, or bound here) and open their access
+// logs. Failures from here on come after the parent lost its admin: the
+// new epoch exits 1 and the old one keeps serving without an admin, as
+// with Envoy. Last, the stats flush timer is armed, unless
+// stats_flush_on_admin.
 func (s *Server) initialize() error {
 	if s.hr != nil {
 		start, err := s.hr.Child.ShutdownParentAdmin()
@@ -320,8 +348,14 @@ func (s *Server) initialize() error {
 			s.originalStart = start
 		}
 	}
+	// Read before the admin serves /stats; Envoy fails on it after.
+	statsConfig, statsErr := s.cfg.Stats()
+	s.statsConfig = statsConfig
 	if err := s.bindAdmin(); err != nil {
 		return err
+	}
+	if statsErr != nil {
+		return statsErr
 	}
 	if err := s.openAccessLogs(); err != nil {
 		return err
@@ -333,8 +367,19 @@ func (s *Server) initialize() error {
 		}
 		s.listeners = append(s.listeners, l)
 	}
-	s.statsFlush = time.NewTimer(s.opts.FakeStatsFlushInterval)
+	if !s.statsConfig.FlushOnAdmin {
+		s.statsFlush = time.NewTimer(s.statsFlushInterval())
+	}
 	return nil
+}
+
+// statsFlushInterval is the bootstrap's stats_flush_interval, or
+// --fake-stats-flush-interval when given.
+func (s *Server) statsFlushInterval() time.Duration {
+	if s.opts.FakeStatsFlushInterval > 0 {
+		return s.opts.FakeStatsFlushInterval
+	}
+	return s.statsConfig.FlushInterval
 }
 
 // bindAdmin binds the admin listener and writes --admin-address-path.
@@ -359,29 +404,7 @@ func (s *Server) bindAdmin() error {
 	return nil
 }
 
-// openAccessLogs opens each access log path once.
-func (s *Server) openAccessLogs() error {
-	for _, l := range s.cfg.Listeners {
-		if l.HTTP == nil {
-			continue
-		}
-		for _, p := range l.HTTP.AccessLogPaths {
-			if s.accessLogs[p] != nil {
-				continue
-			}
-			a, err := openAccessLog(p)
-			if err != nil {
-				return err
-			}
-			s.accessLogs[p] = a
-		}
-	}
-	return nil
-}
-
-// newListener builds one listener, each of its sockets asked from the
-// parent by address (Envoy's duplicateParentListenSocket) and bound here
-// when the parent has none.
+// newListener builds one listener and its listen sockets (sockets.go).
 func (s *Server) newListener(c config.Listener) (*listener, error) {
 	l := &listener{
 		cfg: c, epoch: s.opts.RestartEpoch, pid: os.Getpid(),
@@ -398,37 +421,11 @@ func (s *Server) newListener(c config.Listener) (*listener, error) {
 		}
 		l.router = rt
 	}
-	for _, a := range c.Addresses {
-		sock := &socket{addr: a}
-		if s.hr != nil {
-			byName := s.opts.FakeReusePortZero && !a.Pipe() && a.Port == 0
-			fd, err := s.hr.Child.DuplicateParentListenSocket(a.String(), c.Name, byName)
-			if err != nil {
-				l.stopAccepting()
-				return nil, err
-			}
-			if fd >= 0 {
-				if sock.ln, err = listenerFromFD(fd, c.Name); err != nil {
-					l.stopAccepting()
-					return nil, fmt.Errorf("listener '%s': socket from parent: %w", c.Name, err)
-				}
-				sock.inherited = true
-			}
+	for i, a := range c.Addresses {
+		if err := s.addSockets(l, i, a); err != nil {
+			l.stopAccepting()
+			return nil, err
 		}
-		if sock.ln == nil {
-			ln, err := bind(a, c.ReusePort)
-			if err != nil {
-				l.stopAccepting()
-				return nil, fmt.Errorf("error adding listener '%s': %w", a, bindError(a, err))
-			}
-			sock.ln = ln
-		}
-		l.sockets = append(l.sockets, sock)
-		origin := "bound"
-		if sock.inherited {
-			origin = "from parent"
-		}
-		s.log.Info("config", "listener '%s' on %s (%s)", c.Name, sock.local(), origin)
 	}
 	return l, nil
 }
@@ -531,17 +528,18 @@ func (s *Server) onWorkersStarted() error {
 	return nil
 }
 
-// flushStats is the periodic stats flush: the server stats are updated
-// (a stats exchange with the parent until it is terminated), then the
-// counters are latched, as Envoy's snapshot for its sinks does, and the
-// timer is re-armed.
+// flushStats is Envoy's stats flush, at the flush timer or, with
+// stats_flush_on_admin, at each /stats request: the server stats are
+// updated (a stats exchange with the parent until it is terminated), then
+// the counters are latched, as Envoy's snapshot for its sinks does, and
+// the timer, if any, is re-armed.
 func (s *Server) flushStats() error {
 	if err := s.updateServerStats(); err != nil {
 		return err
 	}
 	s.stats.Latch()
 	if s.statsFlush != nil {
-		s.statsFlush.Reset(s.opts.FakeStatsFlushInterval)
+		s.statsFlush.Reset(s.statsFlushInterval())
 	}
 	return nil
 }
@@ -598,9 +596,6 @@ func (s *Server) stop() {
 	for _, l := range s.listeners {
 		l.close()
 	}
-	for _, a := range s.accessLogs {
-		a.close()
-	}
 	if s.hr != nil {
 		s.hr.Close()
 	}
@@ -644,25 +639,9 @@ func (h parentHandler) ShutdownAdmin() int64 {
 	return s.originalStart
 }
 
-func (h parentHandler) ListenSocket(address, name string, byName bool) int {
+func (h parentHandler) ListenSocket(req hotrestart.ListenSocketRequest) int {
 	fd := -1
-	h.s.onDispatcher(func() {
-		for _, l := range h.s.listeners {
-			for _, sock := range l.sockets {
-				// Envoy compares the socket's actual address; with
-				// --fake-reuse-port-zero a port-0 socket also matches
-				// by listener name and configured address. A stopped
-				// listener's socket is closed: the child binds its own.
-				if sock.stopped {
-					continue
-				}
-				if sock.local() == address || (byName && l.cfg.Name == name && sock.addr.String() == address) {
-					fd = sock.dupFD()
-					return
-				}
-			}
-		}
-	})
+	h.s.onDispatcher(func() { fd = h.s.listenSocketForChild(req) })
 	return fd
 }
 
