@@ -45,9 +45,15 @@ func TestLogRotationUnderLoad(t *testing.T) {
 	proctest.WaitFor(t, wait, "requests after the reopen", func() bool { return len(clients.Answered()) >= before+50 })
 	clients.Finish()
 	require.Empty(t, clients.Failed(), "failed requests")
+	require.Len(t, sb.forked(), 2, "no epoch started or lost")
+	require.True(t, proctest.Alive(e0.PID) && proctest.Alive(e1.PID))
 
-	// and every answered request has exactly one line across the two files
-	// (fakeenvoy writes it before it answers), none lost or doubled.
+	// and, once the epochs are stopped (Envoy buffers its log files and
+	// writes what is left at exit; lines buffered at the reopen go to the
+	// new file), every answered request has exactly one line across the two
+	// files, none lost or doubled.
+	r.Signal(syscall.SIGTERM)
+	require.Equal(t, proctest.Exit{}, r.Wait(wait))
 	old, current := requestIDs(t, rotated), requestIDs(t, sb.accessLog)
 	require.NotEmpty(t, old)
 	require.NotEmpty(t, current)
@@ -60,8 +66,6 @@ func TestLogRotationUnderLoad(t *testing.T) {
 		delete(count, id)
 	}
 	require.Empty(t, count, "lines for requests never answered")
-	require.Len(t, sb.forked(), 2, "no epoch started or lost")
-	require.True(t, proctest.Alive(e0.PID) && proctest.Alive(e1.PID))
 }
 
 // Scenario 17: a log rotation (SIGUSR1 to the restarter) while an epoch is

@@ -115,7 +115,7 @@ DIR=%q
 fakeenvoy() {
 	exec "$FAKEENVOY" --config-path "$CONFIG" --restart-epoch "$RESTART_EPOCH" \
 		--socket-path %q --fake-drain-time %s --fake-parent-shutdown-time %s \
-		--fake-hot-restart-retry-delay 20ms \
+		--fake-hot-restart-retry-delay 20ms --file-flush-interval-msec 100 \
 		--fake-state-path "$DIR/state.$RESTART_EPOCH.json" "$@"
 }
 `

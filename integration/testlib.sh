@@ -190,7 +190,7 @@ YAML
 #!/bin/sh
 exec "$FAKEENVOY" --config-path "$WORK/envoy.yaml" --restart-epoch "\$RESTART_EPOCH" \\
 	--base-id $BASE_ID --socket-path "$sockets" \\
-	--fake-drain-time 100ms --fake-parent-shutdown-time 400ms
+	--fake-drain-time 100ms --fake-parent-shutdown-time 400ms --file-flush-interval-msec 100
 SH
 	chmod +x "$WORK/start.sh"
 }
