@@ -66,7 +66,27 @@ type Config struct {
 	InitGate InitGate
 	// OnFailedRestart is what a failed hot restart does to the older epochs.
 	OnFailedRestart FailedRestart
+	// MemoryGuard says whether a hot restart is refused when the cgroup has
+	// no room for a second Envoy.
+	MemoryGuard MemoryGuard
+	// MetricsFile is where the Prometheus metrics are written, "" for none.
+	MetricsFile string
+	// Watch are the files whose content changing starts a hot restart;
+	// WatchDebounce is how long they must be quiet first.
+	Watch         []string
+	WatchDebounce time.Duration
 }
+
+// MemoryGuard is --memory-guard.
+type MemoryGuard int
+
+const (
+	// MemoryGuardAuto refuses a hot restart the cgroup has no room for; it
+	// is inert without a memory limit.
+	MemoryGuardAuto MemoryGuard = iota
+	// MemoryGuardOff never looks.
+	MemoryGuardOff
+)
 
 // Readiness reports whether new epochs are probed for readiness.
 func (c Config) Readiness() bool { return c.ReadyURL != "" || len(c.ReadyCmd) > 0 }
@@ -140,7 +160,7 @@ func CheckSocketPath(path string) error {
 
 // raw is what the flags give before the checks between them.
 type raw struct {
-	check, checkArgs, readyCmd, readyCmdArgs repeated.Strings
+	check, checkArgs, readyCmd, readyCmdArgs, watch repeated.Strings
 	help, version                            bool
 }
 
@@ -148,7 +168,7 @@ type raw struct {
 // COMMAND. It returns a *UsageError for anything wrong with it, ErrHelp
 // (after printing the usage to stdout) or ErrVersion.
 func Parse(args []string, stdout io.Writer) (Config, error) {
-	cfg := Config{TermWait: 30 * time.Second, CheckTimeout: 60 * time.Second, ReadyTimeout: 60 * time.Second}
+	cfg := Config{TermWait: 30 * time.Second, CheckTimeout: 60 * time.Second, ReadyTimeout: 60 * time.Second, WatchDebounce: time.Second}
 	var r raw
 	fs := flags(&cfg, &r)
 	if err := fs.Parse(args); err != nil {
@@ -199,6 +219,10 @@ func flags(cfg *Config, r *raw) *flag.FlagSet {
 	fs.Var(choice[InitGate]{&cfg.InitGate, []string{"auto", "off"}}, "init-gate", "auto: never start an epoch while the newest one holds Envoy's INITIALIZING flag (found in its shared memory region; inert for a child that is not Envoy), heal a flag left set by an epoch that died initializing, and hold SIGUSR1 from an epoch until it is initialized; off: do none of this")
 	fs.Var(choice[FailedRestart]{&cfg.OnFailedRestart, []string{"exit", "keep"}}, "on-failed-restart", "exit: a new epoch that fails kills every epoch and the restarter exits 1 (hot-restarter.py's policy); keep: the older epochs keep serving and the next hot restart reuses the epoch number")
 	fs.StringVar(&cfg.PIDFile, "pid-file", "", "write the restarter's pid to this `file`, taken with flock (removed at exit if it is still the file written and holds that pid); a symlink, a file that is not a regular one or holds anything but a pid is refused and left alone")
+	fs.Var(choice[MemoryGuard]{&cfg.MemoryGuard, []string{"auto", "off"}}, "memory-guard", "auto: refuse a hot restart (as a failed one: the running epochs keep serving) when the restarter's cgroup has less memory left than the newest epoch's resident memory, the room a second Envoy needs; inert without a memory limit; off: never look")
+	fs.StringVar(&cfg.MetricsFile, "metrics-file", "", "write Prometheus metrics (text format) to this `file`, replaced atomically on every change (for node_exporter's textfile collector)")
+	fs.Var(&r.watch, "watch", "hot restart when the content of this `file` changes (repeatable; through its directory: in-place writes, editors' rename-over saves, Kubernetes ConfigMap symlink swaps); a touch or an identical rewrite does nothing")
+	fs.Var(positive{&cfg.WatchDebounce}, "watch-debounce", "how long watched files must be quiet before their content is compared")
 	fs.BoolVar(&r.help, "help", false, "print this help and exit")
 	fs.BoolVar(&r.help, "h", false, "print this help and exit")
 	fs.BoolVar(&r.version, "version", false, "print the version and exit")
@@ -248,7 +272,13 @@ func resolve(cfg *Config, r raw) error {
 			return err
 		}
 	}
-	for _, p := range []*string{&cfg.BaseIDPath, &cfg.ControlSocket, &cfg.PIDFile} {
+	cfg.Watch = r.watch
+	for i := range cfg.Watch {
+		if !filepath.IsAbs(cfg.Watch[i]) && cfg.Dir != "" {
+			cfg.Watch[i] = filepath.Join(cfg.Dir, cfg.Watch[i])
+		}
+	}
+	for _, p := range []*string{&cfg.BaseIDPath, &cfg.ControlSocket, &cfg.PIDFile, &cfg.MetricsFile} {
 		if *p != "" && !filepath.IsAbs(*p) && cfg.Dir != "" {
 			*p = filepath.Join(cfg.Dir, *p)
 		}

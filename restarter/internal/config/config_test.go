@@ -33,7 +33,7 @@ func TestParse(t *testing.T) {
 	sh, err := filepath.Abs("/bin/sh")
 	require.NoError(t, err)
 	defaults := Config{Command: "start.sh", Path: start, Args: []string{}, Dir: dir, TermWait: 30 * time.Second,
-		LogFormat: logging.Text, CheckTimeout: time.Minute, ReadyTimeout: time.Minute, InitGate: InitGateAuto, OnFailedRestart: FailedRestartExit}
+		LogFormat: logging.Text, CheckTimeout: time.Minute, ReadyTimeout: time.Minute, InitGate: InitGateAuto, OnFailedRestart: FailedRestartExit, WatchDebounce: time.Second}
 	with := func(change func(*Config)) Config { c := defaults; change(&c); return c }
 
 	tests := []struct {
@@ -56,6 +56,10 @@ func TestParse(t *testing.T) {
 			c.ReadyCmd, c.ReadyTimeout = []string{found, "-c"}, 9*time.Second
 		})},
 		{[]string{"--ready-url", "http://127.0.0.1:9901/ready", "start.sh"}, with(func(c *Config) { c.ReadyURL = "http://127.0.0.1:9901/ready" })},
+		{[]string{"--memory-guard", "off", "--metrics-file", "m.prom", "--watch", "a.yaml", "--watch", "/etc/b.yaml", "--watch-debounce", "250ms", "start.sh"}, with(func(c *Config) {
+			c.MemoryGuard, c.MetricsFile, c.WatchDebounce = MemoryGuardOff, filepath.Join(dir, "m.prom"), 250*time.Millisecond
+			c.Watch = []string{filepath.Join(dir, "a.yaml"), "/etc/b.yaml"}
+		})},
 		{[]string{"--init-gate", "off", "--on-failed-restart", "keep", "start.sh"}, with(func(c *Config) { c.InitGate, c.OnFailedRestart = InitGateOff, FailedRestartKeep })},
 		{[]string{"--base-id-path", "base", "--control-socket", "/run/c.sock", "--pid-file", "r.pid", "start.sh"}, with(func(c *Config) {
 			// relative to the working directory under bazel run
@@ -113,6 +117,8 @@ func TestParseArgsUsageErrors(t *testing.T) {
 		{[]string{"--ready-url", "http://x:0/ready", "start.sh"}, `invalid value "http://x:0/ready" for flag -ready-url: port 0 out of range 1-65535`},
 		{[]string{"--ready-url", "http://x:65536/ready", "start.sh"}, `invalid value "http://x:65536/ready" for flag -ready-url: port 65536 out of range 1-65535`},
 		{[]string{"--init-gate", "on", "start.sh"}, `invalid value "on" for flag -init-gate: must be auto or off`},
+		{[]string{"--memory-guard", "on", "start.sh"}, `invalid value "on" for flag -memory-guard: must be auto or off`},
+		{[]string{"--watch-debounce", "0s", "start.sh"}, `invalid value "0s" for flag -watch-debounce: must be positive`},
 		{[]string{"--on-failed-restart", "retry", "start.sh"}, `invalid value "retry" for flag -on-failed-restart: must be exit or keep`},
 		{[]string{"missing.sh"}, `COMMAND "missing.sh": no such file`},
 		{[]string{"sub"}, `COMMAND "sub": is a directory`},

@@ -49,6 +49,8 @@ type TimerFired struct{ Timer Timer }
 // restart to Epoch may go ahead, else it says why not; Output is what the
 // check printed.
 type CheckFinished struct {
+	// Guard says the memory guard refused (Err is its reason), not the check.
+	Guard  bool
 	Epoch  int
 	Err    string
 	Output string
@@ -90,6 +92,11 @@ type ReloadRequested struct{ Waiter Waiter }
 // that answers it.
 type Waiter uint64
 
+// WatchChanged reports that the content of a watched file (--watch) changed:
+// a hot restart is asked for, as by SIGHUP.
+type WatchChanged struct{ Path string }
+
+func (WatchChanged) isEvent()    {}
 func (Started) isEvent()         {}
 func (Signaled) isEvent()        {}
 func (Spawned) isEvent()         {}

@@ -117,3 +117,19 @@ func TestHistoryKeepsTheLast32(t *testing.T) {
 	require.Equal(t, 40, st.Counters.Outcomes["ok"], "counts are not limited to the history")
 	require.Equal(t, status.OutcomeOK, st.Restarts[0].Outcome)
 }
+
+func TestWatchChangeIsARestartRequest(t *testing.T) {
+	m := New(Policy{TermWait: testTermWait, Clock: func() time.Time { return testNow }})
+	m.Handle(Started{})
+	m.Handle(Spawned{Epoch: 0, PID: 100})
+	// A watched file's change starts a hot restart, recorded with its path,
+	require.Contains(t, withoutLogs(m.Handle(WatchChanged{Path: "/etc/envoy/envoy.yaml"})), Action(Spawn{Epoch: 1}))
+	m.Handle(Spawned{Epoch: 1, PID: 101})
+	st := m.Status()
+	require.Equal(t, "watch", st.Restarts[0].Trigger)
+	require.Equal(t, "/etc/envoy/envoy.yaml", st.Restarts[0].WatchPath)
+	require.Equal(t, status.OutcomeOK, st.Restarts[0].Outcome)
+	// and once a stop began, it starts nothing.
+	m.Handle(term)
+	require.Empty(t, withoutLogs(m.Handle(WatchChanged{Path: "/etc/envoy/envoy.yaml"})))
+}

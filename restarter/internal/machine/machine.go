@@ -32,6 +32,10 @@ type Policy struct {
 	TermWait time.Duration
 	// Check runs a pre-restart check (RunCheck) before every hot restart.
 	Check bool
+	// Guard asks, before every hot restart, whether the cgroup has room for
+	// a second Envoy (RunCheck too, answered with CheckFinished.Guard on a
+	// refusal), even with no pre-restart check.
+	Guard bool
 	// Readiness probes each new epoch (WatchReady); a restart lasts until the
 	// epoch is ready, and SIGHUPs meanwhile are coalesced into one restart.
 	Readiness bool
@@ -202,6 +206,8 @@ func (m *Machine) Handle(ev Event) []Action {
 		return m.initCleared(ev)
 	case ReloadRequested:
 		return m.reloadRequested(ev)
+	case WatchChanged:
+		return m.watchChanged(ev)
 	}
 	panic(fmt.Sprintf("machine: unknown event %T", ev))
 }

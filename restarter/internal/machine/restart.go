@@ -55,6 +55,10 @@ func (m *Machine) beginRestart(waiters []Waiter, id int) []Action {
 			r.checking = true
 			return append(acts, info(fmt.Sprintf("checking before hot restart to epoch %d", r.epoch), "epoch", r.epoch), RunCheck{Epoch: r.epoch})
 		}
+		if m.policy.Guard {
+			r.checking = true
+			return append(acts, RunCheck{Epoch: r.epoch})
+		}
 	}
 	return append(acts, m.spawn(r)...)
 }
@@ -111,10 +115,20 @@ func (m *Machine) checkFinished(ev CheckFinished) []Action {
 		return nil // the restart it was for was abandoned by a shutdown
 	}
 	if ev.Err == "" {
-		return append([]Action{info(fmt.Sprintf("check passed for epoch %d", ev.Epoch), "epoch", ev.Epoch)}, m.spawn(r)...)
+		var acts []Action
+		if m.policy.Check {
+			acts = append(acts, info(fmt.Sprintf("check passed for epoch %d", ev.Epoch), "epoch", ev.Epoch))
+		}
+		return append(acts, m.spawn(r)...)
+	}
+	r.checking, r.refused = false, true
+	if ev.Guard {
+		m.counters.MemoryGuardRefusals++
+		acts := []Action{Log{Level: slog.LevelError, Msg: fmt.Sprintf("memory guard refused hot restart to epoch %d: %s", ev.Epoch, ev.Err), Args: []any{"epoch", ev.Epoch}}}
+		acts = append(acts, m.finishRestart(false, ev.Err)...)
+		return append(acts, m.startQueued()...)
 	}
 	m.counters.ChecksFailed++
-	r.checking, r.refused = false, true
 	acts := []Action{Log{Level: slog.LevelError, Msg: fmt.Sprintf("check refused hot restart to epoch %d: %s", ev.Epoch, ev.Err), Args: []any{"epoch", ev.Epoch}}}
 	for _, line := range strings.Split(strings.TrimRight(ev.Output, "\n"), "\n") {
 		if line != "" {
@@ -295,6 +309,16 @@ func (m *Machine) notReady(ev NotReady) []Action {
 	}
 	r.notReady = ev.Reason
 	return []Action{Log{Level: slog.LevelDebug, Msg: fmt.Sprintf("epoch %d not ready yet: %s", ev.Epoch, ev.Reason), Args: []any{"epoch", ev.Epoch}}}
+}
+
+// watchChanged: a watched file's content changed; it asks for a hot
+// restart as SIGHUP does, with the same check, gates and policy.
+func (m *Machine) watchChanged(ev WatchChanged) []Action {
+	acts := []Action{info("watched file changed: "+ev.Path, "path", ev.Path)}
+	if m.phase != running {
+		return append(acts, info("ignoring the change: shutdown in progress"))
+	}
+	return append(acts, m.requestRestart(trigger{name: "watch", path: ev.Path})...)
 }
 
 // reloadRequested: a hot restart asked for through the control socket,

@@ -142,7 +142,7 @@ func CheckLeftovers(find func(id string) []Leftover, id string, warn func(string
 	for i, l := range envoy {
 		pids[i] = strconv.Itoa(l.pid)
 	}
-	return fmt.Errorf("processes started by an earlier run of this restarter are still running: %s; they hold its base id and ports, so a new epoch 0 would fail: stop them (Kill %s) and start the restarter again", joinLeftovers(envoy), strings.Join(pids, " "))
+	return fmt.Errorf("processes started by an earlier run of this restarter are still running: %s; they hold its base id and ports, so a new epoch 0 would fail: stop them (kill %s) and start the restarter again", joinLeftovers(envoy), strings.Join(pids, " "))
 }
 
 // splitLeftovers parts leftovers into those holding Envoy state and the
