@@ -134,7 +134,7 @@ func TestControlSocketRefusesBadRequests(t *testing.T) {
 	for name, tc := range map[string]struct{ request, reply string }{
 		"not JSON":        {"hello\n", `{"ok":false,"error":"malformed request: invalid character 'h' looking for beginning of value"}` + "\n"},
 		"unknown field":   {`{"command":"status","x":1}` + "\n", `{"ok":false,"error":"malformed request: json: unknown field \"x\""}` + "\n"},
-		"unknown command": {`{"command":"restart"}` + "\n", `{"ok":false,"error":"unknown command \"restart\": want status or reload"}` + "\n"},
+		"unknown command": {`{"command":"restart"}` + "\n", `{"ok":false,"error":"unknown command \"restart\": want status, reload or metrics"}` + "\n"},
 		"empty":           {"", `{"ok":false,"error":"malformed request: want one JSON line such as {\"command\":\"status\"}"}` + "\n"},
 		"oversized":       {`{"command":"` + strings.Repeat("x", 10000) + `"}` + "\n", `{"ok":false,"error":"request too large: the limit is 4096 bytes"}` + "\n"},
 	} {

@@ -30,7 +30,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 			return machine.ExitUsage
 		}
 	}
-	if len(args) > 0 && (args[0] == "status" || args[0] == "reload") {
+	if len(args) > 0 && (args[0] == "status" || args[0] == "reload" || args[0] == "metrics") {
 		return clientMain(args[0], args[1:], stdout, stderr)
 	}
 	cfg, err := config.Parse(args, stdout)

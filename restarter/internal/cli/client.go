@@ -23,7 +23,8 @@ const (
 	ExitInProgress   = 4 // reload: --timeout expired while the hot restart was still in progress or queued
 )
 
-// clientMain runs `restarter status|reload [flags]` and returns its exit code.
+// clientMain runs `restarter status|reload|metrics [flags]` and returns its
+// exit code.
 func clientMain(command string, args []string, stdout, stderr io.Writer) int {
 	// fail prints one line on stderr and returns code. Control characters
 	// are escaped: the line may hold text from the server or a socket path,
@@ -64,6 +65,9 @@ func clientMain(command string, args []string, stdout, stderr io.Writer) int {
 		return fail(ExitUnreachable, "%v", err)
 	}
 	switch {
+	case command == "metrics":
+		fmt.Fprint(stdout, reply.Metrics) // names and numbers: no control character
+		return machine.ExitClean
 	case reply.Status != nil && asJSON:
 		b, _ := json.MarshalIndent(reply.Status, "", "  ")
 		fmt.Fprintf(stdout, "%s\n", escapeJSONControl(string(b)))

@@ -64,6 +64,8 @@ type Reply struct {
 	Status *status.Status `json:"status,omitempty"`
 	// Restart is a reload's own record: the restart that answered it.
 	Restart *status.Restart `json:"restart,omitempty"`
+	// Metrics is the answer to metrics: the text exposition format.
+	Metrics string `json:"metrics,omitempty"`
 }
 
 // Call is a request handed to the event loop, which answers it exactly
@@ -291,8 +293,8 @@ func (s *Server) handle(conn *net.UnixConn) {
 		reply(Reply{Error: "malformed request: " + err.Error()})
 		return
 	}
-	if req.Command != "status" && req.Command != "reload" {
-		reply(Reply{Error: fmt.Sprintf("unknown command %q: want status or reload", req.Command)})
+	if req.Command != "status" && req.Command != "reload" && req.Command != "metrics" {
+		reply(Reply{Error: fmt.Sprintf("unknown command %q: want status, reload or metrics", req.Command)})
 		return
 	}
 	conn.SetReadDeadline(time.Time{}) // a reload lasts as long as the restart

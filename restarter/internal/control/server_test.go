@@ -64,7 +64,7 @@ func TestControlRefusesBadRequests(t *testing.T) {
 		{"", "malformed request: want one JSON line such as {\"command\":\"status\"}"},
 		{"{\"command\":\"status\"", "malformed request: unexpected EOF"},
 		{"{\"command\":\"status\",\"x\":1}\n", "malformed request: json: unknown field \"x\""},
-		{"{\"command\":\"stop\"}\n", "unknown command \"stop\": want status or reload"},
+		{"{\"command\":\"stop\"}\n", "unknown command \"stop\": want status, reload or metrics"},
 		{strings.Repeat(" ", maxRequest+1), "request too large: the limit is 4096 bytes"},
 		{"{\"command\":\"status\"}\n{\"command\":\"reload\"}\n", "malformed request: extra data after the request line (one request per connection)"},
 	}

@@ -70,6 +70,8 @@ func (r *runner) perform(a machine.Action) machine.Event {
 		r.notify(a)
 	case machine.ReloadResult:
 		r.answer(a)
+	case machine.Recorded:
+		r.recorded(a.Restart)
 	}
 	return nil
 }
@@ -103,6 +105,7 @@ func (r *runner) settled() {
 		r.gate.SetQueued(queued)
 	}
 	r.scheduleRelease(inProgress || queued)
+	r.writeMetrics()
 }
 
 func (r *runner) spawn(epoch int) machine.Event {
@@ -115,9 +118,13 @@ func (r *runner) spawn(epoch int) machine.Event {
 }
 
 func (r *runner) controlCall(c control.Call) []machine.Event {
-	if c.Command == "status" {
+	switch c.Command {
+	case "status":
 		s := r.machine.Status()
 		c.Reply <- control.Reply{OK: true, Status: &s}
+		return nil
+	case "metrics":
+		c.Reply <- control.Reply{OK: true, Metrics: string(r.metricsText())}
 		return nil
 	}
 	r.lastWaiter++

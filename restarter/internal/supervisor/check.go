@@ -26,6 +26,9 @@ func (r *runner) startCheck(epoch int) (machine.CheckFinished, bool) {
 		}
 		r.baseID = &id
 	}
+	if reason := r.guard(); reason != "" {
+		return machine.CheckFinished{Epoch: epoch, Err: reason, Guard: true}, false
+	}
 	if len(r.cfg.Check) == 0 {
 		return machine.CheckFinished{Epoch: epoch}, false
 	}

@@ -2,6 +2,7 @@ package supervisor
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -11,10 +12,13 @@ import (
 
 	"github.com/coreos/go-systemd/v22/daemon"
 
+	"github.com/envoy-restarter/restarter/internal/atomicfile"
 	"github.com/envoy-restarter/restarter/internal/procfs"
 	"github.com/envoy-restarter/restarter/restarter/internal/control"
 	"github.com/envoy-restarter/restarter/restarter/internal/machine"
+	"github.com/envoy-restarter/restarter/restarter/internal/memguard"
 	"github.com/envoy-restarter/restarter/restarter/internal/osproc"
+	"github.com/envoy-restarter/restarter/restarter/internal/watch"
 )
 
 // osEnv is everything the event loop asks of the operating system, gathered
@@ -74,6 +78,16 @@ type osEnv struct {
 	// discoverFor is not Envoy.
 	newInitGate func(discoverFor time.Duration) initGate
 
+	// readMemory reads the restarter's cgroup memory limit and usage;
+	// resident is pid's resident memory in bytes (the memory guard).
+	readMemory func() (memguard.Reading, error)
+	resident   func(pid int) (uint64, error)
+	// writeFile replaces the file at path with data atomically (the
+	// metrics file).
+	writeFile func(path string, data []byte) error
+	// newWatcher watches files for content changes (--watch).
+	newWatcher func(paths []string, debounce time.Duration) (watcher, error)
+
 	// afterFunc calls f in its own goroutine after d; stop cancels the call
 	// unless it already started.
 	afterFunc func(d time.Duration, f func()) (stop func() bool)
@@ -115,6 +129,12 @@ type initGate interface {
 	SetQueued(queued bool)
 }
 
+// watcher reports content changes of watched files (watch.Watcher).
+type watcher interface {
+	Events() <-chan watch.Event
+	Close() error
+}
+
 // newOSEnv returns the real operating system, as the event loop uses it.
 func newOSEnv() osEnv {
 	f := osproc.NewForker()
@@ -148,6 +168,24 @@ func newOSEnv() osEnv {
 		readBaseID:    osproc.ReadBaseID,
 		listenControl: control.Listen,
 		newInitGate:   func(d time.Duration) initGate { return osproc.NewInitGate(d) },
+		readMemory:    func() (memguard.Reading, error) { return memguard.Read("/") },
+		resident: func(pid int) (uint64, error) {
+			rss, _, err := procfs.Memory(pid)
+			return uint64(rss) << 10, err
+		},
+		writeFile: func(path string, data []byte) error {
+			if err := atomicfile.Write(path, data); err != nil {
+				return fmt.Errorf("write %s: %w", path, err)
+			}
+			return nil
+		},
+		newWatcher: func(paths []string, debounce time.Duration) (watcher, error) {
+			w, err := watch.New(paths, debounce)
+			if err != nil {
+				return nil, err
+			}
+			return w, nil
+		},
 		afterFunc: func(d time.Duration, fn func()) func() bool {
 			return time.AfterFunc(d, fn).Stop
 		},

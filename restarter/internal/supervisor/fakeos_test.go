@@ -12,10 +12,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/envoy-restarter/restarter/internal/atomicfile"
 	"github.com/envoy-restarter/restarter/restarter/internal/config"
 	"github.com/envoy-restarter/restarter/restarter/internal/control"
 	"github.com/envoy-restarter/restarter/restarter/internal/logging"
+	"github.com/envoy-restarter/restarter/restarter/internal/memguard"
 	"github.com/envoy-restarter/restarter/restarter/internal/osproc"
+	"github.com/envoy-restarter/restarter/restarter/internal/watch"
 	"github.com/stretchr/testify/require"
 
 	"github.com/envoy-restarter/restarter/restarter/internal/machine"
@@ -46,7 +49,20 @@ type fakeOS struct {
 	getenv    map[string]string
 	// gate is the init gate, played by the test (with --init-gate auto).
 	gate *fakeGate
+	// memory is the cgroup the memory guard reads; the epochs are 100 MiB.
+	memory memguard.Reading
+	// watch is the config watch (--watch), played by the test.
+	watch *fakeWatch
 }
+
+// fakeWatch is a config watch the test plays.
+type fakeWatch struct {
+	events chan watch.Event
+	closed bool
+}
+
+func (w *fakeWatch) Events() <-chan watch.Event { return w.events }
+func (w *fakeWatch) Close() error               { w.closed = true; return nil }
 
 // fakeGate is an init gate the test plays: it keeps each watch's report
 // function, so the test says when an epoch holds or cleared the flag.
@@ -112,6 +128,7 @@ type fakeTimer struct {
 func newFakeOS() *fakeOS {
 	return &fakeOS{
 		gate:    &fakeGate{watches: map[int]func(machine.Event){}},
+		watch:   &fakeWatch{events: make(chan watch.Event, 1)},
 		lastPID: 99,
 		live:    map[int]bool{},
 		zombies: map[int]machine.Exited{},
@@ -151,6 +168,16 @@ func (f *fakeOS) env() osEnv {
 		readBaseID:    osproc.ReadBaseID,
 		listenControl: control.Listen,
 		newInitGate:   func(time.Duration) initGate { return f.gate },
+		readMemory: func() (memguard.Reading, error) {
+			f.mu.Lock()
+			defer f.mu.Unlock()
+			return f.memory, nil
+		},
+		resident:  func(int) (uint64, error) { return 100 << 20, nil },
+		writeFile: atomicfile.Write,
+		newWatcher: func([]string, time.Duration) (watcher, error) {
+			return f.watch, nil
+		},
 		runHelper: func(ctx context.Context, cmd *exec.Cmd) (string, error) {
 			if f.runHelper != nil {
 				return f.runHelper(ctx, cmd)
@@ -299,7 +326,7 @@ func (f *fakeOS) running() int {
 // testConfig is a config.Config for a fake start script.
 func testConfig() config.Config {
 	return config.Config{Command: "./start.sh", Path: "/srv/start.sh", Args: []string{"-x"}, TermWait: testTermWait,
-		CheckTimeout: 5 * time.Second, ReadyTimeout: 10 * time.Second, LogFormat: logging.Text, InitGate: config.InitGateOff}
+		CheckTimeout: 5 * time.Second, ReadyTimeout: 10 * time.Second, LogFormat: logging.Text, InitGate: config.InitGateOff, MemoryGuard: config.MemoryGuardOff}
 }
 
 // fakeRunner returns a runner over a fake OS, logging into the returned

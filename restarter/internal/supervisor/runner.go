@@ -9,7 +9,9 @@ import (
 
 	"github.com/envoy-restarter/restarter/restarter/internal/config"
 	"github.com/envoy-restarter/restarter/restarter/internal/control"
+	"github.com/envoy-restarter/restarter/restarter/internal/metrics"
 	"github.com/envoy-restarter/restarter/restarter/internal/osproc"
+	"github.com/envoy-restarter/restarter/restarter/internal/watch"
 
 	"github.com/envoy-restarter/restarter/restarter/internal/machine"
 )
@@ -31,6 +33,11 @@ type runner struct {
 	ctx     context.Context
 	cancel  context.CancelFunc // stops checks and probes still running
 	control *control.Server
+	watcher watcher // the config watch; nil without --watch
+	// What the metrics keep beyond the machine's status.
+	started, lastRestart time.Time
+	durations            metrics.Histogram
+	lastMetrics          []byte // what the metrics file holds
 	// waiters are where the answers to the reload requests the machine holds
 	// go, by the Waiter it was given.
 	waiters    map[machine.Waiter]chan<- control.Reply
@@ -105,6 +112,7 @@ func newRunner(cfg config.Config, log *slog.Logger, sys osEnv) *runner {
 			TermWait:            cfg.TermWait,
 			Check:               len(cfg.Check) > 0 || cfg.BaseIDPath != "",
 			Readiness:           cfg.Readiness(),
+			Guard:               cfg.MemoryGuard == config.MemoryGuardAuto,
 			ReadyTimeout:        cfg.ReadyTimeout,
 			Notify:              sys.getenv("NOTIFY_SOCKET") != "",
 			InitGate:            cfg.InitGate == config.InitGateAuto,
@@ -130,6 +138,7 @@ func newRunner(cfg config.Config, log *slog.Logger, sys osEnv) *runner {
 		ctx:      ctx,
 		cancel:   cancel,
 		instance: instanceID(cfg),
+		started:  time.Now(),
 	}
 }
 
@@ -163,10 +172,16 @@ func (r *runner) next() []machine.Event {
 	if r.control != nil {
 		calls = r.control.Calls()
 	}
+	var watched <-chan watch.Event // nil without --watch
+	if r.watcher != nil {
+		watched = r.watcher.Events()
+	}
 	sig := r.signals
 	select {
 	case <-sig.chld:
 		return r.reap()
+	case ev := <-watched:
+		return append(r.reap(), r.watched(ev)...)
 	case <-sig.hup:
 		return append(r.reapAndLookAtInit(), machine.Signaled{Signal: machine.SIGHUP})
 	case <-sig.usr1:

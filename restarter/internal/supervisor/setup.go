@@ -66,6 +66,14 @@ func (r *runner) setUp() (int, bool) {
 		}
 		r.control = s
 	}
+	if len(r.cfg.Watch) > 0 {
+		w, err := r.sys.newWatcher(r.cfg.Watch, r.cfg.WatchDebounce)
+		if err != nil {
+			return fail(config.Usagef("flag -watch: %v", err))
+		}
+		r.watcher = w
+	}
+	r.logGuard()
 	if r.pidFile != nil {
 		// Only now: a restarter that failed to set up never claimed the file.
 		if err := r.pidFile.Write(r.sys.getpid()); err != nil {
@@ -79,6 +87,9 @@ func (r *runner) tearDown() {
 	r.sys.killHelpers()
 	if r.control != nil {
 		r.control.Close()
+	}
+	if r.watcher != nil {
+		r.watcher.Close()
 	}
 	if r.pidFile != nil {
 		r.pidFile.Release(r.sys.getpid())
