@@ -121,12 +121,23 @@ func excerpt(body []byte) string {
 // ctx bounds the whole exchange, connecting included. Every error says what
 // failed, prefixed with "GET rawURL".
 func Get(ctx context.Context, rawURL string, maxBody int64) (int, []byte, error) {
-	code, body, err := get(ctx, rawURL, maxBody)
+	return do(ctx, "GET", rawURL, maxBody)
+}
+
+// Post sends rawURL an empty POST (Envoy's admin takes its mutating
+// commands, /healthcheck/fail or /drain_listeners, only so) and returns the
+// status code and body, as Get does.
+func Post(ctx context.Context, rawURL string, maxBody int64) (int, []byte, error) {
+	return do(ctx, "POST", rawURL, maxBody)
+}
+
+func do(ctx context.Context, method, rawURL string, maxBody int64) (int, []byte, error) {
+	code, body, err := exchange(ctx, method, rawURL, maxBody)
 	if err != nil {
 		if cerr := ctxErr(ctx); cerr != nil && !errors.Is(err, cerr) {
 			err = fmt.Errorf("%w: %v", cerr, err)
 		}
-		return 0, nil, fmt.Errorf("GET %s: %w", rawURL, err)
+		return 0, nil, fmt.Errorf("%s %s: %w", method, rawURL, err)
 	}
 	return code, body, nil
 }
@@ -143,7 +154,7 @@ func ctxErr(ctx context.Context) error {
 	return nil
 }
 
-func get(ctx context.Context, rawURL string, maxBody int64) (int, []byte, error) {
+func exchange(ctx context.Context, method, rawURL string, maxBody int64) (int, []byte, error) {
 	u, err := ParseURL(rawURL)
 	if err != nil {
 		return 0, nil, err
@@ -164,8 +175,12 @@ func get(ctx context.Context, rawURL string, maxBody int64) (int, []byte, error)
 	// A cancelled ctx without a deadline unblocks reads and writes too.
 	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
-	req := "GET " + u.RequestURI() + " HTTP/1.1\r\nHost: " + u.Host +
-		"\r\nUser-Agent: restarter\r\nAccept: */*\r\nConnection: close\r\n\r\n"
+	length := ""
+	if method != "GET" {
+		length = "Content-Length: 0\r\n"
+	}
+	req := method + " " + u.RequestURI() + " HTTP/1.1\r\nHost: " + u.Host +
+		"\r\nUser-Agent: restarter\r\nAccept: */*\r\n" + length + "Connection: close\r\n\r\n"
 	if _, err := io.WriteString(conn, req); err != nil {
 		return 0, nil, err
 	}

@@ -75,6 +75,10 @@ type Config struct {
 	// WatchDebounce is how long they must be quiet first.
 	Watch         []string
 	WatchDebounce time.Duration
+	// StopDrain, when positive, drains Envoy's connections through its
+	// admin at AdminURL before a stop, for at most this long.
+	StopDrain time.Duration
+	AdminURL  string
 }
 
 // MemoryGuard is --memory-guard.
@@ -161,7 +165,7 @@ func CheckSocketPath(path string) error {
 // raw is what the flags give before the checks between them.
 type raw struct {
 	check, checkArgs, readyCmd, readyCmdArgs, watch repeated.Strings
-	help, version                            bool
+	help, version                                   bool
 }
 
 // Parse parses the command line (without the program name) and checks
@@ -223,6 +227,14 @@ func flags(cfg *Config, r *raw) *flag.FlagSet {
 	fs.StringVar(&cfg.MetricsFile, "metrics-file", "", "write Prometheus metrics (text format) to this `file`, replaced atomically on every change (for node_exporter's textfile collector)")
 	fs.Var(&r.watch, "watch", "hot restart when the content of this `file` changes (repeatable; through its directory: in-place writes, editors' rename-over saves, Kubernetes ConfigMap symlink swaps); a touch or an identical rewrite does nothing")
 	fs.Var(positive{&cfg.WatchDebounce}, "watch-debounce", "how long watched files must be quiet before their content is compared")
+	fs.DurationVar(&cfg.StopDrain, "stop-drain", 0, "on the first stop signal, fail Envoy's health check and drain its listeners through --admin-url, and wait at most this `duration` for its connections to close before the stop proper (a second stop signal skips the rest); 0: stop at once")
+	fs.Func("admin-url", "Envoy's admin, such as http://127.0.0.1:9901 (for --stop-drain)", func(s string) error {
+		if _, err := httpprobe.ParseURL(s); err != nil {
+			return err
+		}
+		cfg.AdminURL = s
+		return nil
+	})
 	fs.BoolVar(&r.help, "help", false, "print this help and exit")
 	fs.BoolVar(&r.help, "h", false, "print this help and exit")
 	fs.BoolVar(&r.version, "version", false, "print the version and exit")
@@ -244,8 +256,13 @@ func (r raw) checkBetween(cfg Config) error {
 			return Usagef(`invalid value "" for flag -%s: empty command`, h.name)
 		}
 	}
-	if cfg.ReadyURL != "" && len(r.readyCmd) > 0 {
+	switch {
+	case cfg.ReadyURL != "" && len(r.readyCmd) > 0:
 		return Usagef("flags -ready-url and -ready-cmd exclude each other")
+	case cfg.StopDrain < 0:
+		return Usagef("invalid value %q for flag -stop-drain: must not be negative", cfg.StopDrain)
+	case cfg.StopDrain > 0 && cfg.AdminURL == "":
+		return Usagef("flag -stop-drain needs -admin-url: the drain goes through Envoy's admin")
 	}
 	return nil
 }

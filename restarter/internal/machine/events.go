@@ -92,6 +92,22 @@ type ReloadRequested struct{ Waiter Waiter }
 // that answers it.
 type Waiter uint64
 
+// DrainProgress reports how many downstream connections Envoy still has
+// while it drains for a stop (StartDrain); 0 ends the drain.
+type DrainProgress struct{ Connections int }
+
+func (DrainProgress) isEvent() {}
+
+// StartDrain asks the OS layer to fail Envoy's health check, drain its
+// listeners, and report DrainProgress until no connection is left.
+type StartDrain struct{}
+
+// StopDrain stops what StartDrain started; its reports are dropped.
+type StopDrain struct{}
+
+func (StartDrain) isAction() {}
+func (StopDrain) isAction()  {}
+
 // WatchChanged reports that the content of a watched file (--watch) changed:
 // a hot restart is asked for, as by SIGHUP.
 type WatchChanged struct{ Path string }
@@ -225,6 +241,8 @@ const (
 	// GroupStopTimer bounds how long the verdict on an epoch killed by a
 	// stop signal waits for the restarter's own (GroupStopGrace).
 	GroupStopTimer
+	// StopDrainTimer bounds the drain before a stop (--stop-drain).
+	StopDrainTimer
 )
 
 // Exit codes of the restarter, documented in docs/OPERATIONS.md.

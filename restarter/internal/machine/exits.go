@@ -31,7 +31,7 @@ func (m *Machine) exited(ev Exited) []Action {
 		acts = append(acts, StopTimer{Timer: OlderTermTimer})
 		acts = append(acts, m.termOlder(fmt.Sprintf("epoch %d (PID=%d) is gone; sending TERM to the older epochs", c.epoch, ev.PID))...)
 	}
-	if m.phase == terminating && !d.clean && !ev.Signal.IsStop() {
+	if m.stopping() && !d.clean && !ev.Signal.IsStop() {
 		acts = append(acts, m.failedDuringStop(c.epoch, ev.PID, how)...)
 	}
 	return append(acts, m.verdict(d)...)
@@ -120,9 +120,9 @@ func (m *Machine) verdict(d death) []Action {
 		return nil // the verdict on the held epochs decides
 	case m.phase == running:
 		return m.exit(ExitClean, "exiting due to lack of child processes")
-	case m.phase == terminating && m.code != ExitClean:
+	case m.stopping() && m.code != ExitClean:
 		return m.exit(m.code, "all children exited; "+m.stopFailures)
-	case m.phase == terminating:
+	case m.stopping():
 		return m.exit(ExitClean, "all children exited cleanly")
 	default: // killing
 		return m.exit(m.code, "all children reaped")

@@ -52,6 +52,10 @@ type Policy struct {
 	// fails before it is ready (--on-failed-restart keep); the next attempt
 	// reuses its epoch number.
 	KeepOnFailedRestart bool
+	// StopDrain, when positive, makes a stop drain Envoy's connections
+	// first (StartDrain) for at most this long, ending as soon as none is
+	// left (DrainProgress with 0); a second stop signal skips the rest.
+	StopDrain time.Duration
 	// Clock stamps the status; nil means time.Now.
 	Clock func() time.Time
 }
@@ -60,12 +64,16 @@ type phase int
 
 const (
 	running     phase = iota // serving; SIGHUP starts epochs
+	draining                 // a stop signal came, with --stop-drain: Envoy drains its connections first
 	terminating              // a stop signal came: TERM sent, newest epoch first; waiting up to termWait
 	killing                  // SIGKILL sent to children; reaping them, then exit
 	exited                   // Exit emitted; every later event is ignored
 )
 
-var phaseNames = [...]string{"running", "terminating", "killing", "exited"}
+var phaseNames = [...]string{"running", "draining", "terminating", "killing", "exited"}
+
+// stopping reports whether a stop is under way and no KILL was sent.
+func (m *Machine) stopping() bool { return m.phase == draining || m.phase == terminating }
 
 // child is one live epoch.
 type child struct {
@@ -137,6 +145,9 @@ type Machine struct {
 	// envoy: the epochs were seen in Envoy's shared memory region (by the
 	// init gate), so they bind Envoy's domain sockets: see slotHolder.
 	envoy bool
+	// drainLeft is the last count of connections the drain reported (-1
+	// before the first).
+	drainLeft int
 	// olderHeldBy is the pid of the newest epoch while the older epochs wait
 	// for their TERM during a stop (0 otherwise): see termNewestFirst.
 	olderHeldBy int
@@ -208,6 +219,8 @@ func (m *Machine) Handle(ev Event) []Action {
 		return m.reloadRequested(ev)
 	case WatchChanged:
 		return m.watchChanged(ev)
+	case DrainProgress:
+		return m.drainProgress(ev)
 	}
 	panic(fmt.Sprintf("machine: unknown event %T", ev))
 }

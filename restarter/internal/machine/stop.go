@@ -30,27 +30,46 @@ func (m *Machine) signaled(sig Signal) []Action {
 	case SIGUSR1:
 		return append(acts, m.forwardUSR1()...)
 	case SIGTERM, SIGINT, SIGQUIT:
-		switch m.phase {
-		case terminating:
-			// The operator insists (a second Ctrl-C): do not make them wait.
-			return append(acts, m.kill(slog.LevelWarn, fmt.Sprintf("%s during shutdown: force killing all child processes", sig.String()))...)
-		case killing:
-			return append(acts, info("ignoring "+sig.String()+": shutdown in progress"))
-		}
-		m.phase = terminating
-		for _, pid := range m.held {
-			acts = append(acts, info(fmt.Sprintf("PID=%d was stopped by the same signal: part of the shutdown", pid), "pid", pid))
-		}
-		m.held = nil
-		acts = append(acts, m.notify(Notify{Stopping: true, Status: "shutting down"})...)
-		acts = append(acts, m.abandonRestarts("shutdown in progress")...)
-		acts = append(acts, m.termNewestFirst()...)
-		if len(m.children) == 0 {
-			return append(acts, m.exit(ExitClean, "all children exited cleanly")...)
-		}
-		return append(acts, SetTimer{Timer: TermWaitTimer, After: m.policy.TermWait})
+		return append(acts, m.stopSignal(sig)...)
 	}
 	return acts
+}
+
+// stopSignal: SIGTERM, SIGINT or SIGQUIT, in each phase.
+func (m *Machine) stopSignal(sig Signal) []Action {
+	switch m.phase {
+	case draining:
+		// The operator insists: the rest of the drain is skipped.
+		return m.endDrain(fmt.Sprintf("%s during the drain: stopping now", sig))
+	case terminating:
+		// The operator insists (a second Ctrl-C): do not make them wait.
+		return m.kill(slog.LevelWarn, fmt.Sprintf("%s during shutdown: force killing all child processes", sig.String()))
+	case killing:
+		return []Action{info("ignoring " + sig.String() + ": shutdown in progress")}
+	}
+	var acts []Action
+	for _, pid := range m.held {
+		acts = append(acts, info(fmt.Sprintf("PID=%d was stopped by the same signal: part of the shutdown", pid), "pid", pid))
+	}
+	m.held = nil
+	if m.policy.StopDrain > 0 && len(m.children) > 0 {
+		return append(acts, m.beginDrain()...)
+	}
+	m.phase = terminating
+	acts = append(acts, m.notify(Notify{Stopping: true, Status: "shutting down"})...)
+	acts = append(acts, m.abandonRestarts("shutdown in progress")...)
+	return append(acts, m.terminate()...)
+}
+
+// terminate sends the stop's TERMs, newest epoch first, and arms the term
+// wait (or exits, with no child left).
+func (m *Machine) terminate() []Action {
+	m.phase = terminating
+	acts := m.termNewestFirst()
+	if len(m.children) == 0 {
+		return append(acts, m.exit(m.code, "all children exited cleanly")...)
+	}
+	return append(acts, SetTimer{Timer: TermWaitTimer, After: m.policy.TermWait})
 }
 
 // failedDuringStop records that epoch (process pid) ended abnormally during

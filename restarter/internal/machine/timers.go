@@ -16,6 +16,7 @@ var timerHandlers = map[Timer]func(*Machine) []Action{
 	GroupStopTimer:    (*Machine).groupStopFired,
 	KillWaitTimer:     (*Machine).killWaitFired,
 	ReadyTimeoutTimer: (*Machine).readyTimeoutFired,
+	StopDrainTimer:    (*Machine).stopDrainFired,
 }
 
 func (m *Machine) timerFired(t Timer) []Action {

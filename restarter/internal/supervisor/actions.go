@@ -72,6 +72,10 @@ func (r *runner) perform(a machine.Action) machine.Event {
 		r.answer(a)
 	case machine.Recorded:
 		r.recorded(a.Restart)
+	case machine.StartDrain:
+		r.startDrain()
+	case machine.StopDrain:
+		r.tasks.stop(task{drainTask, 0})
 	}
 	return nil
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/coreos/go-systemd/v22/daemon"
 
 	"github.com/envoy-restarter/restarter/internal/atomicfile"
+	"github.com/envoy-restarter/restarter/internal/httpprobe"
 	"github.com/envoy-restarter/restarter/internal/procfs"
 	"github.com/envoy-restarter/restarter/restarter/internal/control"
 	"github.com/envoy-restarter/restarter/restarter/internal/machine"
@@ -85,6 +86,8 @@ type osEnv struct {
 	// writeFile replaces the file at path with data atomically (the
 	// metrics file).
 	writeFile func(path string, data []byte) error
+	// admin is Envoy's admin, for the drain before a stop.
+	admin adminClient
 	// newWatcher watches files for content changes (--watch).
 	newWatcher func(paths []string, debounce time.Duration) (watcher, error)
 
@@ -129,6 +132,13 @@ type initGate interface {
 	SetQueued(queued bool)
 }
 
+// adminClient is what the drain asks Envoy's admin at base (httpprobe).
+type adminClient struct {
+	failHealthcheck  func(ctx context.Context, base string) error
+	drainListeners   func(ctx context.Context, base string) error
+	totalConnections func(ctx context.Context, base string) (int, error)
+}
+
 // watcher reports content changes of watched files (watch.Watcher).
 type watcher interface {
 	Events() <-chan watch.Event
@@ -169,6 +179,11 @@ func newOSEnv() osEnv {
 		listenControl: control.Listen,
 		newInitGate:   func(d time.Duration) initGate { return osproc.NewInitGate(d) },
 		readMemory:    func() (memguard.Reading, error) { return memguard.Read("/") },
+		admin: adminClient{
+			failHealthcheck:  httpprobe.FailHealthcheck,
+			drainListeners:   httpprobe.DrainListeners,
+			totalConnections: httpprobe.TotalConnections,
+		},
 		resident: func(pid int) (uint64, error) {
 			rss, _, err := procfs.Memory(pid)
 			return uint64(rss) << 10, err

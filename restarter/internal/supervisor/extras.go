@@ -2,6 +2,7 @@ package supervisor
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"time"
 
@@ -130,4 +131,42 @@ func (r *runner) watched(ev watch.Event) []machine.Event {
 		return []machine.Event{machine.WatchChanged{Path: ev.Path}}
 	}
 	return nil
+}
+
+// drainPoll is how often the drain asks Envoy how many connections are left.
+const drainPoll = 100 * time.Millisecond
+
+// startDrain fails Envoy's health check and drains its listeners through
+// its admin, then reports the connections left (DrainProgress) each time
+// the count changes, until none is left or the drain is stopped. An admin
+// that does not answer is logged; the --stop-drain timer ends the drain.
+func (r *runner) startDrain() {
+	ctx := r.tasks.start(r.ctx, task{drainTask, 0})
+	base, admin := r.cfg.AdminURL, r.sys.admin
+	go func() {
+		for _, step := range []func(context.Context, string) error{admin.failHealthcheck, admin.drainListeners} {
+			if err := step(ctx, base); err != nil && ctx.Err() == nil {
+				r.log.Warn(fmt.Sprintf("drain: %v", err))
+			}
+		}
+		last := -1
+		for ctx.Err() == nil {
+			n, err := admin.totalConnections(ctx, base)
+			switch {
+			case err != nil && ctx.Err() == nil && last != -2:
+				r.log.Warn(fmt.Sprintf("drain: %v; waiting for --stop-drain", err))
+				last = -2
+			case err == nil && n != last:
+				last = n
+				r.report(ctx, machine.DrainProgress{Connections: n})
+				if n == 0 {
+					return
+				}
+			}
+			select {
+			case <-ctx.Done():
+			case <-time.After(drainPoll):
+			}
+		}
+	}()
 }

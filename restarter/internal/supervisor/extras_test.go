@@ -1,10 +1,13 @@
 package supervisor
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -88,4 +91,51 @@ func TestLoopWatch(t *testing.T) {
 	r.tearDown()
 	require.True(t, f.watch.closed)
 	require.False(t, strings.Contains(logs.String(), "level=ERROR"))
+}
+
+// With --stop-drain, a stop first fails Envoy's health check and drains its
+// listeners through the admin, then TERMs once no connection is left.
+func TestLoopStopDrain(t *testing.T) {
+	f := newFakeOS()
+	cfg := testConfig()
+	cfg.StopDrain, cfg.AdminURL = time.Minute, "http://127.0.0.1:9901"
+	r, logs := fakeRunner(t, cfg, f)
+	var mu sync.Mutex
+	var asked []string
+	left := []int{2, 1, 0}
+	r.sys.admin = adminClient{
+		failHealthcheck: func(_ context.Context, base string) error {
+			mu.Lock()
+			defer mu.Unlock()
+			asked = append(asked, "fail "+base)
+			return nil
+		},
+		drainListeners: func(_ context.Context, base string) error {
+			mu.Lock()
+			defer mu.Unlock()
+			asked = append(asked, "drain "+base)
+			return nil
+		},
+		totalConnections: func(context.Context, string) (int, error) {
+			mu.Lock()
+			defer mu.Unlock()
+			n := left[0]
+			if len(left) > 1 {
+				left = left[1:]
+			}
+			return n, nil
+		},
+	}
+	handle(t, r, machine.Started{})
+	f.takeCalls()
+
+	handle(t, r, term)
+	require.Empty(t, f.takeCalls(), "no TERM while draining")
+	for !strings.Contains(logs.String(), "no connection left: stopping") {
+		handle(t, r, nextWithin(t, r)...)
+	}
+	require.Contains(t, f.takeCalls(), "kill 100 SIGTERM")
+	mu.Lock()
+	require.Equal(t, []string{"fail http://127.0.0.1:9901", "drain http://127.0.0.1:9901"}, asked)
+	mu.Unlock()
 }

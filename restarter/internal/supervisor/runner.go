@@ -113,6 +113,7 @@ func newRunner(cfg config.Config, log *slog.Logger, sys osEnv) *runner {
 			Check:               len(cfg.Check) > 0 || cfg.BaseIDPath != "",
 			Readiness:           cfg.Readiness(),
 			Guard:               cfg.MemoryGuard == config.MemoryGuardAuto,
+			StopDrain:           cfg.StopDrain,
 			ReadyTimeout:        cfg.ReadyTimeout,
 			Notify:              sys.getenv("NOTIFY_SOCKET") != "",
 			InitGate:            cfg.InitGate == config.InitGateAuto,

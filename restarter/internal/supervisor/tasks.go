@@ -14,6 +14,7 @@ const (
 	checkTask taskKind = iota // the pre-restart check (one at a time)
 	readyTask                 // an epoch's readiness watch, by epoch
 	initTask                  // an epoch's INITIALIZING watch, by pid
+	drainTask                 // the drain before a stop (one)
 )
 
 // task names one task: its kind and the epoch or pid it is for (0 for the
