@@ -37,10 +37,15 @@ func post200(ctx context.Context, rawURL string) error {
 	return nil
 }
 
-// TotalConnections returns Envoy's server.total_connections gauge: the
-// downstream connections of this epoch and of its parent while it lives.
-func TotalConnections(ctx context.Context, base string) (int, error) {
-	rawURL := strings.TrimRight(base, "/") + "/stats?filter=%5Eserver%5C.total_connections%24"
+// ActiveConnections returns the downstream connections Envoy's HTTP
+// connection managers hold now: the sum of every http.<prefix>.downstream_cx_active
+// gauge but the admin's own. These gauges move with each connection, where
+// server.total_connections is only updated at each stats flush (every 5 s
+// by default: a drain that read it would see a stale count, even 0 before
+// the first flush). They include the parent's share merged at the last
+// flush. A TCP proxy's connections are not in them.
+func ActiveConnections(ctx context.Context, base string) (int, error) {
+	rawURL := strings.TrimRight(base, "/") + "/stats?filter=%5Ehttp%5C..%2A%5C.downstream_cx_active%24"
 	code, body, err := Get(ctx, rawURL, MaxBody)
 	if err != nil {
 		return 0, err
@@ -48,21 +53,27 @@ func TotalConnections(ctx context.Context, base string) (int, error) {
 	if code != 200 {
 		return 0, fmt.Errorf("GET %s: status %d%s", rawURL, code, excerpt(body))
 	}
-	return parseStat(body, "server.total_connections")
+	return sumActive(body)
 }
 
-// parseStat finds name in /stats' text output ("name: value" lines).
-func parseStat(body []byte, name string) (int, error) {
+// sumActive adds the http.*.downstream_cx_active gauges in /stats' text
+// output ("name: value" lines), the admin's aside.
+func sumActive(body []byte) (int, error) {
+	total, found := 0, false
 	sc := bufio.NewScanner(bytes.NewReader(body))
 	for sc.Scan() {
 		k, v, ok := strings.Cut(sc.Text(), ": ")
-		if ok && k == name {
-			n, err := strconv.Atoi(strings.TrimSpace(v))
-			if err != nil {
-				return 0, fmt.Errorf("stat %s: %q is not a number", name, v)
-			}
-			return n, nil
+		if !ok || !strings.HasPrefix(k, "http.") || !strings.HasSuffix(k, ".downstream_cx_active") || k == "http.admin.downstream_cx_active" {
+			continue
 		}
+		n, err := strconv.Atoi(strings.TrimSpace(v))
+		if err != nil {
+			return 0, fmt.Errorf("stat %s: %q is not a number", k, v)
+		}
+		total, found = total+n, true
 	}
-	return 0, fmt.Errorf("stat %s not in /stats", name)
+	if !found {
+		return 0, fmt.Errorf("no http.*.downstream_cx_active stat in /stats: no HTTP listener to drain")
+	}
+	return total, nil
 }

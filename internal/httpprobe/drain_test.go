@@ -46,7 +46,7 @@ func TestDrainCommands(t *testing.T) {
 	defer cancel()
 	base, requests := admin(t, func(line string) string {
 		if strings.HasPrefix(line, "GET /stats") {
-			return ok("server.total_connections: 7\n")
+			return ok("http.admin.downstream_cx_active: 1\nhttp.ingress.downstream_cx_active: 5\nhttp.egress.downstream_cx_active: 2\n")
 		}
 		return ok("OK\n")
 	})
@@ -59,10 +59,10 @@ func TestDrainCommands(t *testing.T) {
 	require.NoError(t, DrainListeners(ctx, base))
 	require.True(t, strings.HasPrefix(<-requests, "POST /drain_listeners?graceful HTTP/1.1"))
 
-	n, err := TotalConnections(ctx, base)
+	n, err := ActiveConnections(ctx, base)
 	require.NoError(t, err)
-	require.Equal(t, 7, n)
-	require.True(t, strings.HasPrefix(<-requests, "GET /stats?filter=%5Eserver%5C.total_connections%24 HTTP/1.1"))
+	require.Equal(t, 7, n, "every HTTP listener's, the admin's aside")
+	require.True(t, strings.HasPrefix(<-requests, "GET /stats?filter=%5Ehttp%5C..%2A%5C.downstream_cx_active%24 HTTP/1.1"))
 }
 
 func TestDrainCommandErrors(t *testing.T) {
@@ -75,8 +75,8 @@ func TestDrainCommandErrors(t *testing.T) {
 		return "HTTP/1.1 405 Method Not Allowed\r\ncontent-length: 38\r\n\r\nMethod GET not allowed, POST required."
 	})
 	require.ErrorContains(t, FailHealthcheck(ctx, base), "/healthcheck/fail: status 405 \"Method GET not allowed, POST required.\"")
-	_, err := TotalConnections(ctx, base)
-	require.ErrorContains(t, err, "stat server.total_connections not in /stats")
-	_, err = parseStat([]byte("server.total_connections: x\n"), "server.total_connections")
+	_, err := ActiveConnections(ctx, base)
+	require.ErrorContains(t, err, "no http.*.downstream_cx_active stat in /stats")
+	_, err = sumActive([]byte("http.ingress.downstream_cx_active: x\n"))
 	require.ErrorContains(t, err, `"x" is not a number`)
 }

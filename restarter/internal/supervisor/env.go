@@ -182,7 +182,7 @@ func newOSEnv() osEnv {
 		admin: adminClient{
 			failHealthcheck:  httpprobe.FailHealthcheck,
 			drainListeners:   httpprobe.DrainListeners,
-			totalConnections: httpprobe.TotalConnections,
+			totalConnections: httpprobe.ActiveConnections,
 		},
 		resident: func(pid int) (uint64, error) {
 			rss, _, err := procfs.Memory(pid)
