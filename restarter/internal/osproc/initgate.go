@@ -18,6 +18,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/envoy-restarter/restarter/internal/envoyshm"
+	"github.com/envoy-restarter/restarter/internal/procfs"
 )
 
 // This file is the OS side of the init gate (--init-gate auto): it finds
@@ -377,23 +378,18 @@ func regionInMaps(pid int) (ref regionRef, alive bool) {
 	if runsRestarterExe(pid) {
 		return regionRef{}, true
 	}
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/maps")
+	b, err := procfs.ReadMaps(pid)
 	if err != nil || len(b) == 0 {
 		// Empty maps: a zombie, or a process in the middle of an exec (the
 		// start script exec'ing Envoy); only the former is gone.
-		return regionRef{}, processRunning(pid)
+		return regionRef{}, procfs.Running(pid)
 	}
 	if r, ok := regionIn(b); ok {
 		return r, true
 	}
-	for _, child := range childrenOf(pid) {
-		if b, err := os.ReadFile("/proc/" + strconv.Itoa(child) + "/maps"); err == nil {
-			if r, ok := regionIn(b); ok {
-				return r, true
-			}
-		}
-		for _, grandchild := range childrenOf(child) {
-			if b, err := os.ReadFile("/proc/" + strconv.Itoa(grandchild) + "/maps"); err == nil {
+	for _, child := range procfs.Children(pid) {
+		for _, p := range append([]int{child}, procfs.Children(child)...) {
+			if b, err := procfs.ReadMaps(p); err == nil {
 				if r, ok := regionIn(b); ok {
 					return r, true
 				}
@@ -403,19 +399,13 @@ func regionInMaps(pid int) (ref regionRef, alive bool) {
 	return regionRef{}, true
 }
 
-// processRunning reports whether pid exists and is not a zombie.
-func processRunning(pid int) bool {
-	state, _, ok := procStat(pid)
-	return ok && state != 'Z' && state != 'X'
-}
-
 // selfExe is the restarter's own executable, as /proc shows it.
-var selfExe, _ = os.Readlink("/proc/self/exe")
+var selfExe, _ = procfs.Exe(os.Getpid())
 
 // runsRestarterExe reports whether pid runs the restarter's executable: a
 // child between fork and exec, or a restarter (this one or another run).
 func runsRestarterExe(pid int) bool {
-	exe, err := os.Readlink("/proc/" + strconv.Itoa(pid) + "/exe")
+	exe, err := procfs.Exe(pid)
 	return err == nil && exe == selfExe
 }
 
@@ -443,27 +433,6 @@ func regionIn(maps []byte) (regionRef, bool) {
 		return regionRef{path: f[5], major: uint32(maj), minor: uint32(mnr), ino: ino}, true
 	}
 	return regionRef{}, false
-}
-
-// childrenOf lists pid's children (every thread's), from /proc.
-func childrenOf(pid int) []int {
-	tasks, err := os.ReadDir("/proc/" + strconv.Itoa(pid) + "/task")
-	if err != nil {
-		return nil
-	}
-	var out []int
-	for _, t := range tasks {
-		b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/task/" + t.Name() + "/children")
-		if err != nil {
-			continue
-		}
-		for _, f := range strings.Fields(string(b)) {
-			if n, err := strconv.Atoi(f); err == nil {
-				out = append(out, n)
-			}
-		}
-	}
-	return out
 }
 
 // initializingNow reports whether pid (or a child of it) has mapped

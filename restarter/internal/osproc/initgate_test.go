@@ -309,20 +309,6 @@ func TestInitializingNowFindsTheRegionOnce(t *testing.T) {
 	require.False(t, g.InitializingNow(os.Getpid()))
 }
 
-func TestProcessRunning(t *testing.T) {
-	require.True(t, processRunning(os.Getpid()))
-	// A child that exited and is not reaped yet is a zombie: gone.
-	child := exec.Command("true")
-	require.NoError(t, child.Start())
-	deadline := time.Now().Add(10 * time.Second)
-	for processRunning(child.Process.Pid) {
-		require.True(t, time.Now().Before(deadline), "child still running after 10s")
-		time.Sleep(time.Millisecond)
-	}
-	require.NoError(t, child.Wait())
-	require.False(t, processRunning(child.Process.Pid), "reaped")
-}
-
 func TestSetQueuedWakesTheWatchers(t *testing.T) {
 	closed := func(c <-chan struct{}) bool {
 		select {

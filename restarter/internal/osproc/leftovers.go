@@ -199,10 +199,3 @@ func GroupMembers(id string) []int {
 	}
 	return out
 }
-
-// procStat returns the state letter and parent pid of pid; ok is false when
-// pid is gone.
-func procStat(pid int) (state byte, ppid int, ok bool) {
-	st, err := procfs.ReadStat(pid)
-	return st.State, st.PPID, err == nil
-}

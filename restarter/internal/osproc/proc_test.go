@@ -115,14 +115,5 @@ func TestMonotonicUsec(t *testing.T) {
 	require.GreaterOrEqual(t, MonotonicUsec(), a)
 }
 
-func TestProcStat(t *testing.T) {
-	state, ppid, ok := procStat(os.Getpid())
-	require.True(t, ok)
-	require.Equal(t, os.Getppid(), ppid)
-	require.Contains(t, "RS", string(state), "this process runs or sleeps")
-	_, _, ok = procStat(-1)
-	require.False(t, ok, "no such process")
-}
-
 // testForker is the real forker, shared by the tests.
 var testForker = NewForker()
