@@ -131,17 +131,6 @@ func niceStep(top float64, n int) float64 {
 // WriteCDFPlot writes a PNG of the empirical distribution (CDF) of each
 // series, x in ms up to the largest p99 (plus a margin), to path.
 func WriteCDFPlot(path, title, xLabel string, series []Series) error {
-	const w, h = 900, 540
-	const left, right, top, bottom = 80, 30, 50, 70
-	img := image.NewRGBA(image.Rect(0, 0, w, h))
-	white := color.RGBA{0xff, 0xff, 0xff, 0xff}
-	black := color.RGBA{0, 0, 0, 0xff}
-	grey := color.RGBA{0xdd, 0xdd, 0xdd, 0xff}
-	for y := 0; y < h; y++ {
-		for x := 0; x < w; x++ {
-			img.Set(x, y, white)
-		}
-	}
 	xMax := 0.0
 	for _, s := range series {
 		if len(s.Samples) > 0 {
@@ -152,27 +141,68 @@ func WriteCDFPlot(path, title, xLabel string, series []Series) error {
 		return fmt.Errorf("plot: no samples")
 	}
 	step := niceStep(xMax*1.1, 8)
-	xMax = math.Ceil(xMax*1.1/step) * step
-	pw, ph := w-left-right, h-top-bottom
-	px := func(v float64) int { return left + int(math.Round(math.Min(v, xMax)/xMax*float64(pw))) }
-	py := func(f float64) int { return top + ph - int(math.Round(f*float64(ph))) }
+	p := &cdfPlot{
+		img:  image.NewRGBA(image.Rect(0, 0, plotW, plotH)),
+		xMax: math.Ceil(xMax*1.1/step) * step,
+		step: step,
+	}
+	fill(p.img, 0, 0, plotW, plotH, white)
+	p.drawFrame(title, xLabel)
+	p.drawCurves(series)
+	p.drawLegend(series)
+	return writePNG(path, p.img)
+}
 
-	for v := 0.0; v <= xMax+step/2; v += step {
-		line(img, px(v), top, px(v), top+ph, grey)
+// The plot's size and the margins around its drawing area, in pixels.
+const (
+	plotW, plotH                             = 900, 540
+	plotLeft, plotRight, plotTop, plotBottom = 80, 30, 50, 70
+	areaW, areaH                             = plotW - plotLeft - plotRight, plotH - plotTop - plotBottom
+)
+
+var (
+	white = color.RGBA{0xff, 0xff, 0xff, 0xff}
+	black = color.RGBA{0, 0, 0, 0xff}
+	grey  = color.RGBA{0xdd, 0xdd, 0xdd, 0xff}
+)
+
+// cdfPlot is a CDF plot being drawn: x from 0 to xMax ms, a tick every
+// step, y from 0 to 1.
+type cdfPlot struct {
+	img        *image.RGBA
+	xMax, step float64
+}
+
+// px is the pixel column of v ms, values past xMax at the right edge.
+func (p *cdfPlot) px(v float64) int {
+	return plotLeft + int(math.Round(math.Min(v, p.xMax)/p.xMax*float64(areaW)))
+}
+
+// py is the pixel row of the fraction f.
+func (p *cdfPlot) py(f float64) int { return plotTop + areaH - int(math.Round(f*float64(areaH))) }
+
+// drawFrame draws the grid, the ticks' labels, the axes and the titles.
+func (p *cdfPlot) drawFrame(title, xLabel string) {
+	for v := 0.0; v <= p.xMax+p.step/2; v += p.step {
+		line(p.img, p.px(v), plotTop, p.px(v), plotTop+areaH, grey)
 		label := fmt.Sprintf("%g", math.Round(v*1000)/1000)
-		drawText(img, px(v)-textWidth(label)/2, top+ph+10, label, black)
+		drawText(p.img, p.px(v)-textWidth(label)/2, plotTop+areaH+10, label, black)
 	}
 	for f := 0.0; f <= 1.0001; f += 0.25 {
-		line(img, left, py(f), left+pw, py(f), grey)
+		line(p.img, plotLeft, p.py(f), plotLeft+areaW, p.py(f), grey)
 		label := fmt.Sprintf("%g", f)
-		drawText(img, left-10-textWidth(label), py(f)-5, label, black)
+		drawText(p.img, plotLeft-10-textWidth(label), p.py(f)-5, label, black)
 	}
-	line(img, left, top, left, top+ph, black)
-	line(img, left, top+ph, left+pw, top+ph, black)
-	drawText(img, left+(pw-textWidth(xLabel))/2, h-30, xLabel, black)
-	drawText(img, 10, top-30, "CDF", black)
-	drawText(img, left+(pw-textWidth(title))/2, 12, title, black)
+	line(p.img, plotLeft, plotTop, plotLeft, plotTop+areaH, black)
+	line(p.img, plotLeft, plotTop+areaH, plotLeft+areaW, plotTop+areaH, black)
+	drawText(p.img, plotLeft+(areaW-textWidth(xLabel))/2, plotH-30, xLabel, black)
+	drawText(p.img, 10, plotTop-30, "CDF", black)
+	drawText(p.img, plotLeft+(areaW-textWidth(title))/2, 12, title, black)
+}
 
+// drawCurves draws each series as a step function, in the palette's colour
+// of its index.
+func (p *cdfPlot) drawCurves(series []Series) {
 	for i, s := range series {
 		if len(s.Samples) == 0 {
 			continue
@@ -180,31 +210,42 @@ func WriteCDFPlot(path, title, xLabel string, series []Series) error {
 		c := palette[i%len(palette)]
 		sorted := append([]float64(nil), s.Samples...)
 		sort.Float64s(sorted)
-		prevX, prevY := px(sorted[0]), py(0)
+		prevX, prevY := p.px(sorted[0]), p.py(0)
 		for j, v := range sorted {
-			x, y := px(v), py(float64(j+1)/float64(len(sorted)))
-			line(img, prevX, prevY, x, prevY, c) // a step function
-			line(img, x, prevY, x, y, c)
+			x, y := p.px(v), p.py(float64(j+1)/float64(len(sorted)))
+			line(p.img, prevX, prevY, x, prevY, c)
+			line(p.img, x, prevY, x, y, c)
 			prevX, prevY = x, y
 		}
 	}
+}
 
-	legendX := left + pw - 370
-	for y := top + 12; y < top+12+18*len(series)+8; y++ {
-		for x := legendX - 8; x < left+pw-2; x++ {
-			img.Set(x, y, white)
-		}
-	}
+// drawLegend writes each series' label, p50 and p99 in its colour, on
+// white over the plot's top right corner.
+func (p *cdfPlot) drawLegend(series []Series) {
+	legendX := plotLeft + areaW - 370
+	fill(p.img, legendX-8, plotTop+12, plotLeft+areaW-2, plotTop+12+18*len(series)+8, white)
 	for i, s := range series {
 		if len(s.Samples) == 0 {
 			continue
 		}
 		c := palette[i%len(palette)]
-		ly := top + 20 + i*18
-		line(img, legendX, ly+4, legendX+24, ly+4, c)
-		drawText(img, legendX+32, ly, fmt.Sprintf("%s  p50 %.2f  p99 %.2f", s.Label, Percentile(s.Samples, 50), Percentile(s.Samples, 99)), c)
+		ly := plotTop + 20 + i*18
+		line(p.img, legendX, ly+4, legendX+24, ly+4, c)
+		drawText(p.img, legendX+32, ly, fmt.Sprintf("%s  p50 %.2f  p99 %.2f", s.Label, Percentile(s.Samples, 50), Percentile(s.Samples, 99)), c)
 	}
+}
 
+// fill paints the pixels from (x0, y0) up to, not including, (x1, y1).
+func fill(img *image.RGBA, x0, y0, x1, y1 int, c color.Color) {
+	for y := y0; y < y1; y++ {
+		for x := x0; x < x1; x++ {
+			img.Set(x, y, c)
+		}
+	}
+}
+
+func writePNG(path string, img image.Image) error {
 	f, err := os.Create(path)
 	if err != nil {
 		return err
