@@ -212,7 +212,8 @@ func TestLeftoverOfAnEarlierRunIsReported(t *testing.T) {
 fi
 fakeenvoy --base-id "$BASE_ID"
 `)
-	r := sb.start()
+	// The epoch must be heard after its restarter is gone: no relay.
+	r := sb.start("--log-relay", "never")
 	e0, _ := sb.waitLive(0)
 	killAtEnd(t, e0.PID)
 	r.Signal(syscall.SIGKILL) // the restarter alone; its epoch gets PDEATHSIG

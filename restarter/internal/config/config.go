@@ -79,7 +79,22 @@ type Config struct {
 	// admin at AdminURL before a stop, for at most this long.
 	StopDrain time.Duration
 	AdminURL  string
+	// LogRelay says when the epochs' output goes through the restarter.
+	LogRelay LogRelay
 }
+
+// LogRelay is --log-relay.
+type LogRelay int
+
+const (
+	// LogRelayAuto relays when the restarter's stdout or stderr is a pipe, a
+	// FIFO or a socket: where a reader can stall.
+	LogRelayAuto LogRelay = iota
+	// LogRelayAlways relays whatever the output is.
+	LogRelayAlways
+	// LogRelayNever lets the epochs write to the restarter's output itself.
+	LogRelayNever
+)
 
 // MemoryGuard is --memory-guard.
 type MemoryGuard int
@@ -235,6 +250,7 @@ func flags(cfg *Config, r *raw) *flag.FlagSet {
 		cfg.AdminURL = s
 		return nil
 	})
+	fs.Var(choice[LogRelay]{&cfg.LogRelay, []string{"auto", "always", "never"}}, "log-relay", "auto: when the restarter's stdout or stderr is a pipe, a FIFO or a socket, the epochs write into pipes the restarter copies to its own, whole lines through a bounded buffer, so a stalled log reader costs counted lines, never a blocked Envoy, and a failed hot restart quotes Envoy's last error line; always: relay anyway; never: the epochs write to the restarter's output themselves")
 	fs.BoolVar(&r.help, "help", false, "print this help and exit")
 	fs.BoolVar(&r.help, "h", false, "print this help and exit")
 	fs.BoolVar(&r.version, "version", false, "print the version and exit")

@@ -35,11 +35,14 @@ type SpawnFailed struct {
 }
 
 // Exited reports that child PID was reaped. Signal is non-zero when it was
-// killed by a signal, otherwise Code is its exit status.
+// killed by a signal, otherwise Code is its exit status. LastError is the
+// last error or critical line it logged, when the log relay kept one (only
+// for an abnormal exit): the reason a failed restart quotes.
 type Exited struct {
-	PID    int
-	Code   int
-	Signal Signal
+	LastError string
+	PID       int
+	Code      int
+	Signal    Signal
 }
 
 // TimerFired reports that a timer set by a SetTimer action expired.

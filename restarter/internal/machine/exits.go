@@ -3,6 +3,7 @@ package machine
 import (
 	"fmt"
 	"log/slog"
+	"strconv"
 )
 
 // This file is what a child's death means: Exited, in every phase. The
@@ -19,6 +20,9 @@ func (m *Machine) exited(ev Exited) []Action {
 	c := m.children[i]
 	m.children = append(m.children[:i], m.children[i+1:]...)
 	how, acts := reportExit(ev, c.epoch)
+	if ev.LastError != "" {
+		acts = append(acts, Log{Level: slog.LevelWarn, Msg: fmt.Sprintf("epoch %d (PID=%d) last logged: %q", c.epoch, ev.PID, ev.LastError), Args: []any{"epoch", c.epoch, "pid", ev.PID}})
+	}
 	if c.watching {
 		acts = append(acts, StopWatch{Epoch: c.epoch})
 	}
@@ -71,6 +75,9 @@ func (m *Machine) restartDied(r *restart, d death) []Action {
 	reason := r.failure
 	if reason == "" {
 		reason = fmt.Sprintf("epoch %d %s before it was ready", d.child.epoch, d.how)
+		if d.ev.LastError != "" {
+			reason += ": " + strconv.Quote(d.ev.LastError)
+		}
 	}
 	if d.clean && m.nextEpoch == d.child.epoch+1 {
 		// It never served: the next epoch's parent is the one before it, and

@@ -179,16 +179,24 @@ func (b *tailBuffer) String() string {
 	return string(b.buf)
 }
 
-// start forks and execs path with argv, env and dir. The child shares the
-// restarter's stdio and process group (what its start script leaves in the
-// background stays there, and is stopped at exit: see stopLeftBehind), and
-// is SIGKILLed if the restarter dies. An exec failure is returned as an error naming path and errno,
-// and that child has already been reaped by ForkExec.
-func (f *Forker) Start(path string, argv, env []string, dir string) (int, error) {
+// Start forks and execs path with argv, env and dir. The child shares the
+// restarter's stdin and process group (what its start script leaves in the
+// background stays there, and is stopped at exit), writes to stdout and
+// stderr (the restarter's own when nil; the log relay's pipes otherwise),
+// and is SIGKILLed if the restarter dies. An exec failure is returned as an
+// error naming path and errno, and that child has already been reaped by
+// ForkExec.
+func (f *Forker) Start(path string, argv, env []string, dir string, stdout, stderr *os.File) (int, error) {
+	if stdout == nil {
+		stdout = os.Stdout
+	}
+	if stderr == nil {
+		stderr = os.Stderr
+	}
 	attr := &syscall.ProcAttr{
 		Dir:   dir,
 		Env:   env,
-		Files: []uintptr{os.Stdin.Fd(), os.Stdout.Fd(), os.Stderr.Fd()},
+		Files: []uintptr{os.Stdin.Fd(), stdout.Fd(), stderr.Fd()},
 		Sys:   &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL},
 	}
 	var pid int
@@ -361,4 +369,11 @@ func MonotonicUsec() int64 {
 // lockFile takes an exclusive flock on f without waiting.
 func lockFile(f *os.File) error {
 	return unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
+}
+
+// IsStream reports whether f is a pipe, a FIFO or a socket: an output whose
+// reader can stall (journald's stream, runit's log service).
+func IsStream(f *os.File) bool {
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&(os.ModeNamedPipe|os.ModeSocket) != 0
 }

@@ -20,7 +20,7 @@ import (
 // The real OS layer, against real children.
 
 func TestSiginfoPIDOfARealChild(t *testing.T) {
-	pid, err := testForker.Start("/bin/sh", []string{"sh", "-c", "exit 3"}, nil, "")
+	pid, err := testForker.Start("/bin/sh", []string{"sh", "-c", "exit 3"}, nil, "", nil, nil)
 	require.NoError(t, err)
 	var info unix.Siginfo
 	// Peek at its exit without reaping it: si_pid must be its pid.
@@ -39,7 +39,7 @@ func TestSiginfoPIDOfARealChild(t *testing.T) {
 func TestStartAndReapRealChildren(t *testing.T) {
 	dir := t.TempDir()
 	out := filepath.Join(dir, "out")
-	pid, err := testForker.Start("/bin/sh", []string{"sh", "-c", `echo "$0 $RESTART_EPOCH $(pwd)" > out; exec sleep 30`}, []string{"RESTART_EPOCH=4"}, dir)
+	pid, err := testForker.Start("/bin/sh", []string{"sh", "-c", `echo "$0 $RESTART_EPOCH $(pwd)" > out; exec sleep 30`}, []string{"RESTART_EPOCH=4"}, dir, nil, nil)
 	require.NoError(t, err)
 	require.Eventually(t, func() bool { b, _ := os.ReadFile(out); return len(b) > 0 }, 10*time.Second, 5*time.Millisecond)
 	b, _ := os.ReadFile(out)
@@ -54,9 +54,9 @@ func TestStartAndReapRealChildren(t *testing.T) {
 }
 
 func TestStartExecFailure(t *testing.T) {
-	_, err := testForker.Start("/nonexistent/start.sh", []string{"start.sh"}, nil, "")
+	_, err := testForker.Start("/nonexistent/start.sh", []string{"start.sh"}, nil, "", nil, nil)
 	require.EqualError(t, err, "cannot execute /nonexistent/start.sh: no such file or directory (errno=2 ENOENT)")
-	_, err = testForker.Start("/bin/sh", []string{"sh"}, nil, "/nonexistent")
+	_, err = testForker.Start("/bin/sh", []string{"sh"}, nil, "/nonexistent", nil, nil)
 	require.ErrorContains(t, err, "cannot execute /bin/sh: no such file or directory")
 }
 
@@ -91,7 +91,7 @@ func TestReapOrphans(t *testing.T) {
 	dir := t.TempDir()
 	// The start script leaves a grandchild behind and exits: the grandchild
 	// is re-parented to us.
-	pid, err := testForker.Start("/bin/sh", []string{"sh", "-c", `(sleep 0.2; exit 5) & echo $! > orphan`}, nil, dir)
+	pid, err := testForker.Start("/bin/sh", []string{"sh", "-c", `(sleep 0.2; exit 5) & echo $! > orphan`}, nil, dir, nil, nil)
 	require.NoError(t, err)
 	require.Eventually(t, func() bool { return len(Reap([]int{pid})) > 0 }, 10*time.Second, 5*time.Millisecond)
 	b, err := os.ReadFile(filepath.Join(dir, "orphan"))

@@ -113,7 +113,9 @@ func (r *runner) settled() {
 }
 
 func (r *runner) spawn(epoch int) machine.Event {
-	pid, err := r.sys.start(r.cfg.Path, append([]string{r.cfg.Command}, r.cfg.Args...), r.childEnv(epoch), r.cfg.Dir)
+	stdout, stderr, attach := r.childOutput()
+	pid, err := r.sys.start(r.cfg.Path, append([]string{r.cfg.Command}, r.cfg.Args...), r.childEnv(epoch), r.cfg.Dir, stdout, stderr)
+	attach(pid, err == nil)
 	if err != nil {
 		return machine.SpawnFailed{Epoch: epoch, Err: err.Error()}
 	}
@@ -182,6 +184,10 @@ func (r *runner) reap() []machine.Event {
 	var events []machine.Event
 	for _, ev := range r.sys.reap(r.machine.PIDs()) {
 		r.tasks.stop(task{initTask, ev.PID}) // the epoch is gone: so is its INITIALIZING watch
+		if ev.Signal != 0 || ev.Code != 0 {
+			ev.LastError = r.lastError(ev.PID)
+		}
+		delete(r.outputs, ev.PID)
 		events = append(events, ev)
 	}
 	if r.cfg.Subreaper {

@@ -35,7 +35,12 @@ type osEnv struct {
 
 	// start forks and execs an epoch: path with argv, env and dir, sharing the
 	// restarter's stdio. An exec failure is an error naming path and errno.
-	start func(path string, argv, env []string, dir string) (pid int, err error)
+	start func(path string, argv, env []string, dir string, stdout, stderr *os.File) (pid int, err error)
+	// stdout and stderr are the restarter's own; isStream says whether one
+	// is a pipe, a FIFO or a socket; pipe makes a pipe (the log relay).
+	stdout, stderr *os.File
+	isStream       func(f *os.File) bool
+	pipe           func() (r, w *os.File, err error)
 	// kill sends sig to pid; a child that exited and waits to be reaped is not
 	// an error.
 	kill func(pid int, sig syscall.Signal) error
@@ -155,6 +160,10 @@ func newOSEnv() osEnv {
 			return ch
 		},
 		start:           f.Start,
+		stdout:          os.Stdout,
+		stderr:          os.Stderr,
+		isStream:        osproc.IsStream,
+		pipe:            os.Pipe,
 		kill:            osproc.Kill,
 		reap:            osproc.Reap,
 		reapOrphans:     f.ReapOrphans,

@@ -87,6 +87,7 @@ func (r *runner) metricsSnapshot() metrics.Snapshot {
 		InitFlagsCleared:    uint64(c.InitFlagsCleared),
 		SlotHolds:           uint64(c.SlotHolds),
 		MemoryGuardRefusals: uint64(c.MemoryGuardRefusals),
+		LogLinesDropped:     r.relayDropped(),
 		StartTime:           r.started,
 		LastRestart:         r.lastRestart,
 	}

@@ -147,6 +147,10 @@ func (f *fakeOS) env() osEnv {
 			return ch
 		},
 		start:           f.start,
+		stdout:          os.Stdout,
+		stderr:          os.Stderr,
+		isStream:        func(*os.File) bool { return false },
+		pipe:            os.Pipe,
 		kill:            f.kill,
 		reap:            f.reap,
 		reapOrphans:     f.reapOrphans,
@@ -224,7 +228,7 @@ func (f *fakeOS) takeCalls() []string {
 	return calls
 }
 
-func (f *fakeOS) start(path string, argv, env []string, dir string) (int, error) {
+func (f *fakeOS) start(path string, argv, env []string, dir string, _, _ *os.File) (int, error) {
 	f.mu.Lock()
 	if f.startErr != nil {
 		f.mu.Unlock()

@@ -11,6 +11,7 @@ import (
 	"github.com/envoy-restarter/restarter/restarter/internal/control"
 	"github.com/envoy-restarter/restarter/restarter/internal/metrics"
 	"github.com/envoy-restarter/restarter/restarter/internal/osproc"
+	"github.com/envoy-restarter/restarter/restarter/internal/relay"
 	"github.com/envoy-restarter/restarter/restarter/internal/watch"
 
 	"github.com/envoy-restarter/restarter/restarter/internal/machine"
@@ -34,6 +35,9 @@ type runner struct {
 	cancel  context.CancelFunc // stops checks and probes still running
 	control *control.Server
 	watcher watcher // the config watch; nil without --watch
+	// The log relays (nil without --log-relay) and each epoch's outputs.
+	relayOut, relayErr *relay.Relay
+	outputs            map[int]outputs
 	// What the metrics keep beyond the machine's status.
 	started, lastRestart time.Time
 	durations            metrics.Histogram
@@ -140,6 +144,7 @@ func newRunner(cfg config.Config, log *slog.Logger, sys osEnv) *runner {
 		cancel:   cancel,
 		instance: instanceID(cfg),
 		started:  time.Now(),
+		outputs:  map[int]outputs{},
 	}
 }
 

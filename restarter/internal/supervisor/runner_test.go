@@ -269,9 +269,9 @@ func TestBaseIDFlowsFromEpoch0ToLaterEpochs(t *testing.T) {
 	cfg.BaseIDPath = path
 	r, _ := fakeRunner(t, cfg, f)
 	var envs [][]string
-	r.sys.start = func(path string, argv, env []string, dir string) (int, error) {
+	r.sys.start = func(path string, argv, env []string, dir string, stdout, stderr *os.File) (int, error) {
 		envs = append(envs, env)
-		return f.start(path, argv, env, dir)
+		return f.start(path, argv, env, dir, stdout, stderr)
 	}
 
 	_, ok := r.setUp()

@@ -74,6 +74,7 @@ func (r *runner) setUp() (int, bool) {
 		r.watcher = w
 	}
 	r.logGuard()
+	r.startRelay()
 	if r.pidFile != nil {
 		// Only now: a restarter that failed to set up never claimed the file.
 		if err := r.pidFile.Write(r.sys.getpid()); err != nil {
@@ -91,6 +92,7 @@ func (r *runner) tearDown() {
 	if r.watcher != nil {
 		r.watcher.Close()
 	}
+	r.closeRelay()
 	if r.pidFile != nil {
 		r.pidFile.Release(r.sys.getpid())
 	}
