@@ -23,7 +23,7 @@ import (
 
 const (
 	// DefaultBuffered is the queue size the restarter uses: about 1700
-	// lines of Envoy's typical 150 bytes, seconds of a busy Envoy's log.
+	// lines of Envoy's typical 150 bytes.
 	DefaultBuffered = 256 << 10
 
 	// MaxLine is the longest line relayed unchanged, its newline included.
@@ -49,10 +49,11 @@ type Relay struct {
 	mu          sync.Mutex
 	wake        *sync.Cond // the writer waits on it for lines, or for Close
 	q           ring
-	in, out     uint64   // bytes ever queued, and ever taken by the writer
-	partialEnds []uint64 // where (in bytes ever queued) each queued partial last line ends
-	sources     []*Source
-	closed      bool
+	in, out     uint64    // bytes ever queued, and ever taken by the writer
+	partialEnds []uint64  // where (in bytes ever queued) each queued partial last line ends
+	sources     []*Source // those not ended
+	closing     bool      // Close was called: Add takes no more sources
+	closed      bool      // Close is done with the sources: lines read now are dropped
 
 	total      atomic.Uint64 // lines dropped, ever
 	unreported atomic.Uint64 // lines dropped since the last report
@@ -89,12 +90,12 @@ func New(dst io.Writer, maxBuffered int, dropped func(n uint64) []byte) *Relay {
 func (r *Relay) Add(src *os.File) *Source {
 	s := &Source{relay: r, src: src, done: make(chan struct{})}
 	r.mu.Lock()
-	closed := r.closed
-	if !closed {
+	closing := r.closing
+	if !closing {
 		r.sources = append(r.sources, s)
 	}
 	r.mu.Unlock()
-	if closed {
+	if closing {
 		src.Close()
 		close(s.done)
 		return s
@@ -114,12 +115,16 @@ func (r *Relay) Dropped() uint64 { return r.total.Load() }
 // their unread lines lost; lines still queued then (a stalled reader) are
 // lost too, and the writer goroutine may stay blocked in its write until
 // the process exits. A report of dropped lines still owed is tried once,
-// last. Lines read after Close are dropped.
+// last. Lines that sources still read after that are dropped.
 func (r *Relay) Close(timeout time.Duration) {
 	deadline := time.NewTimer(timeout)
 	defer deadline.Stop()
+	r.mu.Lock()
+	r.closing = true
+	running := append([]*Source(nil), r.sources...)
+	r.mu.Unlock()
 	late := false
-	for _, s := range r.running() {
+	for _, s := range running {
 		if !late {
 			select {
 			case <-s.done:
@@ -140,13 +145,6 @@ func (r *Relay) Close(timeout time.Duration) {
 		case <-deadline.C:
 		}
 	}
-}
-
-// running returns the sources that have not ended.
-func (r *Relay) running() []*Source {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return append([]*Source(nil), r.sources...)
 }
 
 // ended forgets s, which has read its last line.

@@ -15,8 +15,8 @@ const (
 	// longer one is cut (at a character's start) and ends in "...".
 	MaxErrorLine = 1024
 
-	// firstRead is a source's read buffer at first; it grows, up to
-	// MaxLine, only for a line that does not fit.
+	// firstRead is a source's read buffer at first; it grows to MaxLine
+	// for a line that does not fit.
 	firstRead = 16 << 10
 	// levelWithin is how far into a line Envoy's level field can be:
 	// "[2026-11-24 19:20:00.123][thread id][critical][" is about 60 bytes.
@@ -73,7 +73,7 @@ func (s *Source) run() {
 			break
 		}
 		if n == len(buf) { // one line fills it, and is shorter than MaxLine
-			buf = append(buf, make([]byte, min(len(buf), MaxLine-len(buf)))...)
+			buf = append(make([]byte, 0, MaxLine), buf...)[:MaxLine]
 		}
 	}
 	if n > 0 {
