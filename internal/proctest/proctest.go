@@ -37,8 +37,8 @@ var (
 
 // Binary returns the path of one of the project's commands, "restarter" or
 // "fakeenvoy". Under Bazel the path comes from the environment variable
-// RESTARTER_BIN / FAKEENVOY_BIN (a runfiles path); otherwise the command is
-// built once per test binary with `go build`.
+// RESTARTER_BIN / FAKEENVOY_BIN (a runfiles path, or an absolute path);
+// otherwise the command is built once per test binary with `go build`.
 func Binary(t testing.TB, name string) string {
 	t.Helper()
 	if path, ok := fromEnv(t, strings.ToUpper(name)+"_BIN"); ok {
@@ -90,15 +90,19 @@ func Main(m *testing.M) {
 }
 
 // fromEnv resolves the runfiles path in the environment variable env, if
-// set (as $(rlocationpath ...) gives it, repository mapping included); a
-// path that cannot be resolved fails the test.
+// set (as $(rlocationpath ...) gives it, repository mapping included); an
+// absolute path is taken as it is (a test handing the binaries it built to
+// a test binary it re-runs); a path that cannot be resolved fails the test.
 func fromEnv(t testing.TB, env string) (string, bool) {
 	t.Helper()
 	p := os.Getenv(env)
 	if p == "" {
 		return "", false
 	}
-	path, err := runfiles.Rlocation(p)
+	path, err := p, error(nil)
+	if !filepath.IsAbs(p) {
+		path, err = runfiles.Rlocation(p)
+	}
 	if err == nil {
 		_, err = os.Stat(path)
 	}
