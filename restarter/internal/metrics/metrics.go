@@ -84,7 +84,7 @@ func exposition(s Snapshot) []byte {
 		{"epochs", "gauge", "Epochs running: the live one and those starting or draining.", strconv.Itoa(s.Epochs)},
 		{"init_flags_cleared_total", "counter", "INITIALIZING flags cleared in Envoy's shared memory after an epoch died initializing (envoyproxy/envoy#33446).", formatCount(s.InitFlagsCleared)},
 		{"socket_slot_holds_total", "counter", "Hot restarts held because epoch N-3, whose domain socket ids epoch N binds, was still exiting.", formatCount(s.SlotHolds)},
-		{"log_lines_dropped_total", "counter", "Restarter log lines dropped because the log reader was slow or gone.", formatCount(s.LogLinesDropped)},
+		{"log_lines_dropped_total", "counter", "Lines of the epochs' output the log relay dropped because the log reader was slow or gone.", formatCount(s.LogLinesDropped)},
 		{"memory_guard_refusals_total", "counter", "Hot restarts the memory guard refused.", formatCount(s.MemoryGuardRefusals)},
 		{"start_time_seconds", "gauge", "Unix time the restarter started, in seconds.", unixSeconds(s.StartTime)},
 		{"last_restart_timestamp_seconds", "gauge", "Unix time the last hot restart finished (ok, failed or refused), in seconds; 0 before the first.", unixSeconds(s.LastRestart)},
