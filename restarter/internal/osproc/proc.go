@@ -355,9 +355,6 @@ func BecomeSubreaper() error {
 	return nil
 }
 
-// checkExecutable reports whether this process may execute path.
-func checkExecutable(path string) error { return unix.Access(path, unix.X_OK) }
-
 // MonotonicUsec returns CLOCK_MONOTONIC in microseconds, as sd_notify's
 // MONOTONIC_USEC wants it.
 func MonotonicUsec() int64 {

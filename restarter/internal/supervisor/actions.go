@@ -66,6 +66,16 @@ func (r *runner) perform(a machine.Action) machine.Event {
 		if r.gate.ClearInit() {
 			return machine.InitCleared(a)
 		}
+	default:
+		r.tell(a)
+	}
+	return nil
+}
+
+// tell performs the actions that tell or ask the world outside the
+// epochs: the service manager, reload waiters, the metrics, Envoy's admin.
+func (r *runner) tell(a machine.Action) {
+	switch a := a.(type) {
 	case machine.Notify:
 		r.notify(a)
 	case machine.ReloadResult:
@@ -77,7 +87,6 @@ func (r *runner) perform(a machine.Action) machine.Event {
 	case machine.StopDrain:
 		r.tasks.stop(task{drainTask, 0})
 	}
-	return nil
 }
 
 // watchInit starts epoch's INITIALIZING watch; an epoch forked known to be
