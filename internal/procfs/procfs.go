@@ -209,3 +209,37 @@ func CheckOwn() error {
 func Gone(err error) bool { return errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ESRCH) }
 
 func path(pid int, file string) string { return "/proc/" + strconv.Itoa(pid) + "/" + file }
+
+// CPU returns the CPU time pid has used: the sum of its threads'
+// time on a CPU from /proc/PID/task/TID/schedstat, in nanoseconds. The
+// utime and stime of /proc/PID/stat are sampled at every 10 ms tick, too
+// coarse for the few milliseconds a hot restart costs; a thread that
+// exited is no longer counted (Go's threads do not exit, Python's
+// restarter has one). Falls back to /proc/PID/stat.
+func CPU(pid int) (time.Duration, error) {
+	dir := path(pid, "task")
+	tasks, err := os.ReadDir(dir)
+	var total time.Duration
+	for _, t := range tasks {
+		b, err := os.ReadFile(dir + "/" + t.Name() + "/schedstat")
+		if err != nil {
+			continue // exited meanwhile
+		}
+		f := strings.Fields(string(b))
+		if len(f) == 0 {
+			tasks = nil
+			break
+		}
+		ns, err := strconv.ParseInt(f[0], 10, 64)
+		if err != nil {
+			tasks = nil
+			break
+		}
+		total += time.Duration(ns)
+	}
+	if err != nil || len(tasks) == 0 {
+		st, err := ReadStat(pid)
+		return st.CPU, err
+	}
+	return total, nil
+}

@@ -9,6 +9,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/envoy-restarter/restarter/internal/procfs"
 )
 
 // LatencyResult is measurements 1 and 3 for one restarter: hot restart
@@ -51,7 +53,7 @@ func (b *bench) runLatency(rs []Restarter) []LatencyResult {
 	before := make([]time.Duration, len(rs))
 	for i, in := range instances {
 		if in != nil {
-			before[i], _ = readCPU(in.pid)
+			before[i], _ = procfs.CPU(in.pid)
 		}
 	}
 	time.Sleep(b.idle)
@@ -59,11 +61,11 @@ func (b *bench) runLatency(rs []Restarter) []LatencyResult {
 		if in == nil {
 			continue
 		}
-		after, _ := readCPU(in.pid)
+		after, _ := procfs.CPU(in.pid)
 		res := &results[i]
 		res.IdleSeconds = b.idle.Seconds()
 		res.IdleCPUMs = ms(after - before[i])
-		res.IdleRSSKiB, res.IdleHWMKiB, _ = readMemKiB(in.pid)
+		res.IdleRSSKiB, res.IdleHWMKiB, _ = procfs.Memory(in.pid)
 		before[i] = after
 	}
 	for epoch := 1; epoch <= b.restarts; epoch++ {
@@ -103,11 +105,11 @@ func (b *bench) restartOnce(in *instance, epoch int, res *LatencyResult, start t
 	res.ToExecMs = append(res.ToExecMs, float64(executing-sent)/1e6)
 	res.ToLiveMs = append(res.ToLiveMs, float64(live-sent)/1e6)
 	if epoch == b.footprintRestarts {
-		cpu, _ := readCPU(in.pid)
+		cpu, _ := procfs.CPU(in.pid)
 		res.Restarts = epoch
 		res.RestartCPUMs = ms(cpu - start)
 		res.CPUPerRestartMs = res.RestartCPUMs / float64(epoch)
-		_, res.RestartHWMKiB, _ = readMemKiB(in.pid)
+		_, res.RestartHWMKiB, _ = procfs.Memory(in.pid)
 	}
 	// Let the parent drain and exit, so every restart starts from the same
 	// state: one LIVE epoch, a quiet host.

@@ -2,14 +2,12 @@ package supervisor
 
 import (
 	"embed"
-	"go/parser"
-	"go/token"
-	"io/fs"
 	"regexp"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/envoy-restarter/restarter/internal/importcheck"
 )
 
 //go:embed *.go
@@ -22,37 +20,16 @@ var sources embed.FS
 func TestTheLoopReachesTheOSOnlyThroughOSEnv(t *testing.T) {
 	forbidden := []string{"golang.org/x/sys/unix", "unsafe", "net"}
 	direct := regexp.MustCompile(`\b(os\.(Open|OpenFile|ReadFile|WriteFile|Create|Remove|RemoveAll|Readlink|Lstat|Stat|Mkdir|MkdirAll|Chmod|FindProcess|StartProcess)|signal\.(Notify|Ignore)|syscall\.(Kill|Wait4|ForkExec|Exec|Mmap|Open)|exec\.LookPath|time\.AfterFunc)\(`)
-	files, err := fs.Glob(sources, "*.go")
-	if err != nil {
-		t.Fatal(err)
-	}
-	checked := 0
-	for _, name := range files {
-		if strings.HasSuffix(name, "_test.go") {
-			continue
-		}
-		src, err := sources.ReadFile(name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		f, err := parser.ParseFile(token.NewFileSet(), name, src, parser.ImportsOnly)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, imp := range f.Imports {
-			path, _ := strconv.Unquote(imp.Path.Value)
+	for name, f := range importcheck.Sources(t, sources, 5) {
+		for _, path := range f.Imports {
 			if slices.Contains(forbidden, path) || strings.HasPrefix(path, "net/") {
 				t.Errorf("%s imports %s: the loop reaches the OS through osEnv", name, path)
 			}
 		}
 		if name != "env.go" {
-			for _, call := range direct.FindAllString(string(src), -1) {
+			for _, call := range direct.FindAllString(f.Source, -1) {
 				t.Errorf("%s calls %s directly: go through osEnv (env.go)", name, strings.TrimSuffix(call, "("))
 			}
 		}
-		checked++
-	}
-	if checked < 5 {
-		t.Fatalf("checked %d source files; the embed pattern finds the package's sources no more", checked)
 	}
 }
