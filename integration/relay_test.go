@@ -64,8 +64,9 @@ fakeenvoy --base-id "$BASE_ID"
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	require.NoError(t, cmd.Start())
 	out.Close()
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
+	var waitErr error
+	exited := make(chan struct{})
+	go func() { waitErr = cmd.Wait(); close(exited) }()
 	t.Cleanup(func() { cmd.Process.Kill(); <-exited })
 
 	// Given epoch 0 serving behind the stalled reader,
@@ -93,8 +94,8 @@ fakeenvoy --base-id "$BASE_ID"
 	}()
 	require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
 	select {
-	case err := <-exited:
-		require.NoError(t, err)
+	case <-exited:
+		require.NoError(t, waitErr)
 	case <-time.After(wait):
 		t.Fatal("the restarter did not exit")
 	}
