@@ -24,7 +24,7 @@ import (
 // ahead: no limit, the guard off, or nothing to go by (a read error is
 // logged and fails open).
 func (r *runner) guard() string {
-	if r.cfg.MemoryGuard != config.MemoryGuardAuto {
+	if r.cfg.MemoryGuard != config.MemoryGuardAuto || r.guardInert {
 		return ""
 	}
 	_, pid, ok := r.machine.Newest()
@@ -60,6 +60,9 @@ func (r *runner) logGuard() {
 	case err != nil:
 		r.log.Warn(fmt.Sprintf("memory guard: %v; hot restarts go ahead unguarded while it cannot read", err))
 	case reading.Limit == 0:
+		// Nothing to read before each hot restart, between its signal and
+		// its fork: a limit set later is seen at the next start.
+		r.guardInert = true
 		r.log.Info("memory guard inert: no memory limit on the restarter's cgroup")
 	default:
 		r.log.Info(fmt.Sprintf("memory guard: limit %.1f MiB (cgroup v%d %s)", float64(reading.Limit)/(1<<20), reading.Version, reading.Path))

@@ -35,6 +35,8 @@ type runner struct {
 	cancel  context.CancelFunc // stops checks and probes still running
 	control *control.Server
 	watcher watcher // the config watch; nil without --watch
+	// guardInert: no memory limit was found at start; the guard reads nothing.
+	guardInert bool
 	// The log relays (nil without --log-relay) and each epoch's outputs.
 	relayOut, relayErr *relay.Relay
 	outputs            map[int]outputs
