@@ -147,11 +147,12 @@ func TestSIGHUPDuringShutdownStartsNoEpoch(t *testing.T) {
 	sb.requireAllGone()
 }
 
-// Scenario 13: a storm of 200 SIGHUPs in a second. Under hot-restarter.py's
-// policy an epoch started while its parent initializes fails, and the
-// restarter then shuts everything down, exit 1 (DESIGN.md, 5): what the
-// storm must not break is the restarter itself: no crash, no zombie, no
-// orphan, a bounded number of processes, a clean exit in bounded time.
+// Scenario 13: a storm of 200 SIGHUPs in a second. The init gate queues
+// and coalesces them (docs/DESIGN.md §2.3), but an epoch can still fail,
+// here or during the stop (§2.5, §3.6), and the restarter then exits 1:
+// what the storm must not break is the restarter itself: no crash, no
+// zombie, no orphan, a bounded number of processes, a clean exit in
+// bounded time.
 func TestSIGHUPStorm(t *testing.T) {
 	t.Parallel()
 	// Given epoch 0 live,
@@ -193,8 +194,7 @@ func TestSIGHUPStorm(t *testing.T) {
 	// it reaped every epoch it started (each once) and none is left,
 	sb.requireAllGone()
 	// each SIGHUP it handled started at most one epoch, and none started
-	// once shutdown began (the number of processes is bounded by that:
-	// under this policy nothing holds a SIGHUP back while an epoch starts).
+	// once shutdown began (the number of processes is bounded by that).
 	hups := len(r.Lines(`got SIGHUP$`))
 	require.Positive(t, hups)
 	require.LessOrEqual(t, len(sb.forked()), 1+hups)

@@ -17,8 +17,8 @@ import (
 var update = flag.Bool("update", false, "rewrite testdata/messages.golden from the restarter's output")
 
 // TestOperatorMessages pins the log lines operators' searches and alerts
-// rely on: hot-restarter.py's messages, in Envoy's log format (DESIGN.md
-// §2). It is the one test that compares message text; the machine's table
+// rely on: hot-restarter.py's messages, in Envoy's log format (docs/DESIGN.md
+// §5). It is the one test that compares message text; the machine's table
 // tests leave log lines out. Run with -update to accept a deliberate
 // change, and say why in the commit.
 func TestOperatorMessages(t *testing.T) {
