@@ -89,9 +89,11 @@ func newInstall(t testing.TB) *install {
 	in.writeConfig(true)
 	// The managers give their programs an environment of their own: the
 	// stand-in names the shared memory region log (proctest.Main) itself.
+	// With a number in fill-lines, it first writes that many lines to
+	// stderr (an Envoy logging at debug level).
 	proctest.Script(t, in.path("bin"), "envoy",
-		fmt.Sprintf("%s=%q exec %s $(cat %s 2>/dev/null) \"$@\"\n",
-			fakeenvoytest.RegionLogEnv, os.Getenv(fakeenvoytest.RegionLogEnv), proctest.Binary(t, "fakeenvoy"), in.path("fake-args")))
+		fmt.Sprintf("[ -s %[4]s ] && yes \"envoy filler line\" | head -n \"$(cat %[4]s)\" >&2\n%[1]s=%[2]q exec %[3]s $(cat %[5]s 2>/dev/null) \"$@\"\n",
+			fakeenvoytest.RegionLogEnv, os.Getenv(fakeenvoytest.RegionLogEnv), proctest.Binary(t, "fakeenvoy"), in.path("fill-lines"), in.path("fake-args")))
 	// start_envoy.sh, with Envoy at bin/envoy (a manager such as monit gives
 	// its programs a PATH of its own) and without raising the host's
 	// inotify limit, which a test must not touch.

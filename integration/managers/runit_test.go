@@ -3,8 +3,6 @@
 package managers
 
 import (
-	"os"
-	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -58,8 +56,7 @@ func (r *runit) restarterPID(t *testing.T) int {
 }
 
 func (r *runit) log(t *testing.T) string {
-	b, _ := os.ReadFile(filepath.Join(r.in.path("log"), "current"))
-	return string(b)
+	return rotatedLog(r.in.path("log"))
 }
 
 func (r *runit) logDown(t *testing.T) {

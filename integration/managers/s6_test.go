@@ -58,8 +58,7 @@ func (s *s6) restarterPID(t *testing.T) int {
 }
 
 func (s *s6) log(t *testing.T) string {
-	b, _ := os.ReadFile(filepath.Join(s.in.path("log"), "current"))
-	return string(b)
+	return rotatedLog(s.in.path("log"))
 }
 
 func (s *s6) logDown(t *testing.T) { run(t, "s6-svc", "-wd", "-T", "10000", "-d", s.service+"/log") }
