@@ -76,10 +76,13 @@ type InitStarted struct{ Epoch int }
 
 // InitDone reports that epoch Epoch cleared Envoy's INITIALIZING flag, that
 // the gate found it is not Envoy (it never mapped the region), or, with
-// Warning, that the gate cannot watch it (an unknown region layout).
+// Warning, that the gate cannot watch it (an unknown region layout). Envoy
+// says the epoch was seen mapping Envoy's region, though perhaps never
+// holding the flag (it set and cleared it between two looks).
 type InitDone struct {
 	Epoch   int
 	Warning string
+	Envoy   bool
 }
 
 // InitCleared reports that a ClearInit found the flag set and cleared it.

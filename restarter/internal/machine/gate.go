@@ -58,12 +58,20 @@ func (m *Machine) initDone(ev InitDone) []Action {
 	}
 	c := &m.children[i]
 	c.initDone = true
+	m.envoy = m.envoy || ev.Envoy
 	var acts []Action
 	if ev.Warning != "" {
 		acts = append(acts, Log{Level: slog.LevelWarn, Msg: fmt.Sprintf("init gate off for epoch %d: %s", ev.Epoch, ev.Warning), Args: []any{"epoch", ev.Epoch}})
 	}
 	if !c.initializing {
-		return append(acts, m.sendHeldUSR1(i)...)
+		acts = append(acts, m.sendHeldUSR1(i)...)
+		if ev.Envoy && !m.policy.Readiness {
+			// An Envoy whose flag was never seen set (it set and cleared it
+			// between two looks) is done initializing all the same; with a
+			// probe, the probe says when it is ready.
+			acts = append(acts, m.becameLive(i)...)
+		}
+		return acts
 	}
 	c.initializing = false
 	if r := m.restart; r != nil && r.epoch == ev.Epoch {

@@ -556,3 +556,42 @@ func TestMachineSocketSlotHold(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) { playToStatus(t, gatePolicy, tt.steps, tt.status) })
 	}
 }
+
+// An epoch 0 that set and cleared INITIALIZING between two of the
+// watcher's looks is reported done (InitDone, Envoy) without InitStarted:
+// it is ready all the same, said once; with a probe, the probe says so.
+func TestMachineEpochDoneBeforeItWasSeenInitializing(t *testing.T) {
+	readyLines := func(acts []Action) (n int) {
+		for _, a := range acts {
+			if l, ok := a.(Log); ok && l.Msg == "epoch 0 is ready" {
+				n++
+			}
+		}
+		return n
+	}
+	withProbe := gatePolicy
+	withProbe.Readiness = true
+	for _, tc := range []struct {
+		name   string
+		policy Policy
+		want   int
+	}{
+		{"no probe", gatePolicy, 1},
+		{"probe", withProbe, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m := New(tc.policy)
+			m.Handle(Started{})
+			m.Handle(Spawned{Epoch: 0, PID: 100})
+			if n := readyLines(m.Handle(InitDone{Epoch: 0, Envoy: true})); n != tc.want {
+				t.Fatalf("InitDone: %d 'epoch 0 is ready' lines, want %d", n, tc.want)
+			}
+			if n := readyLines(m.Handle(InitDone{Epoch: 0, Envoy: true})); n != 0 {
+				t.Fatalf("a second InitDone: %d 'epoch 0 is ready' lines, want 0", n)
+			}
+			if !m.envoy {
+				t.Fatal("the children are not taken for Envoy")
+			}
+		})
+	}
+}

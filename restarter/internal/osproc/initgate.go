@@ -188,12 +188,12 @@ func (w *watch) look() (done bool) {
 			w.report(machine.InitStarted{Epoch: w.epoch})
 		}
 	case !set && w.seenSet:
-		w.report(machine.InitDone{Epoch: w.epoch})
+		w.report(machine.InitDone{Epoch: w.epoch, Envoy: true})
 		return true
 	case !set && !w.mappedAt.IsZero() && time.Since(w.mappedAt) >= mappedGrace:
 		// Mapped, and the flag stayed clear: the epoch set and cleared it
 		// between two looks (Envoy sets it right after mapping).
-		w.report(machine.InitDone{Epoch: w.epoch})
+		w.report(machine.InitDone{Epoch: w.epoch, Envoy: true})
 		return true
 	}
 	// Once the flag was seen set, its clearing is all that is left to see;
@@ -263,10 +263,11 @@ func (g *InitGate) discover(ctx context.Context, pid int) (*mappedRegion, error)
 		ref, alive := regionInMaps(pid)
 		if ref.path != "" {
 			r, err := g.find(ref)
-			if !errors.Is(err, errReplaced) {
+			if !errors.Is(err, errReplaced) && !errors.Is(err, errUnwritten) {
 				return r, err
 			}
-			// Replaced since the maps were read: look again.
+			// Replaced since the maps were read, or mapped by an epoch 0
+			// that has not written its header yet: look again.
 		}
 		if !alive || time.Since(start) > g.discoverFor {
 			return nil, nil

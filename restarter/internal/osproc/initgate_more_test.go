@@ -63,7 +63,7 @@ func TestWatchFollowsTheEpochsToANewRegion(t *testing.T) {
 
 	// and its flag clearing ends the watch.
 	setFlags(t, path, 0)
-	require.Equal(t, machine.InitDone{Epoch: 5}, got.next(t))
+	require.Equal(t, machine.InitDone{Epoch: 5, Envoy: true}, got.next(t))
 	returns(t, done, "InitDone")
 }
 

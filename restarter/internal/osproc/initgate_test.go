@@ -181,7 +181,7 @@ func TestWatchInitFollowsTheFlag(t *testing.T) {
 	// and, once the epoch clears it, that it is done.
 	cleared := time.Now()
 	binary.LittleEndian.PutUint64(flags, 0)
-	require.Equal(t, machine.InitDone{Epoch: 3}, got.next(t))
+	require.Equal(t, machine.InitDone{Epoch: 3, Envoy: true}, got.next(t))
 	t.Logf("flag clear to InitDone: %v", time.Since(cleared))
 	<-done
 }
@@ -193,7 +193,7 @@ func TestWatchInitEpochDoneBeforeItWasSeen(t *testing.T) {
 	g := &InitGate{discoverFor: 10 * time.Second}
 	got := make(events, 4)
 	g.Watch(context.Background(), 1, os.Getpid(), false, got.report)
-	require.Equal(t, machine.InitDone{Epoch: 1}, got.next(t))
+	require.Equal(t, machine.InitDone{Epoch: 1, Envoy: true}, got.next(t))
 }
 
 func TestWatchInitUnknownLayoutWarns(t *testing.T) {
@@ -206,6 +206,41 @@ func TestWatchInitUnknownLayoutWarns(t *testing.T) {
 	require.Equal(t, 2, ev.Epoch)
 	require.Contains(t, ev.Warning, "version_ 12: not Envoy's hot restart version")
 	require.False(t, g.Known())
+}
+
+// Envoy's epoch 0 maps its new region and only then writes size_ and
+// version_: a header still zero is a region being made, not an unknown
+// layout (taken for one, it turned the gate off for every epoch).
+func TestWatchInitWaitsForAnUnwrittenHeader(t *testing.T) {
+	// Given an epoch mapping a region whose header is still zero,
+	path, _ := envoyRegionFile(t, 0, 0, envoyshm.Size)
+	mapForTest(t, path)
+
+	// when its header stays zero for as long as the region is searched,
+	// the epoch is not Envoy, with no warning;
+	g := &InitGate{discoverFor: 100 * time.Millisecond}
+	got := make(events, 4)
+	g.Watch(context.Background(), 0, os.Getpid(), false, got.report)
+	require.Equal(t, machine.InitDone{Epoch: 0}, got.next(t))
+	require.False(t, g.Known())
+
+	// when it is written while the gate looks, with INITIALIZING set, the
+	// gate sees the epoch initializing, then done.
+	g = &InitGate{discoverFor: 10 * time.Second}
+	done := make(chan struct{})
+	go func() { g.Watch(context.Background(), 0, os.Getpid(), false, got.report); close(done) }()
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	require.NoError(t, err)
+	defer f.Close()
+	header := binary.LittleEndian.AppendUint64(nil, envoyshm.Size)
+	header = binary.LittleEndian.AppendUint64(header, envoyshm.Version)
+	setFlags(t, path, envoyshm.FlagInitializing)
+	_, err = f.WriteAt(header, envoyshm.OffsetSize)
+	require.NoError(t, err)
+	require.Equal(t, machine.InitStarted{Epoch: 0}, got.next(t))
+	setFlags(t, path, 0)
+	require.Equal(t, machine.InitDone{Epoch: 0, Envoy: true}, got.next(t))
+	<-done
 }
 
 func TestRunsRestarterExe(t *testing.T) {

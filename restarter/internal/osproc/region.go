@@ -42,10 +42,15 @@ func (r regionRef) is(st *unix.Stat_t) bool {
 // (replaced after the maps were read, or a stale region of the same name).
 var errReplaced = errors.New("not the file the epoch maps")
 
+// errUnwritten: the region's header (size_, version_) is still zero: its
+// epoch 0 has mapped it but not yet written it (Envoy writes it right
+// after the mmap), so its layout cannot be told yet.
+var errUnwritten = errors.New("its header is not written yet")
+
 // mapRegion maps the region ref names after checking that the file at its
 // path is the one ref names (errReplaced otherwise) and that it has
 // Envoy's layout: its file size, size_ and version_ must be this
-// platform's.
+// platform's (errUnwritten while size_ and version_ are still zero).
 func mapRegion(ref regionRef) (*mappedRegion, error) {
 	path := ref.path
 	fd, err := unix.Open(path, unix.O_RDWR|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0)
@@ -66,6 +71,10 @@ func mapRegion(ref regionRef) (*mappedRegion, error) {
 	mem, err := unix.Mmap(fd, 0, envoyshm.Size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
 	if err != nil {
 		return nil, fmt.Errorf("mmap %s: %w", path, err)
+	}
+	if wordAt(mem, envoyshm.OffsetSize) == 0 && wordAt(mem, envoyshm.OffsetVersion) == 0 {
+		unix.Munmap(mem)
+		return nil, fmt.Errorf("%s: %w", path, errUnwritten)
 	}
 	region, err := envoyshm.NewRegion(mem)
 	if err == nil {
