@@ -144,7 +144,11 @@ func TestKeepServingWhenAHotRestartFails(t *testing.T) {
 
 // killInitializing reloads, SIGKILLs the epoch the reload starts (the
 // forks-th forked) once it initializes, and returns its pid and the
-// reload's exit code and output.
+// reload's exit code and output. The kill lands once the epoch has its
+// listen sockets, in its slow initialisation: killed with a request to its
+// parent in flight, the parent's late reply (Envoy retries a refused send)
+// could reach the epoch that retries the number, which then fails too
+// (docs/DESIGN.md §3.5).
 func (sb *safeSandbox) killInitializing(forks int) (int, int, string) {
 	sb.t.Helper()
 	type result struct {
@@ -154,7 +158,7 @@ func (sb *safeSandbox) killInitializing(forks int) (int, int, string) {
 	reloaded := make(chan result, 1)
 	go func() { code, out := sb.reload(); reloaded <- result{code, out} }()
 	pid := sb.restarter.WaitPID(forkedRE, forks, wait)
-	sb.restarter.WaitLine(epochLine(pid, `initializing epoch 1`), 1, wait)
+	sb.restarter.WaitLine(epochLine(pid, `listener 'web' on \S+ \(worker 1, from parent\)`), 1, wait)
 	signal(sb.t, pid, syscall.SIGKILL)
 	res := <-reloaded
 	return pid, res.code, res.out
