@@ -21,9 +21,12 @@ func TestMain(m *testing.M) { proctest.Main(m) }
 
 // childScript is a tiny stand-in for Envoy: it reports its epoch, arguments
 // and directory once its signal handlers are in place, logs USR1, and exits 0
-// on TERM at once.
+// on TERM at once, KILLing its helper (the sleep it waits on): a TERM that
+// reaches the helper between dash's fork and its reset of the traps it
+// inherited is taken by the shell's handler and lost, and the helper, left
+// behind, would hold the restarter's exit for --term-wait.
 const childScript = `trap 'echo "epoch $RESTART_EPOCH pid=$$ got USR1"' USR1
-trap 'echo "epoch $RESTART_EPOCH pid=$$ got TERM"; kill $s 2>/dev/null; exit 0' TERM
+trap 'echo "epoch $RESTART_EPOCH pid=$$ got TERM"; kill -KILL $s 2>/dev/null; exit 0' TERM
 sleep 1000 >/dev/null 2>&1 & s=$!
 echo "child epoch=$RESTART_EPOCH pid=$$ argv0=$0 args=$* cwd=$(pwd)"
 while :; do wait $s; done

@@ -64,10 +64,10 @@ func New(paths []string, debounce time.Duration) (*Watcher, error) {
 
 func newWatcher(paths []string, debounce time.Duration, evaluated func()) (*Watcher, error) {
 	if len(paths) == 0 {
-		return nil, errors.New("watch: no path")
+		return nil, errors.New("no path")
 	}
 	if debounce <= 0 {
-		return nil, fmt.Errorf("watch: debounce %v is not positive", debounce)
+		return nil, fmt.Errorf("debounce %v is not positive", debounce)
 	}
 	w := &Watcher{
 		debounce:   debounce,
@@ -92,14 +92,14 @@ func newWatcher(paths []string, debounce time.Duration, evaluated func()) (*Watc
 	}
 	in, err := openInotify()
 	if err != nil {
-		return nil, fmt.Errorf("watch: %w", err)
+		return nil, err
 	}
 	w.in = in
 	w.evaluate()
 	for _, f := range w.files {
 		if f.err != nil {
 			in.close()
-			return nil, fmt.Errorf("watch: %w", f.err)
+			return nil, f.err
 		}
 		f.tell(Event{Path: f.path})
 	}

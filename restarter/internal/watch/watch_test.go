@@ -226,10 +226,10 @@ func TestNewRefuses(t *testing.T) {
 		debounce time.Duration
 		want     string
 	}{
-		"a missing path":      {[]string{envoy, missing}, time.Second, "watch: open " + missing + ": no such file or directory"},
-		"a directory":         {[]string{root}, time.Second, "watch: " + root + ": not a regular file (d---------)"},
-		"no path":             {nil, time.Second, "watch: no path"},
-		"a zero debounce":     {[]string{envoy}, 0, "watch: debounce 0s is not positive"},
+		"a missing path":      {[]string{envoy, missing}, time.Second, "open " + missing + ": no such file or directory"},
+		"a directory":         {[]string{root}, time.Second, root + ": not a regular file (d---------)"},
+		"no path":             {nil, time.Second, "no path"},
+		"a zero debounce":     {[]string{envoy}, 0, "debounce 0s is not positive"},
 		"a file as directory": {[]string{filepath.Join(envoy, "x")}, time.Second, "not a directory"},
 	} {
 		t.Run(name, func(t *testing.T) {
