@@ -2,7 +2,9 @@ package osproc
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"strconv"
 	"strings"
@@ -178,24 +180,55 @@ func ownPIDs() ([]int, error) {
 // GroupMembers lists the live processes of this process's group, itself
 // aside, that carry instance id: the epochs, and what their start scripts
 // left running. The mark tells them from the rest of a group the restarter
-// does not lead.
+// does not lead. A process caught in the middle of an exec shows no
+// environment for a moment (the new image's is not set up yet): it is
+// looked at again, a few times, rather than taken for unmarked.
 func GroupMembers(id string) []int {
 	pids, err := ownPIDs()
 	if err != nil {
 		return nil
 	}
-	marker := []byte(InstanceEnv + "=" + id)
-	self, pgrp := os.Getpid(), unix.Getpgrp()
-	var environ bytes.Buffer
-	var out []int
+	g := groupScan{marker: []byte(InstanceEnv + "=" + id), self: os.Getpid(), pgrp: unix.Getpgrp()}
+	for try := 0; len(pids) > 0; try++ {
+		if try > 0 {
+			if try > execRetries {
+				break
+			}
+			time.Sleep(execRetryWait)
+		}
+		pids = g.scan(pids)
+	}
+	return g.members
+}
+
+const (
+	execRetries   = 5
+	execRetryWait = 5 * time.Millisecond
+)
+
+// groupScan is one GroupMembers listing.
+type groupScan struct {
+	marker     []byte
+	self, pgrp int
+	environ    bytes.Buffer
+	members    []int
+}
+
+// scan adds the marked members of the group among pids and returns those
+// whose environment could not be told yet.
+func (g *groupScan) scan(pids []int) (unsure []int) {
 	for _, pid := range pids {
-		if st, err := procfs.ReadStat(pid); pid == self || err != nil || st.PGRP != pgrp || !st.Running() {
+		if st, err := procfs.ReadStat(pid); pid == g.self || err != nil || st.PGRP != g.pgrp || !st.Running() {
 			continue
 		}
-		environ.Reset()
-		if procfs.ReadEnviron(&environ, pid) == nil && procfs.HasEnv(environ.Bytes(), marker) {
-			out = append(out, pid)
+		g.environ.Reset()
+		err := procfs.ReadEnviron(&g.environ, pid)
+		switch {
+		case err == nil && procfs.HasEnv(g.environ.Bytes(), g.marker):
+			g.members = append(g.members, pid)
+		case (err == nil && g.environ.Len() == 0) || (err != nil && !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, unix.ESRCH)):
+			unsure = append(unsure, pid)
 		}
 	}
-	return out
+	return unsure
 }

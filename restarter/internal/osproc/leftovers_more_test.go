@@ -109,3 +109,22 @@ func TestGroupMembersCarryTheMarkInThisGroup(t *testing.T) {
 	require.Equal(t, []int{member}, members)
 	require.NotContains(t, members, other)
 }
+
+func TestGroupMembersLooksAgainAtAnEmptyEnvironment(t *testing.T) {
+	// Given a process of this group whose environment reads empty (as one
+	// in the middle of an exec does, for a moment), beside a marked one,
+	id := testInstance(t)
+	member := startChild(t, markedSleep(id))
+	bare := exec.Command("sleep", "60")
+	bare.Env = []string{}
+	empty := startChild(t, bare)
+	waitMarked(t, id, member)
+
+	// one scan cannot tell it yet,
+	g := groupScan{marker: []byte(InstanceEnv + "=" + id), self: os.Getpid(), pgrp: unix.Getpgrp()}
+	require.Contains(t, g.scan([]int{member, empty}), empty)
+	require.Equal(t, []int{member}, g.members)
+
+	// and GroupMembers, after looking again, leaves it out: no mark.
+	require.Equal(t, []int{member}, GroupMembers(id))
+}
