@@ -181,8 +181,8 @@ func ownPIDs() ([]int, error) {
 // aside, that carry instance id: the epochs, and what their start scripts
 // left running. The mark tells them from the rest of a group the restarter
 // does not lead. A process caught in the middle of an exec shows no
-// environment for a moment (the new image's is not set up yet): it is
-// looked at again, a few times, rather than taken for unmarked.
+// environment for a moment (an empty one, or ESRCH): it is looked at
+// again, a few times, rather than taken for unmarked.
 func GroupMembers(id string) []int {
 	pids, err := ownPIDs()
 	if err != nil {
@@ -226,7 +226,9 @@ func (g *groupScan) scan(pids []int) (unsure []int) {
 		switch {
 		case err == nil && procfs.HasEnv(g.environ.Bytes(), g.marker):
 			g.members = append(g.members, pid)
-		case (err == nil && g.environ.Len() == 0) || (err != nil && !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, unix.ESRCH)):
+		case (err == nil && g.environ.Len() == 0) || (err != nil && !errors.Is(err, fs.ErrNotExist)):
+			// (ESRCH too: a process between its exec's change of image
+			// and its new environment has, for a moment, none to read.)
 			unsure = append(unsure, pid)
 		}
 	}
