@@ -72,6 +72,9 @@ func (sb *watchSandbox) startWatching(flags ...string) *proctest.Proc {
 	r := sb.start(append([]string{"--control-socket", sb.sock, "--watch", sb.config, "--watch", sb.barrier}, flags...)...)
 	sb.waitLive(0)
 	r.WaitLine(`^start script: epoch 0, # v1$`, 1, wait)
+	// (and the restarter saw it done: a change while it still sees epoch 0
+	// initializing is queued, and coalesced with the barrier's)
+	r.WaitLine(`\]\[restarter\] epoch 0 is ready$`, 1, wait)
 	return r
 }
 
