@@ -386,7 +386,13 @@ func Children(pid int) (pids []int, zombies int) {
 func Script(t testing.TB, dir, name, body string) string {
 	t.Helper()
 	path := filepath.Join(dir, name)
-	if err := os.WriteFile(path, []byte("#!/bin/sh\n"+body), 0o755); err != nil {
+	// Written with forks held off: a process another test forks meanwhile
+	// would hold the open file until its exec, and the script's own exec
+	// would then fail with ETXTBSY (golang/go#22315).
+	syscall.ForkLock.Lock()
+	err := os.WriteFile(path, []byte("#!/bin/sh\n"+body), 0o755)
+	syscall.ForkLock.Unlock()
+	if err != nil {
 		t.Fatal(err)
 	}
 	return path
