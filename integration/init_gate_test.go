@@ -282,10 +282,12 @@ func TestInitGateIgnoresAStaleRegion(t *testing.T) {
 		},
 		{
 			// A start script that writes the base id itself and runs a child
-			// that is not Envoy (maps no region).
+			// that is not Envoy (maps no region). It KILLs its sleep on TERM:
+			// a TERM can be lost in dash's fork window, and the sleep, left
+			// behind, would hold the restarter's exit for --term-wait.
 			name: "not envoy",
 			body: `[ "$RESTART_EPOCH" != 0 ] || printf %s "$BASE_ID" >"$ENVOY_BASE_ID_PATH"
-trap 'kill $s; exit 0' TERM
+trap 'kill -KILL $s; exit 0' TERM
 sleep 1000 & s=$!
 echo "not envoy: epoch $RESTART_EPOCH up"
 while :; do wait $s; done
