@@ -189,14 +189,10 @@ func GroupMembers(id string) []int {
 		return nil
 	}
 	g := groupScan{marker: []byte(InstanceEnv + "=" + id), self: os.Getpid(), pgrp: unix.Getpgrp()}
-	for try := 0; len(pids) > 0; try++ {
-		if try > 0 {
-			if try > execRetries {
-				break
-			}
-			time.Sleep(execRetryWait)
-		}
-		pids = g.scan(pids)
+	unsure := g.scan(pids)
+	for try := 0; len(unsure) > 0 && try < execRetries; try++ {
+		time.Sleep(execRetryWait)
+		unsure = g.scan(unsure)
 	}
 	return g.members
 }
