@@ -97,10 +97,13 @@ func (f *Forker) RunHelper(ctx context.Context, cmd *exec.Cmd) (string, error) {
 	cmd.Stdout, cmd.Stderr = pw, pw
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	f.do(func() {
+		// The lock is held across the fork: a helper that exits at once is
+		// never taken for an orphan (ReapOrphans would steal its status
+		// from os/exec) between its fork and its registration.
+		f.mu.Lock()
+		defer f.mu.Unlock()
 		if err = cmd.Start(); err == nil {
-			f.mu.Lock()
 			f.helpers[cmd.Process.Pid] = true
-			f.mu.Unlock()
 		}
 	})
 	pw.Close()

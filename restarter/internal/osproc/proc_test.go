@@ -103,6 +103,34 @@ func TestReapOrphans(t *testing.T) {
 	require.Equal(t, []machine.Exited{{PID: orphan, Code: 5}}, got)
 }
 
+func TestReapOrphansLeavesAHelperThatExitsAtOnce(t *testing.T) {
+	// Given the orphan reaping running all the time (as SIGCHLDs come),
+	stop := make(chan struct{})
+	var stolen []machine.Exited
+	reaped := make(chan struct{})
+	go func() {
+		defer close(reaped)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+				stolen = append(stolen, testForker.ReapOrphans()...)
+			}
+		}
+	}()
+
+	// helpers that exit at once are waited for by their own runs, never
+	// taken for orphans between their fork and their registration.
+	for range 100 {
+		_, err := testForker.RunHelper(context.Background(), exec.Command("/bin/true"))
+		require.NoError(t, err)
+	}
+	close(stop)
+	<-reaped
+	require.Empty(t, stolen)
+}
+
 func TestSignalName(t *testing.T) {
 	require.Equal(t, "SIGHUP", SignalName(syscall.SIGHUP))
 	require.Equal(t, "SIGSEGV", SignalName(syscall.SIGSEGV))
