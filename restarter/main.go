@@ -10,5 +10,6 @@ import (
 )
 
 func main() {
+	cli.TuneRuntime(os.Getenv)
 	os.Exit(cli.Main(os.Args[1:], os.Stdout, os.Stderr))
 }

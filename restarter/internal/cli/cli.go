@@ -7,7 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
+	"runtime"
 	"runtime/debug"
 	"syscall"
 
@@ -48,12 +48,6 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "restarter: %v\n", err)
 		return machine.ExitUsage
 	}
-	if os.Getenv("GOGC") == "" {
-		// The live heap is a few hundred KiB: the default target (4 MiB before
-		// the first collection, then twice the live heap) would let garbage
-		// double the resident memory of a process that mostly idles.
-		debug.SetGCPercent(25)
-	}
 	log, lw := logging.NewAsync(stdout, cfg.LogFormat)
 	code := supervisor.Run(cfg, log)
 	lw.Flush(logging.FlushTimeout)
@@ -69,4 +63,24 @@ func openFilesLimit() (uint64, error) {
 		return 0, fmt.Errorf("getrlimit(RLIMIT_NOFILE): %w", err)
 	}
 	return rl.Cur, nil
+}
+
+// TuneRuntime sizes the Go runtime for the restarter, a process that
+// mostly idles and then does a little work on one event loop, unless the
+// operator's environment (getenv) sets GOGC or GOMAXPROCS.
+func TuneRuntime(getenv func(string) string) {
+	if getenv("GOGC") == "" {
+		// The live heap is a few hundred KiB: the default target (4 MiB before
+		// the first collection, then twice the live heap) would let garbage
+		// double the resident memory.
+		debug.SetGCPercent(25)
+	}
+	if getenv("GOMAXPROCS") == "" {
+		// One event loop does the work; a second P only adds the runtime's
+		// hand-offs (another thread woken to look for work, then put back to
+		// sleep) to every wake-up: about 0.8 ms of CPU per hot restart on 2
+		// cores (docs/BENCHMARKS.md, issue 19). A blocking system call, such
+		// as the forking thread's, still hands the P over.
+		runtime.GOMAXPROCS(1)
+	}
 }

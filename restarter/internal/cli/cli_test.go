@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"runtime/debug"
 	"strings"
 	"sync"
@@ -142,20 +143,22 @@ func TestMainRunsTheSupervisorAndFlushesItsLog(t *testing.T) {
 	}
 }
 
-func TestMainCollectsGarbageSoonerUnlessGOGCIsSet(t *testing.T) {
-	t.Setenv("BUILD_WORKING_DIRECTORY", "")
-	before := debug.SetGCPercent(100)
-	t.Cleanup(func() { debug.SetGCPercent(before) })
-	gcPercentAfterRun := func(gogc string, start int) int {
-		t.Setenv("GOGC", gogc)
-		debug.SetGCPercent(start)
-		var out lockedBuffer
-		var errOut strings.Builder
-		require.Equal(t, machine.ExitClean, Main([]string{script(t, 0)}, &out, &errOut), "stderr: %s", errOut.String())
-		return debug.SetGCPercent(start)
+func TestTuneRuntimeUnlessTheEnvironmentSetsIt(t *testing.T) {
+	gcBefore, procsBefore := debug.SetGCPercent(100), runtime.GOMAXPROCS(0)
+	t.Cleanup(func() { debug.SetGCPercent(gcBefore); runtime.GOMAXPROCS(procsBefore) })
+	tuned := func(env map[string]string) (gcPercent, procs int) {
+		debug.SetGCPercent(100)
+		runtime.GOMAXPROCS(2)
+		TuneRuntime(func(k string) string { return env[k] })
+		return debug.SetGCPercent(100), runtime.GOMAXPROCS(0)
 	}
-	// Without GOGC, the restarter's small heap is collected at 25%;
-	require.Equal(t, 25, gcPercentAfterRun("", 100))
-	// with GOGC set, the operator's choice stands.
-	require.Equal(t, 400, gcPercentAfterRun("400", 400))
+	// Without GOGC and GOMAXPROCS, the restarter's small heap is collected
+	// at 25% and its one event loop runs on one P;
+	gcPercent, procs := tuned(nil)
+	require.Equal(t, 25, gcPercent)
+	require.Equal(t, 1, procs)
+	// with them set, the operator's choice stands (the runtime read it).
+	gcPercent, procs = tuned(map[string]string{"GOGC": "400", "GOMAXPROCS": "2"})
+	require.Equal(t, 100, gcPercent)
+	require.Equal(t, 2, procs)
 }

@@ -8,6 +8,8 @@ import (
 	"runtime"
 	"runtime/debug"
 	"runtime/metrics"
+	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -18,11 +20,14 @@ import (
 // The figures in docs/LOG-RELAY.md come from (one at a time: the
 // throughput runs want many lines, the memory runs one round):
 //
-//	go test -run '^$' -bench Throughput -benchtime 3000000x ./restarter/internal/relay
+//	GOMAXPROCS=1 go test -run '^$' -bench Throughput -benchtime 3000000x ./restarter/internal/relay
 //	go test -run '^$' -bench ResidentMemory -benchtime 1x ./restarter/internal/relay
 //
 // The children are processes (this test binary, as benchChild), as Envoy
-// is. Nothing asserts a speed: the machine's load is not the relay's.
+// is, and so is the throughput runs' log reader (wc -c). The restarter
+// runs on one P (cli.TuneRuntime): GOMAXPROCS=1 measures the relay as it
+// runs there. Nothing asserts a speed: the machine's load is not the
+// relay's.
 
 const typicalLine = 150 // bytes: an Envoy info line with its source location
 
@@ -79,6 +84,9 @@ type load struct {
 	stalled, flowing int  // writes, each child
 	pace             int  // flowing writes a second, each child; 0: flat out
 	direct           bool // no relay: they write to the destination pipe (a control)
+	// readerProcess: the relay's pipe is drained by a process of its own
+	// (wc -c), as a log reader is, rather than by this one.
+	readerProcess bool
 }
 
 // run relays three children's output to a pipe: first their stalled
@@ -121,7 +129,11 @@ func run(tb testing.TB, l load, buf []byte) figures {
 		tb.Fatal(err)
 	}
 	got := make(chan int64, 1)
-	go drain(dstR, buf, got)
+	if l.readerProcess {
+		go drainInAProcess(tb, dstR, got)
+	} else {
+		go drain(dstR, buf, got)
+	}
 	start, cpu := time.Now(), cpuTime()
 	resumeW.Write([]byte{1, 1, 1})
 	for _, cmd := range children {
@@ -155,6 +167,19 @@ func drain(r *os.File, buf []byte, got chan<- int64) {
 	}
 }
 
+// drainInAProcess has wc -c read r until EOF, and sends how many bytes it
+// counted.
+func drainInAProcess(tb testing.TB, r *os.File, got chan<- int64) {
+	wc := exec.Command("wc", "-c")
+	var out strings.Builder
+	wc.Stdin, wc.Stdout = r, &out
+	if err := wc.Run(); err != nil {
+		tb.Error(err)
+	}
+	n, _ := strconv.ParseInt(strings.TrimSpace(out.String()), 10, 64)
+	got <- n
+}
+
 func pipe(tb testing.TB) (r, w *os.File) {
 	r, w, err := os.Pipe()
 	if err != nil {
@@ -184,7 +209,7 @@ func BenchmarkThroughput(b *testing.B) {
 		{"one-line-per-write-paced-3x20MB/s", 1, 20},
 	} {
 		b.Run(c.name, func(b *testing.B) {
-			l := load{width: typicalLine, perWrite: c.perWrite, flowing: max(1, b.N/3/c.perWrite)} // b.N lines, a third each
+			l := load{width: typicalLine, perWrite: c.perWrite, flowing: max(1, b.N/3/c.perWrite), readerProcess: true} // b.N lines, a third each
 			l.pace = c.pace * 1e6 / (typicalLine * c.perWrite)
 			buf := make([]byte, 64<<10)
 			b.ResetTimer()
