@@ -175,23 +175,42 @@ func TestAccessLogWritesWaitForTheSharedLock(t *testing.T) {
 
 	// Given another process holding access_log_lock_ (this test, as an
 	// epoch of the same base id would),
-	f, err := os.OpenFile(envoyshm.Path(sb.BaseID), os.O_RDWR, 0)
-	require.NoError(t, err)
-	mem, err := unix.Mmap(int(f.Fd()), 0, envoyshm.Size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
-	f.Close()
-	require.NoError(t, err) // left mapped: the lock's owner thread lives as long as the test binary
-	region, err := envoyshm.NewRegion(mem)
-	require.NoError(t, err)
-	lock, err := hotrestart.NewProcessSharedMutex(region.AccessLogLock())
-	require.NoError(t, err)
-	lock.Lock()
+	lock := sb.holdAccessLogLock()
 	// when epoch 0 answers a request, the first line of its access log,
 	code, _ := get(t, "http://"+st.Listeners["web"]+"/")
 	require.Equal(t, 200, code)
 	// then its flush waits for the lock, the line unwritten,
-	proctest.WaitFor(t, wait, "epoch 0 waiting for access_log_lock_", func() bool { return region.AccessLogLock().State().Waiters })
+	proctest.WaitFor(t, wait, "epoch 0 waiting for access_log_lock_", lock.waiters)
 	assert.False(t, fileHas(sb.Path("access.log"), `"GET / HTTP/1.1" 200`)())
 	// and once the lock is released, the line is written.
 	lock.Unlock()
 	proctest.WaitFor(t, wait, "the access log line", fileHas(sb.Path("access.log"), `"GET / HTTP/1.1" 200`))
+}
+
+// heldLock is a shared region's lock that the test holds, as an epoch of
+// the same base id would.
+type heldLock struct {
+	*hotrestart.ProcessSharedMutex
+	m envoyshm.Mutex
+}
+
+// waiters says whether a process waits for the lock.
+func (l heldLock) waiters() bool { return l.m.State().Waiters }
+
+// holdAccessLogLock takes access_log_lock_ of the sandbox's region (which
+// an epoch has made) and returns it held: an epoch's flusher that has
+// taken lines to write waits for it, while new lines stay in its buffer.
+func (sb *sandbox) holdAccessLogLock() heldLock {
+	sb.t.Helper()
+	f, err := os.OpenFile(envoyshm.Path(sb.BaseID), os.O_RDWR, 0)
+	require.NoError(sb.t, err)
+	mem, err := unix.Mmap(int(f.Fd()), 0, envoyshm.Size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+	f.Close()
+	require.NoError(sb.t, err) // left mapped: the lock's owner thread lives as long as the test binary
+	region, err := envoyshm.NewRegion(mem)
+	require.NoError(sb.t, err)
+	lock, err := hotrestart.NewProcessSharedMutex(region.AccessLogLock())
+	require.NoError(sb.t, err)
+	lock.Lock()
+	return heldLock{ProcessSharedMutex: lock, m: region.AccessLogLock()}
 }

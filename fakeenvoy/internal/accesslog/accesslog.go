@@ -120,6 +120,9 @@ type File struct {
 	reopen  bool
 	exit    bool
 	started bool // the flusher runs: from the first Write
+	// waits counts the flusher's waits for something to write: a line
+	// written while it waits stays buffered (the tests wait for a count).
+	waits int
 
 	flushing sync.Mutex // flush_lock_: a buffer taken is on disk before the next
 	file     *os.File   // nil after a failed reopen; under flushing
@@ -205,6 +208,7 @@ func (f *File) flusher() {
 	for {
 		f.mu.Lock()
 		for len(f.buf) == 0 && !f.exit && !f.reopen {
+			f.waits++
 			f.mu.Unlock()
 			select {
 			case <-f.kick:

@@ -34,6 +34,26 @@ func waitFile(t *testing.T, path, want string) {
 	}
 }
 
+// waitFlusherWaiting waits for f's flusher to have begun its n-th wait for
+// something to write: only a line written while it waits stays buffered
+// (one written while it flushes is taken at its next pass, in Envoy too).
+func waitFlusherWaiting(t *testing.T, f *File, n int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		f.mu.Lock()
+		waits := f.waits
+		f.mu.Unlock()
+		if waits >= n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the flusher waited %d times, want %d", waits, n)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
 // Mirrors source/common/access_log/access_log_manager_impl.cc
 // AccessLogFileImpl::write and flushThreadFunc: the first line starts the
 // flush thread, which finds it and writes it at once; later lines wait in
@@ -51,12 +71,14 @@ func TestLinesWaitForTheSizeOrAFlush(t *testing.T) {
 
 	f.Write("first\n")
 	waitFile(t, path, "first\n")
+	waitFlusherWaiting(t, f, 1)
 	f.Write("second\n")
 	assert.Equal(t, "first\n", read(t, path), "buffered")
 	big := strings.Repeat("x", 100) + "\n"
 	f.Write(big)
 	waitFile(t, path, "first\nsecond\n"+big)
 
+	waitFlusherWaiting(t, f, 2)
 	f.Write("third\n")
 	assert.Equal(t, "first\nsecond\n"+big, read(t, path))
 	f.Flush()
@@ -92,6 +114,7 @@ func TestReopenTakesTheBufferToTheNewFile(t *testing.T) {
 	require.NoError(t, err)
 	f.Write("before the move, written\n")
 	waitFile(t, path, "before the move, written\n")
+	waitFlusherWaiting(t, f, 1)
 	f.Write("before the move, buffered\n")
 	require.NoError(t, os.Rename(path, path+".1"))
 	m.Reopen()
