@@ -33,7 +33,15 @@ type safeSandbox struct {
 
 func newSafeSandbox(t *testing.T, body string) *safeSandbox {
 	t.Helper()
-	sb := newSandbox(t, body)
+	return newSafeSandboxWith(t, body, parentShutdownTime)
+}
+
+// newSafeSandboxWith is newSafeSandbox with epochs whose
+// --parent-shutdown-time-s is parentShutdown (losslessParentShutdownTime
+// for the scenarios that assert no request is lost).
+func newSafeSandboxWith(t *testing.T, body string, parentShutdown time.Duration) *safeSandbox {
+	t.Helper()
+	sb := newSandboxWith(t, body, parentShutdown)
 	sb.adminPort = proctest.FreePort(t)
 	sb.config = sb.writeConfig("envoy.yaml", sb.port)
 	return &safeSandbox{sandbox: sb, sock: sb.Path("control.sock")}
@@ -126,8 +134,9 @@ var ignoreClock = cmp.Options{
 
 func TestCheckRefusesBadConfigWhileTrafficFlows(t *testing.T) {
 	t.Parallel()
-	// Given epoch 0 serving under load, behind a validating check,
-	sb := newSafeSandbox(t, "")
+	// Given epoch 0 serving under load, behind a validating check (and old
+	// epochs given the time to lose no request),
+	sb := newSafeSandboxWith(t, "", losslessParentShutdownTime)
 	r := sb.startSafe()
 	e0, _ := sb.waitReady(0)
 	l := fakeenvoytest.StartLoad(t, sb.addr(), 4)
