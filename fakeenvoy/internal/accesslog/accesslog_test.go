@@ -1,12 +1,15 @@
 package accesslog
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/envoy-restarter/restarter/internal/proctest"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -39,19 +42,11 @@ func waitFile(t *testing.T, path, want string) {
 // (one written while it flushes is taken at its next pass, in Envoy too).
 func waitFlusherWaiting(t *testing.T, f *File, n int) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	proctest.WaitFor(t, 10*time.Second, fmt.Sprintf("the flusher's wait #%d", n), func() bool {
 		f.mu.Lock()
-		waits := f.waits
-		f.mu.Unlock()
-		if waits >= n {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the flusher waited %d times, want %d", waits, n)
-		}
-		time.Sleep(time.Millisecond)
-	}
+		defer f.mu.Unlock()
+		return f.waits >= n
+	})
 }
 
 // Mirrors source/common/access_log/access_log_manager_impl.cc

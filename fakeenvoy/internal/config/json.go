@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"strings"
 
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/reflect/protoregistry"
 )
@@ -195,4 +197,42 @@ func decodeJSON(b []byte) (any, error) {
 		return nil, errors.New("unexpected data after the JSON document")
 	}
 	return v, nil
+}
+
+// unmarshal is MessageUtil::loadFromJson: Envoy's error texts for unknown
+// fields and for everything else.
+func unmarshal(doc []byte, m proto.Message) error {
+	typeName := m.ProtoReflect().Descriptor().FullName()
+	v, err := decodeJSON(doc)
+	if err == nil {
+		v, err = normalize(m.ProtoReflect().Descriptor(), v, "")
+	} else {
+		err = &parseError{reason: err.Error()}
+	}
+	if err == nil {
+		var norm []byte
+		if norm, err = json.Marshal(v); err == nil {
+			if uerr := protojson.Unmarshal(norm, m); uerr != nil {
+				err = &parseError{reason: strings.TrimPrefix(uerr.Error(), "proto: ")}
+			}
+		}
+	}
+	var pe *parseError
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &pe) && pe.unknownField:
+		return fmt.Errorf("Protobuf message (type %s reason %s) has unknown fields", typeName, pe.status())
+	case errors.As(err, &pe):
+		return fmt.Errorf("Unable to parse JSON as proto (%s): %s", pe.status(), compactJSON(doc))
+	}
+	return err
+}
+
+func compactJSON(doc []byte) string {
+	var buf bytes.Buffer
+	if json.Compact(&buf, doc) != nil {
+		return string(doc)
+	}
+	return buf.String()
 }
