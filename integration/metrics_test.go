@@ -1,20 +1,15 @@
 package integration
 
 import (
-	"bytes"
 	"os"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"testing"
 	"time"
 
-	dto "github.com/prometheus/client_model/go"
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
 	"github.com/stretchr/testify/require"
 
 	"github.com/envoy-restarter/restarter/internal/proctest"
+	"github.com/envoy-restarter/restarter/internal/promtest"
 )
 
 // The metrics (docs/METRICS.md) end to end: `restarter metrics` and
@@ -89,42 +84,9 @@ func readMetricsFile(t *testing.T, file string) []byte {
 	return b
 }
 
-// metricSamples parses the text exposition format with Prometheus' parser
-// (names valid under the legacy scheme, as every Prometheus reads them) and
-// returns every sample keyed as the text shows it: name{label="value"},
-// histograms as _count, _sum and _bucket{le="..."}.
+// metricSamples is every sample of the text exposition format, keyed as the
+// text shows it (promtest.Samples).
 func metricSamples(t *testing.T, text []byte) map[string]float64 {
 	t.Helper()
-	parser := expfmt.NewTextParser(model.LegacyValidation)
-	families, err := parser.TextToMetricFamilies(bytes.NewReader(text))
-	require.NoError(t, err, "%s", text)
-	out := map[string]float64{}
-	for name, mf := range families {
-		for _, m := range mf.GetMetric() {
-			var labels []string
-			for _, l := range m.GetLabel() {
-				labels = append(labels, l.GetName()+"="+strconv.Quote(l.GetValue()))
-			}
-			key := name
-			if len(labels) > 0 {
-				key += "{" + strings.Join(labels, ",") + "}"
-			}
-			switch mf.GetType() {
-			case dto.MetricType_COUNTER:
-				out[key] = m.GetCounter().GetValue()
-			case dto.MetricType_GAUGE:
-				out[key] = m.GetGauge().GetValue()
-			case dto.MetricType_HISTOGRAM:
-				h := m.GetHistogram()
-				out[name+"_count"] = float64(h.GetSampleCount())
-				out[name+"_sum"] = h.GetSampleSum()
-				for _, b := range h.GetBucket() {
-					out[name+`_bucket{le="`+strconv.FormatFloat(b.GetUpperBound(), 'g', -1, 64)+`"}`] = float64(b.GetCumulativeCount())
-				}
-			default:
-				t.Fatalf("family %s: unexpected type %v", name, mf.GetType())
-			}
-		}
-	}
-	return out
+	return promtest.Samples(t, promtest.Parse(t, text))
 }

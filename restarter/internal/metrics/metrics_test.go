@@ -5,13 +5,12 @@ import (
 	"fmt"
 	"math"
 	"sort"
-	"strings"
 	"testing"
 	"time"
 
+	"github.com/envoy-restarter/restarter/internal/promtest"
+
 	dto "github.com/prometheus/client_model/go"
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
 	"github.com/stretchr/testify/require"
 )
 
@@ -50,56 +49,12 @@ var families = map[string]dto.MetricType{
 	"envoy_restarter_last_restart_timestamp_seconds": dto.MetricType_GAUGE,
 }
 
-// parse reads text with the Prometheus project's own parser. Names must be
-// valid under the legacy scheme (letters, digits, _ and :), which every
-// Prometheus and node_exporter reads, not only those that take UTF-8 names.
-func parse(t *testing.T, text []byte) map[string]*dto.MetricFamily {
-	t.Helper()
-	parser := expfmt.NewTextParser(model.LegacyValidation)
-	parsed, err := parser.TextToMetricFamilies(bytes.NewReader(text))
-	require.NoError(t, err, "%s", text)
-	return parsed
-}
-
 // written is what Write writes for s.
 func written(t *testing.T, s Snapshot) []byte {
 	t.Helper()
 	var b bytes.Buffer
 	require.NoError(t, Write(&b, s))
 	return b.Bytes()
-}
-
-// samples flattens parsed families into one value per sample, keyed as the
-// text format shows it: name{label="value"} (histograms as _sum, _count
-// and _bucket{le="..."}, cumulative).
-func samples(parsed map[string]*dto.MetricFamily) map[string]float64 {
-	out := map[string]float64{}
-	for name, mf := range parsed {
-		for _, m := range mf.GetMetric() {
-			var labels []string
-			for _, l := range m.GetLabel() {
-				labels = append(labels, fmt.Sprintf("%s=%q", l.GetName(), l.GetValue()))
-			}
-			key := name
-			if len(labels) > 0 {
-				key += "{" + strings.Join(labels, ",") + "}"
-			}
-			switch mf.GetType() {
-			case dto.MetricType_COUNTER:
-				out[key] = m.GetCounter().GetValue()
-			case dto.MetricType_GAUGE:
-				out[key] = m.GetGauge().GetValue()
-			case dto.MetricType_HISTOGRAM:
-				h := m.GetHistogram()
-				out[key+"_sum"] = h.GetSampleSum()
-				out[key+"_count"] = float64(h.GetSampleCount())
-				for _, b := range h.GetBucket() {
-					out[fmt.Sprintf("%s_bucket{le=%q}", key, fmt.Sprint(b.GetUpperBound()))] = float64(b.GetCumulativeCount())
-				}
-			}
-		}
-	}
-	return out
 }
 
 // bucketCounts is the histogram's cumulative count at each bound, +Inf
@@ -124,7 +79,7 @@ func bucketCounts(t *testing.T, parsed map[string]*dto.MetricFamily) []uint64 {
 func TestWriteRealisticSnapshot(t *testing.T) {
 	// Given a restarter with one restart ok and one failed,
 	// when its metrics are written,
-	parsed := parse(t, written(t, realisticSnapshot()))
+	parsed := promtest.Parse(t, written(t, realisticSnapshot()))
 
 	// then every family is there, typed, with help,
 	got := map[string]dto.MetricType{}
@@ -166,7 +121,7 @@ func TestWriteRealisticSnapshot(t *testing.T) {
 		`envoy_restarter_restart_duration_seconds_bucket{le="300"}`:   2,
 		`envoy_restarter_restart_duration_seconds_bucket{le="+Inf"}`:  2,
 	}
-	require.Equal(t, want, samples(parsed))
+	require.Equal(t, want, promtest.Samples(t, parsed))
 
 	// and the histogram's buckets are cumulative, +Inf last.
 	require.Equal(t, []uint64{0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 2, 2, 2}, bucketCounts(t, parsed))
@@ -182,7 +137,7 @@ func TestEveryFieldLandsInItsFamily(t *testing.T) {
 		LastRestart: time.Unix(12, 500e6),
 	}
 	// when it is written, then each value is in its own family.
-	got := samples(parse(t, written(t, s)))
+	got := promtest.Samples(t, promtest.Parse(t, written(t, s)))
 	for key, value := range map[string]float64{
 		`envoy_restarter_restarts_total{outcome="ok"}`:        1,
 		`envoy_restarter_restarts_total{outcome="failed"}`:    2,
@@ -204,7 +159,7 @@ func TestEveryFieldLandsInItsFamily(t *testing.T) {
 func TestZeroSnapshotShowsEveryFamily(t *testing.T) {
 	// Given a restarter that has done nothing yet (no hot restart),
 	// when its metrics are written,
-	parsed := parse(t, written(t, Snapshot{}))
+	parsed := promtest.Parse(t, written(t, Snapshot{}))
 
 	// then every family and every outcome is there, at 0, so that rate()
 	// and alerts work from the first scrape, and the last restart's time is
@@ -214,7 +169,7 @@ func TestZeroSnapshotShowsEveryFamily(t *testing.T) {
 		names = append(names, name)
 	}
 	require.Len(t, names, len(families), "%v", names)
-	got := samples(parsed)
+	got := promtest.Samples(t, parsed)
 	require.Len(t, got, 4+len(durationBuckets)+1+2+8, "4 outcomes, the buckets, +Inf, sum, count, 8 single samples")
 	for key, value := range got {
 		require.Zero(t, value, key)
@@ -245,7 +200,7 @@ func TestHistogramBuckets(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			var s Snapshot
 			s.Durations.Observe(tc.took)
-			parsed := parse(t, written(t, s))
+			parsed := promtest.Parse(t, written(t, s))
 			for i, n := range bucketCounts(t, parsed) {
 				want := uint64(0)
 				if i >= tc.first {
@@ -253,7 +208,7 @@ func TestHistogramBuckets(t *testing.T) {
 				}
 				require.Equal(t, want, n, "bucket %d", i)
 			}
-			require.InDelta(t, tc.sum, samples(parsed)["envoy_restarter_restart_duration_seconds_sum"], 1e-9)
+			require.InDelta(t, tc.sum, promtest.Samples(t, parsed)["envoy_restarter_restart_duration_seconds_sum"], 1e-9)
 		})
 	}
 }
@@ -266,7 +221,7 @@ func TestSnapshotIsAValue(t *testing.T) {
 	// when the live one counts another,
 	live.Durations.Observe(time.Second)
 	// then the one taken still shows one.
-	require.Equal(t, 1.0, samples(parse(t, written(t, taken)))["envoy_restarter_restart_duration_seconds_count"])
+	require.Equal(t, 1.0, promtest.Samples(t, promtest.Parse(t, written(t, taken)))["envoy_restarter_restart_duration_seconds_count"])
 }
 
 func TestWriteReportsTheWritersError(t *testing.T) {

@@ -71,11 +71,7 @@ func TestLoopWatch(t *testing.T) {
 	f := newFakeOS()
 	cfg := testConfig()
 	cfg.Watch = []string{"/etc/envoy/envoy.yaml"}
-	r, logs := fakeRunner(t, cfg, f)
-	_, ok := r.setUp()
-	require.True(t, ok)
-	handle(t, r, machine.Started{})
-	f.takeCalls()
+	r, logs := startedRunner(t, cfg, f)
 
 	f.watch.events <- watch.Event{Path: "/etc/envoy/envoy.yaml", Gone: true}
 	handle(t, r, nextWithin(t, r)...)

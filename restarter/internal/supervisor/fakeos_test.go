@@ -343,6 +343,18 @@ func fakeRunner(t *testing.T, cfg config.Config, f *fakeOS) (*runner, *syncBuffe
 	return r, &logs
 }
 
+// startedRunner is fakeRunner set up and past its first epoch's start,
+// with the calls of both taken.
+func startedRunner(t *testing.T, cfg config.Config, f *fakeOS) (*runner, *syncBuffer) {
+	t.Helper()
+	r, logs := fakeRunner(t, cfg, f)
+	_, ok := r.setUp()
+	require.True(t, ok)
+	handle(t, r, machine.Started{})
+	f.takeCalls()
+	return r, logs
+}
+
 // syncBuffer is a bytes.Buffer safe for the logger and the test at once.
 type syncBuffer struct {
 	mu sync.Mutex

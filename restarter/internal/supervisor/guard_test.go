@@ -88,11 +88,7 @@ func TestMemoryGuardLimitRemovedLetsRestartsGo(t *testing.T) {
 	f.memory = memguard.Reading{Limit: 512 * mib, Usage: 500 * mib}
 	cfg := testConfig()
 	cfg.MemoryGuard = config.MemoryGuardAuto
-	r, logs := fakeRunner(t, cfg, f)
-	_, ok := r.setUp()
-	require.True(t, ok)
-	handle(t, r, machine.Started{})
-	f.takeCalls()
+	r, logs := startedRunner(t, cfg, f)
 	f.mu.Lock()
 	f.memory = memguard.Reading{Usage: 500 * mib}
 	f.mu.Unlock()
@@ -149,11 +145,7 @@ func TestWatchErrorIsAWarningNotARestart(t *testing.T) {
 	f := newFakeOS()
 	cfg := testConfig()
 	cfg.Watch = []string{"/etc/envoy/envoy.yaml"}
-	r, logs := fakeRunner(t, cfg, f)
-	_, ok := r.setUp()
-	require.True(t, ok)
-	handle(t, r, machine.Started{})
-	f.takeCalls()
+	r, logs := startedRunner(t, cfg, f)
 	// when it cannot be read, then that is a warning, and no restart.
 	f.watch.events <- watch.Event{Path: "/etc/envoy/envoy.yaml", Err: errors.New("permission denied")}
 	handle(t, r, nextWithin(t, r)...)
