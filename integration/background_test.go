@@ -1,12 +1,14 @@
 package integration
 
 import (
+	"path/filepath"
 	"strconv"
 	"syscall"
 	"testing"
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/envoy-restarter/restarter/internal/procfs"
 	"github.com/envoy-restarter/restarter/internal/proctest"
 )
 
@@ -46,6 +48,12 @@ fakeenvoy --base-id "$BASE_ID"
 	e0, _ := sb.waitLive(0)
 	helper := readPID(t, sb.Path("helper.pid"))
 	killAtEnd(t, helper)
+	// (once it runs sleep, its shell has waited for its mv: a leftover of
+	// the same run, listed too while it lives)
+	proctest.WaitFor(t, wait, "the helper running sleep", func() bool {
+		exe, _ := procfs.Exe(helper)
+		return filepath.Base(exe) == "sleep"
+	})
 
 	signal(t, e0.PID, syscall.SIGSEGV)
 	require.Equal(t, proctest.Exit{Code: 1}, r.Wait(wait))
@@ -73,6 +81,12 @@ fakeenvoy --base-id "$BASE_ID"
 	e0, _ := sb.waitLive(0)
 	helper := readPID(t, sb.Path("helper.pid"))
 	killAtEnd(t, helper)
+	// (once it runs sleep, its shell has waited for its mv: a leftover of
+	// the same run, listed too while it lives)
+	proctest.WaitFor(t, wait, "the helper running sleep", func() bool {
+		exe, _ := procfs.Exe(helper)
+		return filepath.Base(exe) == "sleep"
+	})
 	r.Signal(syscall.SIGKILL) // as a crash of the restarter itself would
 	r.Wait(wait)
 	waitGone(t, e0.PID, "epoch 0, told by its parent-death signal")
