@@ -8,6 +8,7 @@ import (
 	"github.com/envoy-restarter/restarter/restarter/status"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/stretchr/testify/require"
 )
 
 // gatePolicy is the default configuration: the init gate on, no probe, no
@@ -594,4 +595,21 @@ func TestMachineEpochDoneBeforeItWasSeenInitializing(t *testing.T) {
 			}
 		})
 	}
+}
+
+func TestMachineUntoldIsTheNewestEpochNotYetSeenByItsWatcher(t *testing.T) {
+	m := New(gatePolicy)
+	_, _, ok := m.Untold()
+	require.False(t, ok, "no epoch")
+	m.Handle(Started{})
+	m.Handle(Spawned{Epoch: 0, PID: 100})
+	epoch, pid, ok := m.Untold()
+	require.True(t, ok, "forked, its flag not seen yet")
+	require.Equal(t, [2]int{0, 100}, [2]int{epoch, pid})
+	m.Handle(InitStarted{Epoch: 0})
+	_, _, ok = m.Untold()
+	require.False(t, ok, "seen initializing")
+	m.Handle(InitDone{Epoch: 0, Envoy: true})
+	_, _, ok = m.Untold()
+	require.False(t, ok, "seen done")
 }

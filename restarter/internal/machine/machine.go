@@ -185,6 +185,18 @@ func (m *Machine) Newest() (epoch, pid int, ok bool) {
 	return c.epoch, c.pid, true
 }
 
+// Untold returns the newest epoch if its INITIALIZING flag was neither seen
+// set nor seen cleared (nor given up on) yet: what the event loop looks at
+// itself before a hot restart request (InitStarted), as the epoch's watcher
+// may not have told.
+func (m *Machine) Untold() (epoch, pid int, ok bool) {
+	if len(m.children) == 0 {
+		return 0, 0, false
+	}
+	c := m.children[len(m.children)-1]
+	return c.epoch, c.pid, !c.initializing && !c.initDone
+}
+
 // Handle applies ev and returns the actions to perform, in order.
 func (m *Machine) Handle(ev Event) []Action {
 	if m.phase == exited {

@@ -281,13 +281,12 @@ func (g *InitGate) discover(ctx context.Context, pid int) (*mappedRegion, error)
 	}
 }
 
-// initializingNow reports whether pid (or a child of it) has mapped
-// Envoy's region, not known until now, and holds its INITIALIZING flag.
-// Once the region is known, the epochs' watchers tell.
+// InitializingNow reports whether pid (or a child of it) has mapped
+// Envoy's region and holds its INITIALIZING flag now. The event loop asks
+// it, before a hot restart request, about an epoch whose watcher has not
+// told yet: the watcher may have found the region (it is known then) and
+// not yet reported the flag it saw set.
 func (g *InitGate) InitializingNow(pid int) bool {
-	if g.Known() {
-		return false
-	}
 	ref, _ := regionInMaps(pid)
 	if ref.path == "" {
 		return false

@@ -175,14 +175,15 @@ func (r *runner) report(ctx context.Context, ev machine.Event) {
 }
 
 // reapAndLookAtInit reaps, then, before a hot restart request, looks at
-// the newest epoch's INITIALIZING flag at once: its watcher may not have
-// found the region yet (epoch 0, in its first moments).
+// the newest epoch's INITIALIZING flag at once unless the machine knows its
+// state: its watcher may not have found the region yet (epoch 0, in its
+// first moments), or found it and not yet told.
 func (r *runner) reapAndLookAtInit() []machine.Event {
 	events := r.reap()
 	if r.gate == nil {
 		return events
 	}
-	if epoch, pid, ok := r.machine.Newest(); ok && r.gate.InitializingNow(pid) {
+	if epoch, pid, ok := r.machine.Untold(); ok && r.gate.InitializingNow(pid) {
 		events = append(events, machine.InitStarted{Epoch: epoch})
 	}
 	return events

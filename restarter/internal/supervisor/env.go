@@ -127,8 +127,8 @@ type initGate interface {
 	Watch(ctx context.Context, epoch, pid int, gated bool, report func(machine.Event))
 	// ClearInit clears a flag a dead epoch left set; true if it was set.
 	ClearInit() bool
-	// InitializingNow reports whether pid, not yet known as Envoy, holds the
-	// flag now.
+	// InitializingNow reports whether pid, whose watcher has not told yet,
+	// holds the flag now.
 	InitializingNow(pid int) bool
 	// Known reports whether the epochs were found to be Envoy.
 	Known() bool

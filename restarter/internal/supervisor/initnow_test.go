@@ -67,3 +67,28 @@ func TestReadyCmdFailureQuotesItsLastLine(t *testing.T) {
 		})
 	}
 }
+
+// countingGate counts the loop's own looks at the flag.
+type countingGate struct {
+	*fakeGate
+	looks *int
+}
+
+func (g countingGate) InitializingNow(int) bool { *g.looks++; return true }
+
+func TestSIGHUPLooksOnlyAtAnEpochItsWatcherHasNotToldOf(t *testing.T) {
+	// Given epoch 0, seen initializing by its watcher,
+	f := newFakeOS()
+	cfg := testConfig()
+	cfg.InitGate = config.InitGateAuto
+	r, _ := fakeRunner(t, cfg, f)
+	looks := 0
+	r.gate = countingGate{fakeGate: f.gate, looks: &looks}
+	handle(t, r, machine.Started{})
+	handle(t, r, machine.InitStarted{Epoch: 0})
+	f.takeCalls()
+	// when SIGHUP comes, then the loop does not look again: the machine knows.
+	f.raise(syscall.SIGHUP)
+	require.Equal(t, []machine.Event{hup}, nextWithin(t, r))
+	require.Zero(t, looks)
+}
